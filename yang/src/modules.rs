@@ -1,0 +1,54 @@
+//! The YANG modules compiled into every qkdn binary.
+//!
+//! Module texts live in `yang/modules/` and are embedded with `include_str!`, so no YANG file is
+//! needed at run time. [`QKDN_MODULES`] lists them in load order (a module comes after the modules
+//! it imports); the IETF base modules (`ietf-yang-types`, `ietf-inet-types`, `ietf-yang-library`,
+//! `ietf-datastores`) come with libyang itself.
+
+/// One YANG module carried inside the binary.
+#[derive(Clone, Copy, Debug)]
+pub struct EmbeddedModule {
+    /// Module name, as in the `module` statement.
+    pub name: &'static str,
+    /// Newest revision date.
+    pub revision: &'static str,
+    /// The YANG text.
+    pub text: &'static str,
+}
+
+/// ETSI GS QKD 015 identities and types (`etsi-qkd-node-types`).
+pub const ETSI_QKD_NODE_TYPES: EmbeddedModule = EmbeddedModule {
+    name: "etsi-qkd-node-types",
+    revision: "2022-01-30",
+    text: include_str!("../modules/etsi-qkd-node-types@2022-01-30.yang"),
+};
+
+/// ETSI GS QKD 015 SD-QKD node model (`etsi-qkd-sdn-node`), with the `when` fix documented in
+/// the module.
+pub const ETSI_QKD_SDN_NODE: EmbeddedModule = EmbeddedModule {
+    name: "etsi-qkd-sdn-node",
+    revision: "2022-01-30",
+    text: include_str!("../modules/etsi-qkd-sdn-node@2022-01-30.yang"),
+};
+
+/// RFC 8040 `ietf-restconf`: the yang-data extension, error bodies and the API root.
+pub const IETF_RESTCONF: EmbeddedModule = EmbeddedModule {
+    name: "ietf-restconf",
+    revision: "2017-01-26",
+    text: include_str!("../modules/ietf-restconf@2017-01-26.yang"),
+};
+
+/// RFC 8040 `ietf-restconf-monitoring`: capabilities and event streams.
+pub const IETF_RESTCONF_MONITORING: EmbeddedModule = EmbeddedModule {
+    name: "ietf-restconf-monitoring",
+    revision: "2017-01-26",
+    text: include_str!("../modules/ietf-restconf-monitoring@2017-01-26.yang"),
+};
+
+/// Every module a qkdn service loads, in load order.
+pub const QKDN_MODULES: &[EmbeddedModule] = &[
+    IETF_RESTCONF,
+    IETF_RESTCONF_MONITORING,
+    ETSI_QKD_NODE_TYPES,
+    ETSI_QKD_SDN_NODE,
+];

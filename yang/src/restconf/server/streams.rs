@@ -1,0 +1,156 @@
+//! Event streams (RFC 8040 §6): named streams of YANG notifications, served to subscribers as
+//! Server-Sent Events and listed in `ietf-restconf-monitoring`.
+//!
+//! The application publishes through a [`NotificationPublisher`]; each notification is checked
+//! against its YANG definition by libyang before anyone sees it, then wrapped in the RFC 8040
+//! JSON envelope (`ietf-restconf:notification` with `eventTime`). Subscriptions are live only:
+//! there is no replay.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode, header};
+use serde_json::{Value as Json, json};
+use tokio::sync::broadcast;
+
+use crate::context::YangContext;
+use crate::error::DataError;
+use crate::input::normalize_notification;
+use crate::ly::validate_notification;
+
+/// How many notifications a slow subscriber may fall behind before it misses some.
+const STREAM_BUFFER: usize = 1024;
+
+/// Interval of SSE keep-alive comments, so idle connections survive proxies.
+const KEEPALIVE: Duration = Duration::from_secs(15);
+
+pub(crate) struct StreamInfo {
+    pub(crate) description: String,
+    sender: broadcast::Sender<Arc<str>>,
+}
+
+/// The event streams of a server.
+#[derive(Clone, Default)]
+pub struct EventStreams {
+    streams: Arc<RwLock<BTreeMap<String, Arc<StreamInfo>>>>,
+}
+
+impl std::fmt::Debug for EventStreams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.names()).finish()
+    }
+}
+
+impl EventStreams {
+    /// Adds a stream (or returns the existing one of that name).
+    pub(crate) fn add(&self, name: &str, description: &str) -> Arc<StreamInfo> {
+        let mut streams = self.streams.write().unwrap_or_else(|p| p.into_inner());
+        streams
+            .entry(name.to_owned())
+            .or_insert_with(|| {
+                Arc::new(StreamInfo {
+                    description: description.to_owned(),
+                    sender: broadcast::channel(STREAM_BUFFER).0,
+                })
+            })
+            .clone()
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<Arc<StreamInfo>> {
+        self.streams.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
+    }
+
+    /// Stream names.
+    pub fn names(&self) -> Vec<String> {
+        self.streams.read().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect()
+    }
+
+    pub(crate) fn all(&self) -> Vec<(String, Arc<StreamInfo>)> {
+        self.streams
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+}
+
+/// Publishes notifications on one stream.
+#[derive(Clone)]
+pub struct NotificationPublisher {
+    ctx: YangContext,
+    stream: Arc<StreamInfo>,
+}
+
+impl std::fmt::Debug for NotificationPublisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NotificationPublisher").field("stream", &self.stream.description).finish()
+    }
+}
+
+impl NotificationPublisher {
+    pub(crate) fn new(ctx: YangContext, stream: Arc<StreamInfo>) -> Self {
+        NotificationPublisher { ctx, stream }
+    }
+
+    /// Validates and sends a notification given as `{"module:notification": {...}}`. Returns how
+    /// many subscribers received it.
+    pub fn publish(&self, notification: Json) -> Result<usize, DataError> {
+        let (name, body) = normalize_notification(&self.ctx, notification)?;
+        let mut single = serde_json::Map::new();
+        single.insert(name.clone(), body.clone());
+        validate_notification(&self.ctx, &Json::Object(single).to_string())?;
+        let event_time = humantime::format_rfc3339_micros(SystemTime::now()).to_string();
+        let envelope = json!({"ietf-restconf:notification": {"eventTime": event_time, name: body}});
+        Ok(self.stream.sender.send(Arc::from(envelope.to_string())).unwrap_or(0))
+    }
+
+    /// Current number of subscribers.
+    pub fn subscribers(&self) -> usize {
+        self.stream.sender.receiver_count()
+    }
+}
+
+/// The SSE response for a subscription to `stream`.
+pub(crate) fn subscribe(name: &str, stream: &StreamInfo) -> Response {
+    let receiver = stream.sender.subscribe();
+    let opening = Bytes::from(format!(": qkdn event stream {name}\n\n"));
+    struct State {
+        receiver: broadcast::Receiver<Arc<str>>,
+        ticker: tokio::time::Interval,
+        opening: Option<Bytes>,
+    }
+    let mut ticker = tokio::time::interval(KEEPALIVE);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let state = State { receiver, ticker, opening: Some(opening) };
+    let events = futures_util::stream::unfold(state, |mut st| async move {
+        if let Some(opening) = st.opening.take() {
+            st.ticker.reset();
+            return Some((Ok::<Bytes, std::io::Error>(opening), st));
+        }
+        loop {
+            tokio::select! {
+                received = st.receiver.recv() => {
+                    let chunk = match received {
+                        Ok(event) => Bytes::from(format!("data: {event}\n\n")),
+                        Err(broadcast::error::RecvError::Lagged(n)) => {
+                            Bytes::from(format!(": {n} notifications were dropped: reader too slow\n\n"))
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return None,
+                    };
+                    return Some((Ok(chunk), st));
+                }
+                _ = st.ticker.tick() => return Some((Ok(Bytes::from_static(b": keep-alive\n\n")), st)),
+            }
+        }
+    });
+    let mut response = (StatusCode::OK, Body::from_stream(events)).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
