@@ -164,6 +164,9 @@ fn normalize_object(
             ))
             .at(format!("{at}/{}", name.trim_start_matches('@'))));
         }
+        if name.contains('\0') {
+            return Err(DataError::malformed("a member name contains a NUL character").at(at));
+        }
         let id = resolve_member(schema, parent, &name, at)?;
         let def = schema.node(id);
         let canonical = schema.json_member_name(id, parent_module.as_deref());
@@ -241,13 +244,17 @@ fn normalize_value(
                 *entry = Json::Object(out);
             }
         }
-        NodeKind::Leaf => coerce_scalar(def.value_kind.as_ref(), value),
+        NodeKind::Leaf => {
+            refuse_nul_string(value, at)?;
+            coerce_scalar(def.value_kind.as_ref(), value);
+        }
         NodeKind::LeafList => {
             if !value.is_array() {
                 *value = Json::Array(vec![std::mem::take(value)]);
             }
             if let Json::Array(items) = value {
                 for item in items {
+                    refuse_nul_string(item, at)?;
                     coerce_scalar(def.value_kind.as_ref(), item);
                 }
             }
@@ -310,6 +317,16 @@ fn write_predicate(path: &mut String, name: &str, value: &str) -> std::fmt::Resu
         write!(path, "[{name}=\"{value}\"]")
     } else {
         write!(path, "[{name}='{value}']")
+    }
+}
+
+/// Refuses a string value holding a NUL character (a `\\u0000` escape): libyang reads C strings.
+fn refuse_nul_string(value: &Json, at: &str) -> Result<(), DataError> {
+    match value {
+        Json::String(s) if s.contains('\0') => {
+            Err(DataError::invalid_value("a value contains a NUL character").at(at))
+        }
+        _ => Ok(()),
     }
 }
 

@@ -178,7 +178,11 @@ impl Conditions {
                     TagList::Tags(tags) => tags.iter().any(|(weak, t)| !weak && matches(t)),
                 };
                 if !ok {
-                    return Err(failed("If-Match does not match the resource's current entity-tag"));
+                    return Err(failed(if matches!(list, TagList::Any) {
+                        "If-Match: * but the resource does not exist"
+                    } else {
+                        "If-Match does not match the resource's current entity-tag"
+                    }));
                 }
             }
             if let Some(list) = &self.if_none_match {

@@ -1,0 +1,1 @@
+//! Datastore behaviour through its API.
