@@ -19,7 +19,9 @@ use std::time::Duration;
 use clap::Parser;
 use qkdn_yang::datastore::{ChangeSet, ContentFilter, Datastore};
 use qkdn_yang::path::Selector;
-use qkdn_yang::restconf::{NotificationPublisher, RestconfOptions, RestconfServer, ServeOptions, serve};
+use qkdn_yang::restconf::{
+    NotificationPublisher, RestconfOptions, RestconfServer, ServeOptions, serve,
+};
 use qkdn_yang::tree::Value;
 use qkdn_yang::{DataPath, YangContext};
 use serde_json::json;
@@ -43,7 +45,9 @@ struct Args {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .init();
     let args = Args::parse();
     let text = std::fs::read_to_string(&args.data)
@@ -52,10 +56,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         format!("{}:{}:{}: not valid JSON: {e}", args.data.display(), e.line(), e.column())
     })?;
     let ctx = YangContext::qkdn()?;
-    let ds = Datastore::builder(ctx.clone())
-        .data(doc)
-        .and_then(|b| b.build())
-        .map_err(|e| format!("{}: {}{}", args.data.display(), e.message, e.path.map(|p| format!(" (at {p})")).unwrap_or_default()))?;
+    let ds = Datastore::builder(ctx.clone()).data(doc).and_then(|b| b.build()).map_err(|e| {
+        format!(
+            "{}: {}{}",
+            args.data.display(),
+            e.message,
+            e.path.map(|p| format!(" (at {p})")).unwrap_or_default()
+        )
+    })?;
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let addr = listener.local_addr()?;
     let options = RestconfOptions {
@@ -90,9 +98,15 @@ async fn announce_changes(ds: Datastore, publisher: NotificationPublisher) {
         for (kind, id, what) in touched_entries(&ds, &set) {
             let message = format!("{what} by RESTCONF (version {})", set.version);
             let body = match kind {
-                "qkd_link" => json!({"link": {"qkdl_id": id, "message": message, "severity": "etsi-qkd-node-types:MINOR"}}),
-                "qkd_interface" => json!({"interface": {"qkdi_id": id.parse::<u32>().unwrap_or(0), "message": message, "severity": "etsi-qkd-node-types:MINOR"}}),
-                _ => json!({"application": {"app_id": id, "message": message, "severity": "etsi-qkd-node-types:MINOR"}}),
+                "qkd_link" => {
+                    json!({"link": {"qkdl_id": id, "message": message, "severity": "etsi-qkd-node-types:MINOR"}})
+                }
+                "qkd_interface" => {
+                    json!({"interface": {"qkdi_id": id.parse::<u32>().unwrap_or(0), "message": message, "severity": "etsi-qkd-node-types:MINOR"}})
+                }
+                _ => {
+                    json!({"application": {"app_id": id, "message": message, "severity": "etsi-qkd-node-types:MINOR"}})
+                }
             };
             if let Err(e) = publisher.publish(json!({"etsi-qkd-sdn-node:event": body})) {
                 tracing::warn!(error = %e, "event not published");
@@ -159,8 +173,10 @@ async fn drift_performance(ds: Datastore, publisher: NotificationPublisher, ever
             .collect();
         for (i, id) in ids.iter().enumerate() {
             let skr = 1_000_000 + ((step * 7919 + i as i64 * 104_729) % 200_000);
-            let perf = json!({"etsi-qkd-sdn-node:qkdl_performance": {"skr": skr, "eskr": skr * 9 / 10}});
-            let path = format!("/etsi-qkd-sdn-node:qkd_node/qkd_links/qkd_link={id}/qkdl_performance");
+            let perf =
+                json!({"etsi-qkd-sdn-node:qkdl_performance": {"skr": skr, "eskr": skr * 9 / 10}});
+            let path =
+                format!("/etsi-qkd-sdn-node:qkd_node/qkd_links/qkd_link={id}/qkdl_performance");
             if let Err(e) = ds.merge_state(&path, perf).await {
                 tracing::warn!(link = %id, error = %e, "performance not updated");
                 continue;

@@ -65,12 +65,11 @@ impl YangContext {
     ) -> Result<YangContext, ContextError> {
         let flags = ContextFlags::DISABLE_SEARCHDIRS | ContextFlags::DISABLE_SEARCHDIR_CWD;
         let ly = Context::new(flags).map_err(|e| ContextError::Create(e.to_string()))?;
-        let texts = embedded.iter().map(|m| (m.name.to_owned(), m.text)).chain(extra.iter().map(
-            |text| {
+        let texts =
+            embedded.iter().map(|m| (m.name.to_owned(), m.text)).chain(extra.iter().map(|text| {
                 let name = text.lines().next().unwrap_or_default().trim().to_owned();
                 (name, *text)
-            },
-        ));
+            }));
         for (name, text) in texts {
             if text.contains('\0') {
                 return Err(ContextError::Module { module: name, message: "NUL byte".into() });

@@ -146,7 +146,14 @@ pub struct DataError {
 impl DataError {
     /// An error with `tag` and `message`.
     pub fn new(tag: ErrorTag, message: impl Into<String>) -> DataError {
-        DataError { tag, app_tag: None, path: None, message: message.into(), status: None, protocol: false }
+        DataError {
+            tag,
+            app_tag: None,
+            path: None,
+            message: message.into(),
+            status: None,
+            protocol: false,
+        }
     }
 
     /// `invalid-value` (400).

@@ -3,8 +3,9 @@
 //! Real clients deviate from RFC 7951 in a few predictable ways (DESIGN.md §5), and qkdn accepts
 //! them: top-level members without their module prefix, integers sent as strings (and 64-bit
 //! integers or decimals sent as numbers), booleans sent as `"true"`/`"false"`, a single list
-//! entry sent as an object instead of an array, and documents wrapped in an object named after
-//! the module (`{"etsi-qkd-sdn-node": {"qkd_node": ...}}`). Everything else is refused with an
+//! entry sent as an object instead of an array, empty state structure echoed back in a
+//! configuration write (`"statistics": []`, dropped), and documents wrapped in an object named
+//! after the module (`{"etsi-qkd-sdn-node": {"qkd_node": ...}}`). Everything else is refused with an
 //! error naming the offending path: unknown members, state data in a configuration write,
 //! metadata annotations, list entries without their keys, and key values of the wrong type.
 //!
@@ -23,13 +24,19 @@ use crate::schema::{NodeKind, Schema, SchemaId, ValueKind};
 pub struct InputPolicy {
     /// State (config false) nodes are allowed.
     pub allow_state: bool,
+    /// Top-level members that name neither a data node nor a module are skipped (with a
+    /// warning) instead of refused: start-up files of other tools carry their own settings
+    /// beside the YANG data (TeraFlowSDN's mock node has `fc-restconf`).
+    pub skip_foreign: bool,
 }
 
 impl InputPolicy {
     /// Configuration only.
-    pub const CONFIG: InputPolicy = InputPolicy { allow_state: false };
+    pub const CONFIG: InputPolicy = InputPolicy { allow_state: false, skip_foreign: false };
     /// Configuration and state.
-    pub const ALL: InputPolicy = InputPolicy { allow_state: true };
+    pub const ALL: InputPolicy = InputPolicy { allow_state: true, skip_foreign: false };
+    /// A start-up file: configuration and state, foreign top-level members skipped.
+    pub const STARTUP: InputPolicy = InputPolicy { allow_state: true, skip_foreign: true };
 }
 
 /// Normalises the members of a datastore document (top-level data nodes) in place. Accepts the
@@ -54,6 +61,12 @@ pub fn normalize_datastore(
         let is_module_wrapper = !name.contains(':')
             && schema.top_level_by_bare_name(&name).is_empty()
             && schema.modules().iter().any(|m| m.implemented && m.name == name);
+        let is_data = schema.child(SchemaId::ROOT, &name).is_some()
+            || (!name.contains(':') && !schema.top_level_by_bare_name(&name).is_empty());
+        if policy.skip_foreign && !is_module_wrapper && !is_data {
+            tracing::warn!(member = %name, "skipping a top-level member that is not YANG data");
+            continue;
+        }
         if is_module_wrapper {
             let Json::Object(inner) = value else {
                 return Err(DataError::malformed(format!(
@@ -119,7 +132,12 @@ pub fn single_member(
 }
 
 /// Resolves a member name under `parent` (tolerating a missing prefix at the top level).
-fn resolve_member(schema: &Schema, parent: SchemaId, name: &str, at: &str) -> Result<SchemaId, DataError> {
+fn resolve_member(
+    schema: &Schema,
+    parent: SchemaId,
+    name: &str,
+    at: &str,
+) -> Result<SchemaId, DataError> {
     if let Some(id) = schema.child(parent, name) {
         return Ok(id);
     }
@@ -172,6 +190,10 @@ fn normalize_object(
         let canonical = schema.json_member_name(id, parent_module.as_deref());
         let here = format!("{at}/{canonical}");
         if !def.config && !policy.allow_state && !is_operation_data(schema, id) {
+            // Clients echo back empty state structure (`"statistics": []`); it says nothing.
+            if is_empty_structure(&value) {
+                continue;
+            }
             return Err(DataError::invalid_value(format!(
                 "{} is state data (config false) and cannot be written",
                 def.name
@@ -184,6 +206,14 @@ fn normalize_object(
         }
     }
     Ok(())
+}
+
+fn is_empty_structure(value: &Json) -> bool {
+    match value {
+        Json::Array(items) => items.iter().all(is_empty_structure),
+        Json::Object(members) => members.values().all(is_empty_structure),
+        _ => false,
+    }
 }
 
 fn is_operation_data(schema: &Schema, id: SchemaId) -> bool {
@@ -212,8 +242,11 @@ fn normalize_value(
     match def.kind {
         NodeKind::Container | NodeKind::Notification | NodeKind::Input | NodeKind::Output => {
             let Json::Object(members) = std::mem::take(value) else {
-                return Err(DataError::invalid_value(format!("{} must be a JSON object", def.name))
-                    .at(at));
+                return Err(DataError::invalid_value(format!(
+                    "{} must be a JSON object",
+                    def.name
+                ))
+                .at(at));
             };
             let mut out = Map::new();
             normalize_object(ctx, id, members, at, policy, &mut out)?;
@@ -304,8 +337,10 @@ fn entry_path(
         values.push((key, text));
     }
     for (key, text) in values {
-        canonical_key(ctx, *key, &text).map_err(|e| {
-            DataError { path: Some(format!("{path}/{}", schema.node(*key).name)), protocol: false, ..e }
+        canonical_key(ctx, *key, &text).map_err(|e| DataError {
+            path: Some(format!("{path}/{}", schema.node(*key).name)),
+            protocol: false,
+            ..e
         })?;
     }
     Ok(path)
@@ -365,7 +400,10 @@ pub(crate) fn wrap_in_ancestors(
         i.checked_sub(1).map(|p| schema.node(steps[p].node).module.as_str())
     };
     let mut inner = Map::new();
-    inner.insert(schema.json_member_name(member, parent.last().map(|s| schema.node(s.node).module.as_str())), value);
+    inner.insert(
+        schema.json_member_name(member, parent.last().map(|s| schema.node(s.node).module.as_str())),
+        value,
+    );
     for (i, step) in steps.iter().enumerate().rev() {
         let def = schema.node(step.node);
         let name = schema.json_member_name(step.node, module_of(i));
@@ -422,7 +460,9 @@ fn invalid_in(ctx: &YangContext, id: SchemaId, value: &Json, at: &str) -> Option
             children(members, &path)
         }),
         (NodeKind::Leaf, v) => check_leaf(ctx, id, v, at),
-        (NodeKind::LeafList, Json::Array(items)) => items.iter().find_map(|v| check_leaf(ctx, id, v, at)),
+        (NodeKind::LeafList, Json::Array(items)) => {
+            items.iter().find_map(|v| check_leaf(ctx, id, v, at))
+        }
         _ => None,
     }
 }
@@ -441,7 +481,9 @@ fn check_leaf(ctx: &YangContext, id: SchemaId, value: &Json, at: &str) -> Option
     let text = match value {
         Json::Array(items) if items.len() == 1 && items[0].is_null() => String::new(),
         Json::Object(_) | Json::Array(_) | Json::Null => {
-            return Some(DataError::invalid_value(format!("{} takes a single value", def.name)).at(at));
+            return Some(
+                DataError::invalid_value(format!("{} takes a single value", def.name)).at(at),
+            );
         }
         other => lexical(other),
     };

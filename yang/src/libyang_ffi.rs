@@ -156,8 +156,7 @@ unsafe fn type_has_instance_identifier(ty: *const ffi::lysc_type) -> bool {
             ffi::LY_DATA_TYPE::LY_TYPE_INST => true,
             ffi::LY_DATA_TYPE::LY_TYPE_UNION => {
                 let members = (*(ty as *const ffi::lysc_type_union)).types;
-                (0..sized_array_len(members))
-                    .any(|i| type_has_instance_identifier(*members.add(i)))
+                (0..sized_array_len(members)).any(|i| type_has_instance_identifier(*members.add(i)))
             }
             ffi::LY_DATA_TYPE::LY_TYPE_LEAFREF => {
                 type_has_instance_identifier((*(ty as *const ffi::lysc_type_leafref)).realtype)
@@ -334,11 +333,8 @@ pub(crate) fn canonical_value(
                 message: err.msg.unwrap_or_else(|| format!("invalid value \"{text}\"")),
             });
         }
-        let base = if realtype.is_null() {
-            DataValueType::String
-        } else {
-            resolved_basetype(realtype)
-        };
+        let base =
+            if realtype.is_null() { DataValueType::String } else { resolved_basetype(realtype) };
         if canonical.is_null() {
             return Ok((text.to_owned(), base));
         }
@@ -354,4 +350,23 @@ pub(crate) fn is_implicit_default(node: &DataNodeRef<'_>) -> bool {
     let raw = node.as_raw();
     // SAFETY: `raw` is a live data node of a tree borrowed by `node`.
     unsafe { (*raw).flags & ffi::LYD_DEFAULT != 0 }
+}
+
+/// Validates a parsed operation tree (RPC input or output, or a notification) fully: mandatory
+/// nodes, `when`, `must` and the rest. Parsing an operation does not validate it. References
+/// into the datastore (leafrefs with `require-instance`) cannot be resolved here and fail.
+pub(crate) fn validate_operation(
+    ctx: &Context,
+    tree: &yang5::data::DataTree<'_>,
+    op: yang5::data::DataOperation,
+) -> Result<(), yang5::Error> {
+    let Some(node) = tree.reference() else {
+        return Ok(());
+    };
+    // SAFETY: `node` is the top-level node of `tree`, alive for the call; libyang only reads and
+    // annotates the operation subtree, and no diff is requested.
+    let rc = unsafe {
+        ffi::lyd_validate_op(node.as_raw(), std::ptr::null(), op as u32, std::ptr::null_mut())
+    };
+    if rc == ffi::LY_ERR::LY_SUCCESS { Ok(()) } else { Err(yang5::Error::new(ctx)) }
 }

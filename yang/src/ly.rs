@@ -38,8 +38,14 @@ pub(crate) fn parse_data(
     if !validate {
         flags |= DataParserFlags::NO_VALIDATION;
     }
-    let tree = DataTree::parse_string(ctx.ly(), json, DataFormat::JSON, flags, DataValidationFlags::PRESENT)
-        .map_err(|e| ly_error(e, "data"))?;
+    let tree = DataTree::parse_string(
+        ctx.ly(),
+        json,
+        DataFormat::JSON,
+        flags,
+        DataValidationFlags::PRESENT,
+    )
+    .map_err(|e| ly_error(e, "data"))?;
     let children = match tree.reference() {
         Some(first) => children_from_ly(ctx.schema(), first.inclusive_siblings(), meta)?,
         None => Vec::new(),
@@ -47,28 +53,33 @@ pub(crate) fn parse_data(
     Ok(Inner::from_children(children, meta))
 }
 
+/// Fully validates a datastore document (RFC 7951 JSON, strict: no tolerance) as libyang sees
+/// it, without loading it anywhere.
+pub fn validate_data(ctx: &YangContext, json: &str, content: Content) -> Result<(), DataError> {
+    parse_data(ctx, json, content, true, Meta::now(0)).map(|_| ())
+}
+
 /// Validates an operation message: RPC input (`reply == false`) or output, given in libyang's
 /// YANG form (`{"module:rpc": {...}}`).
 pub fn validate_rpc(ctx: &YangContext, json: &str, reply: bool) -> Result<(), DataError> {
     refuse_nul(json)?;
     let op = if reply { DataOperation::ReplyYang } else { DataOperation::RpcYang };
-    DataTree::parse_op_string(ctx.ly(), json, DataFormat::JSON, DataParserFlags::STRICT, op)
-        .map(|_| ())
-        .map_err(|e| ly_error(e, if reply { "output" } else { "input" }))
+    let what = if reply { "output" } else { "input" };
+    let tree =
+        DataTree::parse_op_string(ctx.ly(), json, DataFormat::JSON, DataParserFlags::STRICT, op)
+            .map_err(|e| ly_error(e, what))?;
+    crate::libyang_ffi::validate_operation(ctx.ly(), &tree, op).map_err(|e| ly_error(e, what))
 }
 
 /// Validates a notification given as `{"module:notification-name": {...}}`.
 pub fn validate_notification(ctx: &YangContext, json: &str) -> Result<(), DataError> {
     refuse_nul(json)?;
-    DataTree::parse_op_string(
-        ctx.ly(),
-        json,
-        DataFormat::JSON,
-        DataParserFlags::STRICT,
-        DataOperation::NotificationYang,
-    )
-    .map(|_| ())
-    .map_err(|e| ly_error(e, "notification"))
+    let op = DataOperation::NotificationYang;
+    let tree =
+        DataTree::parse_op_string(ctx.ly(), json, DataFormat::JSON, DataParserFlags::STRICT, op)
+            .map_err(|e| ly_error(e, "notification"))?;
+    crate::libyang_ffi::validate_operation(ctx.ly(), &tree, op)
+        .map_err(|e| ly_error(e, "notification"))
 }
 
 fn refuse_nul(text: &str) -> Result<(), DataError> {

@@ -16,6 +16,14 @@ pub struct EmbeddedModule {
     pub text: &'static str,
 }
 
+/// RFC 6991 `ietf-inet-types`, implemented so that the ETSI modules (written against it) use it
+/// rather than libyang's RFC 9911 revision, whose `uri` refuses scheme-less SAE identifiers.
+pub const IETF_INET_TYPES_2013: EmbeddedModule = EmbeddedModule {
+    name: "ietf-inet-types",
+    revision: "2013-07-15",
+    text: include_str!("../modules/ietf-inet-types@2013-07-15.yang"),
+};
+
 /// ETSI GS QKD 015 identities and types (`etsi-qkd-node-types`).
 pub const ETSI_QKD_NODE_TYPES: EmbeddedModule = EmbeddedModule {
     name: "etsi-qkd-node-types",
@@ -47,6 +55,7 @@ pub const IETF_RESTCONF_MONITORING: EmbeddedModule = EmbeddedModule {
 
 /// Every module a qkdn service loads, in load order.
 pub const QKDN_MODULES: &[EmbeddedModule] = &[
+    IETF_INET_TYPES_2013,
     IETF_RESTCONF,
     IETF_RESTCONF_MONITORING,
     ETSI_QKD_NODE_TYPES,

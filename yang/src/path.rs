@@ -187,7 +187,11 @@ impl DataPath {
                     let mut values = Vec::with_capacity(parts.len());
                     for (key_leaf, part) in def.keys.iter().zip(parts) {
                         values.push(canonical_key(ctx, *key_leaf, &decode(part)?).map_err(
-                            |e| e.at(path.child(node, Selector::None).to_instance_identifier(schema)),
+                            |e| {
+                                e.at(path
+                                    .child(node, Selector::None)
+                                    .to_instance_identifier(schema))
+                            },
                         )?);
                     }
                     Selector::Key(Key::new(values))
@@ -207,7 +211,8 @@ impl DataPath {
                 }
                 (_, None) => Selector::None,
             };
-            let terminal = !def.is_inner() || (def.kind == NodeKind::List && selector == Selector::None);
+            let terminal =
+                !def.is_inner() || (def.kind == NodeKind::List && selector == Selector::None);
             path.push(node, selector);
             parent = node;
             if terminal {
@@ -301,10 +306,11 @@ fn resolve_segment(schema: &Schema, parent: SchemaId, ident: &str) -> Option<Sch
     if let Some(id) = schema.child(parent, ident) {
         return Some(id);
     }
-    if parent == SchemaId::ROOT && !ident.contains(':') {
-        if let [only] = schema.top_level_by_bare_name(ident) {
-            return Some(*only);
-        }
+    if parent == SchemaId::ROOT
+        && !ident.contains(':')
+        && let [only] = schema.top_level_by_bare_name(ident)
+    {
+        return Some(*only);
     }
     None
 }
@@ -317,25 +323,37 @@ pub(crate) fn canonical_key(
     text: &str,
 ) -> Result<Value, DataError> {
     let def = ctx.schema().node(leaf);
-    let (canonical, base) = libyang_ffi::canonical_value(ctx.ly(), def.addr, text).map_err(|e| {
-        DataError::protocol_value(format!("invalid value \"{text}\" for {}: {}", def.name, e.message))
-    })?;
+    let (canonical, base) =
+        libyang_ffi::canonical_value(ctx.ly(), def.addr, text).map_err(|e| {
+            DataError::protocol_value(format!(
+                "invalid value \"{text}\" for {}: {}",
+                def.name, e.message
+            ))
+        })?;
     Ok(value_of_base(def.value_kind.as_ref(), base, &canonical))
 }
 
 /// Builds a [`Value`] from a canonical string whose type resolved to `base`.
-pub(crate) fn value_of_base(kind: Option<&ValueKind>, base: DataValueType, canonical: &str) -> Value {
+pub(crate) fn value_of_base(
+    kind: Option<&ValueKind>,
+    base: DataValueType,
+    canonical: &str,
+) -> Value {
     match base {
         DataValueType::Int8
         | DataValueType::Int16
         | DataValueType::Int32
         | DataValueType::Uint8
         | DataValueType::Uint16
-        | DataValueType::Uint32 => canonical.parse().map(Value::Int).unwrap_or_else(|_| Value::text(canonical)),
+        | DataValueType::Uint32 => {
+            canonical.parse().map(Value::Int).unwrap_or_else(|_| Value::text(canonical))
+        }
         DataValueType::Bool => Value::Bool(canonical == "true"),
         DataValueType::Empty => Value::Empty,
         DataValueType::Union | DataValueType::Unknown => match kind {
-            Some(k) if k.is_json_number() => canonical.parse().map(Value::Int).unwrap_or_else(|_| Value::text(canonical)),
+            Some(k) if k.is_json_number() => {
+                canonical.parse().map(Value::Int).unwrap_or_else(|_| Value::text(canonical))
+            }
             Some(ValueKind::Boolean) => Value::Bool(canonical == "true"),
             Some(ValueKind::Empty) => Value::Empty,
             _ => Value::text(canonical),

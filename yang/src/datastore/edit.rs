@@ -13,7 +13,9 @@ use super::snapshot::Snapshot;
 
 use crate::context::YangContext;
 use crate::error::DataError;
-use crate::input::{InputPolicy, first_invalid_value, normalize_datastore, single_member, wrap_in_ancestors};
+use crate::input::{
+    InputPolicy, first_invalid_value, normalize_datastore, single_member, wrap_in_ancestors,
+};
 use crate::ly::{Content, parse_data};
 use crate::path::{DataPath, Selector};
 use crate::schema::NodeKind;
@@ -37,7 +39,10 @@ pub enum EditOp {
 /// A condition checked against the current snapshot on the owner thread, atomically with the
 /// edit (HTTP `If-Match` and friends).
 #[derive(Clone)]
-pub struct Precondition(Arc<dyn Fn(&Snapshot) -> Result<(), DataError> + Send + Sync>);
+pub struct Precondition(Arc<PreconditionCheck>);
+
+/// The check a [`Precondition`] runs.
+type PreconditionCheck = dyn Fn(&Snapshot) -> Result<(), DataError> + Send + Sync;
 
 impl std::fmt::Debug for Precondition {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -146,7 +151,12 @@ impl Edit {
                 if target.is_root() {
                     let members = normalize_datastore(ctx, body, policy)?;
                     let root = parse_document(ctx, &Json::Object(members), content, meta)?;
-                    return Ok(Edit { op, target: target.clone(), content: Some(Child::Container(root)), precondition: None });
+                    return Ok(Edit {
+                        op,
+                        target: target.clone(),
+                        content: Some(Child::Container(root)),
+                        precondition: None,
+                    });
                 }
                 let parent = target.parent().expect("not the root");
                 let last = target.last().expect("not the root");
@@ -165,7 +175,8 @@ impl Edit {
                 let member_path = parent.child(member, Selector::None);
                 let child = match &last.selector {
                     Selector::Key(_) | Selector::Value(_) => {
-                        let (path, child) = single_instance(ctx, &root, &member_path, "this request")?;
+                        let (path, child) =
+                            single_instance(ctx, &root, &member_path, "this request")?;
                         if path != *target {
                             return Err(DataError::invalid_value(format!(
                                 "the key values in the body ({}) differ from those in the \
@@ -207,7 +218,12 @@ impl Edit {
 
 /// Parses a normalised document without full validation; on failure, reports the first bad
 /// value with its exact path when libyang's own report is less precise.
-fn parse_document(ctx: &YangContext, doc: &Json, content: Content, meta: Meta) -> Result<Inner, DataError> {
+fn parse_document(
+    ctx: &YangContext,
+    doc: &Json,
+    content: Content,
+    meta: Meta,
+) -> Result<Inner, DataError> {
     parse_data(ctx, &doc.to_string(), content, false, meta)
         .map_err(|err| first_invalid_value(ctx, doc).unwrap_or(err))
 }
@@ -254,7 +270,9 @@ fn single_instance(
         Some(NodeRef::Any(value)) => Ok((member_path.clone(), Child::Any(value.clone().into()))),
         Some(NodeRef::LeafListEntry(_)) => Err(DataError::internal("unexpected leaf-list entry")),
         None => match schema.node(member).kind {
-            NodeKind::Container => Ok((member_path.clone(), Child::Container(Inner::empty(Meta::now(0))))),
+            NodeKind::Container => {
+                Ok((member_path.clone(), Child::Container(Inner::empty(Meta::now(0)))))
+            }
             _ => Err(DataError::invalid_value(format!(
                 "the body gives no value for {}",
                 schema.node(member).name

@@ -88,9 +88,16 @@ impl DatastoreBuilder {
     }
 
     /// Initial configuration and state from one document holding both (such as a RESTCONF GET
-    /// of the whole datastore); it is split into the two.
+    /// of the whole datastore); it is split into the two. Top-level members that are not YANG
+    /// data (settings of other tools in their start-up files) are skipped with a warning.
     pub fn data(mut self, doc: serde_json::Value) -> Result<Self, DataError> {
-        let edit = Edit::prepare(&self.ctx, EditOp::Replace, &DataPath::root(), Some(doc), InputPolicy::ALL)?;
+        let edit = Edit::prepare(
+            &self.ctx,
+            EditOp::Replace,
+            &DataPath::root(),
+            Some(doc),
+            InputPolicy::STARTUP,
+        )?;
         let Some(crate::tree::Child::Container(root)) = edit.content else {
             return Err(DataError::internal("a datastore document did not yield a tree"));
         };
@@ -113,10 +120,9 @@ impl DatastoreBuilder {
                 crate::tree::render::Layers { config: Some(&config), state: Some(&state) },
                 crate::tree::render::Prune::Nothing,
             );
-            self.state = Some(
-                serde_json::from_str(&merged)
-                    .map_err(|e| DataError::internal(format!("re-rendered document is not JSON: {e}")))?,
-            );
+            self.state = Some(serde_json::from_str(&merged).map_err(|e| {
+                DataError::internal(format!("re-rendered document is not JSON: {e}"))
+            })?);
         }
         Ok(self)
     }
@@ -125,14 +131,30 @@ impl DatastoreBuilder {
     pub fn build(self) -> Result<Datastore, DataError> {
         let published = Arc::new(ArcSwap::from_pointee(Snapshot::empty()));
         let (changes, _) = broadcast::channel(1024);
-        let mut owner =
-            Owner { ctx: self.ctx.clone(), published: published.clone(), hook: None, changes: changes.clone() };
+        let mut owner = Owner {
+            ctx: self.ctx.clone(),
+            published: published.clone(),
+            hook: None,
+            changes: changes.clone(),
+        };
         if let Some(doc) = self.config {
-            let edit = Edit::prepare(&self.ctx, EditOp::Replace, &DataPath::root(), Some(doc), InputPolicy::CONFIG)?;
+            let edit = Edit::prepare(
+                &self.ctx,
+                EditOp::Replace,
+                &DataPath::root(),
+                Some(doc),
+                InputPolicy::CONFIG,
+            )?;
             owner.apply_running(edit)?;
         }
         if let Some(doc) = self.state {
-            let edit = Edit::prepare(&self.ctx, EditOp::Merge, &DataPath::root(), Some(doc), InputPolicy::ALL)?;
+            let edit = Edit::prepare(
+                &self.ctx,
+                EditOp::Merge,
+                &DataPath::root(),
+                Some(doc),
+                InputPolicy::ALL,
+            )?;
             owner.apply_state(edit)?;
         }
         owner.hook = self.hook;
@@ -143,7 +165,11 @@ impl DatastoreBuilder {
                 while let Ok(command) = receiver.recv() {
                     match command {
                         Command::Apply { edit, state, reply } => {
-                            let result = if state { owner.apply_state(edit) } else { owner.apply_running(edit) };
+                            let result = if state {
+                                owner.apply_state(edit)
+                            } else {
+                                owner.apply_running(edit)
+                            };
                             let _ = reply.send(result);
                         }
                     }
@@ -191,14 +217,34 @@ impl Datastore {
     }
 
     /// Creates or replaces the configuration at `path` with `body` (`{"module:name": ...}`).
-    pub async fn put_config(&self, path: &str, body: serde_json::Value) -> Result<Commit, DataError> {
-        let edit = Edit::prepare(self.context(), EditOp::Replace, &self.path(path)?, Some(body), InputPolicy::CONFIG)?;
+    pub async fn put_config(
+        &self,
+        path: &str,
+        body: serde_json::Value,
+    ) -> Result<Commit, DataError> {
+        let edit = Edit::prepare(
+            self.context(),
+            EditOp::Replace,
+            &self.path(path)?,
+            Some(body),
+            InputPolicy::CONFIG,
+        )?;
         self.apply(edit).await
     }
 
     /// Merges `body` into the configuration at `path`.
-    pub async fn merge_config(&self, path: &str, body: serde_json::Value) -> Result<Commit, DataError> {
-        let edit = Edit::prepare(self.context(), EditOp::Merge, &self.path(path)?, Some(body), InputPolicy::CONFIG)?;
+    pub async fn merge_config(
+        &self,
+        path: &str,
+        body: serde_json::Value,
+    ) -> Result<Commit, DataError> {
+        let edit = Edit::prepare(
+            self.context(),
+            EditOp::Merge,
+            &self.path(path)?,
+            Some(body),
+            InputPolicy::CONFIG,
+        )?;
         self.apply(edit).await
     }
 
@@ -208,14 +254,34 @@ impl Datastore {
     }
 
     /// Creates or replaces the state at `path` with `body` (`{"module:name": ...}`).
-    pub async fn set_state(&self, path: &str, body: serde_json::Value) -> Result<Commit, DataError> {
-        let edit = Edit::prepare(self.context(), EditOp::Replace, &self.path(path)?, Some(body), InputPolicy::ALL)?;
+    pub async fn set_state(
+        &self,
+        path: &str,
+        body: serde_json::Value,
+    ) -> Result<Commit, DataError> {
+        let edit = Edit::prepare(
+            self.context(),
+            EditOp::Replace,
+            &self.path(path)?,
+            Some(body),
+            InputPolicy::ALL,
+        )?;
         self.apply_state(edit).await
     }
 
     /// Merges `body` into the state at `path`.
-    pub async fn merge_state(&self, path: &str, body: serde_json::Value) -> Result<Commit, DataError> {
-        let edit = Edit::prepare(self.context(), EditOp::Merge, &self.path(path)?, Some(body), InputPolicy::ALL)?;
+    pub async fn merge_state(
+        &self,
+        path: &str,
+        body: serde_json::Value,
+    ) -> Result<Commit, DataError> {
+        let edit = Edit::prepare(
+            self.context(),
+            EditOp::Merge,
+            &self.path(path)?,
+            Some(body),
+            InputPolicy::ALL,
+        )?;
         self.apply_state(edit).await
     }
 

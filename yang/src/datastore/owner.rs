@@ -91,7 +91,11 @@ impl Owner {
             state_version: snap.state_version,
         };
         if let Some(hook) = &self.hook {
-            hook.prepare(&Transaction { ctx: &self.ctx, candidate: &candidate, changes: &changes })?;
+            hook.prepare(&Transaction {
+                ctx: &self.ctx,
+                candidate: &candidate,
+                changes: &changes,
+            })?;
         }
         // State below deleted configuration goes with it; state below changed configuration is
         // checked against the new configuration.
@@ -108,7 +112,8 @@ impl Owner {
                 && checked.insert(UnitKey(unit.clone()))
             {
                 let mut state = candidate.state.clone();
-                match self.validate_unit(&candidate.running, &mut state, &unit, Layer::State, meta) {
+                match self.validate_unit(&candidate.running, &mut state, &unit, Layer::State, meta)
+                {
                     Ok(()) => candidate.state = state,
                     Err(err) => {
                         tracing::warn!(
@@ -128,14 +133,11 @@ impl Owner {
             let mut dirty = Dirty::default();
             dirty.insert(&DataPath::root());
             let mut ignored = Vec::new();
-            candidate.state = reconcile(&snap.state, &candidate.state, &dirty, state_meta, &mut ignored);
+            candidate.state =
+                reconcile(&snap.state, &candidate.state, &dirty, state_meta, &mut ignored);
         }
-        let set = Arc::new(ChangeSet {
-            layer: Layer::Running,
-            version,
-            time: meta.modified,
-            changes,
-        });
+        let set =
+            Arc::new(ChangeSet { layer: Layer::Running, version, time: meta.modified, changes });
         self.published.store(Arc::new(candidate));
         let _ = self.changes.send(set.clone());
         Ok(Commit { created: !existed, changes: set })
@@ -182,7 +184,8 @@ impl Owner {
                 changes: Arc::new(ChangeSet::empty(Layer::State, snap.state_version)),
             });
         }
-        let set = Arc::new(ChangeSet { layer: Layer::State, version, time: meta.modified, changes });
+        let set =
+            Arc::new(ChangeSet { layer: Layer::State, version, time: meta.modified, changes });
         self.published.store(Arc::new(Snapshot {
             running: snap.running.clone(),
             state: cand,
@@ -249,7 +252,8 @@ impl Owner {
             } else if let Some(NodeRef::List(list)) = lookup(cand, path) {
                 let id = path.schema_node();
                 for (key, entry) in list.iter() {
-                    let entry_path = path.parent().unwrap_or_default().child(id, Selector::Key(key.clone()));
+                    let entry_path =
+                        path.parent().unwrap_or_default().child(id, Selector::Key(key.clone()));
                     if schema.node(id).unit {
                         units.entries.insert(UnitKey(entry_path.clone()));
                     }
@@ -354,7 +358,8 @@ fn apply_edit(ctx: &YangContext, tree: &mut Inner, edit: &Edit, meta: Meta) -> V
 /// Checks the edit's precondition on the target's existence; returns whether it existed.
 fn check_existence(ctx: &YangContext, tree: &Inner, edit: &Edit) -> Result<bool, DataError> {
     let schema = ctx.schema();
-    let existed = if edit.target.is_root() { !tree.is_empty() } else { lookup(tree, &edit.target).is_some() };
+    let existed =
+        if edit.target.is_root() { !tree.is_empty() } else { lookup(tree, &edit.target).is_some() };
     let at = || edit.target.to_instance_identifier(schema);
     match edit.op {
         EditOp::Create if existed => Err(DataError::exists(at())),
@@ -370,12 +375,19 @@ pub(crate) fn enclosing_unit(ctx: &YangContext, path: &DataPath) -> Option<DataP
     let steps = path.steps();
     (0..steps.len())
         .rev()
-        .find(|i| schema.node(steps[*i].node).unit && matches!(steps[*i].selector, Selector::Key(_)))
+        .find(|i| {
+            schema.node(steps[*i].node).unit && matches!(steps[*i].selector, Selector::Key(_))
+        })
         .map(|i| DataPath::from_steps(steps[..=i].to_vec()))
 }
 
 /// Adds every unit entry found below `node` (at `path`).
-fn collect_unit_entries(schema: &crate::schema::Schema, node: &Inner, path: &DataPath, units: &mut Units) {
+fn collect_unit_entries(
+    schema: &crate::schema::Schema,
+    node: &Inner,
+    path: &DataPath,
+    units: &mut Units,
+) {
     for (id, child) in node.children() {
         match child {
             Child::Container(inner) => {

@@ -235,7 +235,12 @@ impl RestconfClient {
             let status = response.status().as_u16();
             let text = response.text().await.unwrap_or_default();
             let errors = serde_json::from_str(&text).map(|j| parse_errors(&j)).unwrap_or_default();
-            return Err(ClientError::Restconf { method: method.to_string(), url: url.to_owned(), status, errors });
+            return Err(ClientError::Restconf {
+                method: method.to_string(),
+                url: url.to_owned(),
+                status,
+                errors,
+            });
         }
         Ok(response)
     }
@@ -263,7 +268,10 @@ impl RestconfClient {
             .and_then(|rest| rest.split("href=").nth(1))
             .and_then(|h| h.get(1..))
             .and_then(|h| h.split(['\'', '"']).next())
-            .ok_or_else(|| ClientError::Protocol { url: url.clone(), message: "no restconf link in host-meta".into() })?;
+            .ok_or_else(|| ClientError::Protocol {
+                url: url.clone(),
+                message: "no restconf link in host-meta".into(),
+            })?;
         Ok(href.to_owned())
     }
 
@@ -286,14 +294,18 @@ impl RestconfClient {
                 .map(|(k, v)| {
                     format!(
                         "{k}={}",
-                        percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC)
+                        percent_encoding::utf8_percent_encode(
+                            v,
+                            percent_encoding::NON_ALPHANUMERIC
+                        )
                     )
                 })
                 .collect();
             url = format!("{url}?{}", parts.join("&"));
         }
         let response = self.send(Method::GET, &url, None, &[]).await?;
-        let etag = response.headers().get(header::ETAG).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let etag =
+            response.headers().get(header::ETAG).and_then(|v| v.to_str().ok()).map(str::to_owned);
         Ok((Self::json_of(&url, response).await?, etag))
     }
 
@@ -306,8 +318,13 @@ impl RestconfClient {
     ) -> Result<WriteOutcome, ClientError> {
         let url = self.data_url(path);
         let response = self.send(method, &url, body, headers).await?;
-        let header_text =
-            |name| response.headers().get(name).and_then(|v: &header::HeaderValue| v.to_str().ok()).map(str::to_owned);
+        let header_text = |name| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v: &header::HeaderValue| v.to_str().ok())
+                .map(str::to_owned)
+        };
         Ok(WriteOutcome {
             created: response.status() == StatusCode::CREATED,
             etag: header_text(header::ETAG),
@@ -321,7 +338,12 @@ impl RestconfClient {
     }
 
     /// PUT only if the resource still has entity-tag `etag`.
-    pub async fn put_if_match(&self, path: &str, body: &Json, etag: &str) -> Result<WriteOutcome, ClientError> {
+    pub async fn put_if_match(
+        &self,
+        path: &str,
+        body: &Json,
+        etag: &str,
+    ) -> Result<WriteOutcome, ClientError> {
         self.write(Method::PUT, path, Some(body), &[("if-match", etag)]).await
     }
 
@@ -341,7 +363,11 @@ impl RestconfClient {
     }
 
     /// Invokes the RPC `module:name`; returns the content of its output, if any.
-    pub async fn invoke(&self, operation: &str, input: Option<&Json>) -> Result<Option<Json>, ClientError> {
+    pub async fn invoke(
+        &self,
+        operation: &str,
+        input: Option<&Json>,
+    ) -> Result<Option<Json>, ClientError> {
         let url = format!("{}/restconf/operations/{operation}", self.base);
         let module = operation.split(':').next().unwrap_or_default();
         let body = input.map(|i| serde_json::json!({ format!("{module}:input"): i }));
@@ -368,37 +394,43 @@ impl RestconfClient {
         let task = tokio::spawn(async move {
             let mut wait = backoff.initial;
             loop {
-                let reason = match http.get(&url).header(header::ACCEPT, "text/event-stream").send().await {
-                    Ok(response) if response.status().is_success() => {
-                        wait = backoff.initial;
-                        if sender.send(StreamEvent::Connected).await.is_err() {
-                            return;
-                        }
-                        let mut parser = SseParser::default();
-                        let mut body = response.bytes_stream();
-                        loop {
-                            match body.next().await {
-                                Some(Ok(chunk)) => {
-                                    for event in parser.push(&chunk) {
-                                        let item = match serde_json::from_str::<Json>(&event.data) {
-                                            Ok(doc) => StreamEvent::Notification(
-                                                doc.get("ietf-restconf:notification").cloned().unwrap_or(doc),
-                                            ),
-                                            Err(e) => StreamEvent::Disconnected(format!("undecodable event: {e}")),
-                                        };
-                                        if sender.send(item).await.is_err() {
-                                            return;
+                let reason =
+                    match http.get(&url).header(header::ACCEPT, "text/event-stream").send().await {
+                        Ok(response) if response.status().is_success() => {
+                            wait = backoff.initial;
+                            if sender.send(StreamEvent::Connected).await.is_err() {
+                                return;
+                            }
+                            let mut parser = SseParser::default();
+                            let mut body = response.bytes_stream();
+                            loop {
+                                match body.next().await {
+                                    Some(Ok(chunk)) => {
+                                        for event in parser.push(&chunk) {
+                                            let item =
+                                                match serde_json::from_str::<Json>(&event.data) {
+                                                    Ok(doc) => StreamEvent::Notification(
+                                                        doc.get("ietf-restconf:notification")
+                                                            .cloned()
+                                                            .unwrap_or(doc),
+                                                    ),
+                                                    Err(e) => StreamEvent::Disconnected(format!(
+                                                        "undecodable event: {e}"
+                                                    )),
+                                                };
+                                            if sender.send(item).await.is_err() {
+                                                return;
+                                            }
                                         }
                                     }
+                                    Some(Err(e)) => break error_chain(&e),
+                                    None => break "the server closed the stream".to_owned(),
                                 }
-                                Some(Err(e)) => break error_chain(&e),
-                                None => break "the server closed the stream".to_owned(),
                             }
                         }
-                    }
-                    Ok(response) => format!("HTTP {}", response.status()),
-                    Err(e) => error_chain(&e),
-                };
+                        Ok(response) => format!("HTTP {}", response.status()),
+                        Err(e) => error_chain(&e),
+                    };
                 if sender.send(StreamEvent::Disconnected(reason)).await.is_err() {
                     return;
                 }

@@ -1,6 +1,7 @@
 //! Serving a router on a TCP listener: HTTP/1.1 and HTTP/2, a bound on the time to send request
 //! headers (slow clients cannot hold connections open), and graceful shutdown that lets requests
-//! in flight finish (within a grace period, since event streams never end by themselves).
+//! in flight finish within a grace period, after which the remaining connections (event streams
+//! never end by themselves) are closed.
 
 use std::future::Future;
 use std::time::Duration;
@@ -23,7 +24,10 @@ pub struct ServeOptions {
 
 impl Default for ServeOptions {
     fn default() -> Self {
-        ServeOptions { header_read_timeout: Duration::from_secs(10), shutdown_grace: Duration::from_secs(5) }
+        ServeOptions {
+            header_read_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(5),
+        }
     }
 }
 
@@ -35,6 +39,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
+    let mut connections = tokio::task::JoinSet::new();
     let mut builder = Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(options.header_read_timeout);
     builder.http2().timer(TokioTimer::new());
@@ -54,12 +59,13 @@ pub async fn serve(
                 let service = TowerToHyperService::new(router.clone());
                 let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                 let connection = graceful.watch(connection.into_owned());
-                tokio::spawn(async move {
+                connections.spawn(async move {
                     if let Err(err) = connection.await {
                         tracing::debug!(%peer, %err, "connection ended with an error");
                     }
                 });
             }
+            Some(_) = connections.join_next() => {}
             () = &mut shutdown => break,
         }
     }
@@ -67,8 +73,10 @@ pub async fn serve(
     tokio::select! {
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(options.shutdown_grace) => {
-            tracing::debug!("connections still open after the shutdown grace period");
+            tracing::debug!(open = connections.len(), "closing connections still open after the grace period");
         }
     }
+    connections.abort_all();
+    while connections.join_next().await.is_some() {}
     Ok(())
 }

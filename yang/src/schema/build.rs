@@ -88,7 +88,9 @@ fn data_nodes<'a>(siblings: impl Iterator<Item = SchemaNode<'a>>) -> Vec<SchemaN
     let mut out = Vec::new();
     for node in siblings {
         match node.kind() {
-            SchemaNodeKind::Choice | SchemaNodeKind::Case => out.extend(data_nodes(node.children())),
+            SchemaNodeKind::Choice | SchemaNodeKind::Case => {
+                out.extend(data_nodes(node.children()))
+            }
             SchemaNodeKind::Action | SchemaNodeKind::Notification => {}
             _ => out.push(node),
         }
@@ -106,6 +108,7 @@ fn blank_def(
 ) -> NodeDef {
     NodeDef {
         id,
+        qualified: format!("{module}:{name}"),
         name,
         module,
         kind,
@@ -245,10 +248,9 @@ fn value_kind(node: &SchemaNode<'_>) -> ValueKind {
         return ValueKind::Text;
     };
     let base = match leaf_type.base_type() {
-        DataValueType::LeafRef => leaf_type
-            .leafref_real_type()
-            .map(|t| t.base_type())
-            .unwrap_or(DataValueType::String),
+        DataValueType::LeafRef => {
+            leaf_type.leafref_real_type().map(|t| t.base_type()).unwrap_or(DataValueType::String)
+        }
         other => other,
     };
     if base == DataValueType::Union {
@@ -282,7 +284,11 @@ fn compute_config_state(schema: &mut Schema, id: SchemaId) -> (bool, bool) {
     let def = &schema.nodes[id.index()];
     let is_data = !matches!(
         def.kind,
-        NodeKind::Root | NodeKind::Rpc | NodeKind::Input | NodeKind::Output | NodeKind::Notification
+        NodeKind::Root
+            | NodeKind::Rpc
+            | NodeKind::Input
+            | NodeKind::Output
+            | NodeKind::Notification
     );
     let (mut has_config, mut has_state) = (is_data && def.config, is_data && !def.config);
     for child in children {

@@ -131,13 +131,14 @@ pub struct NodeDef {
     /// The subtree (this node included) contains state nodes.
     pub has_state: bool,
     pub(crate) addr: SchemaAddr,
+    pub(crate) qualified: String,
     by_name: HashMap<String, SchemaId>,
 }
 
 impl NodeDef {
     /// `module:name`.
     pub fn qualified_name(&self) -> String {
-        format!("{}:{}", self.module, self.name)
+        self.qualified.clone()
     }
 
     /// Whether this is an interior node (container, list, root, operation or notification).
@@ -249,10 +250,15 @@ impl Schema {
     /// The name under which `id` appears in JSON below a parent of module `parent_module`
     /// (`None` at the top level): qualified when the module changes (RFC 7951 §4).
     pub fn json_member_name(&self, id: SchemaId, parent_module: Option<&str>) -> String {
+        self.member_name(id, parent_module).to_owned()
+    }
+
+    /// Like [`Schema::json_member_name`], borrowed.
+    pub fn member_name(&self, id: SchemaId, parent_module: Option<&str>) -> &str {
         let def = self.node(id);
         match parent_module {
-            Some(m) if m == def.module => def.name.clone(),
-            _ => def.qualified_name(),
+            Some(m) if m == def.module => &def.name,
+            _ => &def.qualified,
         }
     }
 
@@ -265,9 +271,10 @@ impl Schema {
             if def.kind == NodeKind::Root {
                 break;
             }
-            let parent_module = def.parent.map(|p| self.node(p)).and_then(|p| {
-                (p.kind != NodeKind::Root).then_some(p.module.as_str())
-            });
+            let parent_module = def
+                .parent
+                .map(|p| self.node(p))
+                .and_then(|p| (p.kind != NodeKind::Root).then_some(p.module.as_str()));
             parts.push(self.json_member_name(n, parent_module));
             cur = def.parent;
         }

@@ -56,7 +56,10 @@ pub(crate) fn children_from_ly<'a>(
                         DataError::internal(format!("list entry {} lacks a key", node.path()))
                     })?
                 };
-                lists.entry(id).or_insert_with(|| ListNode::new(def.user_ordered)).insert(key, entry);
+                lists
+                    .entry(id)
+                    .or_insert_with(|| ListNode::new(def.user_ordered))
+                    .insert(key, entry);
             }
             NodeKind::AnyData => out.push((id, Child::Any(Arc::new(any_value(&node)?)))),
             _ => {}
@@ -115,7 +118,9 @@ fn any_value(node: &DataNodeRef<'_>) -> Result<serde_json::Value, DataError> {
     let parsed: serde_json::Value = serde_json::from_str(&printed)
         .map_err(|e| DataError::internal(format!("libyang printed invalid JSON: {e}")))?;
     Ok(match parsed {
-        serde_json::Value::Object(map) => map.into_iter().next().map(|(_, v)| v).unwrap_or_default(),
+        serde_json::Value::Object(map) => {
+            map.into_iter().next().map(|(_, v)| v).unwrap_or_default()
+        }
         other => other,
     })
 }

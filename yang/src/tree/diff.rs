@@ -116,9 +116,16 @@ fn walk_inner(
                         let (r, c) = walk_inner(oc, nc, &here, sub, whole, meta, changes);
                         (Child::Container(r), c)
                     }
-                    (Child::List(ol), Child::List(nl)) => {
-                        walk_list(ol, nl, id, path, dirty, whole || sub.is_some_and(|s| s.whole), meta, changes)
-                    }
+                    (Child::List(ol), Child::List(nl)) => walk_list(
+                        ol,
+                        nl,
+                        id,
+                        path,
+                        dirty,
+                        whole || sub.is_some_and(|s| s.whole),
+                        meta,
+                        changes,
+                    ),
                     (o, n) if o.same_content(n) => (o.clone(), false),
                     (o, n) => {
                         changes.push(Change {
@@ -160,7 +167,8 @@ fn walk_list(
         return (Child::List(old.clone()), false);
     }
     let keys: Vec<super::Key> = if whole {
-        let mut keys: Vec<super::Key> = old.entries.keys().chain(new.entries.keys()).cloned().collect();
+        let mut keys: Vec<super::Key> =
+            old.entries.keys().chain(new.entries.keys()).cloned().collect();
         keys.sort();
         keys.dedup();
         keys
@@ -217,7 +225,13 @@ fn walk_list(
     if changed { (Child::List(result), true) } else { (Child::List(old.clone()), false) }
 }
 
-fn report_removed(old: &Child, here: &DataPath, id: SchemaId, parent: &DataPath, changes: &mut Vec<Change>) {
+fn report_removed(
+    old: &Child,
+    here: &DataPath,
+    id: SchemaId,
+    parent: &DataPath,
+    changes: &mut Vec<Change>,
+) {
     match old {
         Child::List(list) => {
             for (key, entry) in list.iter() {
@@ -238,7 +252,13 @@ fn report_removed(old: &Child, here: &DataPath, id: SchemaId, parent: &DataPath,
     }
 }
 
-fn report_added(new: &Child, here: &DataPath, id: SchemaId, parent: &DataPath, changes: &mut Vec<Change>) {
+fn report_added(
+    new: &Child,
+    here: &DataPath,
+    id: SchemaId,
+    parent: &DataPath,
+    changes: &mut Vec<Change>,
+) {
     match new {
         Child::List(list) => {
             for (key, entry) in list.iter() {

@@ -102,7 +102,8 @@ fn put_child(
             None => parent.remove_child(step.node).is_some(),
         },
         Selector::Key(key) => {
-            let existed = matches!(parent.child(step.node), Some(Child::List(l)) if l.get(key).is_some());
+            let existed =
+                matches!(parent.child(step.node), Some(Child::List(l)) if l.get(key).is_some());
             match content {
                 Some(Child::Container(entry)) => {
                     if !matches!(parent.child(step.node), Some(Child::List(_))) {
@@ -171,7 +172,16 @@ pub(crate) fn merge(
                 return;
             };
             let parent_path = DataPath::from_steps(ancestors.to_vec());
-            merge_child(schema, parent, last.node, &last.selector, patch, &parent_path, meta, touched);
+            merge_child(
+                schema,
+                parent,
+                last.node,
+                &last.selector,
+                patch,
+                &parent_path,
+                meta,
+                touched,
+            );
         }
     }
 }
@@ -200,7 +210,9 @@ fn merge_inner(
                     );
                 }
             }
-            other => merge_child(schema, target, *id, &Selector::None, other.clone(), at, meta, touched),
+            other => {
+                merge_child(schema, target, *id, &Selector::None, other.clone(), at, meta, touched)
+            }
         }
     }
 }
@@ -227,17 +239,38 @@ fn merge_child(
             match existing {
                 Some(mut current) => {
                     merge_inner(schema, &mut current, &entry, &here, meta, touched);
-                    put_child(schema, parent, &PathStep { node: id, selector: selector.clone() }, Some(Child::Container(current)), meta);
+                    put_child(
+                        schema,
+                        parent,
+                        &PathStep { node: id, selector: selector.clone() },
+                        Some(Child::Container(current)),
+                        meta,
+                    );
                 }
                 None => {
                     touched.push(here);
-                    put_child(schema, parent, &PathStep { node: id, selector: selector.clone() }, Some(Child::Container(entry)), meta);
+                    put_child(
+                        schema,
+                        parent,
+                        &PathStep { node: id, selector: selector.clone() },
+                        Some(Child::Container(entry)),
+                        meta,
+                    );
                 }
             }
         }
         (Selector::None, Child::List(list)) => {
             for (key, entry) in list.iter() {
-                merge_child(schema, parent, id, &Selector::Key(key.clone()), Child::Container(entry.clone()), parent_path, meta, touched);
+                merge_child(
+                    schema,
+                    parent,
+                    id,
+                    &Selector::Key(key.clone()),
+                    Child::Container(entry.clone()),
+                    parent_path,
+                    meta,
+                    touched,
+                );
             }
         }
         (Selector::None, Child::Container(patch_inner)) => match parent.child(id) {
@@ -311,7 +344,9 @@ pub(crate) fn graft_unit_lists(schema: &Schema, from: &Inner, into: &mut Inner, 
 
 fn has_unit_lists(schema: &Schema, node: &Inner) -> bool {
     node.children().iter().any(|(id, child)| match child {
-        Child::List(list) => schema.node(*id).unit || list.iter().any(|(_, e)| has_unit_lists(schema, e)),
+        Child::List(list) => {
+            schema.node(*id).unit || list.iter().any(|(_, e)| has_unit_lists(schema, e))
+        }
         Child::Container(c) => has_unit_lists(schema, c),
         _ => false,
     })

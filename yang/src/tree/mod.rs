@@ -186,9 +186,7 @@ impl ListNode {
     pub fn iter(&self) -> Box<dyn Iterator<Item = (&Key, &Inner)> + '_> {
         match &self.order {
             None => Box::new(self.entries.iter()),
-            Some(order) => {
-                Box::new(order.iter().filter_map(|k| self.entries.get_key_value(k)))
-            }
+            Some(order) => Box::new(order.iter().filter_map(|k| self.entries.get_key_value(k))),
         }
     }
 }
@@ -222,11 +220,7 @@ impl Inner {
 
     /// The child for schema node `id`.
     pub fn child(&self, id: SchemaId) -> Option<&Child> {
-        self.0
-            .children
-            .binary_search_by_key(&id, |(c, _)| *c)
-            .ok()
-            .map(|i| &self.0.children[i].1)
+        self.0.children.binary_search_by_key(&id, |(c, _)| *c).ok().map(|i| &self.0.children[i].1)
     }
 
     /// Whether two handles share the same node.
@@ -290,9 +284,9 @@ impl Child {
             (Child::Container(a), Child::Container(b)) => a.same_content(b),
             (Child::List(a), Child::List(b)) => {
                 a.len() == b.len()
-                    && a.iter().zip(b.iter()).all(|((ka, ea), (kb, eb))| {
-                        ka == kb && ea.same_content(eb)
-                    })
+                    && a.iter()
+                        .zip(b.iter())
+                        .all(|((ka, ea), (kb, eb))| ka == kb && ea.same_content(eb))
             }
             (Child::Any(a), Child::Any(b)) => a == b,
             _ => false,

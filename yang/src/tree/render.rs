@@ -281,35 +281,44 @@ fn as_list(child: Option<&Child>) -> Option<&ListNode> {
     }
 }
 
-/// Merges the children of two layers by schema id.
-fn merged<'a>(layers: Layers<'a>) -> Vec<(SchemaId, Option<&'a Child>, Option<&'a Child>)> {
-    let a = layers.config.map(Inner::children).unwrap_or(&[]);
-    let b = layers.state.map(Inner::children).unwrap_or(&[]);
-    let mut out = Vec::with_capacity(a.len() + b.len());
-    let (mut i, mut j) = (0, 0);
-    while i < a.len() || j < b.len() {
-        match (a.get(i), b.get(j)) {
+/// The children of two layers, merged by schema id (both are sorted by id).
+struct Merged<'a> {
+    a: &'a [(SchemaId, Child)],
+    b: &'a [(SchemaId, Child)],
+}
+
+fn merged(layers: Layers<'_>) -> Merged<'_> {
+    Merged {
+        a: layers.config.map(Inner::children).unwrap_or(&[]),
+        b: layers.state.map(Inner::children).unwrap_or(&[]),
+    }
+}
+
+impl<'a> Iterator for Merged<'a> {
+    type Item = (SchemaId, Option<&'a Child>, Option<&'a Child>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match (self.a.first(), self.b.first()) {
             (Some((ia, ca)), Some((ib, cb))) if ia == ib => {
-                out.push((*ia, Some(ca), Some(cb)));
-                i += 1;
-                j += 1;
+                self.a = &self.a[1..];
+                self.b = &self.b[1..];
+                Some((*ia, Some(ca), Some(cb)))
             }
             (Some((ia, ca)), Some((ib, _))) if ia < ib => {
-                out.push((*ia, Some(ca), None));
-                i += 1;
+                self.a = &self.a[1..];
+                Some((*ia, Some(ca), None))
             }
             (Some((ia, ca)), None) => {
-                out.push((*ia, Some(ca), None));
-                i += 1;
+                self.a = &self.a[1..];
+                Some((*ia, Some(ca), None))
             }
             (_, Some((ib, cb))) => {
-                out.push((*ib, None, Some(cb)));
-                j += 1;
+                self.b = &self.b[1..];
+                Some((*ib, None, Some(cb)))
             }
-            (None, None) => break,
+            (None, None) => None,
         }
     }
-    out
 }
 
 impl Writer<'_> {
@@ -347,9 +356,8 @@ impl Writer<'_> {
 
     /// Whether a leaf is written, and whether it carries the default annotation.
     fn leaf_visibility(&self, leaf: &Leaf, id: SchemaId) -> (bool, bool) {
-        let equals_default = || {
-            self.schema.node(id).default_value.as_deref() == Some(leaf.value.lexical().as_ref())
-        };
+        let equals_default =
+            || self.schema.node(id).default_value.as_deref() == Some(leaf.value.lexical().as_ref());
         match self.mode {
             Mode::Validation(_) => (!leaf.default, false),
             Mode::Response(o) => match o.defaults {
@@ -372,13 +380,14 @@ impl Writer<'_> {
         keys: &[SchemaId],
     ) -> bool {
         let mut first = true;
-        let children = merged(layers);
         for key in keys {
-            if let Some((_, cc, sc)) = children.iter().find(|(id, _, _)| id == key)
-                && let Some(Child::Leaf(leaf)) = cc.or(*sc)
-            {
-                let name = self.schema.json_member_name(*key, module);
-                self.member_name(&mut first, &name);
+            let leaf = layers
+                .config
+                .and_then(|n| n.child(*key))
+                .or_else(|| layers.state.and_then(|n| n.child(*key)));
+            if let Some(Child::Leaf(leaf)) = leaf {
+                let name = self.schema.member_name(*key, module);
+                self.member_name(&mut first, name);
                 self.value(&leaf.value);
             }
         }
@@ -386,7 +395,7 @@ impl Writer<'_> {
         if self.max_depth().is_some_and(|max| child_depth > max) {
             return !first;
         }
-        for (id, cc, sc) in children {
+        for (id, cc, sc) in merged(layers) {
             if keys.contains(&id) {
                 continue;
             }
@@ -413,8 +422,9 @@ impl Writer<'_> {
         fields: Option<&FieldSelection>,
         first: &mut bool,
     ) {
-        let def = self.schema.node(id);
-        let name = self.schema.json_member_name(id, module);
+        let schema = self.schema;
+        let def = schema.node(id);
+        let name = schema.member_name(id, module);
         let Some(child) = cc.or(sc) else {
             return;
         };
@@ -424,7 +434,7 @@ impl Writer<'_> {
                 if !show {
                     return;
                 }
-                self.member_name(first, &name);
+                self.member_name(first, name);
                 self.value(&leaf.value);
                 if tagged {
                     self.out.push(',');
@@ -443,7 +453,7 @@ impl Writer<'_> {
                 if shown.is_empty() {
                     return;
                 }
-                self.member_name(first, &name);
+                self.member_name(first, name);
                 self.out.push('[');
                 for (i, (leaf, _)) in shown.iter().enumerate() {
                     if i > 0 {
@@ -474,13 +484,17 @@ impl Writer<'_> {
                 let layers = Layers { config: as_inner(cc), state: as_inner(sc) };
                 let mark = self.out.len();
                 let was_first = *first;
-                self.member_name(first, &name);
+                self.member_name(first, name);
                 self.out.push('{');
                 let wrote = self.members(layers, Some(&def.module), depth, fields, &[]);
                 self.out.push('}');
-                let truncated_by_depth = self.max_depth().is_some_and(|max| depth + 1 > max)
-                    && layers.config.or(layers.state).is_some_and(|n| !n.is_empty());
-                if !wrote && !def.presence && !truncated_by_depth {
+                let has_content = layers.config.or(layers.state).is_some_and(|n| !n.is_empty());
+                let truncated_by_depth =
+                    self.max_depth().is_some_and(|max| depth + 1 > max) && has_content;
+                // A validation document keeps a container whose content was pruned, so that
+                // libyang still checks what the container requires (mandatory children).
+                let keep_for_validation = matches!(self.mode, Mode::Validation(_)) && has_content;
+                if !wrote && !def.presence && !truncated_by_depth && !keep_for_validation {
                     self.out.truncate(mark);
                     *first = was_first;
                 }
@@ -493,7 +507,7 @@ impl Writer<'_> {
                 }
                 let mark = self.out.len();
                 let was_first = *first;
-                self.member_name(first, &name);
+                self.member_name(first, name);
                 self.out.push('[');
                 let count = self.list_entries(as_list(cc), as_list(sc), id, depth, fields);
                 self.out.push(']');
@@ -503,7 +517,7 @@ impl Writer<'_> {
                 }
             }
             Child::Any(value) => {
-                self.member_name(first, &name);
+                self.member_name(first, name);
                 self.out.push_str(&value.to_string());
             }
         }
@@ -526,7 +540,8 @@ impl Writer<'_> {
                     if count > 0 {
                         self.out.push(',');
                     }
-                    let layers = Layers { config: Some(entry), state: state.and_then(|s| s.get(key)) };
+                    let layers =
+                        Layers { config: Some(entry), state: state.and_then(|s| s.get(key)) };
                     self.entry(layers, id, depth, fields);
                     count += 1;
                 }
@@ -538,7 +553,12 @@ impl Writer<'_> {
                             if count > 0 {
                                 self.out.push(',');
                             }
-                            self.entry(Layers { config: None, state: Some(entry) }, id, depth, fields);
+                            self.entry(
+                                Layers { config: None, state: Some(entry) },
+                                id,
+                                depth,
+                                fields,
+                            );
                             count += 1;
                         }
                     }
@@ -558,7 +578,13 @@ impl Writer<'_> {
     }
 
     /// Writes one list entry as a JSON object.
-    fn entry(&mut self, layers: Layers<'_>, id: SchemaId, depth: u32, fields: Option<&FieldSelection>) {
+    fn entry(
+        &mut self,
+        layers: Layers<'_>,
+        id: SchemaId,
+        depth: u32,
+        fields: Option<&FieldSelection>,
+    ) {
         let def = self.schema.node(id);
         self.out.push('{');
         self.members(layers, Some(&def.module), depth, fields, &def.keys);

@@ -19,8 +19,15 @@ use serde_json::{Map, Value as Json, json};
 use super::harness::{TestServer, fingerprint, read_json, repo_root};
 
 /// Response headers recorded in fixtures.
-const HEADERS: &[&str] =
-    &["content-type", "allow", "accept-patch", "location", "cache-control", "etag", "last-modified"];
+const HEADERS: &[&str] = &[
+    "content-type",
+    "allow",
+    "accept-patch",
+    "location",
+    "cache-control",
+    "etag",
+    "last-modified",
+];
 
 /// Headers whose value changes between runs: fixtures only say whether they are there.
 const VOLATILE: &[&str] = &["etag", "last-modified"];
@@ -39,14 +46,16 @@ async fn golden_fixtures() {
     let mut failures = Vec::new();
     for path in names {
         let text = std::fs::read_to_string(&path).expect("read fixture");
-        let mut fixture: Json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let mut fixture: Json =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let file = path.file_name().unwrap().to_string_lossy().into_owned();
         match run_fixture(&mut fixture, bless).await {
             Ok(()) => {}
             Err(e) => failures.push(format!("{file}: {e}")),
         }
         if bless {
-            std::fs::write(&path, serde_json::to_string_pretty(&fixture).unwrap() + "\n").expect("write fixture");
+            std::fs::write(&path, serde_json::to_string_pretty(&fixture).unwrap() + "\n")
+                .expect("write fixture");
         }
     }
     assert!(failures.is_empty(), "golden fixtures failed:\n{}", failures.join("\n"));
@@ -59,16 +68,19 @@ async fn run_fixture(fixture: &mut Json, bless: bool) -> Result<(), String> {
         inline => inline.clone(),
     };
     let unprefixed = fixture["options"]["unprefixed_top_level"].as_bool().unwrap_or(false);
-    let options = RestconfOptions { unprefixed_top_level: unprefixed, ..RestconfOptions::default() };
-    let server = TestServer::start_with(data, options, |b| b.stream("NETCONF", "golden stream")).await;
+    let options =
+        RestconfOptions { unprefixed_top_level: unprefixed, ..RestconfOptions::default() };
+    let server =
+        TestServer::start_with(data, options, |b| b.stream("NETCONF", "golden stream")).await;
     let http = server.http();
     let mut vars: HashMap<String, String> = HashMap::new();
     let steps = fixture["steps"].as_array_mut().ok_or("no steps")?;
     for (i, step) in steps.iter_mut().enumerate() {
         let name = step["name"].as_str().unwrap_or("").to_owned();
         let req = &step["request"];
-        let method = reqwest::Method::from_bytes(req["method"].as_str().unwrap_or("GET").as_bytes())
-            .map_err(|e| format!("step {i}: {e}"))?;
+        let method =
+            reqwest::Method::from_bytes(req["method"].as_str().unwrap_or("GET").as_bytes())
+                .map_err(|e| format!("step {i}: {e}"))?;
         let mut builder = http.request(method, server.url(req["path"].as_str().unwrap_or("/")));
         if let Some(headers) = req["headers"].as_object() {
             for (k, v) in headers {
@@ -98,7 +110,8 @@ async fn run_fixture(fixture: &mut Json, bless: bool) -> Result<(), String> {
                 headers.insert((*h).to_owned(), Json::String(recorded));
             }
         }
-        let text = response.text().await.unwrap_or_default().replace(&server.base, "http://{server}");
+        let text =
+            response.text().await.unwrap_or_default().replace(&server.base, "http://{server}");
         let body = if text.is_empty() {
             Json::Null
         } else {
@@ -120,7 +133,10 @@ async fn run_fixture(fixture: &mut Json, bless: bool) -> Result<(), String> {
         }
         let expected = &step["response"];
         if expected["status"] != actual["status"] {
-            return Err(format!("step {i} ({name}): status {} != expected {}; body {}", actual["status"], expected["status"], actual["body"]));
+            return Err(format!(
+                "step {i} ({name}): status {} != expected {}; body {}",
+                actual["status"], expected["status"], actual["body"]
+            ));
         }
         if let Some(expected_headers) = expected["headers"].as_object() {
             for (k, v) in expected_headers {
@@ -131,7 +147,9 @@ async fn run_fixture(fixture: &mut Json, bless: bool) -> Result<(), String> {
                     _ => got == Some(v),
                 };
                 if !ok {
-                    return Err(format!("step {i} ({name}): header {k}: got {got:?}, expected {v}"));
+                    return Err(format!(
+                        "step {i} ({name}): header {k}: got {got:?}, expected {v}"
+                    ));
                 }
             }
             for k in actual["headers"].as_object().unwrap().keys() {

@@ -79,23 +79,31 @@ pub(crate) async fn read_json_sized(
     timeout: Duration,
 ) -> Result<Option<(serde_json::Value, usize)>, DataError> {
     let too_big = || {
-        DataError::new(ErrorTag::TooBig, format!("the request body exceeds the limit of {max} bytes"))
-            .with_status(413)
+        DataError::new(
+            ErrorTag::TooBig,
+            format!("the request body exceeds the limit of {max} bytes"),
+        )
+        .with_status(413)
     };
-    if let Some(len) = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+    if let Some(len) =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
         && len > max as u64
     {
         return Err(too_big());
     }
-    let collected = tokio::time::timeout(timeout, Limited::new(body, max).collect())
-        .await
-        .map_err(|_| {
-            DataError::malformed(format!("the request body did not arrive within {} s", timeout.as_secs()))
-                .with_status(408)
+    let collected =
+        tokio::time::timeout(timeout, Limited::new(body, max).collect()).await.map_err(|_| {
+            DataError::malformed(format!(
+                "the request body did not arrive within {} s",
+                timeout.as_secs()
+            ))
+            .with_status(408)
         })?;
     let bytes = match collected {
         Ok(c) => c.to_bytes(),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => return Err(too_big()),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+            return Err(too_big());
+        }
         Err(e) => return Err(DataError::malformed(format!("cannot read the request body: {e}"))),
     };
     if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -103,7 +111,9 @@ pub(crate) async fn read_json_sized(
     }
     check_content_type(headers)?;
     if let Some(pos) = bytes.iter().position(|b| *b == 0) {
-        return Err(DataError::malformed(format!("the request body contains a NUL byte at offset {pos}")));
+        return Err(DataError::malformed(format!(
+            "the request body contains a NUL byte at offset {pos}"
+        )));
     }
     serde_json::from_slice(&bytes)
         .map(|v| Some((v, bytes.len())))

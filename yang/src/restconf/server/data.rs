@@ -28,14 +28,27 @@ const ALLOW: &str = "GET, HEAD, OPTIONS, PUT, POST, PATCH, DELETE";
 const LARGE_BODY: usize = 64 * 1024;
 
 /// Handles every request below `{+restconf}/data`.
-pub(crate) async fn data(State(state): State<ServerState>, request: Request) -> Result<Response, ErrorResponse> {
+pub(crate) async fn data(
+    State(state): State<ServerState>,
+    request: Request,
+) -> Result<Response, ErrorResponse> {
     let (parts, body) = request.into_parts();
     let raw_path = parts.uri.path().strip_prefix("/restconf/data").unwrap_or("").to_owned();
     let query = parts.uri.query().map(str::to_owned);
     match parts.method {
-        Method::GET | Method::HEAD => read(&state, &parts.method, &parts.headers, &raw_path, query.as_deref()),
+        Method::GET | Method::HEAD => {
+            read(&state, &parts.method, &parts.headers, &raw_path, query.as_deref())
+        }
         Method::PUT | Method::POST | Method::PATCH | Method::DELETE => {
-            write(&state, &parts.method, &parts.headers, &raw_path, query.as_deref(), Body::new(body)).await
+            write(
+                &state,
+                &parts.method,
+                &parts.headers,
+                &raw_path,
+                query.as_deref(),
+                Body::new(body),
+            )
+            .await
         }
         Method::OPTIONS => {
             DataPath::parse_restconf(state.ds.context(), &raw_path)?;
@@ -106,7 +119,9 @@ async fn write(
     let ctx = state.ds.context().clone();
     let path = DataPath::parse_restconf(&ctx, raw_path)?;
     let conditions = conditions(headers)?;
-    let body = read_json_sized(headers, body, state.options.max_body_bytes, state.options.body_timeout).await?;
+    let body =
+        read_json_sized(headers, body, state.options.max_body_bytes, state.options.body_timeout)
+            .await?;
     let large = body.as_ref().is_some_and(|(_, len)| *len > LARGE_BODY);
     let body = body.map(|(value, _)| value);
     let op = match *method {
@@ -117,9 +132,11 @@ async fn write(
     };
     let edit = if large {
         let (ctx2, path2) = (ctx.clone(), path.clone());
-        tokio::task::spawn_blocking(move || Edit::prepare(&ctx2, op, &path2, body, InputPolicy::CONFIG))
-            .await
-            .map_err(|e| DataError::internal(format!("request parsing failed: {e}")))??
+        tokio::task::spawn_blocking(move || {
+            Edit::prepare(&ctx2, op, &path2, body, InputPolicy::CONFIG)
+        })
+        .await
+        .map_err(|e| DataError::internal(format!("request parsing failed: {e}")))??
     } else {
         Edit::prepare(&ctx, op, &path, body, InputPolicy::CONFIG)?
     };

@@ -35,7 +35,9 @@ pub(crate) async fn host_meta(method: Method) -> Result<Response, ErrorResponse>
     let body = "<XRD xmlns='http://docs.oasis-open.org/ns/xri/xrd-1.0'>\n  \
                 <Link rel='restconf' href='/restconf'/>\n</XRD>\n";
     let mut response = body.into_response();
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/xrd+xml"));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/xrd+xml"));
     Ok(response)
 }
 
@@ -45,13 +47,19 @@ pub(crate) async fn host_meta_json(method: Method) -> Result<Response, ErrorResp
     if method == Method::OPTIONS {
         return Ok(options_response());
     }
-    let mut response = json!({"links": [{"rel": "restconf", "href": "/restconf"}]}).to_string().into_response();
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/jrd+json"));
+    let mut response =
+        json!({"links": [{"rel": "restconf", "href": "/restconf"}]}).to_string().into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/jrd+json"));
     Ok(response)
 }
 
 /// `{+restconf}`: the API root resource.
-pub(crate) async fn api_root(method: Method, headers: http::HeaderMap) -> Result<Response, ErrorResponse> {
+pub(crate) async fn api_root(
+    method: Method,
+    headers: http::HeaderMap,
+) -> Result<Response, ErrorResponse> {
     read_only(&method)?;
     if method == Method::OPTIONS {
         return Ok(options_response());

@@ -61,8 +61,8 @@ pub fn errors_body(err: &DataError) -> serde_json::Value {
 
 impl IntoResponse for ErrorResponse {
     fn into_response(self) -> Response {
-        let status =
-            StatusCode::from_u16(self.error.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status = StatusCode::from_u16(self.error.http_status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = errors_body(&self.error).to_string();
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();

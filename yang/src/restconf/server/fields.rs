@@ -101,10 +101,9 @@ impl Parser<'_> {
         {
             return Ok(*only);
         }
-        Err(self.error(&format!("\"{ident}\" is not a child of {}", if parent == SchemaId::ROOT {
-            "the datastore".to_owned()
-        } else {
-            def.name.clone()
-        })))
+        Err(self.error(&format!(
+            "\"{ident}\" is not a child of {}",
+            if parent == SchemaId::ROOT { "the datastore".to_owned() } else { def.name.clone() }
+        )))
     }
 }

@@ -43,7 +43,8 @@ pub(crate) fn yang_library(schema: &Schema) -> Json {
         o.insert("namespace".into(), json!(m.namespace));
         Json::Object(o)
     };
-    let implemented: Vec<Json> = schema.modules().iter().filter(|m| m.implemented).map(entry).collect();
+    let implemented: Vec<Json> =
+        schema.modules().iter().filter(|m| m.implemented).map(entry).collect();
     let import_only: Vec<Json> = schema
         .modules()
         .iter()

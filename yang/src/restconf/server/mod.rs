@@ -218,8 +218,11 @@ impl RestconfServer {
 pub(crate) fn json_response(status: StatusCode, body: impl Into<Bytes>, head: bool) -> Response {
     let body: Bytes = body.into();
     let len = body.len();
-    let mut response =
-        if head { (status, Body::empty()).into_response() } else { (status, Body::from(body)).into_response() };
+    let mut response = if head {
+        (status, Body::empty()).into_response()
+    } else {
+        (status, Body::from(body)).into_response()
+    };
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(YANG_JSON));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
@@ -247,10 +250,9 @@ async fn stream(
         })
         .into());
     }
-    let info = state
-        .streams
-        .get(&name)
-        .ok_or_else(|| DataError::invalid_value(format!("there is no event stream \"{name}\"")).with_status(404))?;
+    let info = state.streams.get(&name).ok_or_else(|| {
+        DataError::invalid_value(format!("there is no event stream \"{name}\"")).with_status(404)
+    })?;
     Ok(streams::subscribe(&name, &info))
 }
 
@@ -260,8 +262,11 @@ async fn deadline(State(state): State<ServerState>, request: Request, next: Next
     match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
         Err(_) => ErrorResponse::from(
-            DataError::internal(format!("the request did not complete within {} s", limit.as_secs()))
-                .with_status(503),
+            DataError::internal(format!(
+                "the request did not complete within {} s",
+                limit.as_secs()
+            ))
+            .with_status(503),
         )
         .into_response(),
     }

@@ -46,7 +46,10 @@ where
 const ALLOW: &str = "POST, OPTIONS";
 
 /// `POST {+restconf}/operations/{name}`.
-pub(crate) async fn invoke(State(state): State<ServerState>, request: Request) -> Result<Response, ErrorResponse> {
+pub(crate) async fn invoke(
+    State(state): State<ServerState>,
+    request: Request,
+) -> Result<Response, ErrorResponse> {
     let (parts, body) = request.into_parts();
     if parts.method == Method::OPTIONS {
         let mut response = StatusCode::OK.into_response();
@@ -76,11 +79,18 @@ pub(crate) async fn invoke(State(state): State<ServerState>, request: Request) -
         .into());
     };
     let module = schema.node(rpc).module.clone();
-    let body = read_json(&parts.headers, Body::new(body), state.options.max_body_bytes, state.options.body_timeout).await?;
+    let body = read_json(
+        &parts.headers,
+        Body::new(body),
+        state.options.max_body_bytes,
+        state.options.body_timeout,
+    )
+    .await?;
     let input = match body {
         None => json!({}),
         Some(doc) => {
-            let (member, value) = single_member(&ctx, rpc, &DataPath::root(), doc, InputPolicy::ALL)?;
+            let (member, value) =
+                single_member(&ctx, rpc, &DataPath::root(), doc, InputPolicy::ALL)?;
             if schema.node(member).name != "input" {
                 return Err(DataError::invalid_value(format!(
                     "the body of an operation is {{\"{module}:input\": {{...}}}}"
@@ -97,9 +107,12 @@ pub(crate) async fn invoke(State(state): State<ServerState>, request: Request) -
     };
     let wrapped = json!({ format!("{module}:output"): output });
     let (_, output) = single_member(&ctx, rpc, &DataPath::root(), wrapped, InputPolicy::ALL)
-        .map_err(|e| DataError::internal(format!("operation {name} produced invalid output: {e}")))?;
-    validate_rpc(&ctx, &json!({ name.clone(): output.clone() }).to_string(), true)
-        .map_err(|e| DataError::internal(format!("operation {name} produced invalid output: {e}")))?;
+        .map_err(|e| {
+            DataError::internal(format!("operation {name} produced invalid output: {e}"))
+        })?;
+    validate_rpc(&ctx, &json!({ name.clone(): output.clone() }).to_string(), true).map_err(
+        |e| DataError::internal(format!("operation {name} produced invalid output: {e}")),
+    )?;
     let body = json!({ format!("{module}:output"): output }).to_string();
     Ok(json_response(StatusCode::OK, body, false))
 }

@@ -95,8 +95,9 @@ fn tag_list(text: &str, name: &str) -> Result<TagList, DataError> {
 }
 
 fn http_date(text: &str, name: &str) -> Result<SystemTime, DataError> {
-    httpdate::parse_http_date(text)
-        .map_err(|_| DataError::invalid_value(format!("header {name}: \"{text}\" is not an HTTP-date")))
+    httpdate::parse_http_date(text).map_err(|_| {
+        DataError::invalid_value(format!("header {name}: \"{text}\" is not an HTTP-date"))
+    })
 }
 
 /// Reads the conditional headers.
@@ -121,7 +122,8 @@ fn seconds(t: SystemTime) -> u64 {
 }
 
 fn failed(what: &str) -> DataError {
-    DataError::new(ErrorTag::OperationFailed, format!("precondition failed: {what}")).with_status(412)
+    DataError::new(ErrorTag::OperationFailed, format!("precondition failed: {what}"))
+        .with_status(412)
 }
 
 impl Conditions {
@@ -156,7 +158,9 @@ impl Conditions {
 
     /// Whether the request carries any condition that applies to writes.
     fn any_for_write(&self) -> bool {
-        self.if_match.is_some() || self.if_none_match.is_some() || self.if_unmodified_since.is_some()
+        self.if_match.is_some()
+            || self.if_none_match.is_some()
+            || self.if_unmodified_since.is_some()
     }
 
     /// The conditions of a write on the configuration resource at `path`, to be checked by the
@@ -166,7 +170,8 @@ impl Conditions {
             return None;
         }
         Some(Precondition::new(move |snap: &Snapshot| {
-            let exists = path.is_root() || lookup(&snap.running, &path).is_some_and(|n| !matches!(n, NodeRef::List(_)));
+            let exists = path.is_root()
+                || lookup(&snap.running, &path).is_some_and(|n| !matches!(n, NodeRef::List(_)));
             let meta = snap.resource_meta(&path).config;
             let config_tag = format!("{}-c{}", epoch(), meta.map_or(0, |m| m.version));
             let matches = |opaque: &str| {

@@ -25,10 +25,9 @@ pub(crate) fn parameters(raw: Option<&str>) -> Result<Vec<(String, String)>, Dat
     for part in raw.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (k, v) = part.split_once('=').unwrap_or((part, ""));
         let decode = |s: &str| {
-            percent_decode_str(&s.replace('+', " "))
-                .decode_utf8()
-                .map(|c| c.into_owned())
-                .map_err(|_| DataError::protocol_value(format!("query parameter \"{k}\" is not UTF-8")))
+            percent_decode_str(&s.replace('+', " ")).decode_utf8().map(|c| c.into_owned()).map_err(
+                |_| DataError::protocol_value(format!("query parameter \"{k}\" is not UTF-8")),
+            )
         };
         let (k, v) = (decode(k)?, decode(v)?);
         if k.contains('\0') || v.contains('\0') {
@@ -117,9 +116,21 @@ pub(crate) fn check_write_query(raw: Option<&str>, method: &str) -> Result<(), D
 }
 
 fn unsupported(name: &str, method: &str) -> DataError {
-    let known = ["content", "depth", "fields", "with-defaults", "insert", "point", "filter", "start-time", "stop-time"];
+    let known = [
+        "content",
+        "depth",
+        "fields",
+        "with-defaults",
+        "insert",
+        "point",
+        "filter",
+        "start-time",
+        "stop-time",
+    ];
     if known.contains(&name) {
-        DataError::protocol_value(format!("query parameter \"{name}\" is not allowed with {method}"))
+        DataError::protocol_value(format!(
+            "query parameter \"{name}\" is not allowed with {method}"
+        ))
     } else {
         DataError::protocol_value(format!("unknown query parameter \"{name}\""))
     }

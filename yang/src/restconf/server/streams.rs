@@ -132,20 +132,18 @@ pub(crate) fn subscribe(name: &str, stream: &StreamInfo) -> Response {
             st.ticker.reset();
             return Some((Ok::<Bytes, std::io::Error>(opening), st));
         }
-        loop {
-            tokio::select! {
-                received = st.receiver.recv() => {
-                    let chunk = match received {
-                        Ok(event) => Bytes::from(format!("data: {event}\n\n")),
-                        Err(broadcast::error::RecvError::Lagged(n)) => {
-                            Bytes::from(format!(": {n} notifications were dropped: reader too slow\n\n"))
-                        }
-                        Err(broadcast::error::RecvError::Closed) => return None,
-                    };
-                    return Some((Ok(chunk), st));
-                }
-                _ = st.ticker.tick() => return Some((Ok(Bytes::from_static(b": keep-alive\n\n")), st)),
+        tokio::select! {
+            received = st.receiver.recv() => {
+                let chunk = match received {
+                    Ok(event) => Bytes::from(format!("data: {event}\n\n")),
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        Bytes::from(format!(": {n} notifications were dropped: reader too slow\n\n"))
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                };
+                Some((Ok(chunk), st))
             }
+            _ = st.ticker.tick() => Some((Ok(Bytes::from_static(b": keep-alive\n\n")), st)),
         }
     });
     let mut response = (StatusCode::OK, Body::from_stream(events)).into_response();

@@ -1,0 +1,64 @@
+# Shared by scripts/test and scripts/lab (sourced, not run): makes sure the machine has what
+# building and testing qkdn needs, installing it when it can (as root, or with password-less
+# sudo) and saying exactly what to install when it cannot.
+
+# Debian packages for building: libyang is compiled from source by the yang5 crate (cmake, a C
+# compiler, PCRE2).
+QKDN_BUILD_PACKAGES="cmake gcc g++ make pkg-config libpcre2-dev"
+# Debian packages for the tests: yanglint, a Python venv for pyang, curl and jq for the tour.
+QKDN_TEST_PACKAGES="libyang-tools python3-venv curl jq"
+# pyang release whose tree output the reference trees were made with.
+QKDN_PYANG_VERSION="2.7.1"
+
+qkdn_missing_packages() {
+    local missing=""
+    for pkg in "$@"; do
+        if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+            missing="$missing $pkg"
+        fi
+    done
+    echo "$missing"
+}
+
+qkdn_install_packages() {
+    local missing
+    missing=$(qkdn_missing_packages "$@")
+    [ -z "$missing" ] && return 0
+    if ! command -v apt-get >/dev/null 2>&1; then
+        echo "qkdn: please install the equivalents of:$missing (this script knows apt only)" >&2
+        return 1
+    fi
+    local sudo=""
+    if [ "$(id -u)" != 0 ]; then
+        if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+            sudo="sudo"
+        else
+            echo "qkdn: missing packages:$missing" >&2
+            echo "qkdn: install them with: sudo apt-get install -y$missing" >&2
+            return 1
+        fi
+    fi
+    echo "qkdn: installing$missing"
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    # shellcheck disable=SC2086
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+}
+
+qkdn_ensure_build_prerequisites() {
+    if ! command -v cargo >/dev/null 2>&1; then
+        echo "qkdn: cargo not found; install Rust 1.95 or newer from https://rustup.rs" >&2
+        return 1
+    fi
+    # shellcheck disable=SC2086
+    qkdn_install_packages $QKDN_BUILD_PACKAGES
+}
+
+qkdn_ensure_test_tools() {
+    # shellcheck disable=SC2086
+    qkdn_install_packages $QKDN_TEST_PACKAGES
+    if [ ! -x .venv/bin/pyang ] || ! .venv/bin/pyang --version 2>/dev/null | grep -q "$QKDN_PYANG_VERSION"; then
+        echo "qkdn: creating .venv with pyang $QKDN_PYANG_VERSION"
+        python3 -m venv .venv
+        .venv/bin/pip install -q "pyang==$QKDN_PYANG_VERSION"
+    fi
+}
