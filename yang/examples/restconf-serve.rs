@@ -17,13 +17,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use qkdn_yang::YangContext;
 use qkdn_yang::datastore::{ChangeSet, ContentFilter, Datastore};
 use qkdn_yang::path::Selector;
 use qkdn_yang::restconf::{
     NotificationPublisher, RestconfOptions, RestconfServer, ServeOptions, serve,
 };
-use qkdn_yang::tree::Value;
-use qkdn_yang::{DataPath, YangContext};
 use serde_json::json;
 
 #[derive(Parser)]
@@ -93,7 +92,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// application.
 async fn announce_changes(ds: Datastore, publisher: NotificationPublisher) {
     let mut changes = ds.subscribe();
-    let schema = ds.context().schema();
     while let Ok(set) = changes.recv().await {
         for (kind, id, what) in touched_entries(&ds, &set) {
             let message = format!("{what} by RESTCONF (version {})", set.version);
@@ -112,7 +110,6 @@ async fn announce_changes(ds: Datastore, publisher: NotificationPublisher) {
                 tracing::warn!(error = %e, "event not published");
             }
         }
-        let _ = schema;
     }
 }
 
@@ -184,6 +181,5 @@ async fn drift_performance(ds: Datastore, publisher: NotificationPublisher, ever
             let _ = publisher.publish(json!({"etsi-qkd-sdn-node:sdqkdn_link_perf_update": {
                 "qkd_link": {"qkdl_id": id, "performance": {"skr": skr, "eskr": skr * 9 / 10}}}}));
         }
-        let _: Option<(DataPath, Value)> = None;
     }
 }

@@ -17,7 +17,7 @@ use crate::schema::{NodeKind, Schema, SchemaId, ValueKind};
 use crate::tree::{Key, Value};
 
 /// Which instance of a schema node a path step names.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Selector {
     /// No selection: a container, a leaf, or a whole list or leaf-list.
     None,
@@ -28,7 +28,7 @@ pub enum Selector {
 }
 
 /// One step of a [`DataPath`].
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PathStep {
     /// Schema node.
     pub node: SchemaId,
@@ -37,7 +37,7 @@ pub struct PathStep {
 }
 
 /// A path from the datastore root to a data node (empty for the root itself).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct DataPath {
     steps: Vec<PathStep>,
 }

@@ -28,29 +28,11 @@ use crate::tree::{Child, Inner, Meta, NodeRef, lookup};
 /// Above this many units, one validation of the whole tree is cheaper than unit by unit.
 const FULL_VALIDATION_THRESHOLD: usize = 64;
 
-/// What an edit must have revalidated.
+/// What an edit must have revalidated: unit entries (in path order) and the root unit.
 #[derive(Debug, Default)]
 struct Units {
-    entries: BTreeSet<UnitKey>,
+    entries: BTreeSet<DataPath>,
     root: bool,
-}
-
-/// A unit entry path, ordered for deterministic validation.
-#[derive(Debug, PartialEq, Eq)]
-struct UnitKey(DataPath);
-
-impl PartialOrd for UnitKey {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for UnitKey {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        let a = self.0.steps().iter().map(|s| (s.node, format!("{:?}", s.selector)));
-        let b = other.0.steps().iter().map(|s| (s.node, format!("{:?}", s.selector)));
-        a.cmp(b)
-    }
 }
 
 /// The state owned by the datastore thread.
@@ -65,7 +47,6 @@ impl Owner {
     /// Applies a configuration edit.
     pub(crate) fn apply_running(&mut self, edit: Edit) -> Result<Commit, DataError> {
         let snap = self.published.load_full();
-        let schema = self.ctx.schema();
         let version = snap.running_version + 1;
         let meta = Meta::now(version);
         let old = &snap.running;
@@ -97,33 +78,50 @@ impl Owner {
                 changes: &changes,
             })?;
         }
-        // State below deleted configuration goes with it; state below changed configuration is
-        // checked against the new configuration.
+        self.follow_configuration(&mut candidate, &snap.state, &changes, meta);
+        let set =
+            Arc::new(ChangeSet { layer: Layer::Running, version, time: meta.modified, changes });
+        self.published.store(Arc::new(candidate));
+        let _ = self.changes.send(set.clone());
+        Ok(Commit { created: !existed, changes: set })
+    }
+
+    /// Brings the state of `candidate` in line with its new configuration: state below deleted
+    /// configuration goes with it, and state below changed configuration is revalidated (and
+    /// dropped, with a warning, when no longer valid: its provider writes it again).
+    fn follow_configuration(
+        &self,
+        candidate: &mut Snapshot,
+        previous_state: &Inner,
+        changes: &[crate::tree::diff::Change],
+        meta: Meta,
+    ) {
+        let schema = self.ctx.schema();
         let state_before = candidate.state.clone();
-        for change in &changes {
+        for change in changes {
             if change.op == ChangeOp::Deleted && schema.node(change.path.schema_node()).is_inner() {
                 put(schema, &mut candidate.state, &change.path, None, meta);
             }
         }
-        let mut checked: BTreeSet<UnitKey> = BTreeSet::new();
-        for change in &changes {
-            if let Some(unit) = enclosing_unit(&self.ctx, &change.path)
-                && lookup(&candidate.state, &unit).is_some()
-                && checked.insert(UnitKey(unit.clone()))
-            {
-                let mut state = candidate.state.clone();
-                match self.validate_unit(&candidate.running, &mut state, &unit, Layer::State, meta)
-                {
-                    Ok(()) => candidate.state = state,
-                    Err(err) => {
-                        tracing::warn!(
-                            unit = %unit.to_instance_identifier(schema),
-                            error = %err,
-                            "state no longer valid after a configuration change; dropped until \
-                             its provider writes it again"
-                        );
-                        put(schema, &mut candidate.state, &unit, None, meta);
-                    }
+        let mut checked: BTreeSet<DataPath> = BTreeSet::new();
+        for change in changes {
+            let Some(unit) = enclosing_unit(&self.ctx, &change.path) else {
+                continue;
+            };
+            if lookup(&candidate.state, &unit).is_none() || !checked.insert(unit.clone()) {
+                continue;
+            }
+            let mut state = candidate.state.clone();
+            match self.validate_unit(&candidate.running, &mut state, &unit, Layer::State, meta) {
+                Ok(()) => candidate.state = state,
+                Err(err) => {
+                    tracing::warn!(
+                        unit = %unit.to_instance_identifier(schema),
+                        error = %err,
+                        "state no longer valid after a configuration change; dropped until its \
+                         provider writes it again"
+                    );
+                    put(schema, &mut candidate.state, &unit, None, meta);
                 }
             }
         }
@@ -134,13 +132,8 @@ impl Owner {
             dirty.insert(&DataPath::root());
             let mut ignored = Vec::new();
             candidate.state =
-                reconcile(&snap.state, &candidate.state, &dirty, state_meta, &mut ignored);
+                reconcile(previous_state, &candidate.state, &dirty, state_meta, &mut ignored);
         }
-        let set =
-            Arc::new(ChangeSet { layer: Layer::Running, version, time: meta.modified, changes });
-        self.published.store(Arc::new(candidate));
-        let _ = self.changes.send(set.clone());
-        Ok(Commit { created: !existed, changes: set })
     }
 
     /// Applies a state edit (from the datastore's owner, never from clients).
@@ -215,7 +208,7 @@ impl Owner {
             dirty.insert(&DataPath::root());
             return Ok((cand, dirty));
         }
-        for UnitKey(unit) in &units.entries {
+        for unit in &units.entries {
             let base = running.cloned().unwrap_or_else(|| cand.clone());
             self.validate_unit(&base, &mut cand, unit, layer, meta)?;
             dirty.insert(unit);
@@ -237,12 +230,12 @@ impl Owner {
             match enclosing_unit(&self.ctx, path) {
                 Some(unit) if unit == *path => {
                     if exists {
-                        units.entries.insert(UnitKey(unit));
+                        units.entries.insert(unit);
                     }
                 }
                 Some(unit) => {
                     if lookup(cand, &unit).is_some() {
-                        units.entries.insert(UnitKey(unit));
+                        units.entries.insert(unit);
                     }
                 }
                 None => units.root = true,
@@ -255,7 +248,7 @@ impl Owner {
                     let entry_path =
                         path.parent().unwrap_or_default().child(id, Selector::Key(key.clone()));
                     if schema.node(id).unit {
-                        units.entries.insert(UnitKey(entry_path.clone()));
+                        units.entries.insert(entry_path.clone());
                     }
                     collect_unit_entries(schema, entry, &entry_path, &mut units);
                 }
@@ -397,7 +390,7 @@ fn collect_unit_entries(
                 for (key, entry) in list.iter() {
                     let entry_path = path.child(*id, Selector::Key(key.clone()));
                     if schema.node(*id).unit {
-                        units.entries.insert(UnitKey(entry_path.clone()));
+                        units.entries.insert(entry_path.clone());
                     }
                     collect_unit_entries(schema, entry, &entry_path, units);
                 }

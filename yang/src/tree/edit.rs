@@ -32,7 +32,7 @@ pub(crate) fn put(
     let Some(parent) = descend_mut(schema, root, ancestors, meta, content.is_some()) else {
         return false;
     };
-    put_child(schema, parent, last, content, meta)
+    put_child(schema, parent, last, content)
 }
 
 /// Walks to the node at `steps`, copying on the way; creates missing nodes when `create`.
@@ -84,13 +84,7 @@ pub(crate) fn entry_with_keys(schema: &Schema, list: SchemaId, key: &Key, meta: 
     Inner::from_children(children, meta)
 }
 
-fn put_child(
-    schema: &Schema,
-    parent: &mut Inner,
-    step: &PathStep,
-    content: Option<Child>,
-    meta: Meta,
-) -> bool {
+fn put_child(schema: &Schema, parent: &mut Inner, step: &PathStep, content: Option<Child>) -> bool {
     let def = schema.node(step.node);
     match &step.selector {
         Selector::None => match content {
@@ -127,7 +121,6 @@ fn put_child(
                     }
                 }
             }
-            let _ = meta;
             existed
         }
         Selector::Value(value) => {
@@ -228,7 +221,6 @@ fn merge_child(
     meta: Meta,
     touched: &mut Vec<DataPath>,
 ) {
-    let def = schema.node(id);
     let here = parent_path.child(id, selector.clone());
     match (selector, patch) {
         (Selector::Key(key), Child::Container(entry)) => {
@@ -244,7 +236,6 @@ fn merge_child(
                         parent,
                         &PathStep { node: id, selector: selector.clone() },
                         Some(Child::Container(current)),
-                        meta,
                     );
                 }
                 None => {
@@ -254,7 +245,6 @@ fn merge_child(
                         parent,
                         &PathStep { node: id, selector: selector.clone() },
                         Some(Child::Container(entry)),
-                        meta,
                     );
                 }
             }
@@ -299,11 +289,10 @@ fn merge_child(
         }
         (Selector::Value(_), leaf @ Child::Leaf(_)) => {
             touched.push(here.clone());
-            put_child(schema, parent, here.last().expect("non-empty path"), Some(leaf), meta);
+            put_child(schema, parent, here.last().expect("non-empty path"), Some(leaf));
         }
         (_, other) => {
             touched.push(here);
-            let _ = def;
             parent.set_child(id, other);
         }
     }
