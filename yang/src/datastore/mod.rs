@@ -222,14 +222,7 @@ impl Datastore {
         path: &str,
         body: serde_json::Value,
     ) -> Result<Commit, DataError> {
-        let edit = Edit::prepare(
-            self.context(),
-            EditOp::Replace,
-            &self.path(path)?,
-            Some(body),
-            InputPolicy::CONFIG,
-        )?;
-        self.apply(edit).await
+        self.edit_json(EditOp::Replace, path, body, false).await
     }
 
     /// Merges `body` into the configuration at `path`.
@@ -238,14 +231,7 @@ impl Datastore {
         path: &str,
         body: serde_json::Value,
     ) -> Result<Commit, DataError> {
-        let edit = Edit::prepare(
-            self.context(),
-            EditOp::Merge,
-            &self.path(path)?,
-            Some(body),
-            InputPolicy::CONFIG,
-        )?;
-        self.apply(edit).await
+        self.edit_json(EditOp::Merge, path, body, false).await
     }
 
     /// Deletes the configuration at `path` if present.
@@ -259,14 +245,7 @@ impl Datastore {
         path: &str,
         body: serde_json::Value,
     ) -> Result<Commit, DataError> {
-        let edit = Edit::prepare(
-            self.context(),
-            EditOp::Replace,
-            &self.path(path)?,
-            Some(body),
-            InputPolicy::ALL,
-        )?;
-        self.apply_state(edit).await
+        self.edit_json(EditOp::Replace, path, body, true).await
     }
 
     /// Merges `body` into the state at `path`.
@@ -275,19 +254,25 @@ impl Datastore {
         path: &str,
         body: serde_json::Value,
     ) -> Result<Commit, DataError> {
-        let edit = Edit::prepare(
-            self.context(),
-            EditOp::Merge,
-            &self.path(path)?,
-            Some(body),
-            InputPolicy::ALL,
-        )?;
-        self.apply_state(edit).await
+        self.edit_json(EditOp::Merge, path, body, true).await
     }
 
     /// Deletes the state at `path` if present.
     pub async fn remove_state(&self, path: &str) -> Result<Commit, DataError> {
         self.apply_state(Edit::remove(self.path(path)?)).await
+    }
+
+    /// Prepares and applies a JSON edit of the configuration or (`state`) the state.
+    async fn edit_json(
+        &self,
+        op: EditOp,
+        path: &str,
+        body: serde_json::Value,
+        state: bool,
+    ) -> Result<Commit, DataError> {
+        let policy = if state { InputPolicy::ALL } else { InputPolicy::CONFIG };
+        let edit = Edit::prepare(self.context(), op, &self.path(path)?, Some(body), policy)?;
+        self.send(edit, state).await
     }
 
     async fn send(&self, edit: Edit, state: bool) -> Result<Commit, DataError> {

@@ -125,6 +125,13 @@ impl TestServer {
             .expect("client")
     }
 
+    /// GETs `path` on this server (expecting success) and decodes the JSON body.
+    pub(crate) async fn get_json(&self, path: &str) -> Json {
+        let response = self.http().get(self.url(path)).send().await.expect("GET");
+        assert!(response.status().is_success(), "GET {path}: {}", response.status());
+        response.json().await.expect("JSON body")
+    }
+
     /// URL of `path` on this server.
     pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)

@@ -52,15 +52,7 @@ async fn post(server: &TestServer, name: &str, body: Option<Json>) -> (u16, Json
 #[tokio::test]
 async fn operations_are_listed_validated_and_invoked() {
     let server = ops_server(Duration::from_secs(5)).await;
-    let list: Json = server
-        .http()
-        .get(server.url("/restconf/operations"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Json = server.get_json("/restconf/operations").await;
     assert_eq!(
         list,
         json!({"ietf-restconf:operations": {"qkdn-test-ops:add": [null], "qkdn-test-ops:broken": [null],
@@ -193,14 +185,8 @@ async fn stream_requests_are_checked() {
     );
     assert_eq!(status("/restconf/streams/NETCONF?filter=/x", "text/event-stream").await, 400);
     assert_eq!(status("/restconf/streams/NETCONF", "application/yang-data+json").await, 406);
-    let monitoring: Json = http
-        .get(server.url("/restconf/data/ietf-restconf-monitoring:restconf-state/streams"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let monitoring: Json =
+        server.get_json("/restconf/data/ietf-restconf-monitoring:restconf-state/streams").await;
     let stream = &monitoring["ietf-restconf-monitoring:streams"]["stream"][0];
     assert_eq!(stream["name"], "NETCONF");
     assert_eq!(

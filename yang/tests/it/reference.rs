@@ -99,15 +99,7 @@ async fn tfs_fixtures_load_tolerantly_and_print_strictly() {
             file.display(),
             response.text().await.unwrap()
         );
-        let got: Json = server
-            .http()
-            .get(server.url("/restconf/data/etsi-qkd-sdn-node:qkd_node"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let got: Json = server.get_json("/restconf/data/etsi-qkd-sdn-node:qkd_node").await;
         validate_data(&ctx, &got.to_string(), Content::All).unwrap();
         assert_eq!(&got["etsi-qkd-sdn-node:qkd_node"]["qkdn_id"], &node["qkdn_id"]);
     }
