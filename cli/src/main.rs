@@ -104,8 +104,7 @@ fn validate(ctx: &YangContext, file: &PathBuf, config: bool, tolerant: bool) -> 
         };
     }
     let builder = Datastore::builder(ctx.clone());
-    let built =
-        if config { Ok(builder.config(doc)) } else { builder.data(doc) }.and_then(|b| b.build());
+    let built = if config { builder.config(doc) } else { builder.data(doc) }.build();
     match built {
         Ok(ds) => {
             let filter = if config { ContentFilter::Config } else { ContentFilter::All };

@@ -219,7 +219,7 @@ fn main() {
 
     // GET
     let doc = node_doc(16, 64, 64, true);
-    let ds = Datastore::builder(ctx.clone()).data(doc.clone()).unwrap().build().unwrap();
+    let ds = Datastore::builder(ctx.clone()).data(doc.clone()).build().unwrap();
     let size = ds
         .snapshot()
         .render(

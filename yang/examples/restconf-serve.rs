@@ -55,7 +55,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         format!("{}:{}:{}: not valid JSON: {e}", args.data.display(), e.line(), e.column())
     })?;
     let ctx = YangContext::qkdn()?;
-    let ds = Datastore::builder(ctx.clone()).data(doc).and_then(|b| b.build()).map_err(|e| {
+    let ds = Datastore::builder(ctx.clone()).data(doc).build().map_err(|e| {
         format!(
             "{}: {}{}",
             args.data.display(),

@@ -17,6 +17,7 @@ mod edit;
 mod owner;
 mod snapshot;
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::mpsc;
 
@@ -44,6 +45,35 @@ struct Shared {
     changes: broadcast::Sender<Arc<ChangeSet>>,
 }
 
+/// Loads a start-up document in one pass: normalised, parsed and fully validated by libyang
+/// once, then split into configuration and state.
+fn load(
+    ctx: &YangContext,
+    doc: serde_json::Value,
+    policy: InputPolicy,
+) -> Result<Snapshot, DataError> {
+    use crate::tree::edit::{split_config, split_state};
+    let members = serde_json::Value::Object(crate::input::normalize_datastore(ctx, doc, policy)?);
+    let content =
+        if policy.allow_state { crate::ly::Content::All } else { crate::ly::Content::Config };
+    let meta = crate::tree::Meta::now(1);
+    let tree = crate::ly::parse_data(ctx, &members.to_string(), content, true, meta)
+        .map_err(|err| crate::input::first_invalid_value(ctx, &members).unwrap_or(err))?;
+    let schema = ctx.schema();
+    let mut snapshot = Snapshot::empty();
+    snapshot.running = split_config(schema, &tree);
+    snapshot.running.set_meta(meta);
+    snapshot.running_version = 1;
+    if policy.allow_state
+        && let Some(mut state) = split_state(schema, &tree, &[])
+    {
+        state.set_meta(meta);
+        snapshot.state = state;
+        snapshot.state_version = 1;
+    }
+    Ok(snapshot)
+}
+
 /// A handle on a datastore (cheap to clone; the owner thread stops when the last handle goes).
 #[derive(Clone)]
 pub struct Datastore {
@@ -64,7 +94,7 @@ impl std::fmt::Debug for Datastore {
 pub struct DatastoreBuilder {
     ctx: YangContext,
     hook: Option<Arc<dyn CommitHook>>,
-    config: Option<serde_json::Value>,
+    initial: Option<(serde_json::Value, InputPolicy)>,
     state: Option<serde_json::Value>,
 }
 
@@ -77,11 +107,11 @@ impl DatastoreBuilder {
 
     /// Initial configuration, a datastore document (tolerant input accepted).
     pub fn config(mut self, doc: serde_json::Value) -> Self {
-        self.config = Some(doc);
+        self.initial = Some((doc, InputPolicy::CONFIG));
         self
     }
 
-    /// Initial operational state, a datastore document.
+    /// Initial operational state, a datastore document, applied over the initial configuration.
     pub fn state(mut self, doc: serde_json::Value) -> Self {
         self.state = Some(doc);
         self
@@ -90,46 +120,18 @@ impl DatastoreBuilder {
     /// Initial configuration and state from one document holding both (such as a RESTCONF GET
     /// of the whole datastore); it is split into the two. Top-level members that are not YANG
     /// data (settings of other tools in their start-up files) are skipped with a warning.
-    pub fn data(mut self, doc: serde_json::Value) -> Result<Self, DataError> {
-        let edit = Edit::prepare(
-            &self.ctx,
-            EditOp::Replace,
-            &DataPath::root(),
-            Some(doc),
-            InputPolicy::STARTUP,
-        )?;
-        let Some(crate::tree::Child::Container(root)) = edit.content else {
-            return Err(DataError::internal("a datastore document did not yield a tree"));
-        };
-        let schema = self.ctx.schema();
-        let config = crate::tree::edit::split_config(schema, &root);
-        let state = crate::tree::edit::split_state(schema, &root, &[]);
-        let render = |tree: &crate::tree::Inner| {
-            let text = crate::tree::render::render_document(
-                schema,
-                crate::tree::render::Layers { config: Some(tree), state: None },
-                crate::tree::render::Prune::Nothing,
-            );
-            serde_json::from_str::<serde_json::Value>(&text)
-                .map_err(|e| DataError::internal(format!("re-rendered document is not JSON: {e}")))
-        };
-        self.config = Some(render(&config)?);
-        if let Some(state) = state {
-            let merged = crate::tree::render::render_document(
-                schema,
-                crate::tree::render::Layers { config: Some(&config), state: Some(&state) },
-                crate::tree::render::Prune::Nothing,
-            );
-            self.state = Some(serde_json::from_str(&merged).map_err(|e| {
-                DataError::internal(format!("re-rendered document is not JSON: {e}"))
-            })?);
-        }
-        Ok(self)
+    pub fn data(mut self, doc: serde_json::Value) -> Self {
+        self.initial = Some((doc, InputPolicy::STARTUP));
+        self
     }
 
     /// Validates the initial data, starts the owner thread and returns the handle.
     pub fn build(self) -> Result<Datastore, DataError> {
-        let published = Arc::new(ArcSwap::from_pointee(Snapshot::empty()));
+        let initial = match self.initial {
+            Some((doc, policy)) => load(&self.ctx, doc, policy)?,
+            None => Snapshot::empty(),
+        };
+        let published = Arc::new(ArcSwap::from_pointee(initial));
         let (changes, _) = broadcast::channel(1024);
         let mut owner = Owner {
             ctx: self.ctx.clone(),
@@ -137,16 +139,6 @@ impl DatastoreBuilder {
             hook: None,
             changes: changes.clone(),
         };
-        if let Some(doc) = self.config {
-            let edit = Edit::prepare(
-                &self.ctx,
-                EditOp::Replace,
-                &DataPath::root(),
-                Some(doc),
-                InputPolicy::CONFIG,
-            )?;
-            owner.apply_running(edit)?;
-        }
         if let Some(doc) = self.state {
             let edit = Edit::prepare(
                 &self.ctx,
@@ -165,11 +157,26 @@ impl DatastoreBuilder {
                 while let Ok(command) = receiver.recv() {
                     match command {
                         Command::Apply { edit, state, reply } => {
-                            let result = if state {
-                                owner.apply_state(edit)
-                            } else {
-                                owner.apply_running(edit)
-                            };
+                            // A panic (in an application's hook, or a bug here) refuses this
+                            // edit; nothing was published, and the thread goes on serving.
+                            let attempt = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                                if state {
+                                    owner.apply_state(edit)
+                                } else {
+                                    owner.apply_running(edit)
+                                }
+                            }));
+                            let result = attempt.unwrap_or_else(|panic| {
+                                let what = panic
+                                    .downcast_ref::<&str>()
+                                    .map(|s| (*s).to_owned())
+                                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                                    .unwrap_or_default();
+                                tracing::error!(panic = %what, "an edit panicked and was refused");
+                                Err(DataError::internal(format!(
+                                    "the edit failed inside the server: {what}"
+                                )))
+                            });
                             let _ = reply.send(result);
                         }
                     }
@@ -183,7 +190,7 @@ impl DatastoreBuilder {
 impl Datastore {
     /// Starts setting up a datastore over `ctx`.
     pub fn builder(ctx: YangContext) -> DatastoreBuilder {
-        DatastoreBuilder { ctx, hook: None, config: None, state: None }
+        DatastoreBuilder { ctx, hook: None, initial: None, state: None }
     }
 
     /// The context.

@@ -20,7 +20,7 @@ fn link(id: &str, kind: &str) -> Json {
 }
 
 fn example_datastore() -> Datastore {
-    Datastore::builder(YangContext::qkdn().unwrap()).data(example_node()).unwrap().build().unwrap()
+    Datastore::builder(YangContext::qkdn().unwrap()).data(example_node()).build().unwrap()
 }
 
 #[test]
@@ -86,7 +86,6 @@ async fn a_hook_refusal_changes_nothing_and_reaches_the_client() {
     };
     let ds = Datastore::builder(YangContext::qkdn().unwrap())
         .data(example_node())
-        .unwrap()
         .hook(hook)
         .build()
         .unwrap();
@@ -324,4 +323,39 @@ async fn entity_tags_change_only_with_their_resource() {
         .await
         .unwrap();
     assert_eq!(response.status(), 204, "If-Match compares the configuration part");
+}
+
+#[tokio::test]
+async fn a_panicking_hook_refuses_the_edit_and_the_datastore_lives_on() {
+    let hook =
+        |tx: &Transaction<'_>| -> Result<(), DataError> {
+            if tx.changes().iter().any(|c| {
+                c.path.to_instance_identifier(tx.context().schema()).ends_with("qkdn_version")
+            }) {
+                panic!("hook bug");
+            }
+            Ok(())
+        };
+    let ds = Datastore::builder(YangContext::qkdn().unwrap())
+        .data(example_node())
+        .hook(hook)
+        .build()
+        .unwrap();
+    let before = fingerprint(&ds);
+    let err = ds
+        .put_config(
+            "/etsi-qkd-sdn-node:qkd_node/qkdn_version",
+            json!({"etsi-qkd-sdn-node:qkdn_version": "x"}),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.message.contains("hook bug"), "{err:?}");
+    assert_eq!(fingerprint(&ds), before);
+    // The owner thread survived: other edits go through.
+    ds.put_config(
+        "/etsi-qkd-sdn-node:qkd_node/qkdn_location_id",
+        json!({"etsi-qkd-sdn-node:qkdn_location_id": "y"}),
+    )
+    .await
+    .unwrap();
 }

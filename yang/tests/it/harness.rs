@@ -62,8 +62,7 @@ impl TestServer {
         configure: impl FnOnce(RestconfServerBuilder) -> RestconfServerBuilder,
     ) -> TestServer {
         let ctx = YangContext::qkdn().expect("qkdn context");
-        let ds =
-            Datastore::builder(ctx).data(data).expect("data loads").build().expect("datastore");
+        let ds = Datastore::builder(ctx).data(data).build().expect("datastore");
         Self::serve_datastore(ds, options, configure).await
     }
 

@@ -64,11 +64,7 @@ async fn tfs_fixtures_load_tolerantly_and_print_strictly() {
     for file in files {
         let raw = read(&file);
         // Through the datastore's start-up path, as the file is...
-        let ds = Datastore::builder(ctx.clone())
-            .data(raw.clone())
-            .unwrap_or_else(|e| panic!("{}: {e:?}", file.display()))
-            .build()
-            .unwrap();
+        let ds = Datastore::builder(ctx.clone()).data(raw.clone()).build().unwrap();
         let printed = ds.snapshot().get_json(&ctx, &DataPath::root(), ContentFilter::All).unwrap();
         let data = &printed["ietf-restconf:data"];
         validate_data(&ctx, &data.to_string(), Content::All)

@@ -68,25 +68,41 @@ impl Default for RestconfOptions {
 }
 
 /// Rendered GET responses, keyed by resource, query and entity-tag (so entries never go stale;
-/// the cache is simply emptied when it grows past its bound).
+/// the cache is simply emptied when it grows past its bounds). Bodies larger than
+/// [`CACHE_LARGEST_BODY`] are not kept.
 #[derive(Default)]
 pub(crate) struct ResponseCache {
-    entries: Mutex<HashMap<String, Bytes>>,
+    entries: Mutex<CacheEntries>,
+}
+
+#[derive(Default)]
+struct CacheEntries {
+    bodies: HashMap<String, Bytes>,
+    bytes: usize,
 }
 
 const CACHE_ENTRIES: usize = 512;
+const CACHE_BYTES: usize = 64 * 1024 * 1024;
+const CACHE_LARGEST_BODY: usize = 4 * 1024 * 1024;
 
 impl ResponseCache {
     pub(crate) fn get(&self, key: &str) -> Option<Bytes> {
-        self.entries.lock().unwrap_or_else(|p| p.into_inner()).get(key).cloned()
+        self.entries.lock().unwrap_or_else(|p| p.into_inner()).bodies.get(key).cloned()
     }
 
     pub(crate) fn put(&self, key: String, body: Bytes) {
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        if entries.len() >= CACHE_ENTRIES {
-            entries.clear();
+        if body.len() > CACHE_LARGEST_BODY {
+            return;
         }
-        entries.insert(key, body);
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if entries.bodies.len() >= CACHE_ENTRIES || entries.bytes + body.len() > CACHE_BYTES {
+            entries.bodies.clear();
+            entries.bytes = 0;
+        }
+        entries.bytes += body.len();
+        if let Some(old) = entries.bodies.insert(key, body) {
+            entries.bytes -= old.len();
+        }
     }
 }
 
