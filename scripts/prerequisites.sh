@@ -53,7 +53,20 @@ qkdn_ensure_build_prerequisites() {
     qkdn_install_packages $QKDN_BUILD_PACKAGES
 }
 
+qkdn_ensure_rust_components() {
+    if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+        if command -v rustup >/dev/null 2>&1; then
+            echo "qkdn: adding the rustfmt and clippy components"
+            rustup component add rustfmt clippy
+        else
+            echo "qkdn: cargo fmt and cargo clippy are needed (rustup component add rustfmt clippy)" >&2
+            return 1
+        fi
+    fi
+}
+
 qkdn_ensure_test_tools() {
+    qkdn_ensure_rust_components
     # shellcheck disable=SC2086
     qkdn_install_packages $QKDN_TEST_PACKAGES
     if [ ! -x .venv/bin/pyang ] || ! .venv/bin/pyang --version 2>/dev/null | grep -q "$QKDN_PYANG_VERSION"; then
