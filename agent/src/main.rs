@@ -1,26 +1,146 @@
-//! `qkdn-agent`: the qkdn node agent (ETSI GS QKD 015 over RESTCONF, QKD device drivers, embedded KMS).
+//! `qkdn-agent`: runs the node agent, or checks a configuration file.
 //!
-//! The binary's name and crate are part of the workspace layout fixed by the foundation; the
-//! service itself is built by issue 3. Until then this program says so and exits with
-//! status 2, rather than pretending to run.
+//! ```text
+//! qkdn-agent [--config FILE] [--node-id UUID] [--listen ADDR] [--management-listen ADDR]
+//!            [--data-dir DIR] [--controller URL]... [--log-format human|json]
+//! qkdn-agent check-config FILE
+//! ```
+//!
+//! The first SIGINT or SIGTERM stops the agent cleanly; a second one exits at once.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, Subcommand, ValueEnum};
+use qkdn_agent::config::{self, Overrides};
+use qkdn_agent::{Agent, AgentOptions};
 
 #[derive(Parser)]
-#[command(
-    name = "qkdn-agent",
-    version,
-    about = "The qkdn node agent (ETSI GS QKD 015 over RESTCONF, QKD device drivers, embedded KMS)"
-)]
-struct Args {}
+#[command(name = "qkdn-agent", version, about = "The qkdn node agent")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Configuration file (TOML).
+    #[arg(long, short, env = "QKDN_CONFIG")]
+    config: Option<PathBuf>,
+    /// Node id (overrides node.id).
+    #[arg(long)]
+    node_id: Option<String>,
+    /// RESTCONF listening address (overrides restconf.listen).
+    #[arg(long)]
+    listen: Option<String>,
+    /// Management listening address (overrides management.listen).
+    #[arg(long)]
+    management_listen: Option<String>,
+    /// Data directory (overrides data_dir).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Controller URL (overrides controller.urls; repeatable).
+    #[arg(long = "controller")]
+    controllers: Vec<String>,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check a configuration file and explain every problem.
+    CheckConfig {
+        /// The file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
 
 fn main() -> ExitCode {
-    Args::parse();
-    eprintln!(
-        "qkdn-agent: this build contains the YANG and RESTCONF foundation only; the agent itself \
-         is not part of it yet (issue 3)"
-    );
-    ExitCode::from(2)
+    let cli = Cli::parse();
+    if let Some(Command::CheckConfig { file }) = &cli.command {
+        return match config::load_file(file) {
+            Ok(c) => {
+                println!(
+                    "{}: valid (node {}, {} interfaces, {} links)",
+                    file.display(),
+                    c.node.id,
+                    c.interfaces.len(),
+                    c.links.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                for p in &e.problems {
+                    eprintln!("{p}");
+                }
+                eprintln!("{}: {} problem(s)", file.display(), e.problems.len());
+                ExitCode::from(1)
+            }
+        };
+    }
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    match cli.log_format {
+        LogFormat::Human => tracing_subscriber::fmt().with_env_filter(filter).init(),
+        LogFormat::Json => tracing_subscriber::fmt().json().with_env_filter(filter).init(),
+    }
+    let overrides = Overrides {
+        node_id: cli.node_id.clone(),
+        data_dir: cli.data_dir.clone(),
+        restconf_listen: cli.listen.clone(),
+        management_listen: cli.management_listen.clone(),
+        controller_urls: (!cli.controllers.is_empty()).then(|| cli.controllers.clone()),
+    };
+    let config = match config::load(cli.config.as_deref(), &overrides) {
+        Ok(c) => c,
+        Err(e) => {
+            for p in &e.problems {
+                eprintln!("qkdn-agent: {p}");
+            }
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("qkdn-agent: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    runtime.block_on(async move {
+        let agent = match Agent::start(config, AgentOptions::default()).await {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("qkdn-agent: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        wait_for_signal().await;
+        tracing::info!("stopping (a second signal exits at once)");
+        tokio::spawn(async {
+            wait_for_signal().await;
+            eprintln!("qkdn-agent: second signal, exiting now");
+            std::process::exit(130);
+        });
+        agent.shutdown().await;
+        tracing::info!("stopped");
+        ExitCode::SUCCESS
+    })
+}
+
+async fn wait_for_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
 }

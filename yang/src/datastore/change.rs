@@ -32,11 +32,13 @@ pub struct ChangeSet {
     pub time: SystemTime,
     /// The changes, created and deleted subtrees reported at their roots.
     pub changes: Vec<Change>,
+    /// Who made the edit (see [`super::Edit::with_origin`]).
+    pub origin: Option<Arc<str>>,
 }
 
 impl ChangeSet {
     pub(crate) fn empty(layer: Layer, version: u64) -> ChangeSet {
-        ChangeSet { layer, version, time: SystemTime::now(), changes: Vec::new() }
+        ChangeSet { layer, version, time: SystemTime::now(), changes: Vec::new(), origin: None }
     }
 
     /// Whether nothing changed.
@@ -79,6 +81,7 @@ pub struct Transaction<'a> {
     pub(crate) ctx: &'a YangContext,
     pub(crate) candidate: &'a Snapshot,
     pub(crate) changes: &'a [Change],
+    pub(crate) origin: Option<&'a str>,
 }
 
 impl Transaction<'_> {
@@ -90,6 +93,11 @@ impl Transaction<'_> {
     /// The datastore as it will be if the change is accepted.
     pub fn candidate(&self) -> &Snapshot {
         self.candidate
+    }
+
+    /// Who makes the edit (see [`super::Edit::with_origin`]); `None` for RESTCONF clients.
+    pub fn origin(&self) -> Option<&str> {
+        self.origin
     }
 
     /// The context.

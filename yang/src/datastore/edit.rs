@@ -68,22 +68,30 @@ pub struct Edit {
     pub(crate) target: DataPath,
     pub(crate) content: Option<Child>,
     pub(crate) precondition: Option<Precondition>,
+    pub(crate) origin: Option<Arc<str>>,
 }
 
 impl Edit {
     /// Deletes `target`, which must exist.
     pub fn delete(target: DataPath) -> Edit {
-        Edit { op: EditOp::Delete, target, content: None, precondition: None }
+        Edit { op: EditOp::Delete, target, content: None, precondition: None, origin: None }
     }
 
     /// Deletes `target` if it exists.
     pub fn remove(target: DataPath) -> Edit {
-        Edit { op: EditOp::Remove, target, content: None, precondition: None }
+        Edit { op: EditOp::Remove, target, content: None, precondition: None, origin: None }
     }
 
     /// Adds a condition the owner checks, atomically, before applying the edit.
     pub fn with_precondition(mut self, precondition: Precondition) -> Edit {
         self.precondition = Some(precondition);
+        self
+    }
+
+    /// Marks who makes the edit (for example `"agent"` for a service's own writes); the commit
+    /// hook and change-set subscribers see it. RESTCONF edits carry none.
+    pub fn with_origin(mut self, origin: &str) -> Edit {
+        self.origin = Some(Arc::from(origin));
         self
     }
 
@@ -114,7 +122,13 @@ impl Edit {
                     "the datastore resource itself cannot be deleted",
                 ));
             }
-            return Ok(Edit { op, target: target.clone(), content: None, precondition: None });
+            return Ok(Edit {
+                op,
+                target: target.clone(),
+                content: None,
+                precondition: None,
+                origin: None,
+            });
         }
         let body = body.ok_or_else(|| DataError::malformed("this request needs a message body"))?;
         let content = if policy.allow_state { Content::All } else { Content::Config };
@@ -145,7 +159,13 @@ impl Edit {
                 let root = parse_document(ctx, &doc, content, meta)?;
                 let member_path = target.child(member, Selector::None);
                 let (path, child) = single_instance(ctx, &root, &member_path, "POST")?;
-                Ok(Edit { op, target: path, content: Some(child), precondition: None })
+                Ok(Edit {
+                    op,
+                    target: path,
+                    content: Some(child),
+                    precondition: None,
+                    origin: None,
+                })
             }
             EditOp::Replace | EditOp::Merge => {
                 if target.is_root() {
@@ -156,6 +176,7 @@ impl Edit {
                         target: target.clone(),
                         content: Some(Child::Container(root)),
                         precondition: None,
+                        origin: None,
                     });
                 }
                 let parent = target.parent().expect("not the root");
@@ -209,7 +230,13 @@ impl Edit {
                         },
                     },
                 };
-                Ok(Edit { op, target: target.clone(), content: Some(child), precondition: None })
+                Ok(Edit {
+                    op,
+                    target: target.clone(),
+                    content: Some(child),
+                    precondition: None,
+                    origin: None,
+                })
             }
             EditOp::Delete | EditOp::Remove => unreachable!("handled above"),
         }

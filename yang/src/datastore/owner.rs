@@ -76,11 +76,17 @@ impl Owner {
                 ctx: &self.ctx,
                 candidate: &candidate,
                 changes: &changes,
+                origin: edit.origin.as_deref(),
             })?;
         }
         self.follow_configuration(&mut candidate, &snap.state, &changes, meta);
-        let set =
-            Arc::new(ChangeSet { layer: Layer::Running, version, time: meta.modified, changes });
+        let set = Arc::new(ChangeSet {
+            layer: Layer::Running,
+            version,
+            time: meta.modified,
+            changes,
+            origin: edit.origin.clone(),
+        });
         self.published.store(Arc::new(candidate));
         let _ = self.changes.send(set.clone());
         Ok(Commit { created: !existed, changes: set })
@@ -139,35 +145,23 @@ impl Owner {
     /// Applies a state edit (from the datastore's owner, never from clients).
     pub(crate) fn apply_state(&mut self, edit: Edit) -> Result<Commit, DataError> {
         let snap = self.published.load_full();
-        let schema = self.ctx.schema();
         let version = snap.state_version + 1;
         let meta = Meta::now(version);
-        // State below a configuration list entry needs that entry.
-        let mut prefix = DataPath::root();
-        for step in edit.target.steps() {
-            prefix.push(step.node, step.selector.clone());
-            let def = schema.node(step.node);
-            if def.kind == NodeKind::List
-                && def.config
-                && matches!(step.selector, Selector::Key(_))
-                && lookup(&snap.running, &prefix).is_none()
-            {
-                return Err(DataError::invalid_value(format!(
-                    "there is no configured {} entry {} to hold this state",
-                    def.name,
-                    prefix.to_instance_identifier(schema)
-                ))
-                .at(prefix.to_instance_identifier(schema))
-                .with_status(404));
-            }
-        }
+        require_configured(&self.ctx, &snap.running, &edit.target)?;
         let old = &snap.state;
         if let Some(precondition) = &edit.precondition {
             precondition.check(&snap)?;
         }
-        let existed = check_existence(&self.ctx, old, &edit)?;
+        // The owner's state merges create what is missing (a configuration PATCH does not).
+        let existed = check_existence(&self.ctx, old, &edit).or_else(|e| match edit.op {
+            EditOp::Merge => Ok(false),
+            _ => Err(e),
+        })?;
         let mut cand = old.clone();
         let touched = apply_edit(&self.ctx, &mut cand, &edit, meta);
+        for path in &touched {
+            require_configured(&self.ctx, &snap.running, path)?;
+        }
         let (cand, dirty) = self.revalidate(cand, Some(&snap.running), &touched, meta)?;
         let mut changes = Vec::new();
         let cand = reconcile(old, &cand, &dirty, meta, &mut changes);
@@ -177,8 +171,13 @@ impl Owner {
                 changes: Arc::new(ChangeSet::empty(Layer::State, snap.state_version)),
             });
         }
-        let set =
-            Arc::new(ChangeSet { layer: Layer::State, version, time: meta.modified, changes });
+        let set = Arc::new(ChangeSet {
+            layer: Layer::State,
+            version,
+            time: meta.modified,
+            changes,
+            origin: edit.origin.clone(),
+        });
         self.published.store(Arc::new(Snapshot {
             running: snap.running.clone(),
             state: cand,
@@ -324,6 +323,34 @@ impl Owner {
         }
         Ok(out)
     }
+}
+
+/// State below an entry of a configuration list needs that entry in the running configuration.
+fn require_configured(
+    ctx: &YangContext,
+    running: &Inner,
+    path: &DataPath,
+) -> Result<(), DataError> {
+    let schema = ctx.schema();
+    let mut prefix = DataPath::root();
+    for step in path.steps() {
+        prefix.push(step.node, step.selector.clone());
+        let def = schema.node(step.node);
+        if def.kind == NodeKind::List
+            && def.config
+            && matches!(step.selector, Selector::Key(_))
+            && lookup(running, &prefix).is_none()
+        {
+            return Err(DataError::invalid_value(format!(
+                "there is no configured {} entry {} to hold this state",
+                def.name,
+                prefix.to_instance_identifier(schema)
+            ))
+            .at(prefix.to_instance_identifier(schema))
+            .with_status(404));
+        }
+    }
+    Ok(())
 }
 
 /// Applies `edit` to `tree`; returns the touched paths.

@@ -1,0 +1,416 @@
+//! Starting and stopping an agent.
+//!
+//! [`Agent::start`] builds the node's 015 tree from the configuration (and start-up data),
+//! restores what the controller wrote before a restart, and starts the RESTCONF server, the
+//! live node (devices, state, notifications), the management endpoints and registration with
+//! the controller. [`AgentHandle::shutdown`] stops them in order: the live node first (it
+//! announces the interfaces going out), then the servers.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use qkdn_yang::datastore::{ContentFilter, Datastore, Edit, EditOp};
+use qkdn_yang::input::InputPolicy;
+use qkdn_yang::restconf::{RestconfOptions, RestconfServer, ServeOptions, serve};
+use qkdn_yang::{DataError, YangContext};
+use serde_json::{Value as Json, json};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use crate::config::AgentConfig;
+use crate::device::{QkdDevice, driver_for};
+use crate::kms::{AppUsage, Application, KeyLedger, KeySink, NoUsage};
+use crate::management::{self, ManagementState};
+use crate::node::baseline::{baseline, baseline_phys_links};
+use crate::node::catalog::Catalog;
+use crate::node::live::{self, LiveSetup, LiveView};
+use crate::node::rules::{NodeRules, SharedRules};
+use crate::node::store::{NodeStore, StoreError};
+use crate::register::{self, Registration, RegistrationState};
+
+const NODE: &str = "/etsi-qkd-sdn-node:qkd_node";
+/// Origin of the edits that restore saved configuration at start-up.
+const RESTORE_ORIGIN: &str = "restore";
+
+/// Why an agent could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The YANG context.
+    #[error("{0}")]
+    Context(#[from] qkdn_yang::ContextError),
+    /// The start-up data or the node's tree.
+    #[error("{0}")]
+    Data(String),
+    /// The durable store.
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    /// A device driver.
+    #[error("{0}")]
+    Device(String),
+    /// A listening socket.
+    #[error("cannot listen on {addr}: {error}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// What happened.
+        error: std::io::Error,
+    },
+}
+
+fn data_error(what: &str, e: DataError) -> AgentError {
+    AgentError::Data(format!(
+        "{what}: {}{}",
+        e.message,
+        e.path.map(|p| format!(" (at {p})")).unwrap_or_default()
+    ))
+}
+
+/// Hooks for the KMS (the agent counts and fingerprints keys itself when none is given).
+#[derive(Default)]
+pub struct AgentOptions {
+    /// Where the devices' keys go.
+    pub sink: Option<Arc<dyn KeySink>>,
+    /// Application key consumption.
+    pub usage: Option<Arc<dyn AppUsage>>,
+}
+
+/// The agent.
+#[derive(Debug)]
+pub struct Agent;
+
+/// A running agent.
+pub struct AgentHandle {
+    node: Uuid,
+    restconf_addr: SocketAddr,
+    management_addr: SocketAddr,
+    datastore: Datastore,
+    applications: watch::Receiver<Arc<Vec<Application>>>,
+    ledger: Option<Arc<KeyLedger>>,
+    live_stop: watch::Sender<bool>,
+    servers_stop: watch::Sender<bool>,
+    live: JoinHandle<()>,
+    others: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for AgentHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentHandle")
+            .field("node", &self.node)
+            .field("restconf", &self.restconf_addr)
+            .finish()
+    }
+}
+
+impl AgentHandle {
+    /// The node's id.
+    pub fn node_id(&self) -> Uuid {
+        self.node
+    }
+
+    /// Where RESTCONF listens.
+    pub fn restconf_addr(&self) -> SocketAddr {
+        self.restconf_addr
+    }
+
+    /// Where the management endpoints listen.
+    pub fn management_addr(&self) -> SocketAddr {
+        self.management_addr
+    }
+
+    /// The node's datastore.
+    pub fn datastore(&self) -> &Datastore {
+        &self.datastore
+    }
+
+    /// The application table (for the KMS).
+    pub fn applications(&self) -> watch::Receiver<Arc<Vec<Application>>> {
+        self.applications.clone()
+    }
+
+    /// The key ledger, when no KMS sink was given.
+    pub fn ledger(&self) -> Option<Arc<KeyLedger>> {
+        self.ledger.clone()
+    }
+
+    /// Stops the agent: the live node first, then the servers.
+    pub async fn shutdown(self) {
+        let _ = self.live_stop.send(true);
+        let _ = self.live.await;
+        // Leave event streams a moment to carry the last notifications.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let _ = self.servers_stop.send(true);
+        for task in self.others {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
+    }
+}
+
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    while !*stop.borrow() {
+        if stop.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, AgentError> {
+    TcpListener::bind(addr).await.map_err(|error| AgentError::Listen { addr, error })
+}
+
+impl Agent {
+    /// Starts an agent.
+    pub async fn start(
+        config: AgentConfig,
+        options: AgentOptions,
+    ) -> Result<AgentHandle, AgentError> {
+        let ctx = YangContext::qkdn()?;
+        let startup = match &config.startup_data {
+            Some(path) => Some(load_startup(&ctx, path)?),
+            None => None,
+        };
+        let baseline = baseline(&config, startup.as_ref());
+        let store = Arc::new(NodeStore::open(&config.data_dir)?);
+        let mut devices: HashMap<u32, Arc<dyn QkdDevice>> = HashMap::new();
+        for iface in &config.interfaces {
+            if let Some(device) = &iface.device {
+                devices.insert(
+                    iface.id,
+                    driver_for(device, iface.id, &config.simulator).map_err(AgentError::Device)?,
+                );
+            }
+        }
+        let (capacity_tx, capacity_rx) = watch::channel(Arc::new(HashMap::new()));
+        let rules = NodeRules::new(
+            config.node.id,
+            baseline_phys_links(&baseline),
+            capacity_rx,
+            store.clone(),
+        );
+        let ds = Datastore::builder(ctx.clone())
+            .config(baseline)
+            .hook(SharedRules(rules.clone()))
+            .build()
+            .map_err(|e| data_error("the node's configuration", e))?;
+        restore(&ds, &store).await?;
+        rules.set_persist(true);
+        store.save_running(&running(&ds))?;
+
+        let (live_stop, live_stop_rx) = watch::channel(false);
+        let (servers_stop, servers_stop_rx) = watch::channel(false);
+        let mut others = Vec::new();
+
+        let listener = bind(config.restconf.listen).await?;
+        let restconf_addr = listener
+            .local_addr()
+            .map_err(|error| AgentError::Listen { addr: config.restconf.listen, error })?;
+        let restconf_url = config
+            .restconf
+            .advertised_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{restconf_addr}/restconf"));
+        let server = RestconfServer::builder(ds.clone())
+            .options(RestconfOptions {
+                unprefixed_top_level: config.restconf.compat_unprefixed,
+                base_url: format!("http://{restconf_addr}"),
+                ..RestconfOptions::default()
+            })
+            .stream("NETCONF", &format!("ETSI GS QKD 015 notifications of node {}", config.node.id))
+            .build()
+            .await
+            .map_err(|e| data_error("the RESTCONF server", e))?;
+        let publisher = server.publisher("NETCONF").expect("stream registered above");
+        let serve_options =
+            ServeOptions { shutdown_grace: Duration::from_secs(1), ..ServeOptions::default() };
+        others.push(tokio::spawn({
+            let stop = servers_stop_rx.clone();
+            let router = server.router();
+            let options = serve_options.clone();
+            async move {
+                if let Err(e) = serve(listener, router, options, stopped(stop)).await {
+                    tracing::error!(error = %e, "the RESTCONF server stopped");
+                }
+            }
+        }));
+
+        let ledger =
+            if options.sink.is_none() { Some(Arc::new(KeyLedger::default())) } else { None };
+        let sink: Arc<dyn KeySink> = match (&options.sink, &ledger) {
+            (Some(sink), _) => sink.clone(),
+            (None, Some(ledger)) => ledger.clone(),
+            (None, None) => unreachable!("a ledger exists when no sink is given"),
+        };
+        let (applications_tx, applications) = watch::channel(Arc::new(Vec::new()));
+        let (view_tx, view_rx) = watch::channel(Arc::new(LiveView::default()));
+        let live = tokio::spawn(live::run(
+            LiveSetup {
+                ds: ds.clone(),
+                publisher,
+                devices,
+                sink,
+                usage: options.usage.unwrap_or_else(|| Arc::new(NoUsage)),
+                store: store.clone(),
+                capacity: capacity_tx,
+                applications: applications_tx,
+                view: view_tx,
+                period: config.notifications.performance_period,
+            },
+            live_stop_rx,
+        ));
+
+        let (registration_tx, registration_rx) = watch::channel(RegistrationState::Standalone);
+        let (ready_tx, ready_rx) = watch::channel(false);
+        let management_listener = bind(config.management.listen).await?;
+        let management_addr = management_listener
+            .local_addr()
+            .map_err(|error| AgentError::Listen { addr: config.management.listen, error })?;
+        let router = management::router(ManagementState {
+            view: view_rx,
+            ledger: ledger.clone(),
+            registration: registration_rx,
+            ready: ready_rx,
+        });
+        others.push(tokio::spawn({
+            let stop = servers_stop_rx.clone();
+            async move {
+                if let Err(e) =
+                    serve(management_listener, router, serve_options, stopped(stop)).await
+                {
+                    tracing::error!(error = %e, "the management server stopped");
+                }
+            }
+        }));
+
+        let registration = Registration {
+            node_id: config.node.id,
+            restconf_url,
+            kms: json!({"etsi014_url": null, "relay_url": null}),
+            certificate_sha256: None,
+            agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+        };
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap_or_default();
+        others.push(tokio::spawn(register::run(
+            config.controller.urls.clone(),
+            http,
+            registration,
+            config.controller.heartbeat,
+            registration_tx,
+            servers_stop_rx,
+        )));
+        ready_tx.send_replace(true);
+        tracing::info!(node = %config.node.id, restconf = %restconf_addr, management = %management_addr, "agent started");
+        Ok(AgentHandle {
+            node: config.node.id,
+            restconf_addr,
+            management_addr,
+            datastore: ds,
+            applications,
+            ledger,
+            live_stop,
+            servers_stop,
+            live,
+            others,
+        })
+    }
+}
+
+/// The configuration part of the node's tree as JSON.
+fn running(ds: &Datastore) -> Json {
+    let path = ds.path(NODE).expect("the 015 module is loaded");
+    ds.snapshot().get_json(ds.context(), &path, ContentFilter::Config).unwrap_or(Json::Null)
+}
+
+/// Reads a start-up data file (tolerant input) and returns its configuration as strict JSON.
+fn load_startup(ctx: &YangContext, path: &Path) -> Result<Json, AgentError> {
+    let shown = path.display();
+    let text =
+        std::fs::read_to_string(path).map_err(|e| AgentError::Data(format!("{shown}: {e}")))?;
+    let doc: Json = serde_json::from_str(&text).map_err(|e| {
+        AgentError::Data(format!("{shown}:{}:{}: not valid JSON: {e}", e.line(), e.column()))
+    })?;
+    let ds = Datastore::builder(ctx.clone())
+        .data(doc)
+        .build()
+        .map_err(|e| data_error(&shown.to_string(), e))?;
+    Ok(running(&ds))
+}
+
+/// Applies the configuration saved before a restart that the baseline does not hold: links and
+/// applications the controller wrote, and the writable leaves of configured physical links.
+/// Whatever no longer fits (the configuration changed meanwhile) is dropped with a warning.
+async fn restore(ds: &Datastore, store: &NodeStore) -> Result<(), AgentError> {
+    let Some(saved) = store.running()? else {
+        return Ok(());
+    };
+    let current = Catalog::from_node_json(&running(ds));
+    let node = &saved["etsi-qkd-sdn-node:qkd_node"];
+    let links: Vec<Json> = node["qkd_links"]["qkd_link"].as_array().cloned().unwrap_or_default();
+    let apps: Vec<Json> =
+        node["qkd_applications"]["qkd_app"].as_array().cloned().unwrap_or_default();
+    let mut edits: Vec<(EditOp, String, Json)> = Vec::new();
+    let id_of = |v: &Json, k: &str| v[k].as_str().and_then(|s| s.parse::<Uuid>().ok());
+    for link in links.iter().filter(|l| l["qkdl_type"] == "etsi-qkd-node-types:PHYS") {
+        let Some(id) = id_of(link, "qkdl_id") else { continue };
+        if current.phys.contains_key(&id) {
+            let mut writable = json!({"qkdl_id": id.to_string()});
+            for key in ["qkdl_enable", "qkdl_applications"] {
+                if let Some(v) = link.get(key) {
+                    writable[key] = v.clone();
+                }
+            }
+            edits.push((
+                EditOp::Merge,
+                format!("{NODE}/qkd_links/qkd_link={id}"),
+                json!({"etsi-qkd-sdn-node:qkd_link": [writable]}),
+            ));
+        } else {
+            edits.push((
+                EditOp::Replace,
+                format!("{NODE}/qkd_links/qkd_link={id}"),
+                json!({"etsi-qkd-sdn-node:qkd_link": [link]}),
+            ));
+        }
+    }
+    for link in links.iter().filter(|l| l["qkdl_type"] != "etsi-qkd-node-types:PHYS") {
+        let Some(id) = id_of(link, "qkdl_id") else { continue };
+        edits.push((
+            EditOp::Replace,
+            format!("{NODE}/qkd_links/qkd_link={id}"),
+            json!({"etsi-qkd-sdn-node:qkd_link": [link]}),
+        ));
+    }
+    for app in &apps {
+        let Some(id) = id_of(app, "app_id") else { continue };
+        edits.push((
+            EditOp::Replace,
+            format!("{NODE}/qkd_applications/qkd_app={id}"),
+            json!({"etsi-qkd-sdn-node:qkd_app": [app]}),
+        ));
+    }
+    let mut restored = 0usize;
+    for (op, path, body) in edits {
+        let result = match ds
+            .path(&path)
+            .and_then(|p| Edit::prepare(ds.context(), op, &p, Some(body), InputPolicy::CONFIG))
+        {
+            Ok(edit) => ds.apply(edit.with_origin(RESTORE_ORIGIN)).await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => restored += 1,
+            Err(e) => {
+                tracing::warn!(%path, error = %e, "saved configuration dropped: it no longer fits the node")
+            }
+        }
+    }
+    tracing::info!(restored, "configuration written by the controller restored");
+    Ok(())
+}

@@ -1,0 +1,492 @@
+//! The configuration's data model, as read from TOML (unknown keys are errors, so a misspelt
+//! key is reported rather than ignored).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// The whole configuration of one agent.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// The SD-QKD node.
+    pub node: NodeConfig,
+    /// Directory for the agent's durable state (controller-written configuration).
+    pub data_dir: PathBuf,
+    /// A 015 instance document (RFC 7951 JSON, tolerant forms accepted, such as TeraFlowSDN's
+    /// mock node files) whose interfaces, links and applications the node starts with; the
+    /// entries of this configuration win where both define the same one.
+    #[serde(default)]
+    pub startup_data: Option<PathBuf>,
+    /// The RESTCONF server.
+    #[serde(default)]
+    pub restconf: RestconfConfig,
+    /// Health and diagnostics endpoints.
+    #[serde(default)]
+    pub management: ManagementConfig,
+    /// The SDN controller(s) to register with.
+    #[serde(default)]
+    pub controller: ControllerConfig,
+    /// Notification timing.
+    #[serde(default)]
+    pub notifications: NotificationConfig,
+    /// Settings shared by the simulated QKD devices of this node.
+    #[serde(default)]
+    pub simulator: SimulatorConfig,
+    /// The QKD interfaces (QKD modules) of the node.
+    #[serde(default)]
+    pub interfaces: Vec<InterfaceConfig>,
+    /// The physical key association links that end at this node.
+    #[serde(default)]
+    pub links: Vec<LinkConfig>,
+}
+
+/// Identity of the node.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// `qkdn_id`.
+    pub id: Uuid,
+    /// `qkdn_version` (default: the agent's own version).
+    #[serde(default)]
+    pub version: Option<String>,
+    /// `qkdn_location_id`: the secure site hosting the node.
+    #[serde(default)]
+    pub location: String,
+}
+
+/// TLS files of a server.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerTls {
+    /// Certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Private key (PEM).
+    pub key: PathBuf,
+    /// CA whose certificates clients must present (PEM); none means no client certificate.
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+}
+
+/// TLS files of a client.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientTls {
+    /// Client certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Client private key (PEM).
+    pub key: PathBuf,
+    /// CA the server's certificate must chain to (PEM).
+    pub ca: PathBuf,
+}
+
+/// The RESTCONF server of the agent.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestconfConfig {
+    /// Listening address (default `127.0.0.1:8441`).
+    #[serde(default = "default_restconf_listen")]
+    pub listen: SocketAddr,
+    /// TLS; without it the server speaks plain HTTP, allowed on loopback only.
+    #[serde(default)]
+    pub tls: Option<ServerTls>,
+    /// Write the outermost member of responses without its module prefix (for clients that
+    /// need it).
+    #[serde(default)]
+    pub compat_unprefixed: bool,
+    /// The URL the controller should use (default: derived from `listen` and `tls`).
+    #[serde(default)]
+    pub advertised_url: Option<String>,
+}
+
+fn default_restconf_listen() -> SocketAddr {
+    "127.0.0.1:8441".parse().expect("valid address")
+}
+
+impl Default for RestconfConfig {
+    fn default() -> Self {
+        RestconfConfig {
+            listen: default_restconf_listen(),
+            tls: None,
+            compat_unprefixed: false,
+            advertised_url: None,
+        }
+    }
+}
+
+/// The management endpoints (health, diagnostics).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManagementConfig {
+    /// Listening address (default `127.0.0.1:9441`), plain HTTP.
+    #[serde(default = "default_management_listen")]
+    pub listen: SocketAddr,
+}
+
+fn default_management_listen() -> SocketAddr {
+    "127.0.0.1:9441".parse().expect("valid address")
+}
+
+impl Default for ManagementConfig {
+    fn default() -> Self {
+        ManagementConfig { listen: default_management_listen() }
+    }
+}
+
+/// The controller the agent registers with.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControllerConfig {
+    /// Controller base URLs, tried in order; none means the agent runs without a controller.
+    #[serde(default)]
+    pub urls: Vec<String>,
+    /// TLS client files for the controller connection.
+    #[serde(default)]
+    pub tls: Option<ClientTls>,
+    /// How often a registered agent checks that the controller still knows it.
+    #[serde(default = "default_heartbeat", with = "humantime_serde")]
+    pub heartbeat: Duration,
+}
+
+fn default_heartbeat() -> Duration {
+    Duration::from_secs(15)
+}
+
+/// Notification timing.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationConfig {
+    /// Period of `sdqkdn_link_perf_update` notifications (and of the performance state).
+    #[serde(default = "default_performance_period", with = "humantime_serde")]
+    pub performance_period: Duration,
+}
+
+fn default_performance_period() -> Duration {
+    Duration::from_secs(10)
+}
+
+impl Default for NotificationConfig {
+    fn default() -> Self {
+        NotificationConfig { performance_period: default_performance_period() }
+    }
+}
+
+/// Settings shared by the simulated devices.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimulatorConfig {
+    /// 32 bytes in hex, shared by every simulated device of a network: each link's key stream
+    /// is derived from it and the link id, so both ends produce the same keys.
+    #[serde(default)]
+    pub network_secret: Option<String>,
+    /// Start of simulated time (RFC 3339, default the Unix epoch); both ends of a link must
+    /// share it.
+    #[serde(default)]
+    pub epoch: Option<String>,
+    /// Simulated seconds per real second (default 1.0); both ends of a link must share it.
+    #[serde(default = "default_time_scale")]
+    pub time_scale: f64,
+    /// Simulated time between two key blocks (default 1 s).
+    #[serde(default = "default_slot", with = "humantime_serde")]
+    pub slot: Duration,
+    /// Scripted events, in simulated time since the epoch.
+    #[serde(default)]
+    pub events: Vec<SimEvent>,
+}
+
+fn default_time_scale() -> f64 {
+    1.0
+}
+
+fn default_slot() -> Duration {
+    Duration::from_secs(1)
+}
+
+impl Default for SimulatorConfig {
+    fn default() -> Self {
+        SimulatorConfig {
+            network_secret: None,
+            epoch: None,
+            time_scale: default_time_scale(),
+            slot: default_slot(),
+            events: Vec::new(),
+        }
+    }
+}
+
+/// A scripted event of a simulated link.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimEvent {
+    /// The link it happens to.
+    pub link: Uuid,
+    /// When, in simulated time since the epoch (`"90s"`, `"5m"`).
+    #[serde(with = "humantime_serde")]
+    pub at: Duration,
+    /// What happens.
+    pub kind: SimEventKind,
+    /// For `qber`: the optical error rate from then on (0 to 0.5).
+    #[serde(default)]
+    pub value: Option<f64>,
+}
+
+/// Kinds of scripted events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SimEventKind {
+    /// The fibre is cut: no key until `up`.
+    Down,
+    /// The fibre is back.
+    Up,
+    /// The optical error rate changes (an eavesdropper, misalignment); above the abort
+    /// threshold no key is produced.
+    Qber,
+    /// The local device fails.
+    DeviceFailure,
+    /// The local device works again.
+    DeviceRecovery,
+}
+
+/// QKD technologies (ETSI 015 identities).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+pub enum Technology {
+    /// Continuous-variable QKD.
+    #[serde(rename = "CV-QKD")]
+    CvQkd,
+    /// Discrete-variable QKD.
+    #[serde(rename = "DV-QKD")]
+    DvQkd,
+    /// Coherent one-way.
+    #[serde(rename = "DV-QKD-COW")]
+    DvQkdCow,
+    /// Two-way (plug and play).
+    #[serde(rename = "DV-QKD-2Ws")]
+    DvQkd2Ws,
+}
+
+impl Technology {
+    /// The ETSI 015 identity.
+    pub fn identity(self) -> &'static str {
+        match self {
+            Technology::CvQkd => "CV-QKD",
+            Technology::DvQkd => "DV-QKD",
+            Technology::DvQkdCow => "DV-QKD-COW",
+            Technology::DvQkd2Ws => "DV-QKD-2Ws",
+        }
+    }
+}
+
+/// Device roles (ETSI 015 identities).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Role {
+    /// Sends the quantum signal.
+    Transmitter,
+    /// Detects it.
+    Receiver,
+    /// Either.
+    Transceiver,
+}
+
+impl Role {
+    /// The ETSI 015 identity.
+    pub fn identity(self) -> &'static str {
+        match self {
+            Role::Transmitter => "TRANSMITTER",
+            Role::Receiver => "RECEIVER",
+            Role::Transceiver => "TRANSCEIVER",
+        }
+    }
+}
+
+/// Where an interface is plugged in.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Attachment {
+    /// Optical switch or passive element.
+    pub device: String,
+    /// Its port.
+    pub port: u32,
+}
+
+/// A QKD interface: a QKD module of the node.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct InterfaceConfig {
+    /// `qkdi_id`, unique in the node.
+    pub id: u32,
+    /// Vendor model.
+    #[serde(default)]
+    pub model: String,
+    /// QKD technology.
+    pub technology: Technology,
+    /// Roles the module supports.
+    #[serde(default = "default_role")]
+    pub role: Role,
+    /// WDM channels it can use (`"1-40"`).
+    #[serde(default)]
+    pub wavelength_range: Option<String>,
+    /// Largest channel attenuation it tolerates, dB.
+    #[serde(default)]
+    pub max_absorption_db: Option<f64>,
+    /// Optical attachment point.
+    #[serde(default)]
+    pub attachment: Option<Attachment>,
+    /// The QKD device behind the interface and how qkdn drives it; none means keys cannot be
+    /// produced on this interface.
+    #[serde(default)]
+    pub device: Option<DeviceConfig>,
+}
+
+fn default_role() -> Role {
+    Role::Transceiver
+}
+
+/// A QKD device and its driver.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(tag = "driver", rename_all = "kebab-case")]
+pub enum DeviceConfig {
+    /// A simulated device.
+    Simulator(SimDevice),
+    /// A real device whose key manager speaks ETSI GS QKD 014.
+    Etsi014(Etsi014Device),
+}
+
+/// Physical parameters of a simulated device (decoy-state BB84 model; see `device::skr`).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimDevice {
+    /// Pulse repetition rate, Hz (default 1 GHz).
+    #[serde(default = "default_pulse_rate")]
+    pub pulse_rate_hz: f64,
+    /// Mean photon number of signal states (default 0.5).
+    #[serde(default = "default_mu")]
+    pub mean_photon_number: f64,
+    /// Receiver transmittance including detector efficiency (default 0.1).
+    #[serde(default = "default_detector_efficiency")]
+    pub detector_efficiency: f64,
+    /// Dark count probability per pulse (default 1e-6).
+    #[serde(default = "default_dark_count")]
+    pub dark_count_probability: f64,
+    /// Optical misalignment error (default 0.01).
+    #[serde(default = "default_misalignment")]
+    pub misalignment_error: f64,
+    /// Error-correction inefficiency f (default 1.16).
+    #[serde(default = "default_ec_efficiency")]
+    pub error_correction_efficiency: f64,
+    /// QBER above which the protocol aborts (default 0.11, the BB84 limit).
+    #[serde(default = "default_abort_qber")]
+    pub abort_qber: f64,
+    /// Size of each key, bits (default 256).
+    #[serde(default = "default_key_size")]
+    pub key_size_bits: u32,
+}
+
+fn default_pulse_rate() -> f64 {
+    1.0e9
+}
+fn default_mu() -> f64 {
+    0.5
+}
+fn default_detector_efficiency() -> f64 {
+    0.1
+}
+fn default_dark_count() -> f64 {
+    1.0e-6
+}
+fn default_misalignment() -> f64 {
+    0.01
+}
+fn default_ec_efficiency() -> f64 {
+    1.16
+}
+fn default_abort_qber() -> f64 {
+    0.11
+}
+fn default_key_size() -> u32 {
+    256
+}
+
+/// Which side of an ETSI 014 device pair this agent plays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyRole {
+    /// Fetches new keys with `enc_keys` and hands their IDs to the peer agent.
+    Master,
+    /// Fetches the keys the peer announced with `dec_keys`.
+    Slave,
+}
+
+/// A real device's ETSI GS QKD 014 key manager.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Etsi014Device {
+    /// Base URL of the device's KME (`https://kme-a:443`).
+    pub kme_url: String,
+    /// SAE ID of this agent at the KME.
+    pub sae_id: String,
+    /// SAE ID of the agent at the other end of the link.
+    pub peer_sae_id: String,
+    /// Master or slave.
+    pub role: KeyRole,
+    /// Key size to request, bits (default 256).
+    #[serde(default = "default_key_size")]
+    pub key_size_bits: u32,
+    /// Keys per request (default 16).
+    #[serde(default = "default_keys_per_request")]
+    pub keys_per_request: u32,
+    /// Time between polls of the KME (default 1 s).
+    #[serde(default = "default_poll", with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// Mutual TLS with the KME.
+    pub tls: ClientTls,
+}
+
+fn default_keys_per_request() -> u32 {
+    16
+}
+fn default_poll() -> Duration {
+    Duration::from_secs(1)
+}
+
+/// A physical key association link ending at this node.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkConfig {
+    /// `qkdl_id`, shared by both ends.
+    pub id: Uuid,
+    /// The local interface (its device produces the keys).
+    pub local_interface: u32,
+    /// The node at the other end.
+    pub remote_node: Uuid,
+    /// The interface at the other end.
+    pub remote_interface: u32,
+    /// WDM channel, 1 to 9999.
+    pub wavelength: u32,
+    /// Role of the local device on this link.
+    pub role: Role,
+    /// Channel attenuation, dB; if absent, `length_km` times `attenuation_db_per_km`.
+    #[serde(default)]
+    pub channel_attenuation_db: Option<f64>,
+    /// Fibre length, km.
+    #[serde(default)]
+    pub length_km: Option<f64>,
+    /// Fibre loss, dB/km (default 0.2).
+    #[serde(default = "default_fibre_loss")]
+    pub attenuation_db_per_km: f64,
+}
+
+fn default_fibre_loss() -> f64 {
+    0.2
+}
+
+impl LinkConfig {
+    /// The channel attenuation in dB.
+    pub fn attenuation_db(&self) -> f64 {
+        self.channel_attenuation_db
+            .unwrap_or_else(|| self.length_km.unwrap_or(0.0) * self.attenuation_db_per_km)
+    }
+}

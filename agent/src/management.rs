@@ -1,0 +1,89 @@
+//! The management endpoints (plain HTTP, for operators and supervisors): `/healthz`,
+//! `/readyz`, and diagnostics of the driven links: device state and rates (`/v1/links`), and
+//! the key ledger of a link (`/v1/links/{id}/keys`: counters and the fingerprints of recent
+//! blocks, which let an operator check that both ends of a link hold the same keys without
+//! revealing any), plus the registration state (`/v1/registration`).
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Json as JsonBody, Response};
+use axum::routing::get;
+use serde_json::json;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::kms::KeyLedger;
+use crate::node::live::LiveView;
+use crate::register::RegistrationState;
+
+/// What the endpoints read.
+#[derive(Clone)]
+pub struct ManagementState {
+    /// The live node's view.
+    pub view: watch::Receiver<Arc<LiveView>>,
+    /// The key ledger, when the agent runs without a KMS.
+    pub ledger: Option<Arc<KeyLedger>>,
+    /// Registration with the controller.
+    pub registration: watch::Receiver<RegistrationState>,
+    /// The agent has started.
+    pub ready: watch::Receiver<bool>,
+}
+
+/// The router of the management endpoints.
+pub fn router(state: ManagementState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/v1/links", get(links))
+        .route("/v1/links/{id}/keys", get(keys))
+        .route("/v1/registration", get(registration))
+        .fallback(|| async {
+            (StatusCode::NOT_FOUND, JsonBody(json!({"message": "no such management resource"})))
+        })
+        .with_state(state)
+}
+
+async fn readyz(State(state): State<ManagementState>) -> Response {
+    if *state.ready.borrow() {
+        "ready\n".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response()
+    }
+}
+
+async fn links(State(state): State<ManagementState>) -> JsonBody<serde_json::Value> {
+    let view = state.view.borrow().clone();
+    JsonBody(json!(view.as_ref()))
+}
+
+async fn keys(State(state): State<ManagementState>, Path(id): Path<String>) -> Response {
+    let Ok(link) = id.parse::<Uuid>() else {
+        return (
+            StatusCode::BAD_REQUEST,
+            JsonBody(json!({"message": format!("\"{id}\" is not a link id (UUID)")})),
+        )
+            .into_response();
+    };
+    let Some(ledger) = &state.ledger else {
+        return (
+            StatusCode::NOT_FOUND,
+            JsonBody(json!({"message": "keys go to the KMS; it has its own endpoints"})),
+        )
+            .into_response();
+    };
+    match ledger.link(link) {
+        Some(l) => JsonBody(json!(l)).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            JsonBody(json!({"message": format!("no keys have been produced on link {link}")})),
+        )
+            .into_response(),
+    }
+}
+
+async fn registration(State(state): State<ManagementState>) -> JsonBody<serde_json::Value> {
+    JsonBody(json!(*state.registration.borrow()))
+}
