@@ -118,17 +118,18 @@ pub(crate) fn problem_of_figment(
 ) -> Problem {
     let path = KeyPath::from_strings(&err.path);
     let from_env = err.metadata.as_ref().is_some_and(|m| m.name.contains("environment"));
-    let place = if from_env {
-        let variable = err
-            .metadata
-            .as_ref()
-            .and_then(|m| {
-                m.interpolate(err.profile.as_ref().unwrap_or(&figment::Profile::Default), &err.path)
-                    .into()
-            })
-            .unwrap_or_else(|| path.to_string());
-        format!("environment variable {variable}")
-    } else if path.0.is_empty() {
+    if from_env {
+        // The variable as the operator wrote it: `QKDN_` and the key path joined by `__`.
+        let variable = format!("QKDN_{}", err.path.join("__").to_uppercase());
+        let value = std::env::var(&variable).ok();
+        let place = format!("environment variable {variable} ({path})");
+        let message = match value {
+            Some(value) => format!("{value:?}: {}", err.kind),
+            None => err.kind.to_string(),
+        };
+        return Problem { place, message };
+    }
+    let place = if path.0.is_empty() {
         file.map(|f| f.display().to_string()).unwrap_or_else(|| "configuration".to_owned())
     } else {
         place(file, text, &path)
