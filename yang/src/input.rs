@@ -4,7 +4,10 @@
 //! them: top-level members without their module prefix, integers sent as strings (and 64-bit
 //! integers or decimals sent as numbers), booleans sent as `"true"`/`"false"`, a single list
 //! entry sent as an object instead of an array, empty state structure echoed back in a
-//! configuration write (`"statistics": []`, dropped), and documents wrapped in an object named
+//! configuration write (`"statistics": []`, dropped), `null` for a leaf that is not of type
+//! `empty` (dropped: it is how Python clients say "not set"), a POST body that names the target
+//! container instead of the child to create (`{"qkd_links": {"qkd_link": [...]}}` sent to
+//! `.../qkd_links`, as TeraFlowSDN does), and documents wrapped in an object named
 //! after the module (`{"etsi-qkd-sdn-node": {"qkd_node": ...}}`). Everything else is refused with an
 //! error naming the offending path: unknown members, state data in a configuration write,
 //! metadata annotations, list entries without their keys, and key values of the wrong type.
@@ -187,6 +190,11 @@ fn normalize_object(
         }
         let id = resolve_member(schema, parent, &name, at)?;
         let def = schema.node(id);
+        if value.is_null() && is_valued_leaf(def) {
+            // `"virt_prev_hop": null` (Python's None) means "not set"; RFC 7951 reserves null
+            // for leaves of type empty.
+            continue;
+        }
         let canonical = schema.json_member_name(id, parent_module.as_deref());
         let here = format!("{at}/{canonical}");
         if !def.config && !policy.allow_state && !is_operation_data(schema, id) {
@@ -206,6 +214,12 @@ fn normalize_object(
         }
     }
     Ok(())
+}
+
+/// A leaf or leaf-list whose type is not `empty`.
+fn is_valued_leaf(def: &crate::schema::NodeDef) -> bool {
+    matches!(def.kind, NodeKind::Leaf | NodeKind::LeafList)
+        && !matches!(def.value_kind, Some(ValueKind::Empty))
 }
 
 fn is_empty_structure(value: &Json) -> bool {

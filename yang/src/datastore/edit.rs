@@ -154,6 +154,7 @@ impl Edit {
                     ))
                     .at(target.to_instance_identifier(schema)));
                 }
+                let body = unwrap_self_named(schema, target, body);
                 let (member, value) = single_member(ctx, parent_def.id, target, body, policy)?;
                 let doc = wrap_in_ancestors(schema, target, member, value);
                 let root = parse_document(ctx, &doc, content, meta)?;
@@ -306,5 +307,31 @@ fn single_instance(
             ))
             .at(at)),
         },
+    }
+}
+
+/// TeraFlowSDN's QKD driver POSTs `{"qkd_links": {"qkd_link": [...]}}` to `.../qkd_links`: a
+/// body naming the target container itself instead of the child to create. When the target is
+/// a container with no child of that name and the body is `{target: {one child}}`, the inner
+/// object is the real body. Anything else is left for the strict reading to judge.
+fn unwrap_self_named(schema: &crate::schema::Schema, target: &DataPath, body: Json) -> Json {
+    let Some(step) = target.last() else {
+        return body;
+    };
+    let def = schema.node(step.node);
+    if def.kind != NodeKind::Container {
+        return body;
+    }
+    let Json::Object(members) = &body else {
+        return body;
+    };
+    let Some((name, inner)) = members.iter().next().filter(|_| members.len() == 1) else {
+        return body;
+    };
+    let bare = name.rsplit(':').next().unwrap_or(name);
+    let self_named = bare == def.name && schema.child(def.id, name).is_none();
+    match inner {
+        Json::Object(children) if self_named && children.len() == 1 => inner.clone(),
+        _ => body,
     }
 }

@@ -1,0 +1,222 @@
+//! Shared parts of the agent process tests: starting agents with generated configurations,
+//! waiting for readiness, RESTCONF clients and a notification collector.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use qkdn_yang::restconf::RestconfClient;
+use qkdn_yang::restconf::client::{Backoff, StreamEvent};
+use serde_json::Value as Json;
+
+pub(crate) const SECRET: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+pub(crate) const NODE_A: &str = "00000001-0000-0000-0000-000000000000";
+pub(crate) const NODE_B: &str = "00000002-0000-0000-0000-000000000000";
+pub(crate) const LINK_AB: &str = "a0b00000-0000-4000-8000-000000000001";
+
+pub(crate) fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub(crate) fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// A running agent process.
+pub(crate) struct AgentProcess {
+    pub(crate) child: Child,
+    pub(crate) restconf: u16,
+    pub(crate) management: u16,
+    pub(crate) config: PathBuf,
+    pub(crate) data: PathBuf,
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Test settings of an agent: ports, directory, and the configuration body (without the
+/// sections the harness writes: data_dir, restconf, management).
+pub(crate) struct Spec<'a> {
+    pub(crate) dir: &'a Path,
+    pub(crate) name: &'a str,
+    pub(crate) body: String,
+    /// Extra lines of the `[restconf]` section.
+    pub(crate) restconf_extra: &'a str,
+}
+
+pub(crate) fn epoch_now() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now() - Duration::from_secs(1)).to_string()
+}
+
+pub(crate) fn start(spec: &Spec<'_>) -> AgentProcess {
+    let (restconf, management) = (free_port(), free_port());
+    let data = spec.dir.join(format!("{}-data", spec.name));
+    let config = spec.dir.join(format!("{}.toml", spec.name));
+    let text = format!(
+        "data_dir = \"{}\"\n{}\n[restconf]\nlisten = \"127.0.0.1:{restconf}\"\n{}\n[management]\nlisten = \"127.0.0.1:{management}\"\n",
+        data.display(),
+        spec.body,
+        spec.restconf_extra,
+    );
+    std::fs::write(&config, text).unwrap();
+    launch(config, data, restconf, management)
+}
+
+pub(crate) fn launch(
+    config: PathBuf,
+    data: PathBuf,
+    restconf: u16,
+    management: u16,
+) -> AgentProcess {
+    let child = Command::new(env!("CARGO_BIN_EXE_qkdn-agent"))
+        .arg("--config")
+        .arg(&config)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start qkdn-agent");
+    let agent = AgentProcess { child, restconf, management, config, data };
+    wait_ready(&agent);
+    agent
+}
+
+pub(crate) fn relaunch(old: AgentProcess) -> AgentProcess {
+    let (config, data, restconf, management) =
+        (old.config.clone(), old.data.clone(), old.restconf, old.management);
+    drop(old);
+    launch(config, data, restconf, management)
+}
+
+pub(crate) fn wait_ready(agent: &AgentProcess) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Ok(200) = status_of(&format!("http://127.0.0.1:{}/readyz", agent.management)) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("the agent did not become ready");
+}
+
+/// The status of a plain GET, from synchronous code (readiness polling runs before and outside
+/// the tests' own runtimes, so it uses a runtime of its own on a separate thread).
+pub(crate) fn status_of(url: &str) -> Result<u16, String> {
+    let url = url.to_owned();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        runtime.block_on(async {
+            reqwest::get(url).await.map(|r| r.status().as_u16()).map_err(|e| e.to_string())
+        })
+    })
+    .join()
+    .map_err(|_| "status thread panicked".to_owned())?
+}
+
+pub(crate) fn sim_section(extra: &str) -> String {
+    format!(
+        "[simulator]\nnetwork_secret = \"{SECRET}\"\nepoch = \"{}\"\ntime_scale = 10.0\nslot = \"1s\"\n{extra}\n",
+        epoch_now()
+    )
+}
+
+pub(crate) fn node_ab(
+    node: &str,
+    iface: u32,
+    remote: &str,
+    remote_iface: u32,
+    extra_sim: &str,
+    extra: &str,
+) -> String {
+    format!(
+        r#"[node]
+id = "{node}"
+{extra}
+[notifications]
+performance_period = "300ms"
+
+{sim}
+[[interfaces]]
+id = {iface}
+technology = "DV-QKD"
+[interfaces.device]
+driver = "simulator"
+pulse_rate_hz = 1.0e7
+
+[[links]]
+id = "{LINK_AB}"
+local_interface = {iface}
+remote_node = "{remote}"
+remote_interface = {remote_iface}
+wavelength = 20
+role = "TRANSMITTER"
+length_km = 25.0
+"#,
+        sim = sim_section(extra_sim)
+    )
+}
+
+pub(crate) async fn ledger(agent: &AgentProcess) -> Json {
+    reqwest::get(format!("http://127.0.0.1:{}/v1/links/{LINK_AB}/keys", agent.management))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap_or(Json::Null)
+}
+
+pub(crate) fn restconf(agent: &AgentProcess) -> RestconfClient {
+    RestconfClient::new(&format!("http://127.0.0.1:{}", agent.restconf))
+}
+
+pub(crate) const NODE_PATH: &str = "/etsi-qkd-sdn-node:qkd_node";
+pub(crate) const VIRT: &str = "c0c00000-0000-4000-8000-000000000009";
+pub(crate) const APP: &str = "aaaa0000-0000-4000-8000-000000000001";
+
+pub(crate) fn collect(
+    agent: &AgentProcess,
+) -> (Arc<Mutex<Vec<Json>>>, tokio::task::JoinHandle<()>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let client = restconf(agent);
+    let store = seen.clone();
+    let task = tokio::spawn(async move {
+        let mut sub = client.subscribe(
+            "NETCONF",
+            Backoff { initial: Duration::from_millis(50), max: Duration::from_millis(200) },
+        );
+        while let Some(event) = sub.next().await {
+            if let StreamEvent::Notification(n) = event {
+                store.lock().unwrap().push(n);
+            }
+        }
+    });
+    (seen, task)
+}
+
+pub(crate) fn names(seen: &[Json]) -> Vec<String> {
+    seen.iter().filter_map(|n| n.as_object()?.keys().find(|k| *k != "eventTime").cloned()).collect()
+}
+
+pub(crate) async fn wait_for(
+    seen: &Arc<Mutex<Vec<Json>>>,
+    what: impl Fn(&[Json]) -> bool,
+    timeout: Duration,
+) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if what(&seen.lock().unwrap()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out; notifications so far: {:?}", names(&seen.lock().unwrap()));
+}

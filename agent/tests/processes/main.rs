@@ -1,0 +1,11 @@
+//! The agent as a real process: keys, RESTCONF, persistence, notifications, registration,
+//! TeraFlowSDN interoperability, configuration errors and signals. One test binary, one module
+//! per subject.
+
+mod harness;
+mod keys;
+mod lifecycle;
+mod notifications;
+mod registration;
+mod restconf;
+mod tfs;
