@@ -15,6 +15,10 @@ use std::time::Duration;
 use qkdn_yang::datastore::{ContentFilter, Datastore, Edit, EditOp};
 use qkdn_yang::input::InputPolicy;
 use qkdn_yang::restconf::{RestconfOptions, RestconfServer, ServeOptions, serve};
+use qkdn_yang::tls;
+
+use crate::peer::server::PeerService;
+use crate::peer::{PeerClients, PeerHub, PeerLinks};
 use qkdn_yang::{DataError, YangContext};
 use serde_json::{Value as Json, json};
 use tokio::net::TcpListener;
@@ -52,6 +56,9 @@ pub enum AgentError {
     /// A device driver.
     #[error("{0}")]
     Device(String),
+    /// TLS files.
+    #[error("TLS: {0}")]
+    Tls(#[from] qkdn_yang::tls::TlsError),
     /// A listening socket.
     #[error("cannot listen on {addr}: {error}")]
     Listen {
@@ -175,12 +182,24 @@ impl Agent {
         };
         let baseline = baseline(&config, startup.as_ref());
         let store = Arc::new(NodeStore::open(&config.data_dir)?);
+        let peer_client_tls = match &config.peer.client_tls {
+            Some(t) => Some(tls::client_config(&t.ca, Some((t.cert.as_path(), t.key.as_path())))?),
+            None => None,
+        };
+        let peers = PeerLinks {
+            hub: Arc::new(PeerHub::default()),
+            clients: Arc::new(PeerClients::new(
+                config.neighbours.iter().map(|n| (n.node, n.url.clone())),
+                peer_client_tls,
+            )),
+        };
         let mut devices: HashMap<u32, Arc<dyn QkdDevice>> = HashMap::new();
         for iface in &config.interfaces {
             if let Some(device) = &iface.device {
                 devices.insert(
                     iface.id,
-                    driver_for(device, iface.id, &config.simulator).map_err(AgentError::Device)?,
+                    driver_for(device, iface.id, &config.simulator, &peers)
+                        .map_err(AgentError::Device)?,
                 );
             }
         }
@@ -208,15 +227,23 @@ impl Agent {
         let restconf_addr = listener
             .local_addr()
             .map_err(|error| AgentError::Listen { addr: config.restconf.listen, error })?;
+        let (scheme, restconf_tls, certificate_sha256) = match &config.restconf.tls {
+            Some(t) => (
+                "https",
+                Some(tls::server_config(&t.cert, &t.key, t.client_ca.as_deref())?),
+                Some(tls::certificate_sha256(&t.cert)?),
+            ),
+            None => ("http", None, None),
+        };
         let restconf_url = config
             .restconf
             .advertised_url
             .clone()
-            .unwrap_or_else(|| format!("http://{restconf_addr}/restconf"));
+            .unwrap_or_else(|| format!("{scheme}://{restconf_addr}/restconf"));
         let server = RestconfServer::builder(ds.clone())
             .options(RestconfOptions {
                 unprefixed_top_level: config.restconf.compat_unprefixed,
-                base_url: format!("http://{restconf_addr}"),
+                base_url: format!("{scheme}://{restconf_addr}"),
                 ..RestconfOptions::default()
             })
             .stream("NETCONF", &format!("ETSI GS QKD 015 notifications of node {}", config.node.id))
@@ -229,13 +256,35 @@ impl Agent {
         others.push(tokio::spawn({
             let stop = servers_stop_rx.clone();
             let router = server.router();
-            let options = serve_options.clone();
+            let options = ServeOptions { tls: restconf_tls, ..serve_options.clone() };
             async move {
                 if let Err(e) = serve(listener, router, options, stopped(stop)).await {
                     tracing::error!(error = %e, "the RESTCONF server stopped");
                 }
             }
         }));
+
+        let peer_addr = match config.peer.listen {
+            Some(addr) => {
+                let listener = bind(addr).await?;
+                let local =
+                    listener.local_addr().map_err(|error| AgentError::Listen { addr, error })?;
+                let tls = match &config.peer.tls {
+                    Some(t) => Some(tls::server_config(&t.cert, &t.key, t.client_ca.as_deref())?),
+                    None => None,
+                };
+                let options = ServeOptions { tls, ..serve_options.clone() };
+                let router = PeerService::new(peers.hub.clone()).router();
+                let stop = servers_stop_rx.clone();
+                others.push(tokio::spawn(async move {
+                    if let Err(e) = serve(listener, router, options, stopped(stop)).await {
+                        tracing::error!(error = %e, "the peer server stopped");
+                    }
+                }));
+                Some(local)
+            }
+            None => None,
+        };
 
         let ledger =
             if options.sink.is_none() { Some(Arc::new(KeyLedger::default())) } else { None };
@@ -248,6 +297,7 @@ impl Agent {
         let (view_tx, view_rx) = watch::channel(Arc::new(LiveView::default()));
         let live = tokio::spawn(live::run(
             LiveSetup {
+                node: config.node.id,
                 ds: ds.clone(),
                 publisher,
                 devices,
@@ -288,15 +338,23 @@ impl Agent {
         let registration = Registration {
             node_id: config.node.id,
             restconf_url,
-            kms: json!({"etsi014_url": null, "relay_url": null}),
-            certificate_sha256: None,
+            kms: json!({
+                "etsi014_url": null,
+                "peer_url": peer_addr.map(|a| format!("{}://{a}", if config.peer.tls.is_some() { "https" } else { "http" })),
+            }),
+            certificate_sha256,
             agent_version: env!("CARGO_PKG_VERSION").to_owned(),
         };
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(10))
-            .build()
-            .unwrap_or_default();
+            .timeout(Duration::from_secs(10));
+        if let Some(t) = &config.controller.tls {
+            http = http.tls_backend_preconfigured(tls::client_config(
+                &t.ca,
+                Some((t.cert.as_path(), t.key.as_path())),
+            )?);
+        }
+        let http = http.build().map_err(|e| AgentError::Data(format!("HTTP client: {e}")))?;
         others.push(tokio::spawn(register::run(
             config.controller.urls.clone(),
             http,
@@ -306,7 +364,7 @@ impl Agent {
             servers_stop_rx,
         )));
         ready_tx.send_replace(true);
-        tracing::info!(node = %config.node.id, restconf = %restconf_addr, management = %management_addr, "agent started");
+        tracing::info!(node = %config.node.id, restconf = %restconf_addr, management = %management_addr, peer = ?peer_addr, "agent started");
         Ok(AgentHandle {
             node: config.node.id,
             restconf_addr,

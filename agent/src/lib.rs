@@ -15,6 +15,7 @@ pub mod kms;
 pub mod management;
 pub mod node;
 pub mod notify;
+pub mod peer;
 pub mod register;
 
 pub use agent::{Agent, AgentError, AgentHandle, AgentOptions};

@@ -8,7 +8,7 @@
 //!
 //! ```json
 //! {"node_id": "<uuid>", "restconf_url": "http://127.0.0.1:8441/restconf",
-//!  "kms": {"etsi014_url": null, "relay_url": null},
+//!  "kms": {"etsi014_url": null, "peer_url": "http://127.0.0.1:7441"},
 //!  "certificate_sha256": null, "agent_version": "0.1.0"}
 //! ```
 

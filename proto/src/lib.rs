@@ -1,5 +1,14 @@
-//! Wire formats shared by qkdn services that are not YANG-modelled: the KMS-to-KMS key relay and
-//! the ETSI GS QKD 004 key-stream interface, as protobuf definitions compiled with prost.
+//! Wire formats shared by qkdn services that are not YANG-modelled, as protobuf definitions
+//! (`proto/qkdn/...`) compiled at build time with protox and prost, with tonic services.
 //!
-//! The crate is part of the fixed workspace layout (DESIGN.md §3); its `.proto` files and the
-//! generated code arrive with the KMS (issue 4). Until then it exports nothing.
+//! - [`peer::v1`]: between the agents of neighbouring nodes: the key-ID exchange of ETSI 014
+//!   QKD devices today; the KMS key relay joins it.
+
+/// Between neighbouring agents.
+pub mod peer {
+    /// Version 1.
+    #[allow(missing_docs, unreachable_pub, clippy::all)]
+    pub mod v1 {
+        tonic::include_proto!("qkdn.peer.v1");
+    }
+}

@@ -18,8 +18,10 @@ pub mod input;
 pub mod ly;
 pub mod modules;
 pub mod path;
+pub mod pki;
 pub mod restconf;
 pub mod schema;
+pub mod tls;
 pub mod tree;
 
 mod libyang_ffi;

@@ -39,6 +39,15 @@ pub(crate) fn check(config: &AgentConfig) -> Vec<(KeyPath, String)> {
         if let Some(ca) = &tls.client_ca {
             check_file(&mut problem, at.key("client_ca"), ca);
         }
+        let files_present = tls.cert.is_file()
+            && tls.key.is_file()
+            && tls.client_ca.as_ref().is_none_or(|ca| ca.is_file());
+        if files_present
+            && let Err(e) =
+                qkdn_yang::tls::server_config(&tls.cert, &tls.key, tls.client_ca.as_deref())
+        {
+            problem(at, e.to_string());
+        }
     }
     if let Some(url) = &config.restconf.advertised_url {
         check_url(&mut problem, root.key("restconf").key("advertised_url"), url);
@@ -49,6 +58,7 @@ pub(crate) fn check(config: &AgentConfig) -> Vec<(KeyPath, String)> {
     if let Some(tls) = &config.controller.tls {
         check_client_tls(&mut problem, root.key("controller").key("tls"), tls);
     }
+    check_peer(config, &mut problem);
     if config.notifications.performance_period.as_millis() < 100 {
         problem(
             root.key("notifications").key("performance_period"),
@@ -248,6 +258,78 @@ fn check_key_size(problem: &mut impl FnMut(KeyPath, String), at: KeyPath, bits: 
     }
 }
 
+fn check_peer(config: &AgentConfig, problem: &mut impl FnMut(KeyPath, String)) {
+    let root = KeyPath::default();
+    let peer = &config.peer;
+    if let Some(listen) = peer.listen
+        && peer.tls.is_none()
+        && !listen.ip().is_loopback()
+    {
+        problem(
+            root.key("peer").key("listen"),
+            format!(
+                "{listen}: plain HTTP/2 is allowed on loopback only; configure peer.tls or listen on 127.0.0.1"
+            ),
+        );
+    }
+    if let Some(tls) = &peer.tls {
+        let at = root.key("peer").key("tls");
+        check_file(problem, at.key("cert"), &tls.cert);
+        check_file(problem, at.key("key"), &tls.key);
+        if let Some(ca) = &tls.client_ca {
+            check_file(problem, at.key("client_ca"), ca);
+        }
+    }
+    if let Some(tls) = &peer.client_tls {
+        check_client_tls(problem, root.key("peer").key("client_tls"), tls);
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (i, n) in config.neighbours.iter().enumerate() {
+        let at = root.key("neighbours").index(i);
+        if !seen.insert(n.node) {
+            problem(at.key("node"), format!("{}: listed twice", n.node));
+        }
+        if n.node == config.node.id {
+            problem(at.key("node"), format!("{}: this is the node itself", n.node));
+        }
+        check_url(problem, at.key("url"), &n.url);
+        if n.url.starts_with("https://") && peer.client_tls.is_none() {
+            problem(at.key("url"), format!("\"{}\": https needs peer.client_tls", n.url));
+        }
+    }
+    // ETSI 014 devices exchange key IDs with the other end of each of their links.
+    for (i, link) in config.links.iter().enumerate() {
+        let device = config
+            .interfaces
+            .iter()
+            .find(|f| f.id == link.local_interface)
+            .and_then(|f| f.device.as_ref());
+        let Some(DeviceConfig::Etsi014(d)) = device else {
+            continue;
+        };
+        let at = root.key("links").index(i);
+        match d.role {
+            KeyRole::Master if !config.neighbours.iter().any(|n| n.node == link.remote_node) => {
+                problem(
+                    at.key("remote_node"),
+                    format!(
+                        "{}: the ETSI 014 master end sends key IDs to the other end; add it to [[neighbours]]",
+                        link.remote_node
+                    ),
+                );
+            }
+            KeyRole::Slave if peer.listen.is_none() => problem(
+                at.key("local_interface"),
+                format!(
+                    "{}: the ETSI 014 slave end receives key IDs from the other end; set peer.listen",
+                    link.local_interface
+                ),
+            ),
+            _ => {}
+        }
+    }
+}
+
 fn check_etsi014(problem: &mut impl FnMut(KeyPath, String), at: KeyPath, d: &Etsi014Device) {
     if !d.kme_url.starts_with("https://") {
         problem(
@@ -278,6 +360,13 @@ fn check_client_tls(problem: &mut impl FnMut(KeyPath, String), at: KeyPath, tls:
     check_file(problem, at.key("cert"), &tls.cert);
     check_file(problem, at.key("key"), &tls.key);
     check_file(problem, at.key("ca"), &tls.ca);
+    if tls.cert.is_file()
+        && tls.key.is_file()
+        && tls.ca.is_file()
+        && let Err(e) = qkdn_yang::tls::client_config(&tls.ca, Some((&tls.cert, &tls.key)))
+    {
+        problem(at, e.to_string());
+    }
 }
 
 fn check_file(problem: &mut impl FnMut(KeyPath, String), at: KeyPath, path: &std::path::Path) {

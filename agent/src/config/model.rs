@@ -30,6 +30,12 @@ pub struct AgentConfig {
     /// The SDN controller(s) to register with.
     #[serde(default)]
     pub controller: ControllerConfig,
+    /// The gRPC service neighbouring agents call (and how this agent calls theirs).
+    #[serde(default)]
+    pub peer: PeerConfig,
+    /// Where the agents of neighbouring nodes listen.
+    #[serde(default)]
+    pub neighbours: Vec<NeighbourConfig>,
     /// Notification timing.
     #[serde(default)]
     pub notifications: NotificationConfig,
@@ -42,6 +48,33 @@ pub struct AgentConfig {
     /// The physical key association links that end at this node.
     #[serde(default)]
     pub links: Vec<LinkConfig>,
+}
+
+/// The peer service between neighbouring agents (gRPC): key-ID exchange of ETSI 014 devices,
+/// later the KMS relay.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    /// Listening address; none means neighbours cannot call this agent.
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
+    /// TLS of the listener (with `client_ca`, neighbours must present node certificates);
+    /// without it, plain HTTP/2 on loopback only.
+    #[serde(default)]
+    pub tls: Option<ServerTls>,
+    /// TLS files for calling neighbours (required for `https` neighbour URLs).
+    #[serde(default)]
+    pub client_tls: Option<ClientTls>,
+}
+
+/// A neighbouring node's agent.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NeighbourConfig {
+    /// Its `qkdn_id`.
+    pub node: Uuid,
+    /// Its peer service (`https://host:port`; `http://` to loopback only).
+    pub url: String,
 }
 
 /// Identity of the node.

@@ -6,6 +6,7 @@
 //! key blocks (which go to the KMS through a [`crate::kms::KeySink`]), measurements (secret key
 //! rate, QBER, SNR), link down/up, device failure/recovery.
 
+pub mod etsi014;
 pub mod sim;
 pub mod skr;
 
@@ -18,6 +19,7 @@ use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use crate::config::{DeviceConfig, SimulatorConfig};
+use crate::peer::PeerLinks;
 
 /// Keys produced together on one link, both ends holding the same block.
 pub struct KeyBlock {
@@ -131,6 +133,8 @@ pub enum DeviceEvent {
 pub struct LinkSpec {
     /// The link.
     pub link: Uuid,
+    /// This node.
+    pub local_node: Uuid,
     /// The local interface.
     pub interface: u32,
     /// The node at the other end.
@@ -160,13 +164,14 @@ pub fn driver_for(
     device: &DeviceConfig,
     interface: u32,
     simulator: &SimulatorConfig,
+    peers: &PeerLinks,
 ) -> Result<Arc<dyn QkdDevice>, String> {
     match device {
         DeviceConfig::Simulator(params) => {
             Ok(Arc::new(sim::Simulator::new(interface, params, simulator)?))
         }
-        DeviceConfig::Etsi014(_) => {
-            Err(format!("interface {interface}: the ETSI 014 driver is not in this build yet"))
+        DeviceConfig::Etsi014(params) => {
+            Ok(Arc::new(etsi014::Etsi014Driver::new(interface, params, peers.clone())?))
         }
     }
 }

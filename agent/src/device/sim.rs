@@ -320,7 +320,13 @@ mod tests {
     }
 
     fn spec(link: Uuid) -> LinkSpec {
-        LinkSpec { link, interface: 1, remote_node: Uuid::nil(), attenuation_db: 5.0 }
+        LinkSpec {
+            link,
+            local_node: Uuid::nil(),
+            interface: 1,
+            remote_node: Uuid::max(),
+            attenuation_db: 5.0,
+        }
     }
 
     #[test]

@@ -44,6 +44,8 @@ const STATISTICS_KEPT: usize = 16;
 
 /// What the live node needs.
 pub struct LiveSetup {
+    /// This node's `qkdn_id`.
+    pub node: Uuid,
     /// The node's datastore.
     pub ds: Datastore,
     /// The stream notifications go to.
@@ -277,6 +279,7 @@ impl Live {
                 let device = self.setup.devices.get(&interface)?.clone();
                 let spec = LinkSpec {
                     link: p.id,
+                    local_node: self.setup.node,
                     interface,
                     remote_node: p.remote_node?,
                     attenuation_db: p.attenuation_db.unwrap_or(0.0),

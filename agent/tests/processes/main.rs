@@ -2,6 +2,7 @@
 //! TeraFlowSDN interoperability, configuration errors and signals. One test binary, one module
 //! per subject.
 
+mod etsi014;
 mod harness;
 mod keys;
 mod lifecycle;

@@ -13,6 +13,9 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use serde_json::{Value as Json, json};
 
+use qkdn_yang::pki::{Authority, Usage};
+use qkdn_yang::tls;
+
 use crate::harness::*;
 
 /// What the fake controller saw and knows.
@@ -125,11 +128,25 @@ async fn the_agent_registers_and_registers_again_after_losing_the_controller() {
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let extra =
         format!("[controller]\nurls = [\"http://127.0.0.1:{port}\"]\nheartbeat = \"150ms\"\n");
+    // RESTCONF over mutual TLS: the registration carries the certificate's fingerprint.
+    let ca = Authority::generate("qkdn test CA").unwrap();
+    std::fs::write(dir.path().join("ca.crt"), ca.cert_pem()).unwrap();
+    let (cert, key) = ca
+        .issue("node-a", &["127.0.0.1"], None, Usage::Service)
+        .unwrap()
+        .write(dir.path(), "node-a")
+        .unwrap();
+    let restconf_tls = format!(
+        "tls = {{ cert = \"{}\", key = \"{}\", client_ca = \"{}\" }}",
+        cert.display(),
+        key.display(),
+        dir.path().join("ca.crt").display()
+    );
     let agent = start(&Spec {
         dir: dir.path(),
         name: "a",
         body: format!("{}\n{extra}", node_ab(NODE_A, 101, NODE_B, 201, "", "")),
-        restconf_extra: "",
+        restconf_extra: &restconf_tls,
     });
 
     // No controller yet: the agent works and keeps trying.
@@ -138,14 +155,31 @@ async fn the_agent_registers_and_registers_again_after_losing_the_controller() {
     assert_eq!(state["state"], "registering", "{state}");
     assert!(state["attempts"].as_u64().unwrap() >= 2, "{state}");
     assert!(state["last_error"].as_str().unwrap().contains(&port.to_string()), "{state}");
-    assert!(restconf(&agent).get(NODE_PATH, &[]).await.is_ok());
+    let (client_cert, client_key) = ca
+        .issue("controller", &[], None, Usage::Client)
+        .unwrap()
+        .write(dir.path(), "controller")
+        .unwrap();
+    let config =
+        tls::client_config(&dir.path().join("ca.crt"), Some((&client_cert, &client_key))).unwrap();
+    let https = reqwest::Client::builder().tls_backend_preconfigured(config).build().unwrap();
+    let url = format!("https://127.0.0.1:{}/restconf/data{NODE_PATH}/qkdn_id", agent.restconf);
+    let served = https.get(&url).send().await.unwrap();
+    assert_eq!(served.status(), 200);
+    // Without a client certificate, or in the clear, nothing is served.
+    let anonymous = tls::client_config(&dir.path().join("ca.crt"), None).unwrap();
+    let anonymous =
+        reqwest::Client::builder().tls_backend_preconfigured(anonymous).build().unwrap();
+    assert!(anonymous.get(&url).send().await.is_err());
+    assert!(reqwest::get(url.replace("https://", "http://")).await.is_err());
 
     // The controller comes up: one registration with the contract's fields.
     let controller = Controller::default();
     let server = serve(&controller, addr);
     let first = controller.wait_for_count(1).await;
     assert_eq!(first["node_id"], NODE_A);
-    assert_eq!(first["restconf_url"], format!("http://127.0.0.1:{}/restconf", agent.restconf));
+    assert_eq!(first["restconf_url"], format!("https://127.0.0.1:{}/restconf", agent.restconf));
+    assert_eq!(first["certificate_sha256"], tls::certificate_sha256(&cert).unwrap());
     assert_eq!(first["agent_version"], env!("CARGO_PKG_VERSION"));
     assert!(first["kms"].is_object(), "{first}");
     let state = registration_state(&agent).await;

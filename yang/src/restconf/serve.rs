@@ -1,9 +1,12 @@
-//! Serving a router on a TCP listener: HTTP/1.1 and HTTP/2, a bound on the time to send request
-//! headers (slow clients cannot hold connections open), and graceful shutdown that lets requests
-//! in flight finish within a grace period, after which the remaining connections (event streams
-//! never end by themselves) are closed.
+//! Serving a router on a TCP listener: HTTP/1.1 and HTTP/2, in the clear or over TLS (the
+//! shared policy of [`crate::tls`]; with mutual TLS the client's certificates reach handlers as
+//! the [`PeerCertificates`] request extension), a bound on the time to complete the TLS
+//! handshake and to send request headers (slow clients cannot hold connections open), and
+//! graceful shutdown that lets requests in flight finish within a grace period, after which the
+//! remaining connections (event streams never end by themselves) are closed.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -11,7 +14,10 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tower::ServiceExt;
+
+use crate::tls::PeerCertificates;
 
 /// Connection-level settings of [`serve`].
 #[derive(Clone, Debug)]
@@ -20,6 +26,8 @@ pub struct ServeOptions {
     pub header_read_timeout: Duration,
     /// Time connections get to finish after shutdown is requested.
     pub shutdown_grace: Duration,
+    /// TLS (see [`crate::tls::server_config`]); without it, plain HTTP.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Default for ServeOptions {
@@ -27,6 +35,7 @@ impl Default for ServeOptions {
         ServeOptions {
             header_read_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(5),
+            tls: None,
         }
     }
 }
@@ -56,11 +65,37 @@ pub async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let service = TowerToHyperService::new(router.clone());
-                let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                let connection = graceful.watch(connection.into_owned());
+                let watcher = graceful.watcher();
+                let (builder, router) = (builder.clone(), router.clone());
+                let handshake = options.tls.clone().map(|config| {
+                    (tokio_rustls::TlsAcceptor::from(config), options.header_read_timeout)
+                });
                 connections.spawn(async move {
-                    if let Err(err) = connection.await {
+                    let result = match handshake {
+                        None => {
+                            let service = TowerToHyperService::new(router);
+                            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                            watcher.watch(connection.into_owned()).await
+                        }
+                        Some((acceptor, deadline)) => {
+                            let Some(tls) = tls_handshake(acceptor, stream, deadline, peer).await else {
+                                return;
+                            };
+                            let certificates = tls.get_ref().1.peer_certificates().map(|c| {
+                                PeerCertificates(Arc::new(c.iter().map(|d| d.clone().into_owned()).collect()))
+                            });
+                            let router = router.map_request(move |mut request: http::Request<hyper::body::Incoming>| {
+                                if let Some(c) = &certificates {
+                                    request.extensions_mut().insert(c.clone());
+                                }
+                                request
+                            });
+                            let service = TowerToHyperService::new(router);
+                            let connection = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
+                            watcher.watch(connection.into_owned()).await
+                        }
+                    };
+                    if let Err(err) = result {
                         tracing::debug!(%peer, %err, "connection ended with an error");
                     }
                 });
@@ -79,4 +114,25 @@ pub async fn serve(
     connections.abort_all();
     while connections.join_next().await.is_some() {}
     Ok(())
+}
+
+/// Completes a TLS handshake within `deadline`; failures are logged (a client without an
+/// acceptable certificate ends here).
+async fn tls_handshake(
+    acceptor: tokio_rustls::TlsAcceptor,
+    stream: TcpStream,
+    deadline: Duration,
+    peer: std::net::SocketAddr,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    match tokio::time::timeout(deadline, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => Some(tls),
+        Ok(Err(err)) => {
+            tracing::info!(%peer, %err, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::info!(%peer, "TLS handshake not completed in time");
+            None
+        }
+    }
 }

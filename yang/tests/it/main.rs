@@ -10,4 +10,5 @@ mod limits;
 mod operations;
 mod property;
 mod reference;
+mod tls;
 mod tools;

@@ -1,0 +1,84 @@
+//! Calling neighbours' peer services: one lazily connected gRPC channel per neighbour, over
+//! TLS with the shared policy (`https://` URLs, the agent's `peer.client_tls`) or plain
+//! HTTP/2 (`http://`, loopback only).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use qkdn_proto::peer::v1::peer_client::PeerClient;
+use qkdn_proto::peer::v1::{DeviceKeysReply, DeviceKeysRequest};
+use rustls::pki_types::ServerName;
+use tonic::transport::{Channel, Endpoint};
+use uuid::Uuid;
+
+/// Clients of the neighbours' peer services.
+pub struct PeerClients {
+    urls: HashMap<Uuid, String>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    channels: Mutex<HashMap<Uuid, Channel>>,
+}
+
+impl PeerClients {
+    /// Clients for `neighbours` (node, URL), with TLS settings for `https` URLs.
+    pub fn new(
+        neighbours: impl IntoIterator<Item = (Uuid, String)>,
+        tls: Option<rustls::ClientConfig>,
+    ) -> Self {
+        PeerClients {
+            urls: neighbours.into_iter().collect(),
+            tls: tls.map(Arc::new),
+            channels: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn channel(&self, node: Uuid) -> Result<Channel, String> {
+        if let Some(channel) = self.channels.lock().expect("channels lock").get(&node) {
+            return Ok(channel.clone());
+        }
+        let url = self.urls.get(&node).ok_or_else(|| format!("node {node} is not a neighbour"))?;
+        let endpoint = Endpoint::from_shared(url.clone())
+            .map_err(|e| format!("{url}: {e}"))?
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(15))
+            .tcp_nodelay(true);
+        let channel = if url.starts_with("https://") {
+            let config = self.tls.clone().ok_or_else(|| format!("{url}: no peer.client_tls"))?;
+            let connector = tokio_rustls::TlsConnector::from(config);
+            endpoint.connect_with_connector_lazy(tower::service_fn(move |uri: http::Uri| {
+                let connector = connector.clone();
+                async move {
+                    let host = uri.host().unwrap_or_default().trim_matches(['[', ']']).to_owned();
+                    let port = uri.port_u16().unwrap_or(443);
+                    let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+                    let _ = tcp.set_nodelay(true);
+                    let name = ServerName::try_from(host)
+                        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+                    let tls = connector.connect(name, tcp).await?;
+                    Ok::<_, std::io::Error>(TokioIo::new(tls))
+                }
+            }))
+        } else {
+            endpoint.connect_lazy()
+        };
+        self.channels.lock().expect("channels lock").insert(node, channel.clone());
+        Ok(channel)
+    }
+
+    /// Announces device keys to `node`; returns how many keys it now holds.
+    pub async fn device_keys(&self, node: Uuid, request: DeviceKeysRequest) -> Result<u32, String> {
+        let mut client = PeerClient::new(self.channel(node)?);
+        client
+            .device_keys(request)
+            .await
+            .map(|r: tonic::Response<DeviceKeysReply>| r.into_inner().received)
+            .map_err(|status| {
+                if status.message().is_empty() {
+                    format!("node {node}: {:?}", status.code())
+                } else {
+                    format!("node {node}: {}", status.message())
+                }
+            })
+    }
+}

@@ -1,0 +1,90 @@
+//! The gRPC service neighbours call: `DeviceKeys` hands an announcement to the link task of
+//! the named link and answers with what it says.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use qkdn_proto::peer::v1::peer_server::{Peer, PeerServer};
+use qkdn_proto::peer::v1::{DeviceKeysReply, DeviceKeysRequest};
+use tokio::sync::oneshot;
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use super::{Announcement, PeerHub};
+
+/// How long a caller waits for the slave end to fetch its keys.
+const ANSWER_WITHIN: Duration = Duration::from_secs(10);
+
+/// Keys per announcement, at most (a bound on what one request may ask of the KME).
+const MAX_KEYS: usize = 4096;
+
+/// The service.
+pub struct PeerService {
+    hub: Arc<PeerHub>,
+}
+
+impl PeerService {
+    /// A service routing to `hub`.
+    pub fn new(hub: Arc<PeerHub>) -> Self {
+        PeerService { hub }
+    }
+
+    /// The service as a router for [`qkdn_yang::restconf::serve`] (HTTP/2, with the shared TLS
+    /// policy).
+    pub fn router(self) -> Router {
+        tonic::service::Routes::new(PeerServer::new(self)).into_axum_router()
+    }
+}
+
+fn uuid_of(field: &str, text: &str) -> Result<Uuid, Status> {
+    Uuid::parse_str(text)
+        .map_err(|_| Status::invalid_argument(format!("{field}: \"{text}\" is not a UUID")))
+}
+
+#[tonic::async_trait]
+impl Peer for PeerService {
+    async fn device_keys(
+        &self,
+        request: Request<DeviceKeysRequest>,
+    ) -> Result<Response<DeviceKeysReply>, Status> {
+        let r = request.into_inner();
+        let link = uuid_of("link_id", &r.link_id)?;
+        let master = uuid_of("master_node_id", &r.master_node_id)?;
+        if r.key_ids.is_empty() || r.key_ids.len() > MAX_KEYS {
+            return Err(Status::invalid_argument(format!(
+                "key_ids: expected 1 to {MAX_KEYS} IDs, got {}",
+                r.key_ids.len()
+            )));
+        }
+        let key_ids = r
+            .key_ids
+            .iter()
+            .map(|id| uuid_of("key_ids", id))
+            .collect::<Result<Vec<Uuid>, Status>>()?;
+        let Some(task) = self.hub.route(link) else {
+            return Err(Status::not_found(format!(
+                "link {link} has no ETSI 014 slave device on this node"
+            )));
+        };
+        let (reply, answer) = oneshot::channel();
+        let announcement = Announcement {
+            master,
+            sequence: r.sequence,
+            key_size_bits: r.key_size_bits,
+            key_ids,
+            reply,
+        };
+        task.send(announcement)
+            .await
+            .map_err(|_| Status::unavailable(format!("link {link} is stopping")))?;
+        match tokio::time::timeout(ANSWER_WITHIN, answer).await {
+            Ok(Ok(Ok(received))) => Ok(Response::new(DeviceKeysReply { received })),
+            Ok(Ok(Err(reason))) => Err(Status::failed_precondition(reason)),
+            Ok(Err(_)) => Err(Status::unavailable(format!("link {link} stopped"))),
+            Err(_) => Err(Status::deadline_exceeded(format!(
+                "the slave end of link {link} did not fetch the keys within {ANSWER_WITHIN:?}"
+            ))),
+        }
+    }
+}
