@@ -124,8 +124,8 @@ pub(crate) fn problem_of_figment(
         let value = std::env::var(&variable).ok();
         let place = format!("environment variable {variable} ({path})");
         let message = match value {
-            Some(value) => format!("{value:?}: {}", err.kind),
-            None => err.kind.to_string(),
+            Some(value) => format!("{value:?}: {}", kind_message(&err.kind)),
+            None => kind_message(&err.kind),
         };
         return Problem { place, message };
     }
@@ -134,5 +134,15 @@ pub(crate) fn problem_of_figment(
     } else {
         place(file, text, &path)
     };
-    Problem { place, message: err.kind.to_string() }
+    Problem { place, message: kind_message(&err.kind) }
+}
+
+/// figment's message, reworded where it reads poorly (unknown keys list the valid ones).
+fn kind_message(kind: &figment::error::Kind) -> String {
+    match kind {
+        figment::error::Kind::UnknownField(found, expected) => {
+            format!("unknown key `{found}`; expected one of: {}", expected.join(", "))
+        }
+        other => other.to_string(),
+    }
 }

@@ -144,3 +144,6 @@ fn overrides_merged(mut figment: Figment, overrides: &Overrides) -> Figment {
     }
     figment
 }
+
+#[cfg(test)]
+mod tests;

@@ -184,25 +184,24 @@ pub fn compute_slot(
         let key_bits = f64::from(params.key_size_bits);
         let count = (rate.skr_bps * clock.slot.as_secs_f64() / key_bits).floor() as usize;
         let key_bytes = (params.key_size_bits / 8) as usize;
+        // One keyed XOF stream per slot for the material and one for the IDs: both ends
+        // compute the same bytes, and long outputs use BLAKE3's parallel compression.
         let mut material = Zeroizing::new(vec![0u8; count * key_bytes]);
-        let mut ids = Vec::with_capacity(count);
-        for (j, key) in material.chunks_mut(key_bytes.max(1)).enumerate() {
-            let j = j as u64;
-            blake3::Hasher::new_keyed(&secret)
-                .update(b"key")
-                .update(&slot.to_le_bytes())
-                .update(&j.to_le_bytes())
-                .finalize_xof()
-                .fill(key);
-            let id = blake3::Hasher::new_keyed(&secret)
-                .update(b"id")
-                .update(&slot.to_le_bytes())
-                .update(&j.to_le_bytes())
-                .finalize();
-            let mut bytes = [0u8; 16];
-            bytes.copy_from_slice(&id.as_bytes()[..16]);
-            ids.push(uuid::Builder::from_random_bytes(bytes).into_uuid());
-        }
+        blake3::Hasher::new_keyed(&secret)
+            .update(b"keys")
+            .update(&slot.to_le_bytes())
+            .finalize_xof()
+            .fill(&mut material);
+        let mut id_bytes = vec![0u8; count * 16];
+        blake3::Hasher::new_keyed(&secret)
+            .update(b"ids")
+            .update(&slot.to_le_bytes())
+            .finalize_xof()
+            .fill(&mut id_bytes);
+        let ids: Vec<Uuid> = id_bytes
+            .chunks_exact(16)
+            .map(|b| uuid::Builder::from_random_bytes(b.try_into().expect("16 bytes")).into_uuid())
+            .collect();
         KeyBlock::new(spec.link, slot, key_bytes, ids, material)
     });
     SlotOutput { measurement, stopped, device_failed: script.device_failed, block }
