@@ -58,7 +58,31 @@ pub struct ConfigError {
 
 /// Loads and checks the configuration from `file` (if any), the environment and `overrides`.
 pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<AgentConfig, ConfigError> {
-    load_from(file, Env::prefixed("QKDN_").split("__"), overrides)
+    load_from(file, environment(), overrides)
+}
+
+/// The top-level keys of the configuration: only `QKDN_*` variables naming one of them are
+/// configuration (`QKDN_CONFIG`, the file's path, and other tools' variables are not).
+const TOP_LEVEL_KEYS: [&str; 12] = [
+    "node",
+    "data_dir",
+    "startup_data",
+    "restconf",
+    "management",
+    "controller",
+    "peer",
+    "neighbours",
+    "notifications",
+    "simulator",
+    "interfaces",
+    "links",
+];
+
+fn environment() -> Env {
+    Env::prefixed("QKDN_").split("__").filter(|key| {
+        let first = key.as_str().split('.').next().unwrap_or_default();
+        TOP_LEVEL_KEYS.iter().any(|k| k.eq_ignore_ascii_case(first))
+    })
 }
 
 /// Like [`load`], ignoring the environment (for `check-config`, which checks a file alone).

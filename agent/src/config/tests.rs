@@ -127,3 +127,22 @@ fn the_example_network_is_valid() {
         }
     }
 }
+
+#[test]
+fn the_environment_is_read_for_configuration_keys_only() {
+    // Every top-level key of the model is listed (a key missing from the list could not be set
+    // from the environment).
+    let serialized = serde_json::to_value(
+        super::load_file(Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../deploy/agents/node-a.toml"
+        )))
+        .unwrap(),
+    )
+    .unwrap();
+    let mut keys: Vec<&str> = serialized.as_object().unwrap().keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    let mut listed = super::TOP_LEVEL_KEYS.to_vec();
+    listed.sort_unstable();
+    assert_eq!(keys, listed);
+}

@@ -78,6 +78,8 @@ pub(crate) fn launch(
         .arg("--config")
         .arg(&config)
         .env("RUST_LOG", "warn")
+        // Other tools' QKDN_* variables are not configuration and must not disturb the agent.
+        .env("QKDN_UNRELATED_TOOL_SETTING", "1")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
