@@ -14,6 +14,7 @@
 
 use std::time::Duration;
 
+use qkdn_yang::restconf::client::jittered;
 use serde::Serialize;
 use serde_json::Value as Json;
 use tokio::sync::watch;
@@ -56,14 +57,6 @@ pub enum RegistrationState {
 
 const INITIAL_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
-
-fn jittered(wait: Duration) -> Duration {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    wait.mul_f64(0.5 + f64::from(nanos % 1000) / 2000.0)
-}
 
 /// Registers and stays registered until `shutdown` turns true.
 pub async fn run(

@@ -216,21 +216,11 @@ impl NodeRules {
                         &format!("{}/qkdl_local/qkdi_id", link_at(*id)),
                     ));
                 }
-                match p.remote_node {
-                    None => {
-                        return Err(refuse(
-                            "a physical link needs qkdl_remote/qkdn_id",
-                            &link_at(*id),
-                        ));
-                    }
-                    Some(n) if n == self.node => {
-                        return Err(refuse(
-                            "a link cannot end at its own node",
-                            &format!("{}/qkdl_remote/qkdn_id", link_at(*id)),
-                        ));
-                    }
-                    Some(_) => {}
-                }
+                self.check_far_end(
+                    p.remote_node,
+                    "a physical link needs qkdl_remote/qkdn_id",
+                    &link_at(*id),
+                )?;
                 if p.remote_interface.is_none() {
                     return Err(refuse("a physical link needs qkdl_remote/qkdi_id", &link_at(*id)));
                 }
@@ -244,21 +234,11 @@ impl NodeRules {
                         &format!("{}/qkdl_local/qkdn_id", link_at(*id)),
                     ));
                 }
-                match v.remote_node {
-                    None => {
-                        return Err(refuse(
-                            "a virtual link needs qkdl_remote/qkdn_id (its far end)",
-                            &link_at(*id),
-                        ));
-                    }
-                    Some(n) if n == self.node => {
-                        return Err(refuse(
-                            "a link cannot end at its own node",
-                            &format!("{}/qkdl_remote/qkdn_id", link_at(*id)),
-                        ));
-                    }
-                    Some(_) => {}
-                }
+                self.check_far_end(
+                    v.remote_node,
+                    "a virtual link needs qkdl_remote/qkdn_id (its far end)",
+                    &link_at(*id),
+                )?;
                 for (leaf, hop) in v
                     .prev_hop
                     .iter()
@@ -351,6 +331,23 @@ impl NodeRules {
     }
 
     /// Refuses when the physical links `hops` cannot carry what is committed on them.
+    /// A link's far end: present, and not this node.
+    fn check_far_end(
+        &self,
+        remote: Option<Uuid>,
+        missing: &str,
+        link_at: &str,
+    ) -> Result<(), DataError> {
+        match remote {
+            None => Err(refuse(missing, link_at)),
+            Some(n) if n == self.node => Err(refuse(
+                "a link cannot end at its own node",
+                &format!("{link_at}/qkdl_remote/qkdn_id"),
+            )),
+            Some(_) => Ok(()),
+        }
+    }
+
     fn check_capacity(
         &self,
         catalog: &Catalog,

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,7 +19,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Json as JsonBody, Router};
 use base64::Engine;
 use qkdn_agent::device::KeyBlock;
-use qkdn_yang::pki::{Authority, Usage};
+use qkdn_yang::pki::Usage;
 use qkdn_yang::restconf::{ServeOptions, serve};
 use qkdn_yang::tls::{self, PeerCertificates};
 use serde_json::{Value as Json, json};
@@ -178,22 +178,6 @@ async fn dec_keys(
     JsonBody(json!({"keys": keys})).into_response()
 }
 
-struct Pki {
-    dir: PathBuf,
-    ca: Authority,
-}
-
-impl Pki {
-    fn issue(&self, name: &str, usage: Usage) -> (PathBuf, PathBuf) {
-        let hosts: &[&str] =
-            if usage == Usage::Service { &["127.0.0.1", "localhost"] } else { &[] };
-        self.ca.issue(name, hosts, None, usage).unwrap().write(&self.dir, name).unwrap()
-    }
-    fn ca(&self) -> PathBuf {
-        self.dir.join("ca.crt")
-    }
-}
-
 fn toml_path(p: &Path) -> String {
     p.display().to_string()
 }
@@ -201,7 +185,7 @@ fn toml_path(p: &Path) -> String {
 /// The configuration body of one end (node, its interface with an ETSI 014 device, the link).
 #[allow(clippy::too_many_arguments)]
 fn etsi014_node(
-    pki: &Pki,
+    pki: &TestPki,
     node: &str,
     iface: u32,
     remote: &str,
@@ -252,20 +236,13 @@ length_km = 10.0
 }
 
 async fn links_view(agent: &AgentProcess) -> Json {
-    reqwest::get(format!("http://127.0.0.1:{}/v1/links", agent.management))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    management_json(agent, "/v1/links").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_etsi014_device_pair_delivers_the_kmes_keys_to_both_agents() {
     let dir = tempfile::tempdir().unwrap();
-    let ca = Authority::generate("qkdn test CA").unwrap();
-    std::fs::write(dir.path().join("ca.crt"), ca.cert_pem()).unwrap();
-    let pki = Pki { dir: dir.path().to_path_buf(), ca };
+    let pki = TestPki::new(dir.path());
 
     // The mock KME, over mutual TLS.
     let kme = Kme::default();

@@ -167,13 +167,45 @@ length_km = 25.0
     )
 }
 
-pub(crate) async fn ledger(agent: &AgentProcess) -> Json {
-    reqwest::get(format!("http://127.0.0.1:{}/v1/links/{LINK_AB}/keys", agent.management))
+/// GETs a management resource of `agent` as JSON (null when the body is not JSON).
+pub(crate) async fn management_json(agent: &AgentProcess, path: &str) -> Json {
+    reqwest::get(format!("http://127.0.0.1:{}{path}", agent.management))
         .await
         .unwrap()
         .json()
         .await
         .unwrap_or(Json::Null)
+}
+
+/// The key ledger of the link A-B.
+pub(crate) async fn ledger(agent: &AgentProcess) -> Json {
+    management_json(agent, &format!("/v1/links/{LINK_AB}/keys")).await
+}
+
+/// A test PKI: a CA (its certificate in `ca.crt`) issuing certificate files into one folder.
+pub(crate) struct TestPki {
+    pub(crate) dir: PathBuf,
+    ca: qkdn_yang::pki::Authority,
+}
+
+impl TestPki {
+    pub(crate) fn new(dir: &Path) -> TestPki {
+        let ca = qkdn_yang::pki::Authority::generate("qkdn test CA").unwrap();
+        std::fs::write(dir.join("ca.crt"), ca.cert_pem()).unwrap();
+        TestPki { dir: dir.to_path_buf(), ca }
+    }
+
+    /// Issues `name.crt` and `name.key`: services get 127.0.0.1 and localhost as names.
+    pub(crate) fn issue(&self, name: &str, usage: qkdn_yang::pki::Usage) -> (PathBuf, PathBuf) {
+        let hosts: &[&str] =
+            if usage == qkdn_yang::pki::Usage::Service { &["127.0.0.1", "localhost"] } else { &[] };
+        self.ca.issue(name, hosts, None, usage).unwrap().write(&self.dir, name).unwrap()
+    }
+
+    /// The CA certificate file.
+    pub(crate) fn ca(&self) -> PathBuf {
+        self.dir.join("ca.crt")
+    }
 }
 
 pub(crate) fn restconf(agent: &AgentProcess) -> RestconfClient {

@@ -13,7 +13,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use serde_json::{Value as Json, json};
 
-use qkdn_yang::pki::{Authority, Usage};
+use qkdn_yang::pki::Usage;
 use qkdn_yang::tls;
 
 use crate::harness::*;
@@ -113,12 +113,7 @@ fn serve(controller: &Controller, addr: SocketAddr) -> Running {
 }
 
 async fn registration_state(agent: &AgentProcess) -> Json {
-    reqwest::get(format!("http://127.0.0.1:{}/v1/registration", agent.management))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    management_json(agent, "/v1/registration").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -129,18 +124,13 @@ async fn the_agent_registers_and_registers_again_after_losing_the_controller() {
     let extra =
         format!("[controller]\nurls = [\"http://127.0.0.1:{port}\"]\nheartbeat = \"150ms\"\n");
     // RESTCONF over mutual TLS: the registration carries the certificate's fingerprint.
-    let ca = Authority::generate("qkdn test CA").unwrap();
-    std::fs::write(dir.path().join("ca.crt"), ca.cert_pem()).unwrap();
-    let (cert, key) = ca
-        .issue("node-a", &["127.0.0.1"], None, Usage::Service)
-        .unwrap()
-        .write(dir.path(), "node-a")
-        .unwrap();
+    let pki = TestPki::new(dir.path());
+    let (cert, key) = pki.issue("node-a", Usage::Service);
     let restconf_tls = format!(
         "tls = {{ cert = \"{}\", key = \"{}\", client_ca = \"{}\" }}",
         cert.display(),
         key.display(),
-        dir.path().join("ca.crt").display()
+        pki.ca().display()
     );
     let agent = start(&Spec {
         dir: dir.path(),
@@ -155,19 +145,14 @@ async fn the_agent_registers_and_registers_again_after_losing_the_controller() {
     assert_eq!(state["state"], "registering", "{state}");
     assert!(state["attempts"].as_u64().unwrap() >= 2, "{state}");
     assert!(state["last_error"].as_str().unwrap().contains(&port.to_string()), "{state}");
-    let (client_cert, client_key) = ca
-        .issue("controller", &[], None, Usage::Client)
-        .unwrap()
-        .write(dir.path(), "controller")
-        .unwrap();
-    let config =
-        tls::client_config(&dir.path().join("ca.crt"), Some((&client_cert, &client_key))).unwrap();
+    let (client_cert, client_key) = pki.issue("controller", Usage::Client);
+    let config = tls::client_config(&pki.ca(), Some((&client_cert, &client_key))).unwrap();
     let https = reqwest::Client::builder().tls_backend_preconfigured(config).build().unwrap();
     let url = format!("https://127.0.0.1:{}/restconf/data{NODE_PATH}/qkdn_id", agent.restconf);
     let served = https.get(&url).send().await.unwrap();
     assert_eq!(served.status(), 200);
     // Without a client certificate, or in the clear, nothing is served.
-    let anonymous = tls::client_config(&dir.path().join("ca.crt"), None).unwrap();
+    let anonymous = tls::client_config(&pki.ca(), None).unwrap();
     let anonymous =
         reqwest::Client::builder().tls_backend_preconfigured(anonymous).build().unwrap();
     assert!(anonymous.get(&url).send().await.is_err());

@@ -444,7 +444,7 @@ impl RestconfClient {
 
 /// `wait` scaled by a factor between 0.5 and 1.0, so clients that lost a server together do not
 /// come back together.
-fn jittered(wait: Duration) -> Duration {
+pub fn jittered(wait: Duration) -> Duration {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
@@ -452,7 +452,8 @@ fn jittered(wait: Duration) -> Duration {
     wait.mul_f64(0.5 + f64::from(nanos % 1000) / 2000.0)
 }
 
-fn error_chain(err: &dyn std::error::Error) -> String {
+/// An error and its sources, `: `-separated (what reqwest and hyper errors need to say why).
+pub fn error_chain(err: &dyn std::error::Error) -> String {
     let mut message = err.to_string();
     let mut source = err.source();
     while let Some(s) = source {

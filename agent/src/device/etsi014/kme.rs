@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use base64::Engine;
+use qkdn_yang::restconf::client::error_chain;
 use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
@@ -184,17 +185,6 @@ async fn checked(
         .map(|e| e.message)
         .unwrap_or_else(|_| String::from_utf8_lossy(&body).chars().take(200).collect());
     Err(KmeError::Refused { status: status.as_u16(), message })
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// Decodes a key container whose keys must all be `size_bits` long.
