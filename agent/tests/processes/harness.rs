@@ -117,7 +117,12 @@ pub(crate) fn status_of(url: &str) -> Result<u16, String> {
             .build()
             .map_err(|e| e.to_string())?;
         runtime.block_on(async {
-            reqwest::get(url).await.map(|r| r.status().as_u16()).map_err(|e| e.to_string())
+            http_client()
+                .get(url)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .map_err(|e| e.to_string())
         })
     })
     .join()
@@ -167,9 +172,16 @@ length_km = 25.0
     )
 }
 
+/// A plain HTTP client whose requests give up after 10 s (a test must fail, not hang).
+pub(crate) fn http_client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap()
+}
+
 /// GETs a management resource of `agent` as JSON (null when the body is not JSON).
 pub(crate) async fn management_json(agent: &AgentProcess, path: &str) -> Json {
-    reqwest::get(format!("http://127.0.0.1:{}{path}", agent.management))
+    http_client()
+        .get(format!("http://127.0.0.1:{}{path}", agent.management))
+        .send()
         .await
         .unwrap()
         .json()

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use qkdn_yang::YangContext;
-use serde_json::Value as Json;
+use serde_json::{Value as Json, json};
 
 use crate::harness::*;
 
@@ -24,6 +24,34 @@ async fn scripted_events_raise_valid_notifications_with_the_right_values() {
     });
     let (seen, _task) = collect(&agent);
     let ctx = YangContext::qkdn().unwrap();
+
+    // An application on the physical link: announced, then its QoS changes.
+    let client = restconf(&agent);
+    let app_path = format!("{NODE_PATH}/qkd_applications/qkd_app={APP}");
+    let app = json!({"etsi-qkd-sdn-node:qkd_app": [{"app_id": APP, "backing_qkdl_id": [LINK_AB],
+        "server_app_id": "sae-a", "app_qos": {"max_bandwidth": 1000}}]});
+    client.put(&app_path, &app).await.unwrap();
+    let application = |name: &'static str| {
+        move |s: &[Json]| {
+            s.iter().any(|n| {
+                n[format!("etsi-qkd-sdn-node:sdqkdn_application_{name}")]["qkd_application"]
+                    ["app_id"]
+                    == APP
+            })
+        }
+    };
+    // The 015 model gives `sdqkdn_application_new` the application's details, not its id.
+    let announced = |s: &[Json]| {
+        s.iter().any(|n| {
+            n["etsi-qkd-sdn-node:sdqkdn_application_new"]["qkd_application"]["server_app_id"]
+                == "sae-a"
+        })
+    };
+    wait_for(&seen, announced, Duration::from_secs(5)).await;
+    let qos = json!({"etsi-qkd-sdn-node:app_qos": {"max_bandwidth": 2000}});
+    client.patch(&format!("{app_path}/app_qos"), &qos).await.unwrap();
+    wait_for(&seen, application("qos_update"), Duration::from_secs(5)).await;
+
     let down_with = |reason: &'static str| {
         move |s: &[Json]| {
             s.iter().any(|n| {
@@ -71,6 +99,16 @@ async fn scripted_events_raise_valid_notifications_with_the_right_values() {
         "a working 25 km link reports tens of kbit/s at 10 MHz: {skrs:?}"
     );
     assert!(skrs.contains(&0), "a cut fibre reports 0: {skrs:?}");
+    // The cut fibre disconnected the application; the aborting link could not carry the
+    // 2,000 bit/s it asks for.
+    assert!(application("disconnected")(&all), "{kinds:?}");
+    let overloaded = all
+        .iter()
+        .find_map(|n| n.get("etsi-qkd-sdn-node:sdqkdn_link_overloaded"))
+        .unwrap_or_else(|| panic!("no overload in {kinds:?}"));
+    assert_eq!(overloaded["qkd_link"]["qkdl_id"], LINK_AB);
+    assert_eq!(overloaded["qkd_link"]["performance"]["expected_consumption"], 2000);
+    assert_eq!(overloaded["qkd_link"]["performance"]["eskr"], 0);
     let alarm = all.iter().find_map(|n| n.get("etsi-qkd-sdn-node:alarm")).unwrap();
     assert_eq!(alarm["link"]["severity"], "etsi-qkd-node-types:MAJOR");
     assert_eq!(alarm["link"]["qkdl_status"], "etsi-qkd-node-types:PASSIVE");

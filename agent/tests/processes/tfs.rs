@@ -110,7 +110,7 @@ async fn teraflow_fixtures_load_into_three_agents_and_read_back() {
             start(&Spec { dir: dir.path(), name: &format!("qkd{}", i + 1), body, restconf_extra })
         })
         .collect();
-    let http = reqwest::Client::new();
+    let http = http_client();
 
     // Direct links, each written at both ends as TeraFlowSDN's service handler does.
     let (q1, q2, q3) = (QKD[0], QKD[1], QKD[2]);
