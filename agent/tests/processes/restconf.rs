@@ -71,6 +71,25 @@ async fn restconf_writes_are_checked_for_meaning_and_survive_restarts() {
         before,
         "refusals changed nothing"
     );
+    // POST creates, PATCH changes: a second virtual link, then its bandwidth, within what the
+    // physical hop can carry and beyond it.
+    let second = "c0c00000-0000-4000-8000-00000000000a";
+    let body = json!({"etsi-qkd-sdn-node:qkd_link": [{"qkdl_id": second, "qkdl_type": "etsi-qkd-node-types:VIRT",
+        "qkdl_remote": {"qkdn_id": "00000003-0000-0000-0000-000000000000"}, "virt_next_hop": [NODE_B], "virt_bandwidth": 500}]});
+    assert!(client.post(&format!("{NODE_PATH}/qkd_links"), &body).await.unwrap().created);
+    let err = client.post(&format!("{NODE_PATH}/qkd_links"), &body).await.unwrap_err();
+    assert_eq!(err.status(), Some(409), "{err}");
+    let link_path = format!("{NODE_PATH}/qkd_links/qkd_link={second}");
+    let patch = |bandwidth: u64| json!({"etsi-qkd-sdn-node:qkd_link": [{"qkdl_id": second, "virt_bandwidth": bandwidth}]});
+    let err = client.patch(&link_path, &patch(900_000_000)).await.unwrap_err();
+    assert_eq!(err.status(), Some(409), "{err}");
+    assert!(err.to_string().contains("does not fit"), "{err}");
+    client.patch(&link_path, &patch(700)).await.unwrap();
+    let read = client.get(&format!("{link_path}/virt_bandwidth"), &[]).await.unwrap();
+    assert_eq!(read["etsi-qkd-sdn-node:virt_bandwidth"], 700);
+    client.delete(&link_path).await.unwrap();
+    assert_eq!(client.get(&link_path, &[]).await.unwrap_err().status(), Some(404));
+
     let app = json!({"etsi-qkd-sdn-node:qkd_app": [{"app_id": APP, "app_type": "etsi-qkd-node-types:CLIENT",
         "server_app_id": "sae-a", "client_app_id": ["sae-c"], "backing_qkdl_id": [VIRT], "app_qos": {"max_bandwidth": 500}}]});
     assert!(
