@@ -1,9 +1,9 @@
-//! The hooks the embedded KMS (a later issue) plugs into.
+//! The hooks between the node and its KMS.
 //!
-//! * [`KeySink`]: where the keys produced by the node's QKD devices go. Until the KMS exists the
-//!   agent uses [`KeyLedger`], which keeps no key: it counts keys and records a fingerprint of
-//!   each block (a BLAKE3 hash of its key IDs and key material), so the two ends of a link can
-//!   be compared without revealing anything about the keys.
+//! * [`KeySink`]: where the keys produced by the node's QKD devices go: the KMS, and
+//!   [`KeyLedger`], which keeps no key: it counts keys and records a fingerprint of each block
+//!   (a BLAKE3 hash of its key IDs and key material), so the two ends of a link can be compared
+//!   without revealing anything about the keys.
 //! * [`Application`] and the application table: the node's applications (SAE pairs, backing
 //!   links, QoS) as the KMS needs them to map key requests to key stores, kept current by the
 //!   agent.

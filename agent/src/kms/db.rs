@@ -1,0 +1,313 @@
+//! The KMS's durable state: one redb database (`kms.redb` in the data directory) written by one
+//! thread with group commit. Callers hand it batches of operations and, for the writes an answer
+//! depends on, wait until the batch is durable (`Durability::Immediate`); batches that arrive
+//! while a commit runs share the next one, so many concurrent requests cost one fsync.
+//!
+//! Tables: `keys`, `(link, key ID) → size, creation time, stream position, sealed material`
+//! (the material AEAD-sealed by [`super::crypt`]); `deliveries`, `(link, key ID) → delivery`
+//! (who received a key and who may still fetch it; no material).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, TableError};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+const KEYS: TableDefinition<'_, &[u8; 32], &[u8]> = TableDefinition::new("keys");
+const DELIVERIES: TableDefinition<'_, &[u8; 32], &[u8]> = TableDefinition::new("deliveries");
+
+/// Batches one commit may take.
+const MAX_GROUP: usize = 4096;
+
+/// A failure of the KMS database.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("KMS store: {0}")]
+pub struct DbError(pub String);
+
+fn fail(e: impl std::fmt::Display) -> DbError {
+    DbError(e.to_string())
+}
+
+fn row(link: Uuid, id: Uuid) -> [u8; 32] {
+    let mut key = [0u8; 32];
+    key[..16].copy_from_slice(link.as_bytes());
+    key[16..].copy_from_slice(id.as_bytes());
+    key
+}
+
+fn split_row(key: &[u8; 32]) -> (Uuid, Uuid) {
+    let link = Uuid::from_bytes(key[..16].try_into().expect("16 bytes"));
+    let id = Uuid::from_bytes(key[16..].try_into().expect("16 bytes"));
+    (link, id)
+}
+
+/// A stored key, as written.
+#[derive(Clone)]
+pub struct StoredKey {
+    /// Its link.
+    pub link: Uuid,
+    /// Its ID.
+    pub id: Uuid,
+    /// Size, bits.
+    pub size_bits: u32,
+    /// When it was stored, ms since the Unix epoch.
+    pub created_ms: u64,
+    /// Position in the link's key stream (decides its owner).
+    pub position: u64,
+    /// Nonce, ciphertext and tag.
+    pub sealed: Vec<u8>,
+}
+
+impl std::fmt::Debug for StoredKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredKey").field("link", &self.link).field("id", &self.id).finish()
+    }
+}
+
+impl StoredKey {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(20 + self.sealed.len());
+        out.extend_from_slice(&self.size_bits.to_le_bytes());
+        out.extend_from_slice(&self.created_ms.to_le_bytes());
+        out.extend_from_slice(&self.position.to_le_bytes());
+        out.extend_from_slice(&self.sealed);
+        out
+    }
+
+    fn decode(link: Uuid, id: Uuid, bytes: &[u8]) -> Result<StoredKey, DbError> {
+        if bytes.len() < 20 {
+            return Err(DbError(format!("key {id} of link {link}: truncated record")));
+        }
+        Ok(StoredKey {
+            link,
+            id,
+            size_bits: u32::from_le_bytes(bytes[0..4].try_into().expect("4 bytes")),
+            created_ms: u64::from_le_bytes(bytes[4..12].try_into().expect("8 bytes")),
+            position: u64::from_le_bytes(bytes[12..20].try_into().expect("8 bytes")),
+            sealed: bytes[20..].to_vec(),
+        })
+    }
+}
+
+/// Where a delivered key stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeliveryState {
+    /// At the owner: handed to a master SAE; the other end is being told.
+    Delivering,
+    /// At the other end: the owner handed it out; the named slaves may fetch it.
+    Reserved,
+}
+
+/// A key handed to a master SAE (no material: the parts' material stays in `keys` until
+/// every named slave has it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// State.
+    pub state: DeliveryState,
+    /// The master SAE.
+    pub master: String,
+    /// The slave SAEs that may fetch it.
+    pub slaves: Vec<String>,
+    /// Those that did.
+    pub fetched: Vec<String>,
+    /// Stored keys whose concatenation (cut to `size_bits`) is the delivered key; the first
+    /// one's ID is the delivered key's ID.
+    pub parts: Vec<Uuid>,
+    /// Size of the delivered key, bits.
+    pub size_bits: u32,
+    /// When it is erased if not fetched, ms since the Unix epoch.
+    pub expires_ms: u64,
+}
+
+/// One change.
+#[derive(Debug)]
+pub enum Op {
+    /// Store a key.
+    PutKey(StoredKey),
+    /// Erase a key.
+    RemoveKey {
+        /// Its link.
+        link: Uuid,
+        /// Its ID.
+        id: Uuid,
+    },
+    /// Record a delivery.
+    PutDelivery {
+        /// Its link.
+        link: Uuid,
+        /// The delivered key's ID.
+        id: Uuid,
+        /// The delivery.
+        delivery: Delivery,
+    },
+    /// Forget a delivery.
+    RemoveDelivery {
+        /// Its link.
+        link: Uuid,
+        /// The delivered key's ID.
+        id: Uuid,
+    },
+}
+
+type Batch = (Vec<Op>, Option<oneshot::Sender<Result<(), DbError>>>);
+
+/// What the database holds, read at start-up.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// Every stored key.
+    pub keys: Vec<StoredKey>,
+    /// Every delivery.
+    pub deliveries: Vec<(Uuid, Uuid, Delivery)>,
+}
+
+/// The KMS database.
+#[derive(Clone)]
+pub struct Db {
+    db: Arc<Database>,
+    batches: mpsc::UnboundedSender<Batch>,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Db(..)")
+    }
+}
+
+impl Db {
+    /// Opens (or creates) `kms.redb` in `dir` and starts its writer thread.
+    pub fn open(dir: &Path) -> Result<Db, DbError> {
+        std::fs::create_dir_all(dir).map_err(fail)?;
+        let path = dir.join("kms.redb");
+        // A previous owner in this process may still be finishing its last commit.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        let db = loop {
+            match Database::create(&path) {
+                Ok(db) => break Arc::new(db),
+                Err(redb::DatabaseError::DatabaseAlreadyOpen)
+                    if std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(e) => return Err(DbError(format!("{}: {e}", path.display()))),
+            }
+        };
+        let (batches, incoming) = mpsc::unbounded_channel();
+        let writer = db.clone();
+        std::thread::Builder::new()
+            .name("kms-writer".into())
+            .spawn(move || write_loop(&writer, incoming))
+            .map_err(fail)?;
+        Ok(Db { db, batches })
+    }
+
+    /// Applies `ops` and returns once they are durable.
+    pub async fn write(&self, ops: Vec<Op>) -> Result<(), DbError> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let (done, wait) = oneshot::channel();
+        self.batches.send((ops, Some(done))).map_err(|_| DbError("the writer stopped".into()))?;
+        wait.await.map_err(|_| DbError("the writer stopped".into()))?
+    }
+
+    /// Returns once everything written before is durable.
+    pub async fn flush(&self) -> Result<(), DbError> {
+        let (done, wait) = oneshot::channel();
+        self.batches
+            .send((Vec::new(), Some(done)))
+            .map_err(|_| DbError("the writer stopped".into()))?;
+        wait.await.map_err(|_| DbError("the writer stopped".into()))?
+    }
+
+    /// Applies `ops` in order with the other writes, without waiting.
+    pub fn write_detached(&self, ops: Vec<Op>) {
+        if !ops.is_empty() && self.batches.send((ops, None)).is_err() {
+            tracing::error!("the KMS writer stopped; a change was not stored");
+        }
+    }
+
+    /// Everything stored.
+    pub fn load(&self) -> Result<Loaded, DbError> {
+        let read = self.db.begin_read().map_err(fail)?;
+        let mut loaded = Loaded::default();
+        match read.open_table(KEYS) {
+            Ok(table) => {
+                for entry in table.iter().map_err(fail)? {
+                    let (k, v) = entry.map_err(fail)?;
+                    let (link, id) = split_row(k.value());
+                    loaded.keys.push(StoredKey::decode(link, id, v.value())?);
+                }
+            }
+            Err(TableError::TableDoesNotExist(_)) => {}
+            Err(e) => return Err(fail(e)),
+        }
+        match read.open_table(DELIVERIES) {
+            Ok(table) => {
+                for entry in table.iter().map_err(fail)? {
+                    let (k, v) = entry.map_err(fail)?;
+                    let (link, id) = split_row(k.value());
+                    let delivery = serde_json::from_slice(v.value())
+                        .map_err(|e| DbError(format!("delivery {id}: {e}")))?;
+                    loaded.deliveries.push((link, id, delivery));
+                }
+            }
+            Err(TableError::TableDoesNotExist(_)) => {}
+            Err(e) => return Err(fail(e)),
+        }
+        Ok(loaded)
+    }
+}
+
+fn write_loop(db: &Database, mut incoming: mpsc::UnboundedReceiver<Batch>) {
+    while let Some(first) = incoming.blocking_recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match incoming.try_recv() {
+                Ok(batch) => group.push(batch),
+                Err(_) => break,
+            }
+        }
+        let result = commit(db, &group);
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "a KMS store commit failed");
+        }
+        for (_, done) in group {
+            if let Some(done) = done {
+                let _ = done.send(result.clone());
+            }
+        }
+    }
+}
+
+fn commit(db: &Database, group: &[Batch]) -> Result<(), DbError> {
+    let mut tx = db.begin_write().map_err(fail)?;
+    tx.set_durability(Durability::Immediate).map_err(fail)?;
+    {
+        let mut keys = tx.open_table(KEYS).map_err(fail)?;
+        let mut deliveries = tx.open_table(DELIVERIES).map_err(fail)?;
+        for (ops, _) in group {
+            for op in ops {
+                match op {
+                    Op::PutKey(key) => {
+                        keys.insert(&row(key.link, key.id), key.encode().as_slice())
+                            .map_err(fail)?;
+                    }
+                    Op::RemoveKey { link, id } => {
+                        keys.remove(&row(*link, *id)).map_err(fail)?;
+                    }
+                    Op::PutDelivery { link, id, delivery } => {
+                        let json = serde_json::to_vec(delivery).map_err(fail)?;
+                        deliveries.insert(&row(*link, *id), json.as_slice()).map_err(fail)?;
+                    }
+                    Op::RemoveDelivery { link, id } => {
+                        deliveries.remove(&row(*link, *id)).map_err(fail)?;
+                    }
+                }
+            }
+        }
+    }
+    tx.commit().map_err(fail)
+}

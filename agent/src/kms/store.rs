@@ -1,0 +1,718 @@
+//! The key stores of the node's links, in memory over the durable [`Db`]: every key a device
+//! (or the relay) delivered and nobody has consumed yet, with who owns it ([`ownership`]) and the
+//! deliveries under way.
+//!
+//! * [`KeyStores::ingest`] stores a block durably, then makes its keys available.
+//! * [`KeyStores::take`] (the owner's side of `enc_keys`) takes keys this end owns, records the
+//!   delivery durably, has the other end reserve them for the named slaves ([`PeerSync`]), and
+//!   only then returns the keys. A refused or failed reservation puts the keys back (or drops
+//!   those the other end lacks) and hands out nothing.
+//! * [`KeyStores::reserve`] (the other end) records such a delivery durably, after checking that
+//!   every part exists here, belongs to the caller's half and is free.
+//! * [`KeyStores::fetch`] (`dec_keys`) gives a reserved key to a slave named in its delivery,
+//!   once, durably, and erases it when every named slave has it.
+//! * [`KeyStores::sweep`] erases expired deliveries and keys older than their link's TTL.
+//!
+//! Key material lives in [`Zeroizing`] buffers and is never logged.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+use super::crypt::StoreKey;
+use super::db::{Db, DbError, Delivery, DeliveryState, Op, StoredKey};
+use super::ownership;
+use crate::device::KeyBlock;
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Why a store operation did not happen. Each leaves the stores as they were.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// Not enough keys owned here.
+    #[error("not enough key material: {available} keys available, {needed} needed")]
+    NotEnough {
+        /// Keys this end may hand out now.
+        available: usize,
+        /// Keys the request needs.
+        needed: usize,
+    },
+    /// A key ID is unknown, already fetched or expired.
+    #[error("one or more keys specified are not found on KME")]
+    NotFound,
+    /// The requester is not a party the keys were delivered for.
+    #[error("the keys were not delivered for this SAE")]
+    NotAuthorized,
+    /// The link has no store here.
+    #[error("no key store for link {0}")]
+    NoLink(Uuid),
+    /// The other end did not reserve the keys.
+    #[error("the other end of the link could not reserve the keys: {0}")]
+    Peer(String),
+    /// The durable store failed.
+    #[error("{0}")]
+    Db(String),
+}
+
+impl From<DbError> for StoreError {
+    fn from(e: DbError) -> Self {
+        StoreError::Db(e.0)
+    }
+}
+
+/// The other end's answer to a reservation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReserveError {
+    /// Parts the other end lacks or cannot give (not there, not the caller's, already taken).
+    Unusable(Vec<Uuid>),
+    /// Anything else (unreachable, refused): nothing is known to be reserved.
+    Failed(String),
+}
+
+/// A reservation request's future.
+pub type ReserveFuture = Pin<Box<dyn Future<Output = Result<(), ReserveError>> + Send>>;
+
+/// Telling the other end of a link about deliveries.
+pub trait PeerSync: Send + Sync + 'static {
+    /// Asks `remote` to reserve `deliveries` (delivered key ID, delivery) of `link`.
+    fn reserve(&self, remote: Uuid, link: Uuid, deliveries: Vec<(Uuid, Delivery)>)
+    -> ReserveFuture;
+}
+
+/// Settings of the stores.
+#[derive(Clone, Debug)]
+pub struct StoreSettings {
+    /// Keys a link's store holds at most; blocks beyond it are dropped.
+    pub capacity: usize,
+    /// How long a delivered key waits for its slaves when the application sets no TTL.
+    pub delivery_ttl: Duration,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        StoreSettings { capacity: 1_000_000, delivery_ttl: Duration::from_secs(3600) }
+    }
+}
+
+/// A stored key in memory.
+struct Material {
+    bytes: Zeroizing<Vec<u8>>,
+    created_ms: u64,
+    owned_here: bool,
+}
+
+/// One link's store.
+struct LinkStore {
+    remote: Uuid,
+    key_bits: u32,
+    /// Keys owned here and free, oldest first.
+    free: VecDeque<Uuid>,
+    material: HashMap<Uuid, Material>,
+    /// Deliveries by delivered key ID.
+    deliveries: HashMap<Uuid, Delivery>,
+    /// Parts held by a delivery (or being delivered).
+    held: HashSet<Uuid>,
+    /// Largest key age, when an application of the link sets a TTL.
+    max_age: Option<Duration>,
+    filled_keys: u64,
+    consumed_keys: u64,
+    dropped_keys: u64,
+}
+
+impl LinkStore {
+    fn new(remote: Uuid) -> Self {
+        LinkStore {
+            remote,
+            key_bits: 0,
+            free: VecDeque::new(),
+            material: HashMap::new(),
+            deliveries: HashMap::new(),
+            held: HashSet::new(),
+            max_age: None,
+            filled_keys: 0,
+            consumed_keys: 0,
+            dropped_keys: 0,
+        }
+    }
+
+    /// Concatenation of `parts`, cut to `size_bits`.
+    fn assemble(&self, parts: &[Uuid], size_bits: u32) -> Option<Zeroizing<Vec<u8>>> {
+        let mut out = Zeroizing::new(Vec::with_capacity(size_bits as usize / 8));
+        for part in parts {
+            out.extend_from_slice(&self.material.get(part)?.bytes);
+        }
+        out.truncate(size_bits as usize / 8);
+        (out.len() == size_bits as usize / 8).then_some(out)
+    }
+
+    fn parts_per_key(&self, size_bits: u32) -> usize {
+        (size_bits as usize).div_ceil(self.key_bits.max(8) as usize).max(1)
+    }
+}
+
+/// Counters of one store, for status and metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StoreStats {
+    /// The link.
+    pub link: Uuid,
+    /// Its other end.
+    pub remote: Uuid,
+    /// Size of the stored keys, bits.
+    pub key_bits: u32,
+    /// Keys held (both halves, deliveries included).
+    pub stored: usize,
+    /// Keys this end may hand out now.
+    pub free_owned: usize,
+    /// Deliveries waiting for slaves.
+    pub deliveries: usize,
+    /// Keys stored since start.
+    pub filled: u64,
+    /// Keys consumed since start.
+    pub consumed: u64,
+    /// Keys dropped because the store was full.
+    pub dropped: u64,
+}
+
+/// What `enc_keys` asks of a store.
+#[derive(Clone, Copy, Debug)]
+pub struct Take<'a> {
+    /// The link whose keys serve the pair.
+    pub link: Uuid,
+    /// The master SAE.
+    pub master: &'a str,
+    /// The slave SAEs.
+    pub slaves: &'a [String],
+    /// How many keys.
+    pub number: usize,
+    /// Their size, bits.
+    pub size_bits: u32,
+    /// How long the slaves have to fetch them (default: the stores' delivery TTL).
+    pub ttl: Option<Duration>,
+}
+
+/// Deliveries of a link waiting to be confirmed: link, other end, deliveries.
+type Pending = (Uuid, Uuid, Vec<(Uuid, Delivery)>);
+
+/// A key handed out: its ID and bytes.
+pub type Issued = (Uuid, Zeroizing<Vec<u8>>);
+
+/// The key stores of a node.
+pub struct KeyStores {
+    node: Uuid,
+    seal: StoreKey,
+    db: Db,
+    settings: StoreSettings,
+    links: Mutex<HashMap<Uuid, LinkStore>>,
+}
+
+impl std::fmt::Debug for KeyStores {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyStores").field("node", &self.node).finish_non_exhaustive()
+    }
+}
+
+impl KeyStores {
+    /// The stores of `node`, loaded from `db` (keys whose record fails authentication are
+    /// reported and skipped).
+    pub fn open(
+        node: Uuid,
+        seal: StoreKey,
+        db: Db,
+        settings: StoreSettings,
+        links: &HashMap<Uuid, Uuid>,
+    ) -> Result<Arc<KeyStores>, StoreError> {
+        let loaded = db.load()?;
+        let mut stores: HashMap<Uuid, LinkStore> = HashMap::new();
+        for (link, remote) in links {
+            stores.insert(*link, LinkStore::new(*remote));
+        }
+        let mut keys = loaded.keys;
+        keys.sort_by_key(|k| (k.created_ms, k.position));
+        let mut unreadable = 0usize;
+        for key in keys {
+            let Some(store) = stores.get_mut(&key.link) else {
+                continue;
+            };
+            let Ok(bytes) = seal.open(key.link, key.id, &key.sealed) else {
+                unreadable += 1;
+                continue;
+            };
+            let owned_here = ownership::owned_by(node, store.remote, key.position);
+            store.key_bits = key.size_bits;
+            store
+                .material
+                .insert(key.id, Material { bytes, created_ms: key.created_ms, owned_here });
+        }
+        if unreadable > 0 {
+            tracing::error!(
+                unreadable,
+                "stored keys failed authentication and were skipped (wrong store key?)"
+            );
+        }
+        for (link, id, delivery) in loaded.deliveries {
+            if let Some(store) = stores.get_mut(&link) {
+                store.held.extend(delivery.parts.iter().copied());
+                store.deliveries.insert(id, delivery);
+            }
+        }
+        for store in stores.values_mut() {
+            let mut free: Vec<(u64, Uuid)> = store
+                .material
+                .iter()
+                .filter(|(id, m)| m.owned_here && !store.held.contains(id))
+                .map(|(id, m)| (m.created_ms, *id))
+                .collect();
+            free.sort();
+            store.free = free.into_iter().map(|(_, id)| id).collect();
+        }
+        Ok(Arc::new(KeyStores { node, seal, db, settings, links: Mutex::new(stores) }))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, LinkStore>> {
+        self.links.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// This node.
+    pub fn node(&self) -> Uuid {
+        self.node
+    }
+
+    /// Declares the node's links (link → remote node) and their key age limits; stores of
+    /// links that are gone are kept (their keys stay valid) until [`drop_link`](Self::drop_link).
+    pub fn set_links(&self, links: &HashMap<Uuid, (Uuid, Option<Duration>)>) {
+        let mut stores = self.lock();
+        for (link, (remote, max_age)) in links {
+            let store = stores.entry(*link).or_insert_with(|| LinkStore::new(*remote));
+            store.max_age = *max_age;
+        }
+    }
+
+    /// The other end of `link`, when it has a store.
+    pub fn remote_of(&self, link: Uuid) -> Option<Uuid> {
+        self.lock().get(&link).map(|s| s.remote)
+    }
+
+    /// Counters of every store.
+    pub fn stats(&self) -> Vec<StoreStats> {
+        let stores = self.lock();
+        let mut all: Vec<StoreStats> = stores
+            .iter()
+            .map(|(link, s)| StoreStats {
+                link: *link,
+                remote: s.remote,
+                key_bits: s.key_bits,
+                stored: s.material.len(),
+                free_owned: s.free.len(),
+                deliveries: s.deliveries.len(),
+                filled: s.filled_keys,
+                consumed: s.consumed_keys,
+                dropped: s.dropped_keys,
+            })
+            .collect();
+        all.sort_by_key(|s| s.link);
+        all
+    }
+
+    /// Keys of `size_bits` this end could hand out on `link` now.
+    pub fn available(&self, link: Uuid, size_bits: u32) -> usize {
+        self.lock().get(&link).map(|s| s.free.len() / s.parts_per_key(size_bits)).unwrap_or(0)
+    }
+
+    /// Size of the keys stored for `link`, bits (0 before the first block).
+    pub fn key_bits(&self, link: Uuid) -> u32 {
+        self.lock().get(&link).map(|s| s.key_bits).unwrap_or(0)
+    }
+
+    /// Stores a block durably, then makes its keys available.
+    pub async fn ingest(&self, block: KeyBlock) -> Result<(), StoreError> {
+        let created_ms = now_ms();
+        let size_bits = (block.key_bytes() * 8) as u32;
+        let remote = {
+            let mut stores = self.lock();
+            let Some(store) = stores.get_mut(&block.link) else {
+                return Err(StoreError::NoLink(block.link));
+            };
+            if store.material.len() + block.len() > self.settings.capacity {
+                store.dropped_keys += block.len() as u64;
+                tracing::warn!(link = %block.link, keys = block.len(), "key store full: block dropped");
+                return Ok(());
+            }
+            store.remote
+        };
+        let mut ops = Vec::with_capacity(block.len());
+        let mut fresh = Vec::with_capacity(block.len());
+        for (index, (id, material)) in block.keys().enumerate() {
+            let position = ownership::position(block.sequence, index);
+            let sealed = self.seal.seal(block.link, id, material);
+            ops.push(Op::PutKey(StoredKey {
+                link: block.link,
+                id,
+                size_bits,
+                created_ms,
+                position,
+                sealed,
+            }));
+            let owned_here = ownership::owned_by(self.node, remote, position);
+            fresh.push((id, Zeroizing::new(material.to_vec()), owned_here));
+        }
+        self.db.write(ops).await?;
+        let mut stores = self.lock();
+        let store = stores.get_mut(&block.link).ok_or(StoreError::NoLink(block.link))?;
+        store.key_bits = size_bits;
+        store.filled_keys += fresh.len() as u64;
+        for (id, bytes, owned_here) in fresh {
+            if owned_here {
+                store.free.push_back(id);
+            }
+            store.material.insert(id, Material { bytes, created_ms, owned_here });
+        }
+        Ok(())
+    }
+
+    /// `enc_keys` at the owner: keys for the request's master, fetchable by its slaves at the
+    /// other end, reserved there before they are returned.
+    pub async fn take(
+        &self,
+        request: &Take<'_>,
+        peer: &dyn PeerSync,
+    ) -> Result<Vec<Issued>, StoreError> {
+        let Take { link, master, slaves, number, size_bits, ttl } = *request;
+        let expires_ms = now_ms() + ttl.unwrap_or(self.settings.delivery_ttl).as_millis() as u64;
+        let (remote, deliveries, issued) = {
+            let mut stores = self.lock();
+            let store = stores.get_mut(&link).ok_or(StoreError::NoLink(link))?;
+            let per_key = store.parts_per_key(size_bits);
+            let needed = per_key * number;
+            if store.free.len() < needed {
+                return Err(StoreError::NotEnough {
+                    available: store.free.len() / per_key,
+                    needed: number,
+                });
+            }
+            let mut deliveries = Vec::with_capacity(number);
+            let mut issued = Vec::with_capacity(number);
+            for _ in 0..number {
+                let parts: Vec<Uuid> = store.free.drain(..per_key).collect();
+                store.held.extend(parts.iter().copied());
+                let bytes = store
+                    .assemble(&parts, size_bits)
+                    .ok_or_else(|| StoreError::Db("a stored key has no material".into()))?;
+                let delivery = Delivery {
+                    state: DeliveryState::Delivering,
+                    master: master.to_owned(),
+                    slaves: slaves.to_vec(),
+                    fetched: Vec::new(),
+                    parts: parts.clone(),
+                    size_bits,
+                    expires_ms,
+                };
+                issued.push((parts[0], bytes));
+                deliveries.push((parts[0], delivery));
+            }
+            for (id, delivery) in &deliveries {
+                store.deliveries.insert(*id, delivery.clone());
+            }
+            (store.remote, deliveries, issued)
+        };
+        let record: Vec<Op> = deliveries
+            .iter()
+            .map(|(id, d)| Op::PutDelivery { link, id: *id, delivery: d.clone() })
+            .collect();
+        if let Err(e) = self.db.write(record).await {
+            self.give_back(link, &deliveries, &[]);
+            return Err(e.into());
+        }
+        let reserved = peer.reserve(remote, link, deliveries.clone()).await;
+        match reserved {
+            Ok(()) => {
+                let mut erase = Vec::new();
+                {
+                    let mut stores = self.lock();
+                    if let Some(store) = stores.get_mut(&link) {
+                        for (id, delivery) in &deliveries {
+                            store.deliveries.remove(id);
+                            for part in &delivery.parts {
+                                store.held.remove(part);
+                                store.material.remove(part);
+                                erase.push(Op::RemoveKey { link, id: *part });
+                            }
+                            store.consumed_keys += delivery.parts.len() as u64;
+                            erase.push(Op::RemoveDelivery { link, id: *id });
+                        }
+                    }
+                }
+                // Durable before the answer is not needed: a restart finds the deliveries still
+                // `Delivering` and tells the other end again (idempotent) before erasing.
+                self.db.write_detached(erase);
+                Ok(issued)
+            }
+            Err(ReserveError::Unusable(parts)) => {
+                tracing::warn!(%link, unusable = parts.len(), "the other end lacks keys this end holds; dropping them");
+                self.give_back(link, &deliveries, &parts);
+                self.db
+                    .write(
+                        deliveries
+                            .iter()
+                            .map(|(id, _)| Op::RemoveDelivery { link, id: *id })
+                            .collect(),
+                    )
+                    .await?;
+                Err(StoreError::Peer(format!(
+                    "{} keys were not usable at the other end",
+                    parts.len()
+                )))
+            }
+            Err(ReserveError::Failed(reason)) => {
+                self.give_back(link, &deliveries, &[]);
+                self.db
+                    .write(
+                        deliveries
+                            .iter()
+                            .map(|(id, _)| Op::RemoveDelivery { link, id: *id })
+                            .collect(),
+                    )
+                    .await?;
+                Err(StoreError::Peer(reason))
+            }
+        }
+    }
+
+    /// Undoes a delivery that did not happen: its parts become free again, except `unusable`
+    /// ones, which are erased.
+    fn give_back(&self, link: Uuid, deliveries: &[(Uuid, Delivery)], unusable: &[Uuid]) {
+        let mut erase = Vec::new();
+        let mut stores = self.lock();
+        let Some(store) = stores.get_mut(&link) else {
+            return;
+        };
+        for (id, delivery) in deliveries.iter().rev() {
+            store.deliveries.remove(id);
+            for part in delivery.parts.iter().rev() {
+                store.held.remove(part);
+                if unusable.contains(part) {
+                    store.material.remove(part);
+                    store.dropped_keys += 1;
+                    erase.push(Op::RemoveKey { link, id: *part });
+                } else {
+                    store.free.push_front(*part);
+                }
+            }
+        }
+        drop(stores);
+        self.db.write_detached(erase);
+    }
+
+    /// At the other end: records deliveries the owner made, after checking each part.
+    pub async fn reserve(
+        &self,
+        from: Uuid,
+        link: Uuid,
+        deliveries: Vec<(Uuid, Delivery)>,
+    ) -> Result<(), ReserveError> {
+        let mut ops = Vec::new();
+        {
+            let mut stores = self.lock();
+            let store = stores
+                .get_mut(&link)
+                .ok_or_else(|| ReserveError::Failed(format!("no key store for link {link}")))?;
+            if store.remote != from {
+                return Err(ReserveError::Failed(format!(
+                    "link {link} does not end at node {from}"
+                )));
+            }
+            let mut unusable = Vec::new();
+            for (id, delivery) in &deliveries {
+                if store.deliveries.get(id).is_some_and(|d| {
+                    d.state == DeliveryState::Reserved
+                        && d.parts == delivery.parts
+                        && d.master == delivery.master
+                        && d.slaves == delivery.slaves
+                }) {
+                    continue; // already reserved: a retry
+                }
+                for part in &delivery.parts {
+                    let usable = store.material.get(part).is_some_and(|m| !m.owned_here)
+                        && !store.held.contains(part);
+                    if !usable {
+                        unusable.push(*part);
+                    }
+                }
+            }
+            if !unusable.is_empty() {
+                return Err(ReserveError::Unusable(unusable));
+            }
+            for (id, delivery) in deliveries {
+                if store.deliveries.contains_key(&id) {
+                    continue;
+                }
+                let reserved =
+                    Delivery { state: DeliveryState::Reserved, fetched: Vec::new(), ..delivery };
+                store.held.extend(reserved.parts.iter().copied());
+                ops.push(Op::PutDelivery { link, id, delivery: reserved.clone() });
+                store.deliveries.insert(id, reserved);
+            }
+        }
+        if let Err(e) = self.db.write(ops).await {
+            return Err(ReserveError::Failed(e.0));
+        }
+        Ok(())
+    }
+
+    /// `dec_keys`: the keys `ids` of `link` for `slave`, delivered to `master` at the other
+    /// end. All or nothing; each slave gets each key once.
+    pub async fn fetch(
+        &self,
+        link: Uuid,
+        slave: &str,
+        master: &str,
+        ids: &[Uuid],
+    ) -> Result<Vec<Issued>, StoreError> {
+        let now = now_ms();
+        let mut ops = Vec::new();
+        let mut issued = Vec::with_capacity(ids.len());
+        {
+            let mut stores = self.lock();
+            let store = stores.get_mut(&link).ok_or(StoreError::NoLink(link))?;
+            let mut seen = HashSet::new();
+            for id in ids {
+                let Some(d) = store.deliveries.get(id) else {
+                    return Err(StoreError::NotFound);
+                };
+                if d.state != DeliveryState::Reserved || d.expires_ms <= now || !seen.insert(*id) {
+                    return Err(StoreError::NotFound);
+                }
+                if d.master != master || !d.slaves.iter().any(|s| s == slave) {
+                    return Err(StoreError::NotAuthorized);
+                }
+                if d.fetched.iter().any(|s| s == slave) {
+                    return Err(StoreError::NotFound);
+                }
+                if store.assemble(&d.parts, d.size_bits).is_none() {
+                    return Err(StoreError::NotFound);
+                }
+            }
+            for id in ids {
+                let mut delivery = store.deliveries.remove(id).expect("checked above");
+                let bytes =
+                    store.assemble(&delivery.parts, delivery.size_bits).expect("checked above");
+                issued.push((*id, bytes));
+                delivery.fetched.push(slave.to_owned());
+                if delivery.fetched.len() >= delivery.slaves.len() {
+                    for part in &delivery.parts {
+                        store.held.remove(part);
+                        store.material.remove(part);
+                        ops.push(Op::RemoveKey { link, id: *part });
+                    }
+                    store.consumed_keys += delivery.parts.len() as u64;
+                    ops.push(Op::RemoveDelivery { link, id: *id });
+                } else {
+                    ops.push(Op::PutDelivery { link, id: *id, delivery: delivery.clone() });
+                    store.deliveries.insert(*id, delivery);
+                }
+            }
+        }
+        // Durable before the answer: a slave never gets a key twice, even across a crash.
+        self.db.write(ops).await?;
+        Ok(issued)
+    }
+
+    /// Deliveries this end made whose reservation at the other end may not have been
+    /// confirmed (found at start-up): they are sent again, then erased here.
+    pub async fn finish_deliveries(&self, peer: &dyn PeerSync) {
+        let pending: Vec<Pending> = {
+            let stores = self.lock();
+            stores
+                .iter()
+                .filter_map(|(link, s)| {
+                    let mine: Vec<(Uuid, Delivery)> = s
+                        .deliveries
+                        .iter()
+                        .filter(|(_, d)| d.state == DeliveryState::Delivering)
+                        .map(|(id, d)| (*id, d.clone()))
+                        .collect();
+                    (!mine.is_empty()).then_some((*link, s.remote, mine))
+                })
+                .collect()
+        };
+        for (link, remote, deliveries) in pending {
+            match peer.reserve(remote, link, deliveries.clone()).await {
+                Ok(()) | Err(ReserveError::Unusable(_)) => {
+                    // Reserved there (or impossible there): either way never handed out here.
+                    let mut ops = Vec::new();
+                    let mut stores = self.lock();
+                    if let Some(store) = stores.get_mut(&link) {
+                        for (id, d) in &deliveries {
+                            store.deliveries.remove(id);
+                            for part in &d.parts {
+                                store.held.remove(part);
+                                store.material.remove(part);
+                                ops.push(Op::RemoveKey { link, id: *part });
+                            }
+                            ops.push(Op::RemoveDelivery { link, id: *id });
+                        }
+                    }
+                    drop(stores);
+                    self.db.write_detached(ops);
+                }
+                Err(ReserveError::Failed(reason)) => {
+                    tracing::warn!(%link, %reason, "deliveries not confirmed by the other end yet; will retry");
+                }
+            }
+        }
+    }
+
+    /// Erases expired deliveries and keys older than their link's TTL; returns how many keys
+    /// were erased.
+    pub fn sweep(&self) -> usize {
+        let now = now_ms();
+        let mut ops = Vec::new();
+        let mut erased = 0;
+        {
+            let mut stores = self.lock();
+            for (link, store) in stores.iter_mut() {
+                let expired: Vec<Uuid> = store
+                    .deliveries
+                    .iter()
+                    .filter(|(_, d)| d.expires_ms <= now && d.state == DeliveryState::Reserved)
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in expired {
+                    let d = store.deliveries.remove(&id).expect("listed");
+                    for part in &d.parts {
+                        store.held.remove(part);
+                        store.material.remove(part);
+                        ops.push(Op::RemoveKey { link: *link, id: *part });
+                        erased += 1;
+                    }
+                    ops.push(Op::RemoveDelivery { link: *link, id });
+                }
+                if let Some(max_age) = store.max_age {
+                    let oldest = now.saturating_sub(max_age.as_millis() as u64);
+                    let old: Vec<Uuid> = store
+                        .material
+                        .iter()
+                        .filter(|(id, m)| m.created_ms < oldest && !store.held.contains(id))
+                        .map(|(id, _)| *id)
+                        .collect();
+                    for id in old {
+                        store.material.remove(&id);
+                        ops.push(Op::RemoveKey { link: *link, id });
+                        erased += 1;
+                    }
+                    let material = &store.material;
+                    store.free.retain(|id| material.contains_key(id));
+                }
+            }
+        }
+        self.db.write_detached(ops);
+        erased
+    }
+}
