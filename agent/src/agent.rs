@@ -28,13 +28,14 @@ use uuid::Uuid;
 
 use crate::config::AgentConfig;
 use crate::device::{QkdDevice, driver_for};
-use crate::kms::{AppUsage, Application, KeyLedger, KeySink, NoUsage};
+use crate::kms::{self, AppUsage, Application, KeyLedger, KeySink, LedgerAndKms, NoUsage};
 use crate::management::{self, ManagementState};
 use crate::node::baseline::{baseline, baseline_phys_links};
 use crate::node::catalog::Catalog;
 use crate::node::live::{self, LiveSetup, LiveView};
 use crate::node::rules::{NodeRules, SharedRules};
 use crate::node::store::{NodeStore, StoreError};
+use crate::peer::client::GrpcPeerSync;
 use crate::register::{self, Registration, RegistrationState};
 
 const NODE: &str = "/etsi-qkd-sdn-node:qkd_node";
@@ -56,6 +57,9 @@ pub enum AgentError {
     /// A device driver.
     #[error("{0}")]
     Device(String),
+    /// The KMS.
+    #[error("{0}")]
+    Kms(String),
     /// TLS files.
     #[error("TLS: {0}")]
     Tls(#[from] qkdn_yang::tls::TlsError),
@@ -102,6 +106,7 @@ pub struct AgentHandle {
     servers_stop: watch::Sender<bool>,
     live: JoinHandle<()>,
     others: Vec<JoinHandle<()>>,
+    kms_tasks: Vec<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for AgentHandle {
@@ -148,6 +153,12 @@ impl AgentHandle {
     pub async fn shutdown(self) {
         let _ = self.live_stop.send(true);
         let _ = self.live.await;
+        // The KMS key feed stores what the devices delivered before they stopped.
+        let mut kms_tasks = self.kms_tasks.into_iter();
+        if let Some(feed) = kms_tasks.next() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), feed).await;
+        }
+        kms_tasks.for_each(|t| t.abort());
         // Leave event streams a moment to carry the last notifications.
         tokio::time::sleep(Duration::from_millis(100)).await;
         let _ = self.servers_stop.send(true);
@@ -264,6 +275,47 @@ impl Agent {
             }
         }));
 
+        let (applications_tx, applications) = watch::channel(Arc::new(Vec::new()));
+        let kms = match &config.kms {
+            Some(kms_config) => {
+                let peer_sync =
+                    Arc::new(GrpcPeerSync { clients: peers.clients.clone(), node: config.node.id });
+                let kms = kms::service::start(
+                    config.node.id,
+                    kms_config,
+                    &config.data_dir,
+                    &ds,
+                    applications.clone(),
+                    peer_sync,
+                )
+                .map_err(|e| AgentError::Kms(e.0))?;
+                Some(kms)
+            }
+            None => None,
+        };
+        let kms_addr = match (&config.kms, &kms) {
+            (Some(kms_config), Some(kms)) => {
+                let listener = bind(kms_config.listen).await?;
+                let local = listener
+                    .local_addr()
+                    .map_err(|error| AgentError::Listen { addr: kms_config.listen, error })?;
+                let t = &kms_config.tls;
+                let options = ServeOptions {
+                    tls: Some(tls::server_config(&t.cert, &t.key, t.client_ca.as_deref())?),
+                    ..serve_options.clone()
+                };
+                let router = kms::etsi014::router(kms.server.clone());
+                let stop = servers_stop_rx.clone();
+                others.push(tokio::spawn(async move {
+                    if let Err(e) = serve(listener, router, options, stopped(stop)).await {
+                        tracing::error!(error = %e, "the ETSI 014 server stopped");
+                    }
+                }));
+                Some(local)
+            }
+            _ => None,
+        };
+
         let peer_addr = match config.peer.listen {
             Some(addr) => {
                 let listener = bind(addr).await?;
@@ -274,7 +326,8 @@ impl Agent {
                     None => None,
                 };
                 let options = ServeOptions { tls, ..serve_options.clone() };
-                let router = PeerService::new(peers.hub.clone()).router();
+                let stores = kms.as_ref().map(|k| k.stores.clone());
+                let router = PeerService::new(peers.hub.clone(), stores).router();
                 let stop = servers_stop_rx.clone();
                 others.push(tokio::spawn(async move {
                     if let Err(e) = serve(listener, router, options, stopped(stop)).await {
@@ -288,12 +341,19 @@ impl Agent {
 
         let ledger =
             if options.sink.is_none() { Some(Arc::new(KeyLedger::default())) } else { None };
-        let sink: Arc<dyn KeySink> = match (&options.sink, &ledger) {
-            (Some(sink), _) => sink.clone(),
-            (None, Some(ledger)) => ledger.clone(),
-            (None, None) => unreachable!("a ledger exists when no sink is given"),
+        let sink: Arc<dyn KeySink> = match (&options.sink, &ledger, &kms) {
+            (Some(sink), _, _) => sink.clone(),
+            (None, Some(ledger), Some(kms)) => {
+                Arc::new(LedgerAndKms { ledger: ledger.clone(), kms: kms.sink.clone() })
+            }
+            (None, Some(ledger), None) => ledger.clone(),
+            (None, None, _) => unreachable!("a ledger exists when no sink is given"),
         };
-        let (applications_tx, applications) = watch::channel(Arc::new(Vec::new()));
+        let usage: Arc<dyn AppUsage> = match (options.usage, &kms) {
+            (Some(usage), _) => usage,
+            (None, Some(kms)) => kms.usage.clone(),
+            (None, None) => Arc::new(NoUsage),
+        };
         let (view_tx, view_rx) = watch::channel(Arc::new(LiveView::default()));
         let live = tokio::spawn(live::run(
             LiveSetup {
@@ -302,7 +362,7 @@ impl Agent {
                 publisher,
                 devices,
                 sink,
-                usage: options.usage.unwrap_or_else(|| Arc::new(NoUsage)),
+                usage,
                 store: store.clone(),
                 capacity: capacity_tx,
                 applications: applications_tx,
@@ -318,7 +378,10 @@ impl Agent {
         let management_addr = management_listener
             .local_addr()
             .map_err(|error| AgentError::Listen { addr: config.management.listen, error })?;
+        let kms_stores = kms.as_ref().map(|k| k.stores.clone());
+        let kms_tasks = kms.map(|k| k.tasks).unwrap_or_default();
         let router = management::router(ManagementState {
+            kms: kms_stores,
             view: view_rx,
             ledger: ledger.clone(),
             registration: registration_rx,
@@ -339,7 +402,7 @@ impl Agent {
             node_id: config.node.id,
             restconf_url,
             kms: json!({
-                "etsi014_url": null,
+                "etsi014_url": kms_addr.map(|a| format!("https://{a}")),
                 "peer_url": peer_addr.map(|a| format!("{}://{a}", if config.peer.tls.is_some() { "https" } else { "http" })),
             }),
             certificate_sha256,
@@ -376,6 +439,7 @@ impl Agent {
             servers_stop,
             live,
             others,
+            kms_tasks,
         })
     }
 }

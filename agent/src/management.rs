@@ -2,7 +2,8 @@
 //! `/readyz`, and diagnostics of the driven links: device state and rates (`/v1/links`), and
 //! the key ledger of a link (`/v1/links/{id}/keys`: counters and the fingerprints of recent
 //! blocks, which let an operator check that both ends of a link hold the same keys without
-//! revealing any), plus the registration state (`/v1/registration`).
+//! revealing any), plus the registration state (`/v1/registration`) and the KMS's key stores
+//! (`/v1/kms/stores`: counters per link, never a key).
 
 use std::sync::Arc;
 
@@ -16,12 +17,15 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::kms::KeyLedger;
+use crate::kms::store::KeyStores;
 use crate::node::live::LiveView;
 use crate::register::RegistrationState;
 
 /// What the endpoints read.
 #[derive(Clone)]
 pub struct ManagementState {
+    /// The KMS's key stores, when the node runs a KMS.
+    pub kms: Option<Arc<KeyStores>>,
     /// The live node's view.
     pub view: watch::Receiver<Arc<LiveView>>,
     /// The key ledger, when the agent runs without a KMS.
@@ -40,6 +44,7 @@ pub fn router(state: ManagementState) -> Router {
         .route("/v1/links", get(links))
         .route("/v1/links/{id}/keys", get(keys))
         .route("/v1/registration", get(registration))
+        .route("/v1/kms/stores", get(kms_stores))
         .fallback(|| async {
             (StatusCode::NOT_FOUND, JsonBody(json!({"message": "no such management resource"})))
         })
@@ -86,4 +91,12 @@ async fn keys(State(state): State<ManagementState>, Path(id): Path<String>) -> R
 
 async fn registration(State(state): State<ManagementState>) -> JsonBody<serde_json::Value> {
     JsonBody(json!(*state.registration.borrow()))
+}
+
+async fn kms_stores(State(state): State<ManagementState>) -> Response {
+    match &state.kms {
+        Some(stores) => JsonBody(json!({"stores": stores.stats()})).into_response(),
+        None => (StatusCode::NOT_FOUND, JsonBody(json!({"message": "this node runs no KMS"})))
+            .into_response(),
+    }
 }

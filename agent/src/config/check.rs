@@ -59,6 +59,9 @@ pub(crate) fn check(config: &AgentConfig) -> Vec<(KeyPath, String)> {
         check_client_tls(&mut problem, root.key("controller").key("tls"), tls);
     }
     check_peer(config, &mut problem);
+    if let Some(kms) = &config.kms {
+        check_kms(kms, &mut problem);
+    }
     if config.notifications.performance_period.as_millis() < 100 {
         problem(
             root.key("notifications").key("performance_period"),
@@ -255,6 +258,70 @@ fn check_sim_device(problem: &mut impl FnMut(KeyPath, String), at: KeyPath, d: &
 fn check_key_size(problem: &mut impl FnMut(KeyPath, String), at: KeyPath, bits: u32) {
     if !bits.is_multiple_of(8) || !(64..=8192).contains(&bits) {
         problem(at, format!("{bits}: expected a multiple of 8 from 64 to 8192"));
+    }
+}
+
+fn check_kms(kms: &KmsConfig, problem: &mut impl FnMut(KeyPath, String)) {
+    let at = KeyPath::default().key("kms");
+    let tls = &kms.tls;
+    check_file(problem, at.key("tls").key("cert"), &tls.cert);
+    check_file(problem, at.key("tls").key("key"), &tls.key);
+    match &tls.client_ca {
+        None => problem(
+            at.key("tls").key("client_ca"),
+            "ETSI GS QKD 014 requires mutual TLS: expected the CA of the SAEs' certificates".into(),
+        ),
+        Some(ca) => {
+            check_file(problem, at.key("tls").key("client_ca"), ca);
+            if tls.cert.is_file()
+                && tls.key.is_file()
+                && ca.is_file()
+                && let Err(e) = qkdn_yang::tls::server_config(&tls.cert, &tls.key, Some(ca))
+            {
+                problem(at.key("tls"), e.to_string());
+            }
+        }
+    }
+    if let Some(file) = &kms.store_key_file {
+        check_file(problem, at.key("store_key_file"), file);
+    }
+    for (key, value) in [
+        ("key_size_bits", kms.key_size_bits),
+        ("min_key_size_bits", kms.min_key_size_bits),
+        ("max_key_size_bits", kms.max_key_size_bits),
+    ] {
+        if value == 0 || !value.is_multiple_of(8) {
+            problem(at.key(key), format!("{value}: expected a positive multiple of 8"));
+        }
+    }
+    if !(kms.min_key_size_bits..=kms.max_key_size_bits).contains(&kms.key_size_bits) {
+        problem(
+            at.key("key_size_bits"),
+            format!(
+                "{}: expected between min_key_size_bits ({}) and max_key_size_bits ({})",
+                kms.key_size_bits, kms.min_key_size_bits, kms.max_key_size_bits
+            ),
+        );
+    }
+    if kms.max_keys_per_request == 0 {
+        problem(at.key("max_keys_per_request"), "0: expected at least 1".into());
+    }
+    if kms.store_capacity < 2 {
+        problem(at.key("store_capacity"), format!("{}: expected at least 2", kms.store_capacity));
+    }
+    if kms.sae_identity == SaeIdentity::Fingerprint && kms.sae_fingerprints.is_empty() {
+        problem(
+            at.key("sae_fingerprints"),
+            "sae_identity = \"fingerprint\" needs the table of certificate fingerprints".into(),
+        );
+    }
+    for fingerprint in kms.sae_fingerprints.keys() {
+        if fingerprint.len() != 64 || !fingerprint.bytes().all(|b| b.is_ascii_hexdigit()) {
+            problem(
+                at.key("sae_fingerprints").key(fingerprint),
+                format!("\"{fingerprint}\": expected a SHA-256 fingerprint (64 hex digits)"),
+            );
+        }
     }
 }
 

@@ -63,7 +63,7 @@ pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<AgentConfig, C
 
 /// The top-level keys of the configuration: only `QKDN_*` variables naming one of them are
 /// configuration (`QKDN_CONFIG`, the file's path, and other tools' variables are not).
-const TOP_LEVEL_KEYS: [&str; 12] = [
+const TOP_LEVEL_KEYS: [&str; 13] = [
     "node",
     "data_dir",
     "startup_data",
@@ -76,6 +76,7 @@ const TOP_LEVEL_KEYS: [&str; 12] = [
     "simulator",
     "interfaces",
     "links",
+    "kms",
 ];
 
 fn environment() -> Env {

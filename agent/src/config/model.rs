@@ -36,6 +36,9 @@ pub struct AgentConfig {
     /// Where the agents of neighbouring nodes listen.
     #[serde(default)]
     pub neighbours: Vec<NeighbourConfig>,
+    /// The node's KMS (key stores, ETSI GS QKD 014 server); none means keys are only counted.
+    #[serde(default)]
+    pub kms: Option<KmsConfig>,
     /// Notification timing.
     #[serde(default)]
     pub notifications: NotificationConfig,
@@ -65,6 +68,94 @@ pub struct PeerConfig {
     /// TLS files for calling neighbours (required for `https` neighbour URLs).
     #[serde(default)]
     pub client_tls: Option<ClientTls>,
+}
+
+/// The KMS.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct KmsConfig {
+    /// Listening address of the ETSI GS QKD 014 server.
+    pub listen: SocketAddr,
+    /// TLS of the 014 server; `client_ca` is required (SAEs authenticate with certificates).
+    pub tls: ServerTls,
+    /// How an SAE's ID is read from its certificate.
+    #[serde(default)]
+    pub sae_identity: SaeIdentity,
+    /// SAE IDs by certificate SHA-256 fingerprint (hex), for `sae_identity = "fingerprint"`.
+    #[serde(default)]
+    pub sae_fingerprints: std::collections::BTreeMap<String, String>,
+    /// File holding the key stores' encryption key (64 hex digits); the environment variable
+    /// `QKDN_KMS_STORE_KEY` takes precedence.
+    #[serde(default)]
+    pub store_key_file: Option<PathBuf>,
+    /// Default key size, bits (`key_size` of the 014 status).
+    #[serde(default = "default_key_size")]
+    pub key_size_bits: u32,
+    /// Smallest key size served, bits.
+    #[serde(default = "default_min_key_size")]
+    pub min_key_size_bits: u32,
+    /// Largest key size served, bits.
+    #[serde(default = "default_max_key_size")]
+    pub max_key_size_bits: u32,
+    /// Most keys per request.
+    #[serde(default = "default_max_keys_per_request")]
+    pub max_keys_per_request: u32,
+    /// Most additional slave SAEs per request (multicast; 0 disables it).
+    #[serde(default = "default_max_sae_id_count")]
+    pub max_sae_id_count: u32,
+    /// Keys a link's store holds at most.
+    #[serde(default = "default_store_capacity")]
+    pub store_capacity: usize,
+    /// How long a delivered key waits for its slaves when the application sets no TTL.
+    #[serde(default = "default_delivery_ttl", with = "humantime_serde")]
+    pub delivery_ttl: Duration,
+    /// SAE pairs served without a 015 application: `local_sae`, `remote_sae`, `link`.
+    #[serde(default)]
+    pub pairs: Vec<SaePair>,
+}
+
+fn default_min_key_size() -> u32 {
+    64
+}
+fn default_max_key_size() -> u32 {
+    8192
+}
+fn default_max_keys_per_request() -> u32 {
+    1024
+}
+fn default_max_sae_id_count() -> u32 {
+    8
+}
+fn default_store_capacity() -> usize {
+    1_000_000
+}
+fn default_delivery_ttl() -> Duration {
+    Duration::from_secs(3600)
+}
+
+/// How the 014 server reads an SAE's ID from its client certificate.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SaeIdentity {
+    /// The subject's common name.
+    #[default]
+    CommonName,
+    /// The first URI subject alternative name.
+    SanUri,
+    /// The certificate's SHA-256 fingerprint, looked up in `sae_fingerprints`.
+    Fingerprint,
+}
+
+/// A pair of SAEs served by a link without a 015 application.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SaePair {
+    /// The SAE at this node.
+    pub local_sae: String,
+    /// The SAE at the other end of the link.
+    pub remote_sae: String,
+    /// The link.
+    pub link: Uuid,
 }
 
 /// A neighbouring node's agent.

@@ -3,7 +3,8 @@
 //! depends on, wait until the batch is durable (`Durability::Immediate`); batches that arrive
 //! while a commit runs share the next one, so many concurrent requests cost one fsync.
 //!
-//! Tables: `keys`, `(link, key ID) → size, creation time, stream position, sealed material`
+//! Tables: `keys`, `(link, key ID) → size, creation time, block sequence and index, sealed
+//! material`
 //! (the material AEAD-sealed by [`super::crypt`]); `deliveries`, `(link, key ID) → delivery`
 //! (who received a key and who may still fetch it; no material).
 
@@ -54,8 +55,10 @@ pub struct StoredKey {
     pub size_bits: u32,
     /// When it was stored, ms since the Unix epoch.
     pub created_ms: u64,
-    /// Position in the link's key stream (decides its owner).
-    pub position: u64,
+    /// Sequence of its block in the link's key stream.
+    pub sequence: u64,
+    /// Its index in the block (with the sequence, decides its owner).
+    pub index: u32,
     /// Nonce, ciphertext and tag.
     pub sealed: Vec<u8>,
 }
@@ -68,16 +71,17 @@ impl std::fmt::Debug for StoredKey {
 
 impl StoredKey {
     fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(20 + self.sealed.len());
+        let mut out = Vec::with_capacity(24 + self.sealed.len());
         out.extend_from_slice(&self.size_bits.to_le_bytes());
         out.extend_from_slice(&self.created_ms.to_le_bytes());
-        out.extend_from_slice(&self.position.to_le_bytes());
+        out.extend_from_slice(&self.sequence.to_le_bytes());
+        out.extend_from_slice(&self.index.to_le_bytes());
         out.extend_from_slice(&self.sealed);
         out
     }
 
     fn decode(link: Uuid, id: Uuid, bytes: &[u8]) -> Result<StoredKey, DbError> {
-        if bytes.len() < 20 {
+        if bytes.len() < 24 {
             return Err(DbError(format!("key {id} of link {link}: truncated record")));
         }
         Ok(StoredKey {
@@ -85,8 +89,9 @@ impl StoredKey {
             id,
             size_bits: u32::from_le_bytes(bytes[0..4].try_into().expect("4 bytes")),
             created_ms: u64::from_le_bytes(bytes[4..12].try_into().expect("8 bytes")),
-            position: u64::from_le_bytes(bytes[12..20].try_into().expect("8 bytes")),
-            sealed: bytes[20..].to_vec(),
+            sequence: u64::from_le_bytes(bytes[12..20].try_into().expect("8 bytes")),
+            index: u32::from_le_bytes(bytes[20..24].try_into().expect("4 bytes")),
+            sealed: bytes[24..].to_vec(),
         })
     }
 }

@@ -10,7 +10,7 @@
 //! * [`AppUsage`]: how many key bits each application consumed, for `app_statistics`.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 use uuid::Uuid;
@@ -108,6 +108,32 @@ pub fn fingerprint(block: &KeyBlock) -> String {
 
 impl KeySink for KeyLedger {
     fn deliver(&self, block: KeyBlock) {
+        self.record(&block);
+    }
+}
+
+/// The ledger and the KMS together: the ledger records each block, then the KMS stores it.
+pub struct LedgerAndKms {
+    /// The ledger.
+    pub ledger: Arc<KeyLedger>,
+    /// The KMS's feed.
+    pub kms: Arc<dyn KeySink>,
+}
+
+impl KeySink for LedgerAndKms {
+    fn deliver(&self, block: KeyBlock) {
+        self.ledger.record(&block);
+        self.kms.deliver(block);
+    }
+
+    fn flush(&self) {
+        self.kms.flush();
+    }
+}
+
+impl KeyLedger {
+    /// Counts and fingerprints a block.
+    pub fn record(&self, block: &KeyBlock) {
         let (Some((first, _)), Some((last, _))) = (block.keys().next(), block.keys().last()) else {
             return;
         };
@@ -116,7 +142,7 @@ impl KeySink for KeyLedger {
             keys: block.len(),
             first_id: first,
             last_id: last,
-            fingerprint: fingerprint(&block),
+            fingerprint: fingerprint(block),
         };
         let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
         let ledger = links

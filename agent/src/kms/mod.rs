@@ -18,8 +18,10 @@
 
 pub mod crypt;
 pub mod db;
+pub mod etsi014;
 mod hooks;
 pub mod ownership;
+pub mod service;
 pub mod store;
 
 pub use hooks::*;

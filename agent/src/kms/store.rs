@@ -57,6 +57,9 @@ pub enum StoreError {
     /// The other end did not reserve the keys.
     #[error("the other end of the link could not reserve the keys: {0}")]
     Peer(String),
+    /// The other end lacked some keys (they are erased here); other keys may do.
+    #[error("{0} keys were not usable at the other end")]
+    Unusable(usize),
     /// The durable store failed.
     #[error("{0}")]
     Db(String),
@@ -71,8 +74,9 @@ impl From<DbError> for StoreError {
 /// The other end's answer to a reservation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReserveError {
-    /// Parts the other end lacks or cannot give (not there, not the caller's, already taken).
-    Unusable(Vec<Uuid>),
+    /// Parts the other end lacks or cannot give (not there, not the caller's, already taken),
+    /// and the earliest block (sequence) it holds for the link.
+    Unusable(Vec<Uuid>, Option<u64>),
     /// Anything else (unreachable, refused): nothing is known to be reserved.
     Failed(String),
 }
@@ -86,6 +90,9 @@ pub trait PeerSync: Send + Sync + 'static {
     fn reserve(&self, remote: Uuid, link: Uuid, deliveries: Vec<(Uuid, Delivery)>)
     -> ReserveFuture;
 }
+
+/// Tries of one `enc_keys` when the other end lacks keys.
+const MAX_TAKE_ATTEMPTS: usize = 4;
 
 /// Settings of the stores.
 #[derive(Clone, Debug)]
@@ -106,6 +113,7 @@ impl Default for StoreSettings {
 struct Material {
     bytes: Zeroizing<Vec<u8>>,
     created_ms: u64,
+    sequence: u64,
     owned_here: bool,
 }
 
@@ -235,7 +243,7 @@ impl KeyStores {
             stores.insert(*link, LinkStore::new(*remote));
         }
         let mut keys = loaded.keys;
-        keys.sort_by_key(|k| (k.created_ms, k.position));
+        keys.sort_by_key(|k| (k.created_ms, k.sequence, k.index));
         let mut unreadable = 0usize;
         for key in keys {
             let Some(store) = stores.get_mut(&key.link) else {
@@ -245,11 +253,13 @@ impl KeyStores {
                 unreadable += 1;
                 continue;
             };
-            let owned_here = ownership::owned_by(node, store.remote, key.position);
+            let position = ownership::position(key.sequence, key.index as usize);
+            let owned_here = ownership::owned_by(node, store.remote, position);
             store.key_bits = key.size_bits;
-            store
-                .material
-                .insert(key.id, Material { bytes, created_ms: key.created_ms, owned_here });
+            store.material.insert(
+                key.id,
+                Material { bytes, created_ms: key.created_ms, sequence: key.sequence, owned_here },
+            );
         }
         if unreadable > 0 {
             tracing::error!(
@@ -351,13 +361,16 @@ impl KeyStores {
         let mut fresh = Vec::with_capacity(block.len());
         for (index, (id, material)) in block.keys().enumerate() {
             let position = ownership::position(block.sequence, index);
+            let sequence = block.sequence;
+            let index = index as u32;
             let sealed = self.seal.seal(block.link, id, material);
             ops.push(Op::PutKey(StoredKey {
                 link: block.link,
                 id,
                 size_bits,
                 created_ms,
-                position,
+                sequence,
+                index,
                 sealed,
             }));
             let owned_here = ownership::owned_by(self.node, remote, position);
@@ -372,14 +385,40 @@ impl KeyStores {
             if owned_here {
                 store.free.push_back(id);
             }
-            store.material.insert(id, Material { bytes, created_ms, owned_here });
+            let sequence = block.sequence;
+            store.material.insert(id, Material { bytes, created_ms, sequence, owned_here });
         }
         Ok(())
     }
 
     /// `enc_keys` at the owner: keys for the request's master, fetchable by its slaves at the
     /// other end, reserved there before they are returned.
+    ///
+    /// Keys the other end turns out to lack (it started later, or dropped a block when full) are
+    /// erased here and the request is tried again with other keys, a few times.
     pub async fn take(
+        &self,
+        request: &Take<'_>,
+        peer: &dyn PeerSync,
+    ) -> Result<Vec<Issued>, StoreError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.take_once(request, peer).await {
+                Err(StoreError::Unusable(n)) if attempt < MAX_TAKE_ATTEMPTS => {
+                    tracing::debug!(link = %request.link, unusable = n, attempt, "trying other keys");
+                }
+                Err(StoreError::Unusable(n)) => {
+                    return Err(StoreError::Peer(format!(
+                        "{n} keys were not usable at the other end"
+                    )));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn take_once(
         &self,
         request: &Take<'_>,
         peer: &dyn PeerSync,
@@ -454,9 +493,12 @@ impl KeyStores {
                 self.db.write_detached(erase);
                 Ok(issued)
             }
-            Err(ReserveError::Unusable(parts)) => {
+            Err(ReserveError::Unusable(parts, earliest)) => {
                 tracing::warn!(%link, unusable = parts.len(), "the other end lacks keys this end holds; dropping them");
                 self.give_back(link, &deliveries, &parts);
+                if let Some(earliest) = earliest {
+                    self.drop_before(link, earliest);
+                }
                 self.db
                     .write(
                         deliveries
@@ -465,10 +507,7 @@ impl KeyStores {
                             .collect(),
                     )
                     .await?;
-                Err(StoreError::Peer(format!(
-                    "{} keys were not usable at the other end",
-                    parts.len()
-                )))
+                Err(StoreError::Unusable(parts.len()))
             }
             Err(ReserveError::Failed(reason)) => {
                 self.give_back(link, &deliveries, &[]);
@@ -510,6 +549,34 @@ impl KeyStores {
         self.db.write_detached(erase);
     }
 
+    /// Erases the free keys of `link` from blocks before sequence `earliest` (the other end does
+    /// not have them).
+    fn drop_before(&self, link: Uuid, earliest: u64) {
+        let mut erase = Vec::new();
+        let mut stores = self.lock();
+        let Some(store) = stores.get_mut(&link) else {
+            return;
+        };
+        let stale: Vec<Uuid> = store
+            .free
+            .iter()
+            .filter(|id| store.material.get(id).is_some_and(|m| m.sequence < earliest))
+            .copied()
+            .collect();
+        for id in &stale {
+            store.material.remove(id);
+            erase.push(Op::RemoveKey { link, id: *id });
+        }
+        store.dropped_keys += stale.len() as u64;
+        let material = &store.material;
+        store.free.retain(|id| material.contains_key(id));
+        drop(stores);
+        if !stale.is_empty() {
+            tracing::info!(%link, dropped = stale.len(), "dropped keys the other end never had");
+        }
+        self.db.write_detached(erase);
+    }
+
     /// At the other end: records deliveries the owner made, after checking each part.
     pub async fn reserve(
         &self,
@@ -547,7 +614,8 @@ impl KeyStores {
                 }
             }
             if !unusable.is_empty() {
-                return Err(ReserveError::Unusable(unusable));
+                let earliest = store.material.values().map(|m| m.sequence).min();
+                return Err(ReserveError::Unusable(unusable, earliest));
             }
             for (id, delivery) in deliveries {
                 if store.deliveries.contains_key(&id) {
@@ -644,7 +712,7 @@ impl KeyStores {
         };
         for (link, remote, deliveries) in pending {
             match peer.reserve(remote, link, deliveries.clone()).await {
-                Ok(()) | Err(ReserveError::Unusable(_)) => {
+                Ok(()) | Err(ReserveError::Unusable(..)) => {
                     // Reserved there (or impossible there): either way never handed out here.
                     let mut ops = Vec::new();
                     let mut stores = self.lock();

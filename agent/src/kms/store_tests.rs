@@ -171,12 +171,22 @@ async fn a_failed_reservation_hands_out_nothing_and_keeps_the_keys() {
     let err = p.a.take(&take("m", &slaves(&["s"]), 2, 256, None), &Down).await.unwrap_err();
     assert!(matches!(err, StoreError::Peer(_)), "{err}");
     assert_eq!(p.a.available(LINK, 256), before);
-    // Keys the other end lacks are dropped, the others kept.
+    // Keys the other end lacks are dropped (an empty other end: every one of a few tries).
     let dirs = tempfile::tempdir().unwrap();
     let lonely = open(dirs.path(), B, A, StoreSettings::default());
-    let to_lonely = Direct(lonely, A);
+    let to_lonely = Direct(lonely.clone(), A);
     assert!(p.a.take(&take("m", &slaves(&["s"]), 1, 256, None), &to_lonely).await.is_err());
-    assert_eq!(p.a.available(LINK, 256), before - 1);
+    assert_eq!(p.a.available(LINK, 256), before - 4);
+    // When the other end holds later keys only, everything before them goes at once and the
+    // request succeeds with the first keys both ends hold.
+    lonely.ingest(block(7, 8)).await.unwrap();
+    p.a.ingest(block(7, 8)).await.unwrap();
+    let keys = p.a.take(&take("m", &slaves(&["s"]), 1, 256, None), &to_lonely).await.unwrap();
+    assert_eq!(
+        keys[0].0,
+        block(7, 8).keys().nth(1).unwrap().0,
+        "the first key of A's half of block 7"
+    );
 }
 
 #[tokio::test]

@@ -8,10 +8,15 @@ use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
 use qkdn_proto::peer::v1::peer_client::PeerClient;
-use qkdn_proto::peer::v1::{DeviceKeysReply, DeviceKeysRequest};
+use qkdn_proto::peer::v1::{
+    DeviceKeysReply, DeviceKeysRequest, KeyDelivery, ReserveKeysReply, ReserveKeysRequest,
+};
 use rustls::pki_types::ServerName;
 use tonic::transport::{Channel, Endpoint};
 use uuid::Uuid;
+
+use crate::kms::db::Delivery;
+use crate::kms::store::{PeerSync, ReserveError, ReserveFuture};
 
 /// Clients of the neighbours' peer services.
 pub struct PeerClients {
@@ -33,7 +38,7 @@ impl PeerClients {
         }
     }
 
-    fn channel(&self, node: Uuid) -> Result<Channel, String> {
+    pub(crate) fn channel(&self, node: Uuid) -> Result<Channel, String> {
         if let Some(channel) = self.channels.lock().expect("channels lock").get(&node) {
             return Ok(channel.clone());
         }
@@ -73,12 +78,63 @@ impl PeerClients {
             .device_keys(request)
             .await
             .map(|r: tonic::Response<DeviceKeysReply>| r.into_inner().received)
-            .map_err(|status| {
-                if status.message().is_empty() {
-                    format!("node {node}: {:?}", status.code())
-                } else {
-                    format!("node {node}: {}", status.message())
-                }
-            })
+            .map_err(|status| status_text(node, &status))
+    }
+}
+
+fn status_text(node: Uuid, status: &tonic::Status) -> String {
+    if status.message().is_empty() {
+        format!("node {node}: {:?}", status.code())
+    } else {
+        format!("node {node}: {}", status.message())
+    }
+}
+
+/// The KMS's reservations, sent over the peer service.
+pub struct GrpcPeerSync {
+    /// The clients.
+    pub clients: Arc<PeerClients>,
+    /// This node (the owner of the keys it reserves at others).
+    pub node: Uuid,
+}
+
+impl PeerSync for GrpcPeerSync {
+    fn reserve(
+        &self,
+        remote: Uuid,
+        link: Uuid,
+        deliveries: Vec<(Uuid, Delivery)>,
+    ) -> ReserveFuture {
+        let clients = self.clients.clone();
+        let owner = self.node;
+        Box::pin(async move {
+            let channel = clients.channel(remote).map_err(ReserveError::Failed)?;
+            let request = ReserveKeysRequest {
+                link_id: link.to_string(),
+                owner_node_id: owner.to_string(),
+                deliveries: deliveries
+                    .iter()
+                    .map(|(id, d)| KeyDelivery {
+                        key_id: id.to_string(),
+                        master_sae_id: d.master.clone(),
+                        slave_sae_ids: d.slaves.clone(),
+                        part_ids: d.parts.iter().map(Uuid::to_string).collect(),
+                        size_bits: d.size_bits,
+                        expires_ms: d.expires_ms,
+                    })
+                    .collect(),
+            };
+            let reply: ReserveKeysReply = PeerClient::new(channel)
+                .reserve_keys(request)
+                .await
+                .map_err(|s| ReserveError::Failed(status_text(remote, &s)))?
+                .into_inner();
+            if reply.unusable_part_ids.is_empty() {
+                return Ok(());
+            }
+            let parts =
+                reply.unusable_part_ids.iter().filter_map(|p| Uuid::parse_str(p).ok()).collect();
+            Err(ReserveError::Unusable(parts, reply.earliest_sequence))
+        })
     }
 }

@@ -1,17 +1,22 @@
 //! The gRPC service neighbours call: `DeviceKeys` hands an announcement to the link task of
-//! the named link and answers with what it says.
+//! the named link and answers with what it says; `ReserveKeys` records, in the KMS's stores,
+//! deliveries the other end of a link made from its half of the keys.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use qkdn_proto::peer::v1::peer_server::{Peer, PeerServer};
-use qkdn_proto::peer::v1::{DeviceKeysReply, DeviceKeysRequest};
+use qkdn_proto::peer::v1::{
+    DeviceKeysReply, DeviceKeysRequest, KeyDelivery, ReserveKeysReply, ReserveKeysRequest,
+};
 use tokio::sync::oneshot;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use super::{Announcement, PeerHub};
+use crate::kms::db::{Delivery, DeliveryState};
+use crate::kms::store::{KeyStores, ReserveError};
 
 /// How long a caller waits for the slave end to fetch its keys.
 const ANSWER_WITHIN: Duration = Duration::from_secs(10);
@@ -22,12 +27,14 @@ const MAX_KEYS: usize = 4096;
 /// The service.
 pub struct PeerService {
     hub: Arc<PeerHub>,
+    stores: Option<Arc<KeyStores>>,
 }
 
 impl PeerService {
-    /// A service routing to `hub`.
-    pub fn new(hub: Arc<PeerHub>) -> Self {
-        PeerService { hub }
+    /// A service routing device announcements to `hub` and reservations to `stores` (when the
+    /// node runs a KMS).
+    pub fn new(hub: Arc<PeerHub>, stores: Option<Arc<KeyStores>>) -> Self {
+        PeerService { hub, stores }
     }
 
     /// The service as a router for [`qkdn_yang::restconf::serve`] (HTTP/2, with the shared TLS
@@ -42,8 +49,51 @@ fn uuid_of(field: &str, text: &str) -> Result<Uuid, Status> {
         .map_err(|_| Status::invalid_argument(format!("{field}: \"{text}\" is not a UUID")))
 }
 
+/// A delivery from its wire form.
+pub fn delivery_of(d: &KeyDelivery) -> Result<(Uuid, Delivery), Status> {
+    let parts =
+        d.part_ids.iter().map(|p| uuid_of("part_ids", p)).collect::<Result<Vec<Uuid>, Status>>()?;
+    if parts.is_empty() || d.slave_sae_ids.is_empty() || d.size_bits == 0 {
+        return Err(Status::invalid_argument("a delivery needs parts, slaves and a size"));
+    }
+    Ok((
+        uuid_of("key_id", &d.key_id)?,
+        Delivery {
+            state: DeliveryState::Delivering,
+            master: d.master_sae_id.clone(),
+            slaves: d.slave_sae_ids.clone(),
+            fetched: Vec::new(),
+            parts,
+            size_bits: d.size_bits,
+            expires_ms: d.expires_ms,
+        },
+    ))
+}
+
 #[tonic::async_trait]
 impl Peer for PeerService {
+    async fn reserve_keys(
+        &self,
+        request: Request<ReserveKeysRequest>,
+    ) -> Result<Response<ReserveKeysReply>, Status> {
+        let Some(stores) = &self.stores else {
+            return Err(Status::unimplemented("this node runs no KMS"));
+        };
+        let r = request.into_inner();
+        let link = uuid_of("link_id", &r.link_id)?;
+        let owner = uuid_of("owner_node_id", &r.owner_node_id)?;
+        let deliveries =
+            r.deliveries.iter().map(delivery_of).collect::<Result<Vec<_>, Status>>()?;
+        match stores.reserve(owner, link, deliveries).await {
+            Ok(()) => Ok(Response::new(ReserveKeysReply::default())),
+            Err(ReserveError::Unusable(parts, earliest)) => Ok(Response::new(ReserveKeysReply {
+                unusable_part_ids: parts.iter().map(Uuid::to_string).collect(),
+                earliest_sequence: earliest,
+            })),
+            Err(ReserveError::Failed(reason)) => Err(Status::failed_precondition(reason)),
+        }
+    }
+
     async fn device_keys(
         &self,
         request: Request<DeviceKeysRequest>,

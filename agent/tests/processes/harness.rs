@@ -74,19 +74,31 @@ pub(crate) fn launch(
     restconf: u16,
     management: u16,
 ) -> AgentProcess {
+    // Every agent logs at debug level to `<data>.log` (appended across restarts), so tests can
+    // read what it said; nothing it logs may contain key material.
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_of(&data))
+        .expect("agent log file");
     let child = Command::new(env!("CARGO_BIN_EXE_qkdn-agent"))
         .arg("--config")
         .arg(&config)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "debug,h2=info,hyper=info,tower=info,rustls=info")
         // Other tools' QKDN_* variables are not configuration and must not disturb the agent.
         .env("QKDN_UNRELATED_TOOL_SETTING", "1")
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+        .stderr(log)
         .spawn()
         .expect("start qkdn-agent");
     let agent = AgentProcess { child, restconf, management, config, data };
     wait_ready(&agent);
     agent
+}
+
+/// The log file of the agent whose data directory is `data`.
+pub(crate) fn log_of(data: &Path) -> PathBuf {
+    data.with_extension("log")
 }
 
 pub(crate) fn relaunch(old: AgentProcess) -> AgentProcess {
@@ -104,7 +116,9 @@ pub(crate) fn wait_ready(agent: &AgentProcess) {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    panic!("the agent did not become ready");
+    let log = std::fs::read_to_string(log_of(&agent.data)).unwrap_or_default();
+    let tail: String = log.chars().rev().take(3000).collect::<Vec<_>>().into_iter().rev().collect();
+    panic!("the agent did not become ready; its log ends with:\n{tail}");
 }
 
 /// The status of a plain GET, from synchronous code (readiness polling runs before and outside
@@ -129,10 +143,15 @@ pub(crate) fn status_of(url: &str) -> Result<u16, String> {
     .map_err(|_| "status thread panicked".to_owned())?
 }
 
+/// The simulator settings. Both ends of a link must share the epoch: agents of one test share
+/// the process's epoch; a scripted test (`extra` holds events, timed from the epoch) gets a
+/// fresh one.
 pub(crate) fn sim_section(extra: &str) -> String {
+    static SHARED_EPOCH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let epoch =
+        if extra.is_empty() { SHARED_EPOCH.get_or_init(epoch_now).clone() } else { epoch_now() };
     format!(
-        "[simulator]\nnetwork_secret = \"{SECRET}\"\nepoch = \"{}\"\ntime_scale = 10.0\nslot = \"1s\"\n{extra}\n",
-        epoch_now()
+        "[simulator]\nnetwork_secret = \"{SECRET}\"\nepoch = \"{epoch}\"\ntime_scale = 10.0\nslot = \"1s\"\n{extra}\n"
     )
 }
 

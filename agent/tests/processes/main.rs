@@ -5,6 +5,7 @@
 mod etsi014;
 mod harness;
 mod keys;
+mod kms;
 mod lifecycle;
 mod notifications;
 mod registration;

@@ -1,0 +1,146 @@
+//! The node's ETSI GS QKD 014 v1.1.1 server (REST over mutual TLS): `status`, `enc_keys`
+//! (GET with `number`/`size`, and POST) and `dec_keys` (GET with `key_ID`, and POST), sizes in
+//! bits, multicast with `additional_slave_SAE_IDs`, the standard's error answers.
+//!
+//! The calling SAE is identified by its certificate ([`identity`]). A pair of SAEs is served by
+//! the link that backs their 015 application at this node (`server_app_id` = the SAE here,
+//! `client_app_id` = the SAEs at the other end, the first `backing_qkdl_id` with a key store),
+//! or by a static pair of the configuration. Keys come from the link's store ([`super::store`]):
+//! `enc_keys` takes keys this end owns and has the other end reserve them for the named slaves
+//! before answering; `dec_keys` gives a slave the keys reserved for it, once.
+
+mod api;
+pub mod identity;
+pub mod wire;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use self::identity::IdentityMap;
+use super::hooks::{AppUsage, Application};
+use super::store::{KeyStores, PeerSync};
+use crate::config::{KmsConfig, SaePair};
+
+/// Limits the server announces in `status` and enforces.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Default key size, bits.
+    pub key_size: u32,
+    /// Smallest key size, bits.
+    pub min_key_size: u32,
+    /// Largest key size, bits.
+    pub max_key_size: u32,
+    /// Most keys per request.
+    pub max_keys_per_request: u32,
+    /// Most additional slaves.
+    pub max_sae_id_count: u32,
+    /// Keys a store holds at most.
+    pub max_key_count: u64,
+}
+
+impl Limits {
+    /// From the configuration.
+    pub fn of(config: &KmsConfig) -> Self {
+        Limits {
+            key_size: config.key_size_bits,
+            min_key_size: config.min_key_size_bits,
+            max_key_size: config.max_key_size_bits,
+            max_keys_per_request: config.max_keys_per_request,
+            max_sae_id_count: config.max_sae_id_count,
+            max_key_count: config.store_capacity as u64 / 2,
+        }
+    }
+}
+
+/// Key bits delivered per application (for `app_statistics`).
+#[derive(Debug, Default)]
+pub struct Usage {
+    bits: Mutex<HashMap<Uuid, u64>>,
+}
+
+impl Usage {
+    fn add(&self, app: Uuid, bits: u64) {
+        *self.bits.lock().unwrap_or_else(|p| p.into_inner()).entry(app).or_default() += bits;
+    }
+}
+
+impl AppUsage for Usage {
+    fn consumed_bits(&self, app: Uuid) -> u64 {
+        self.bits.lock().unwrap_or_else(|p| p.into_inner()).get(&app).copied().unwrap_or(0)
+    }
+}
+
+/// Where a pair of SAEs gets its keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Route {
+    /// The link.
+    pub link: Uuid,
+    /// The application, when the pair is one.
+    pub app: Option<Uuid>,
+    /// The application's key TTL.
+    pub ttl: Option<Duration>,
+}
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct ServerState {
+    /// The key stores.
+    pub stores: Arc<KeyStores>,
+    /// The other ends' reservations.
+    pub peer: Arc<dyn PeerSync>,
+    /// The node's applications.
+    pub applications: watch::Receiver<Arc<Vec<Application>>>,
+    /// Static pairs.
+    pub pairs: Arc<Vec<SaePair>>,
+    /// SAE identities.
+    pub identity: IdentityMap,
+    /// Limits.
+    pub limits: Limits,
+    /// Usage per application.
+    pub usage: Arc<Usage>,
+}
+
+impl ServerState {
+    /// The route of the pair (SAE at this node, SAE at the other end).
+    pub fn route(&self, local: &str, remote: &str) -> Option<Route> {
+        let apps = self.applications.borrow().clone();
+        for app in apps.iter() {
+            if app.server_sae.as_deref() != Some(local)
+                || !app.client_saes.iter().any(|c| c == remote)
+            {
+                continue;
+            }
+            if let Some(link) =
+                app.backing_links.iter().find(|l| self.stores.remote_of(**l).is_some())
+            {
+                return Some(Route {
+                    link: *link,
+                    app: Some(app.id),
+                    ttl: app.ttl.map(|t| Duration::from_secs(u64::from(t))),
+                });
+            }
+        }
+        self.pairs.iter().find(|p| p.local_sae == local && p.remote_sae == remote).map(|p| Route {
+            link: p.link,
+            app: None,
+            ttl: None,
+        })
+    }
+}
+
+/// The router of the 014 API.
+pub fn router(state: ServerState) -> Router {
+    Router::new()
+        .route("/api/v1/keys/{sae}/status", get(api::status))
+        .route("/api/v1/keys/{sae}/enc_keys", get(api::enc_keys_get).post(api::enc_keys_post))
+        .route("/api/v1/keys/{sae}/dec_keys", get(api::dec_keys_get).post(api::dec_keys_post))
+        .fallback(api::unknown)
+        .method_not_allowed_fallback(api::unknown)
+        .with_state(state)
+}

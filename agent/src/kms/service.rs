@@ -1,0 +1,177 @@
+//! Starting the KMS inside the agent: the store encryption key, the database, the key stores of
+//! the node's links (kept in step with the 015 configuration), the device key feed, the expiry
+//! sweep, the completion of deliveries a crash interrupted, and the 014 server's state.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use qkdn_yang::Datastore;
+use qkdn_yang::datastore::{ContentFilter, Layer};
+use serde_json::Value as Json;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use super::crypt::load_store_key;
+use super::db::Db;
+use super::etsi014::identity::IdentityMap;
+use super::etsi014::{Limits, ServerState, Usage};
+use super::hooks::{Application, KeySink};
+use super::store::{KeyStores, PeerSync, StoreSettings};
+use crate::config::KmsConfig;
+use crate::device::KeyBlock;
+use crate::node::catalog::Catalog;
+
+/// Why the KMS did not start.
+#[derive(Debug, thiserror::Error)]
+#[error("KMS: {0}")]
+pub struct KmsStartError(pub String);
+
+/// A running KMS.
+pub struct Kms {
+    /// The key stores.
+    pub stores: Arc<KeyStores>,
+    /// Where devices' keys go.
+    pub sink: Arc<KmsSink>,
+    /// Key bits per application.
+    pub usage: Arc<Usage>,
+    /// The 014 server's state.
+    pub server: ServerState,
+    /// Background tasks; the first is the key feed, which ends once the sink is flushed.
+    pub tasks: Vec<JoinHandle<()>>,
+}
+
+/// The device feed: blocks are queued and stored in order by one task.
+pub struct KmsSink {
+    queue: Mutex<Option<mpsc::UnboundedSender<KeyBlock>>>,
+}
+
+impl KeySink for KmsSink {
+    fn deliver(&self, block: KeyBlock) {
+        let queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        match queue.as_ref() {
+            Some(tx) => {
+                if tx.send(block).is_err() {
+                    tracing::error!("the KMS key feed stopped; a block was dropped");
+                }
+            }
+            None => tracing::warn!("a block arrived after shutdown and was dropped"),
+        }
+    }
+
+    /// Closes the feed: the queued blocks are still stored.
+    fn flush(&self) {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+}
+
+/// The node's links that have key stores here (link → other end, key age limit): physical
+/// links, and virtual links that end here.
+fn store_links(config: &Json) -> HashMap<Uuid, (Uuid, Option<Duration>)> {
+    let catalog = Catalog::from_node_json(config);
+    let ttl_of = |link: Uuid| {
+        catalog
+            .apps
+            .values()
+            .filter(|a| a.backing_links.contains(&link))
+            .filter_map(|a| a.ttl)
+            .min()
+            .map(|t| Duration::from_secs(u64::from(t)))
+    };
+    let mut links = HashMap::new();
+    for p in catalog.phys.values() {
+        if let Some(remote) = p.remote_node {
+            links.insert(p.id, (remote, ttl_of(p.id)));
+        }
+    }
+    for v in catalog.virt.values() {
+        let endpoint = v.prev_hop.is_none() || v.next_hops.is_empty();
+        if let (true, Some(remote)) = (endpoint, v.remote_node) {
+            links.insert(v.id, (remote, ttl_of(v.id)));
+        }
+    }
+    links
+}
+
+fn running(ds: &Datastore) -> Json {
+    let path = ds.path("/etsi-qkd-sdn-node:qkd_node").expect("the 015 module is loaded");
+    ds.snapshot().get_json(ds.context(), &path, ContentFilter::Config).unwrap_or(Json::Null)
+}
+
+/// Starts the KMS of `node` with its data in `data_dir`.
+pub fn start(
+    node: Uuid,
+    config: &KmsConfig,
+    data_dir: &std::path::Path,
+    ds: &Datastore,
+    applications: watch::Receiver<Arc<Vec<Application>>>,
+    peer: Arc<dyn PeerSync>,
+) -> Result<Kms, KmsStartError> {
+    let seal = load_store_key(config.store_key_file.as_deref())
+        .map_err(|e| KmsStartError(e.to_string()))?;
+    let db = Db::open(data_dir).map_err(|e| KmsStartError(e.to_string()))?;
+    let settings =
+        StoreSettings { capacity: config.store_capacity, delivery_ttl: config.delivery_ttl };
+    let links = store_links(&running(ds));
+    let remotes = links.iter().map(|(l, (r, _))| (*l, *r)).collect();
+    let stores = KeyStores::open(node, seal, db, settings, &remotes)
+        .map_err(|e| KmsStartError(e.to_string()))?;
+    stores.set_links(&links);
+
+    let (tx, mut rx) = mpsc::unbounded_channel::<KeyBlock>();
+    let sink = Arc::new(KmsSink { queue: Mutex::new(Some(tx)) });
+    let mut tasks = Vec::new();
+    tasks.push(tokio::spawn({
+        let stores = stores.clone();
+        async move {
+            while let Some(block) = rx.recv().await {
+                if let Err(e) = stores.ingest(block).await {
+                    tracing::error!(error = %e, "a key block was not stored");
+                }
+            }
+        }
+    }));
+    // Stores follow the configuration: new links, new TTLs.
+    tasks.push(tokio::spawn({
+        let (stores, ds) = (stores.clone(), ds.clone());
+        let mut changes = ds.subscribe();
+        async move {
+            loop {
+                match changes.recv().await {
+                    Ok(set) if set.layer != Layer::Running => continue,
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        stores.set_links(&store_links(&running(&ds)));
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        }
+    }));
+    // Expired keys go, every second; deliveries a crash left unconfirmed are completed.
+    tasks.push(tokio::spawn({
+        let (stores, peer) = (stores.clone(), peer.clone());
+        async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                let erased = stores.sweep();
+                if erased > 0 {
+                    tracing::info!(erased, "expired keys erased");
+                }
+                stores.finish_deliveries(peer.as_ref()).await;
+            }
+        }
+    }));
+    let usage = Arc::new(Usage::default());
+    let server = ServerState {
+        stores: stores.clone(),
+        peer,
+        applications,
+        pairs: Arc::new(config.pairs.clone()),
+        identity: IdentityMap::new(config.sae_identity, &config.sae_fingerprints),
+        limits: Limits::of(config),
+        usage: usage.clone(),
+    };
+    Ok(Kms { stores, sink, usage, server, tasks })
+}

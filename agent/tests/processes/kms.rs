@@ -1,0 +1,293 @@
+//! The KMS through its real interfaces: two agent processes with simulated devices, their KMSs
+//! synchronised over the peer service (mutual TLS, node certificates), and SAEs calling the
+//! ETSI GS QKD 014 API over mutual TLS with their own certificates.
+
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use qkdn_yang::pki::Usage;
+use qkdn_yang::tls;
+use serde_json::{Value as Json, json};
+
+use crate::harness::*;
+
+/// An SAE: an HTTPS client with its certificate.
+pub(crate) struct Sae {
+    http: reqwest::Client,
+    base: String,
+}
+
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) body: Json,
+}
+
+impl Sae {
+    pub(crate) fn new(pki: &TestPki, name: &str, kms_port: u16) -> Sae {
+        let (cert, key) = pki.issue(name, Usage::Client);
+        let config = tls::client_config(&pki.ca(), Some((&cert, &key))).unwrap();
+        let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(config)
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap();
+        Sae { http, base: format!("https://localhost:{kms_port}/api/v1/keys") }
+    }
+
+    async fn answer(response: reqwest::Response) -> Reply {
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text:?}"));
+        Reply { status, body }
+    }
+
+    pub(crate) async fn get(&self, path: &str) -> Reply {
+        Self::answer(self.http.get(format!("{}/{path}", self.base)).send().await.unwrap()).await
+    }
+
+    pub(crate) async fn post(&self, path: &str, body: &Json) -> Reply {
+        let url = format!("{}/{path}", self.base);
+        Self::answer(self.http.post(url).json(body).send().await.unwrap()).await
+    }
+}
+
+pub(crate) fn key_ids(reply: &Reply) -> Vec<String> {
+    reply.body["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["key_ID"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn key_bytes(reply: &Reply) -> Vec<Vec<u8>> {
+    let engine = base64::engine::general_purpose::STANDARD;
+    reply.body["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| engine.decode(k["key"].as_str().unwrap()).unwrap())
+        .collect()
+}
+
+/// A KMS-enabled agent's ports.
+pub(crate) struct KmsNode {
+    pub(crate) agent: AgentProcess,
+}
+
+/// Starts node `node` (A or B of the harness's link) with a KMS and a peer service, both over
+/// mutual TLS, its neighbour's peer service at `neighbour_peer`.
+pub(crate) fn start_kms_node(
+    dir: &std::path::Path,
+    pki: &TestPki,
+    name: &str,
+    (node, iface, remote, remote_iface): (&str, u32, &str, u32),
+    peer_port: u16,
+    neighbour_peer: u16,
+    kms_port: u16,
+) -> KmsNode {
+    let (cert, key) = pki.issue(&format!("node-{name}"), Usage::Service);
+    let ca = pki.ca();
+    let store_key = dir.join(format!("{name}.storekey"));
+    if !store_key.exists() {
+        let hex: String = (0..32).map(|i| format!("{:02x}", (i * 7 + name.len()) as u8)).collect();
+        std::fs::write(&store_key, hex).unwrap();
+    }
+    let tls_server = format!(
+        "{{ cert = \"{}\", key = \"{}\", client_ca = \"{}\" }}",
+        cert.display(),
+        key.display(),
+        ca.display()
+    );
+    let extra = format!(
+        r#"
+[peer]
+listen = "127.0.0.1:{peer_port}"
+tls = {tls_server}
+client_tls = {{ cert = "{cert}", key = "{key}", ca = "{ca}" }}
+
+[[neighbours]]
+node = "{remote}"
+url = "https://localhost:{neighbour_peer}"
+
+[kms]
+listen = "127.0.0.1:{kms_port}"
+tls = {tls_server}
+store_key_file = "{store_key}"
+"#,
+        cert = cert.display(),
+        key = key.display(),
+        ca = ca.display(),
+        store_key = store_key.display(),
+    );
+    let body = format!("{}\n{extra}", node_ab(node, iface, remote, remote_iface, "", ""));
+    let agent = start(&Spec { dir, name, body, restconf_extra: "" });
+    KmsNode { agent }
+}
+
+/// The 015 application pairing `local` (here) with `remote` (there) over the link A-B.
+pub(crate) async fn pair_saes(node: &KmsNode, app: &str, local: &str, remote: &str) {
+    let body = json!({"etsi-qkd-sdn-node:qkd_app": [{"app_id": app, "server_app_id": local,
+        "client_app_id": [remote], "backing_qkdl_id": [LINK_AB]}]});
+    let path = format!("{NODE_PATH}/qkd_applications/qkd_app={app}");
+    restconf(&node.agent).put(&path, &body).await.unwrap();
+}
+
+/// Waits until `sae` sees at least `n` keys for `slave`.
+pub(crate) async fn wait_for_keys(sae: &Sae, slave: &str, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = sae.get(&format!("{slave}/status")).await;
+        if status.status == 200 && status.body["stored_key_count"].as_u64().unwrap_or(0) >= n {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no keys: {}", status.body);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saes_get_the_same_keys_at_both_ends_exactly_as_etsi_014_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::new(dir.path());
+    let (peer_a, peer_b, kms_a, kms_b) = (free_port(), free_port(), free_port(), free_port());
+    let a =
+        start_kms_node(dir.path(), &pki, "a", (NODE_A, 101, NODE_B, 201), peer_a, peer_b, kms_a);
+    let b =
+        start_kms_node(dir.path(), &pki, "b", (NODE_B, 201, NODE_A, 101), peer_b, peer_a, kms_b);
+    pair_saes(&a, "aaaa0000-0000-4000-8000-00000000000a", "sae-a", "sae-b").await;
+    pair_saes(&b, "aaaa0000-0000-4000-8000-00000000000b", "sae-b", "sae-a").await;
+    let (sae_a, sae_b) = (Sae::new(&pki, "sae-a", kms_a), Sae::new(&pki, "sae-b", kms_b));
+    let stranger = Sae::new(&pki, "sae-x", kms_b);
+    wait_for_keys(&sae_a, "sae-b", 20).await;
+
+    // Status: the standard's fields, this node as source, the other end as target.
+    let status = sae_a.get("sae-b/status").await;
+    assert_eq!(status.status, 200);
+    for field in [
+        "source_KME_ID",
+        "target_KME_ID",
+        "master_SAE_ID",
+        "slave_SAE_ID",
+        "key_size",
+        "stored_key_count",
+        "max_key_count",
+        "max_key_per_request",
+        "max_key_size",
+        "min_key_size",
+        "max_SAE_ID_count",
+    ] {
+        assert!(status.body.get(field).is_some(), "no {field} in {}", status.body);
+    }
+    assert_eq!(status.body["source_KME_ID"], NODE_A);
+    assert_eq!(status.body["target_KME_ID"], NODE_B);
+    assert_eq!(status.body["master_SAE_ID"], "sae-a", "the SAE comes from the certificate");
+    assert_eq!(status.body["key_size"], 256);
+
+    // enc_keys (GET with query) at A, dec_keys (POST) at B: the same bytes.
+    let enc = sae_a.get("sae-b/enc_keys?number=3&size=256").await;
+    assert_eq!(enc.status, 200, "{}", enc.body);
+    let ids = key_ids(&enc);
+    assert_eq!(ids.len(), 3);
+    let body = json!({"key_IDs": ids.iter().map(|id| json!({"key_ID": id})).collect::<Vec<_>>()});
+    let dec = sae_b.post("sae-a/dec_keys", &body).await;
+    assert_eq!(dec.status, 200, "{}", dec.body);
+    assert_eq!(key_ids(&dec), ids);
+    assert_eq!(key_bytes(&dec), key_bytes(&enc));
+    assert!(key_bytes(&enc).iter().all(|k| k.len() == 32));
+
+    // Once only; and never for anyone else.
+    let again = sae_b.post("sae-a/dec_keys", &body).await;
+    assert_eq!(
+        (again.status, again.body.clone()),
+        (400, json!({"message": "one or more keys specified are not found on KME"}))
+    );
+    let enc = sae_a.post("sae-b/enc_keys", &json!({"number": 1, "size": 512})).await;
+    assert_eq!(enc.status, 200, "{}", enc.body);
+    assert_eq!(key_bytes(&enc)[0].len(), 64);
+    let id = &key_ids(&enc)[0];
+    let stolen = stranger.get(&format!("sae-a/dec_keys?key_ID={id}")).await;
+    assert_eq!(stolen.status, 401, "{}", stolen.body);
+    assert!(stolen.body["message"].is_string());
+    let got = sae_b.get(&format!("sae-a/dec_keys?key_ID={id}")).await;
+    assert_eq!(key_bytes(&got), key_bytes(&enc));
+
+    // The other direction, B as master: other keys (B's half of the stream).
+    wait_for_keys(&sae_b, "sae-a", 5).await;
+    let from_b = sae_b.post("sae-a/enc_keys", &json!({"number": 5})).await;
+    assert_eq!(from_b.status, 200, "{}", from_b.body);
+    let body = json!({"key_IDs": key_ids(&from_b).iter().map(|id| json!({"key_ID": id})).collect::<Vec<_>>()});
+    let at_a = sae_a.post("sae-b/dec_keys", &body).await;
+    assert_eq!(key_bytes(&at_a), key_bytes(&from_b));
+
+    // Errors: the standard's statuses and messages, a JSON body each, nothing consumed.
+    let before = sae_a.get("sae-b/status").await.body["stored_key_count"].as_u64().unwrap();
+    let cases = [
+        (
+            sae_a.post("sae-b/enc_keys", &json!({"size": 100})).await,
+            400,
+            json!({"message": "size shall be a multiple of 8"}),
+        ),
+        (
+            sae_a
+                .post(
+                    "sae-b/enc_keys",
+                    &json!({"extension_mandatory": [{"abc_route_type": "direct"}]}),
+                )
+                .await,
+            400,
+            json!({"message": "not all extension_mandatory parameters are supported",
+                   "details": [{"extension_mandatory_unsupported": "abc_route_type is not supported"}]}),
+        ),
+    ];
+    for (reply, status, body) in cases {
+        assert_eq!((reply.status, reply.body), (status, body));
+    }
+    for (reply, status) in [
+        (sae_a.post("sae-b/enc_keys", &json!({"number": 0})).await, 400),
+        (sae_a.post("sae-b/enc_keys", &json!({"number": 100000})).await, 400),
+        (sae_a.post("sae-b/enc_keys", &json!({"size": 16})).await, 400),
+        (sae_a.post("sae-b/enc_keys", &json!({"surprise": 1})).await, 400),
+        (sae_a.get("sae-b/enc_keys?colour=blue").await, 400),
+        (sae_a.get("sae-b/keys").await, 400),
+        (sae_a.get("sae-z/status").await, 401),
+        (sae_a.post("sae-z/enc_keys", &json!({})).await, 401),
+        (sae_b.post("sae-a/dec_keys", &json!({"key_IDs": [{"key_ID": "not-a-uuid"}]})).await, 400),
+        (sae_b.post("sae-a/dec_keys", &json!({"keys": []})).await, 400),
+        (
+            sae_a
+                .post(
+                    "sae-b/enc_keys",
+                    &json!({"number": 3, "additional_slave_SAE_IDs": ["sae-q"]}),
+                )
+                .await,
+            401,
+        ),
+    ] {
+        assert_eq!(reply.status, status, "{}", reply.body);
+        assert!(reply.body["message"].is_string(), "{}", reply.body);
+    }
+    let after = sae_a.get("sae-b/status").await.body["stored_key_count"].as_u64().unwrap();
+    assert!(after >= before, "a refused request consumed keys: {before} -> {after}");
+
+    // No certificate: no TLS session at all.
+    let anonymous = tls::client_config(&pki.ca(), None).unwrap();
+    let anonymous = reqwest::Client::builder()
+        .tls_backend_preconfigured(anonymous)
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    assert!(
+        anonymous
+            .get(format!("https://localhost:{kms_a}/api/v1/keys/sae-b/status"))
+            .send()
+            .await
+            .is_err()
+    );
+
+    // The stores say what they hold, never a key.
+    let stores = management_json(&a.agent, "/v1/kms/stores").await;
+    let link = &stores["stores"][0];
+    assert_eq!(link["link"], LINK_AB);
+    assert!(link["consumed"].as_u64().unwrap() >= 5, "{stores}");
+}
