@@ -35,7 +35,6 @@ use crate::node::catalog::Catalog;
 use crate::node::live::{self, LiveSetup, LiveView};
 use crate::node::rules::{NodeRules, SharedRules};
 use crate::node::store::{NodeStore, StoreError};
-use crate::peer::client::GrpcPeerSync;
 use crate::register::{self, Registration, RegistrationState};
 
 const NODE: &str = "/etsi-qkd-sdn-node:qkd_node";
@@ -278,15 +277,13 @@ impl Agent {
         let (applications_tx, applications) = watch::channel(Arc::new(Vec::new()));
         let kms = match &config.kms {
             Some(kms_config) => {
-                let peer_sync =
-                    Arc::new(GrpcPeerSync { clients: peers.clients.clone(), node: config.node.id });
                 let kms = kms::service::start(
                     config.node.id,
                     kms_config,
                     &config.data_dir,
                     &ds,
                     applications.clone(),
-                    peer_sync,
+                    peers.clients.clone(),
                 )
                 .map_err(|e| AgentError::Kms(e.0))?;
                 Some(kms)
@@ -326,8 +323,8 @@ impl Agent {
                     None => None,
                 };
                 let options = ServeOptions { tls, ..serve_options.clone() };
-                let stores = kms.as_ref().map(|k| k.stores.clone());
-                let router = PeerService::new(peers.hub.clone(), stores).router();
+                let kms_peer = kms.as_ref().map(|k| k.peer.clone());
+                let router = PeerService::new(peers.hub.clone(), kms_peer).router();
                 let stop = servers_stop_rx.clone();
                 others.push(tokio::spawn(async move {
                     if let Err(e) = serve(listener, router, options, stopped(stop)).await {

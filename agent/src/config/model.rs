@@ -112,6 +112,13 @@ pub struct KmsConfig {
     /// SAE pairs served without a 015 application: `local_sae`, `remote_sae`, `link`.
     #[serde(default)]
     pub pairs: Vec<SaePair>,
+    /// Keys the source of a virtual link keeps relayed ahead (at most at `virt_bandwidth`).
+    #[serde(default = "default_relay_stock")]
+    pub relay_stock_keys: usize,
+}
+
+fn default_relay_stock() -> usize {
+    4096
 }
 
 fn default_min_key_size() -> u32 {

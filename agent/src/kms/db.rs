@@ -6,7 +6,9 @@
 //! Tables: `keys`, `(link, key ID) → size, creation time, block sequence and index, sealed
 //! material`
 //! (the material AEAD-sealed by [`super::crypt`]); `deliveries`, `(link, key ID) → delivery`
-//! (who received a key and who may still fetch it; no material).
+//! (who received a key and who may still fetch it; no material); `relays`, `relay ID → pending
+//! relayed keys` (keys of a virtual link stored but not yet usable: the relay that brought them
+//! is not committed at both ends).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -18,6 +20,7 @@ use uuid::Uuid;
 
 const KEYS: TableDefinition<'_, &[u8; 32], &[u8]> = TableDefinition::new("keys");
 const DELIVERIES: TableDefinition<'_, &[u8; 32], &[u8]> = TableDefinition::new("deliveries");
+const RELAYS: TableDefinition<'_, &[u8; 16], &[u8]> = TableDefinition::new("relays");
 
 /// Batches one commit may take.
 const MAX_GROUP: usize = 4096;
@@ -155,6 +158,31 @@ pub enum Op {
         /// The delivered key's ID.
         id: Uuid,
     },
+    /// Record pending relayed keys.
+    PutRelay {
+        /// The relay.
+        id: Uuid,
+        /// Its keys.
+        relay: PendingRelay,
+    },
+    /// Forget a relay (committed or abandoned).
+    RemoveRelay {
+        /// The relay.
+        id: Uuid,
+    },
+}
+
+/// Relayed keys stored at an end of a virtual link, not usable until the relay is committed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingRelay {
+    /// The virtual link.
+    pub link: Uuid,
+    /// The keys.
+    pub keys: Vec<Uuid>,
+    /// Erased if not committed by then, ms since the Unix epoch.
+    pub expires_ms: u64,
+    /// This end generated them (it confirms the commit) or received them.
+    pub source: bool,
 }
 
 type Batch = (Vec<Op>, Option<oneshot::Sender<Result<(), DbError>>>);
@@ -166,6 +194,8 @@ pub struct Loaded {
     pub keys: Vec<StoredKey>,
     /// Every delivery.
     pub deliveries: Vec<(Uuid, Uuid, Delivery)>,
+    /// Every pending relay.
+    pub relays: Vec<(Uuid, PendingRelay)>,
 }
 
 /// The KMS database.
@@ -262,6 +292,19 @@ impl Db {
             Err(TableError::TableDoesNotExist(_)) => {}
             Err(e) => return Err(fail(e)),
         }
+        match read.open_table(RELAYS) {
+            Ok(table) => {
+                for entry in table.iter().map_err(fail)? {
+                    let (k, v) = entry.map_err(fail)?;
+                    let id = Uuid::from_bytes(*k.value());
+                    let relay = serde_json::from_slice(v.value())
+                        .map_err(|e| DbError(format!("relay {id}: {e}")))?;
+                    loaded.relays.push((id, relay));
+                }
+            }
+            Err(TableError::TableDoesNotExist(_)) => {}
+            Err(e) => return Err(fail(e)),
+        }
         Ok(loaded)
     }
 }
@@ -293,6 +336,7 @@ fn commit(db: &Database, group: &[Batch]) -> Result<(), DbError> {
     {
         let mut keys = tx.open_table(KEYS).map_err(fail)?;
         let mut deliveries = tx.open_table(DELIVERIES).map_err(fail)?;
+        let mut relays = tx.open_table(RELAYS).map_err(fail)?;
         for (ops, _) in group {
             for op in ops {
                 match op {
@@ -309,6 +353,13 @@ fn commit(db: &Database, group: &[Batch]) -> Result<(), DbError> {
                     }
                     Op::RemoveDelivery { link, id } => {
                         deliveries.remove(&row(*link, *id)).map_err(fail)?;
+                    }
+                    Op::PutRelay { id, relay } => {
+                        let json = serde_json::to_vec(relay).map_err(fail)?;
+                        relays.insert(id.as_bytes(), json.as_slice()).map_err(fail)?;
+                    }
+                    Op::RemoveRelay { id } => {
+                        relays.remove(id.as_bytes()).map_err(fail)?;
                     }
                 }
             }

@@ -21,6 +21,7 @@ pub mod db;
 pub mod etsi014;
 mod hooks;
 pub mod ownership;
+pub mod relay;
 pub mod service;
 pub mod store;
 

@@ -1,6 +1,7 @@
 //! Starting the KMS inside the agent: the store encryption key, the database, the key stores of
-//! the node's links (kept in step with the 015 configuration), the device key feed, the expiry
-//! sweep, the completion of deliveries a crash interrupted, and the 014 server's state.
+//! the node's links and the relay routes (both kept in step with the 015 configuration), the
+//! device key feed, the expiry sweep, the completion of deliveries a crash interrupted, the
+//! relay of the virtual links this node sources, and the 014 server's state.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -18,10 +19,14 @@ use super::db::Db;
 use super::etsi014::identity::IdentityMap;
 use super::etsi014::{Limits, ServerState, Usage};
 use super::hooks::{Application, KeySink};
+use super::relay::{Relay, Routes, VirtRoute};
 use super::store::{KeyStores, PeerSync, StoreSettings};
 use crate::config::KmsConfig;
 use crate::device::KeyBlock;
 use crate::node::catalog::Catalog;
+use crate::peer::PeerClients;
+use crate::peer::client::GrpcPeerSync;
+use crate::peer::server::KmsPeer;
 
 /// Why the KMS did not start.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +43,8 @@ pub struct Kms {
     pub usage: Arc<Usage>,
     /// The 014 server's state.
     pub server: ServerState,
+    /// What the peer service needs.
+    pub peer: KmsPeer,
     /// Background tasks; the first is the key feed, which ends once the sink is flushed.
     pub tasks: Vec<JoinHandle<()>>,
 }
@@ -94,6 +101,27 @@ fn store_links(config: &Json) -> HashMap<Uuid, (Uuid, Option<Duration>)> {
     links
 }
 
+/// Paths of the virtual links through or from this node, and the physical link to each
+/// neighbour.
+fn routes_of(config: &Json) -> Routes {
+    let catalog = Catalog::from_node_json(config);
+    let virt = catalog
+        .virt
+        .values()
+        .map(|v| {
+            let route = VirtRoute {
+                prev: v.prev_hop,
+                next: v.next_hops.first().copied(),
+                far_end: v.remote_node,
+                bandwidth: v.bandwidth,
+                enabled: v.enabled,
+            };
+            (v.id, route)
+        })
+        .collect();
+    Routes { virt, neighbours: catalog.neighbours().into_iter().collect() }
+}
+
 fn running(ds: &Datastore) -> Json {
     let path = ds.path("/etsi-qkd-sdn-node:qkd_node").expect("the 015 module is loaded");
     ds.snapshot().get_json(ds.context(), &path, ContentFilter::Config).unwrap_or(Json::Null)
@@ -106,14 +134,18 @@ pub fn start(
     data_dir: &std::path::Path,
     ds: &Datastore,
     applications: watch::Receiver<Arc<Vec<Application>>>,
-    peer: Arc<dyn PeerSync>,
+    clients: Arc<PeerClients>,
 ) -> Result<Kms, KmsStartError> {
     let seal = load_store_key(config.store_key_file.as_deref())
         .map_err(|e| KmsStartError(e.to_string()))?;
     let db = Db::open(data_dir).map_err(|e| KmsStartError(e.to_string()))?;
     let settings =
         StoreSettings { capacity: config.store_capacity, delivery_ttl: config.delivery_ttl };
-    let links = store_links(&running(ds));
+    let config_now = running(ds);
+    let links = store_links(&config_now);
+    let (routes_tx, routes) = watch::channel(Arc::new(routes_of(&config_now)));
+    let peer: Arc<dyn PeerSync> =
+        Arc::new(GrpcPeerSync { clients: clients.clone(), node, routes: routes.clone() });
     let remotes = links.iter().map(|(l, (r, _))| (*l, *r)).collect();
     let stores = KeyStores::open(node, seal, db, settings, &remotes)
         .map_err(|e| KmsStartError(e.to_string()))?;
@@ -141,7 +173,16 @@ pub fn start(
                 match changes.recv().await {
                     Ok(set) if set.layer != Layer::Running => continue,
                     Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                        stores.set_links(&store_links(&running(&ds)));
+                        let config = running(&ds);
+                        stores.set_links(&store_links(&config));
+                        routes_tx.send_if_modified(|current| {
+                            let fresh = routes_of(&config);
+                            let changed = **current != fresh;
+                            if changed {
+                                *current = Arc::new(fresh);
+                            }
+                            changed
+                        });
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
                 }
@@ -163,6 +204,9 @@ pub fn start(
             }
         }
     }));
+    let relay =
+        Relay::new(node, stores.clone(), routes.clone(), clients.clone(), config.key_size_bits);
+    tasks.push(tokio::spawn(relay.clone().run(config.relay_stock_keys)));
     let usage = Arc::new(Usage::default());
     let server = ServerState {
         stores: stores.clone(),
@@ -173,5 +217,6 @@ pub fn start(
         limits: Limits::of(config),
         usage: usage.clone(),
     };
-    Ok(Kms { stores, sink, usage, server, tasks })
+    let peer = KmsPeer { node, stores: stores.clone(), relay, routes, clients };
+    Ok(Kms { stores, sink, usage, server, peer, tasks })
 }

@@ -25,7 +25,7 @@ use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use super::crypt::StoreKey;
-use super::db::{Db, DbError, Delivery, DeliveryState, Op, StoredKey};
+use super::db::{Db, DbError, Delivery, DeliveryState, Op, PendingRelay, StoredKey};
 use super::ownership;
 use crate::device::KeyBlock;
 
@@ -219,6 +219,8 @@ pub struct KeyStores {
     db: Db,
     settings: StoreSettings,
     links: Mutex<HashMap<Uuid, LinkStore>>,
+    /// Relayed keys not yet usable, by relay.
+    relays: Mutex<HashMap<Uuid, PendingRelay>>,
 }
 
 impl std::fmt::Debug for KeyStores {
@@ -273,6 +275,13 @@ impl KeyStores {
                 store.deliveries.insert(id, delivery);
             }
         }
+        let mut relays = HashMap::new();
+        for (id, relay) in loaded.relays {
+            if let Some(store) = stores.get_mut(&relay.link) {
+                store.held.extend(relay.keys.iter().copied());
+            }
+            relays.insert(id, relay);
+        }
         for store in stores.values_mut() {
             let mut free: Vec<(u64, Uuid)> = store
                 .material
@@ -283,7 +292,14 @@ impl KeyStores {
             free.sort();
             store.free = free.into_iter().map(|(_, id)| id).collect();
         }
-        Ok(Arc::new(KeyStores { node, seal, db, settings, links: Mutex::new(stores) }))
+        Ok(Arc::new(KeyStores {
+            node,
+            seal,
+            db,
+            settings,
+            links: Mutex::new(stores),
+            relays: Mutex::new(relays),
+        }))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, LinkStore>> {
@@ -296,7 +312,7 @@ impl KeyStores {
     }
 
     /// Declares the node's links (link → remote node) and their key age limits; stores of
-    /// links that are gone are kept (their keys stay valid) until [`drop_link`](Self::drop_link).
+    /// links that are gone are kept (their keys stay valid).
     pub fn set_links(&self, links: &HashMap<Uuid, (Uuid, Option<Duration>)>) {
         let mut stores = self.lock();
         for (link, (remote, max_age)) in links {
@@ -737,6 +753,195 @@ impl KeyStores {
         }
     }
 
+    /// Pads for relaying `count` keys of `key_bits` over `link`: keys this end owns (whole keys,
+    /// as many per relayed key as it takes), erased durably before they are returned, so that no
+    /// pad can ever be used twice, even across a crash.
+    pub async fn take_pads(
+        &self,
+        link: Uuid,
+        count: usize,
+        key_bits: u32,
+    ) -> Result<Vec<Pad>, StoreError> {
+        let mut ops = Vec::new();
+        let pads = {
+            let mut stores = self.lock();
+            let store = stores.get_mut(&link).ok_or(StoreError::NoLink(link))?;
+            let per_key = store.parts_per_key(key_bits);
+            if store.free.len() < per_key * count {
+                return Err(StoreError::NotEnough {
+                    available: store.free.len() / per_key,
+                    needed: count,
+                });
+            }
+            let mut pads = Vec::with_capacity(count);
+            for _ in 0..count {
+                let ids: Vec<Uuid> = store.free.drain(..per_key).collect();
+                let mut bytes =
+                    Zeroizing::new(Vec::with_capacity(per_key * store.key_bits as usize / 8));
+                for id in &ids {
+                    let m = store.material.remove(id).expect("free keys have material");
+                    bytes.extend_from_slice(&m.bytes);
+                    ops.push(Op::RemoveKey { link, id: *id });
+                }
+                store.consumed_keys += per_key as u64;
+                pads.push(Pad { ids, bytes });
+            }
+            pads
+        };
+        self.db.write(ops).await?;
+        Ok(pads)
+    }
+
+    /// At the receiving end of a hop: the pads `ids` of `link`, which must be keys the sender
+    /// `from` owns and nobody holds; they are erased.
+    pub fn use_pads(
+        &self,
+        link: Uuid,
+        from: Uuid,
+        pads: &[Vec<Uuid>],
+    ) -> Result<Vec<Zeroizing<Vec<u8>>>, StoreError> {
+        let mut stores = self.lock();
+        let store = stores.get_mut(&link).ok_or(StoreError::NoLink(link))?;
+        if store.remote != from {
+            return Err(StoreError::NotAuthorized);
+        }
+        let mut seen = HashSet::new();
+        for id in pads.iter().flatten() {
+            let usable = store.material.get(id).is_some_and(|m| !m.owned_here)
+                && !store.held.contains(id)
+                && seen.insert(*id);
+            if !usable {
+                return Err(StoreError::NotFound);
+            }
+        }
+        let mut ops = Vec::new();
+        let mut out = Vec::with_capacity(pads.len());
+        for ids in pads {
+            let mut bytes = Zeroizing::new(Vec::new());
+            for id in ids {
+                let m = store.material.remove(id).expect("checked above");
+                bytes.extend_from_slice(&m.bytes);
+                ops.push(Op::RemoveKey { link, id: *id });
+            }
+            store.consumed_keys += ids.len() as u64;
+            out.push(bytes);
+        }
+        drop(stores);
+        // Not durable before use: a pad that reappeared after a crash belongs to the sender,
+        // which erased it durably before sending, so nobody can use it again.
+        self.db.write_detached(ops);
+        Ok(out)
+    }
+
+    /// Stores relayed keys of virtual link `link` (block `sequence`), not usable until
+    /// [`commit_relay`](Self::commit_relay). A relay already stored is not stored again.
+    pub async fn put_relayed(
+        &self,
+        link: Uuid,
+        relay: Uuid,
+        sequence: u64,
+        keys: Vec<Issued>,
+        expires_ms: u64,
+        source: bool,
+    ) -> Result<(), StoreError> {
+        if self.relays.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&relay) {
+            return Ok(());
+        }
+        let created_ms = now_ms();
+        let remote = self.remote_of(link).ok_or(StoreError::NoLink(link))?;
+        let mut ops = Vec::with_capacity(keys.len() + 1);
+        for (index, (id, bytes)) in keys.iter().enumerate() {
+            let sealed = self.seal.seal(link, *id, bytes);
+            let size_bits = (bytes.len() * 8) as u32;
+            let index = index as u32;
+            ops.push(Op::PutKey(StoredKey {
+                link,
+                id: *id,
+                size_bits,
+                created_ms,
+                sequence,
+                index,
+                sealed,
+            }));
+        }
+        let pending = PendingRelay {
+            link,
+            keys: keys.iter().map(|(id, _)| *id).collect(),
+            expires_ms,
+            source,
+        };
+        ops.push(Op::PutRelay { id: relay, relay: pending.clone() });
+        self.db.write(ops).await?;
+        let mut stores = self.lock();
+        let store = stores.get_mut(&link).ok_or(StoreError::NoLink(link))?;
+        for (index, (id, bytes)) in keys.into_iter().enumerate() {
+            let owned_here =
+                ownership::owned_by(self.node, remote, ownership::position(sequence, index));
+            store.key_bits = (bytes.len() * 8) as u32;
+            store.held.insert(id);
+            store.material.insert(id, Material { bytes, created_ms, sequence, owned_here });
+        }
+        drop(stores);
+        self.relays.lock().unwrap_or_else(|p| p.into_inner()).insert(relay, pending);
+        Ok(())
+    }
+
+    /// Makes a relay's keys usable; `false` when the relay is unknown here (never stored,
+    /// expired, or already committed).
+    pub async fn commit_relay(&self, relay: Uuid) -> Result<bool, StoreError> {
+        let Some(pending) = self.relays.lock().unwrap_or_else(|p| p.into_inner()).remove(&relay)
+        else {
+            return Ok(false);
+        };
+        self.db.write(vec![Op::RemoveRelay { id: relay }]).await?;
+        let mut stores = self.lock();
+        if let Some(store) = stores.get_mut(&pending.link) {
+            for id in &pending.keys {
+                store.held.remove(id);
+                if store.material.get(id).is_some_and(|m| m.owned_here) {
+                    store.free.push_back(*id);
+                }
+            }
+            store.filled_keys += pending.keys.len() as u64;
+        }
+        Ok(true)
+    }
+
+    /// Erases a relay's keys (it will never be committed).
+    pub fn abandon_relay(&self, relay: Uuid) {
+        let Some(pending) = self.relays.lock().unwrap_or_else(|p| p.into_inner()).remove(&relay)
+        else {
+            return;
+        };
+        let mut ops = vec![Op::RemoveRelay { id: relay }];
+        let mut stores = self.lock();
+        if let Some(store) = stores.get_mut(&pending.link) {
+            for id in &pending.keys {
+                store.held.remove(id);
+                store.material.remove(id);
+                ops.push(Op::RemoveKey { link: pending.link, id: *id });
+            }
+        }
+        drop(stores);
+        self.db.write_detached(ops);
+    }
+
+    /// Relays this end generated whose commit is not confirmed yet.
+    pub fn unconfirmed_relays(&self) -> Vec<(Uuid, Uuid)> {
+        self.relays
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(_, r)| r.source)
+            .map(|(id, r)| (*id, r.link))
+            .collect()
+    }
+
+    /// Keys stored for `link` (both halves, pending ones included).
+    pub fn stored(&self, link: Uuid) -> usize {
+        self.lock().get(&link).map(|s| s.material.len()).unwrap_or(0)
+    }
+
     /// Erases expired deliveries and keys older than their link's TTL; returns how many keys
     /// were erased.
     pub fn sweep(&self) -> usize {
@@ -781,6 +986,25 @@ impl KeyStores {
             }
         }
         self.db.write_detached(ops);
+        let expired: Vec<Uuid> = self
+            .relays
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(_, r)| !r.source && r.expires_ms <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for relay in expired {
+            self.abandon_relay(relay);
+        }
         erased
     }
+}
+
+/// Pad material for one relayed key: the hop keys it is made of, concatenated.
+pub struct Pad {
+    /// The hop keys.
+    pub ids: Vec<Uuid>,
+    /// Their material.
+    pub bytes: Zeroizing<Vec<u8>>,
 }

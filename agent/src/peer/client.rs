@@ -9,7 +9,8 @@ use std::time::Duration;
 use hyper_util::rt::TokioIo;
 use qkdn_proto::peer::v1::peer_client::PeerClient;
 use qkdn_proto::peer::v1::{
-    DeviceKeysReply, DeviceKeysRequest, KeyDelivery, ReserveKeysReply, ReserveKeysRequest,
+    CommitRelayRequest, DeviceKeysReply, DeviceKeysRequest, KeyDelivery, RelayKeysRequest,
+    ReserveKeysReply, ReserveKeysRequest,
 };
 use rustls::pki_types::ServerName;
 use tonic::transport::{Channel, Endpoint};
@@ -71,6 +72,44 @@ impl PeerClients {
         Ok(channel)
     }
 
+    /// Sends a relay step to `node`; returns how many keys the far end stored.
+    pub async fn relay_keys(&self, node: Uuid, request: RelayKeysRequest) -> Result<u32, String> {
+        let mut client = PeerClient::new(self.channel(node)?);
+        client
+            .relay_keys(request)
+            .await
+            .map(|r| r.into_inner().stored)
+            .map_err(|status| status_text(node, &status))
+    }
+
+    /// Sends a relay commit to `node`; returns whether the far end committed.
+    pub async fn commit_relay(
+        &self,
+        node: Uuid,
+        request: CommitRelayRequest,
+    ) -> Result<bool, String> {
+        let mut client = PeerClient::new(self.channel(node)?);
+        client
+            .commit_relay(request)
+            .await
+            .map(|r| r.into_inner().committed)
+            .map_err(|status| status_text(node, &status))
+    }
+
+    /// Sends a reservation to `node` (the other end of a link, or the next hop towards it).
+    pub async fn reserve_keys(
+        &self,
+        node: Uuid,
+        request: ReserveKeysRequest,
+    ) -> Result<ReserveKeysReply, String> {
+        let mut client = PeerClient::new(self.channel(node)?);
+        client
+            .reserve_keys(request)
+            .await
+            .map(|r| r.into_inner())
+            .map_err(|status| status_text(node, &status))
+    }
+
     /// Announces device keys to `node`; returns how many keys it now holds.
     pub async fn device_keys(&self, node: Uuid, request: DeviceKeysRequest) -> Result<u32, String> {
         let mut client = PeerClient::new(self.channel(node)?);
@@ -90,12 +129,15 @@ fn status_text(node: Uuid, status: &tonic::Status) -> String {
     }
 }
 
-/// The KMS's reservations, sent over the peer service.
+/// The KMS's reservations, sent over the peer service: to the other end of a physical link
+/// directly, along the path for a virtual link.
 pub struct GrpcPeerSync {
     /// The clients.
     pub clients: Arc<PeerClients>,
     /// This node (the owner of the keys it reserves at others).
     pub node: Uuid,
+    /// Paths of virtual links.
+    pub routes: tokio::sync::watch::Receiver<Arc<crate::kms::relay::Routes>>,
 }
 
 impl PeerSync for GrpcPeerSync {
@@ -107,11 +149,12 @@ impl PeerSync for GrpcPeerSync {
     ) -> ReserveFuture {
         let clients = self.clients.clone();
         let owner = self.node;
+        let hop = self.routes.borrow().toward(link, None).unwrap_or(remote);
         Box::pin(async move {
-            let channel = clients.channel(remote).map_err(ReserveError::Failed)?;
             let request = ReserveKeysRequest {
                 link_id: link.to_string(),
                 owner_node_id: owner.to_string(),
+                sender_node_id: owner.to_string(),
                 deliveries: deliveries
                     .iter()
                     .map(|(id, d)| KeyDelivery {
@@ -124,11 +167,7 @@ impl PeerSync for GrpcPeerSync {
                     })
                     .collect(),
             };
-            let reply: ReserveKeysReply = PeerClient::new(channel)
-                .reserve_keys(request)
-                .await
-                .map_err(|s| ReserveError::Failed(status_text(remote, &s)))?
-                .into_inner();
+            let reply = clients.reserve_keys(hop, request).await.map_err(ReserveError::Failed)?;
             if reply.unusable_part_ids.is_empty() {
                 return Ok(());
             }

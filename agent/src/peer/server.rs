@@ -1,6 +1,8 @@
 //! The gRPC service neighbours call: `DeviceKeys` hands an announcement to the link task of
 //! the named link and answers with what it says; `ReserveKeys` records, in the KMS's stores,
-//! deliveries the other end of a link made from its half of the keys.
+//! deliveries the other end of a link made from its half of the keys (forwarded along the path
+//! of a virtual link by the nodes in between); `RelayKeys` and `CommitRelay` are the KMS's key
+//! relay.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,7 +10,8 @@ use std::time::Duration;
 use axum::Router;
 use qkdn_proto::peer::v1::peer_server::{Peer, PeerServer};
 use qkdn_proto::peer::v1::{
-    DeviceKeysReply, DeviceKeysRequest, KeyDelivery, ReserveKeysReply, ReserveKeysRequest,
+    CommitRelayReply, CommitRelayRequest, DeviceKeysReply, DeviceKeysRequest, KeyDelivery,
+    RelayKeysReply, RelayKeysRequest, ReserveKeysReply, ReserveKeysRequest,
 };
 use tokio::sync::oneshot;
 use tonic::{Request, Response, Status};
@@ -16,7 +19,9 @@ use uuid::Uuid;
 
 use super::{Announcement, PeerHub};
 use crate::kms::db::{Delivery, DeliveryState};
-use crate::kms::store::{KeyStores, ReserveError};
+use crate::kms::relay::{Relay, RelayError, Routes};
+use crate::kms::store::{KeyStores, ReserveError, StoreError};
+use crate::peer::PeerClients;
 
 /// How long a caller waits for the slave end to fetch its keys.
 const ANSWER_WITHIN: Duration = Duration::from_secs(10);
@@ -24,17 +29,36 @@ const ANSWER_WITHIN: Duration = Duration::from_secs(10);
 /// Keys per announcement, at most (a bound on what one request may ask of the KME).
 const MAX_KEYS: usize = 4096;
 
+/// What the service needs of the node's KMS.
+#[derive(Clone)]
+pub struct KmsPeer {
+    /// This node.
+    pub node: Uuid,
+    /// The key stores.
+    pub stores: Arc<KeyStores>,
+    /// The relay engine.
+    pub relay: Arc<Relay>,
+    /// Paths of virtual links.
+    pub routes: tokio::sync::watch::Receiver<Arc<Routes>>,
+    /// Neighbours, for forwarding.
+    pub clients: Arc<PeerClients>,
+}
+
 /// The service.
 pub struct PeerService {
     hub: Arc<PeerHub>,
-    stores: Option<Arc<KeyStores>>,
+    kms: Option<KmsPeer>,
 }
 
 impl PeerService {
-    /// A service routing device announcements to `hub` and reservations to `stores` (when the
-    /// node runs a KMS).
-    pub fn new(hub: Arc<PeerHub>, stores: Option<Arc<KeyStores>>) -> Self {
-        PeerService { hub, stores }
+    /// A service routing device announcements to `hub` and the KMS's messages to `kms` (when
+    /// the node runs a KMS).
+    pub fn new(hub: Arc<PeerHub>, kms: Option<KmsPeer>) -> Self {
+        PeerService { hub, kms }
+    }
+
+    fn kms(&self) -> Result<&KmsPeer, Status> {
+        self.kms.as_ref().ok_or_else(|| Status::unimplemented("this node runs no KMS"))
     }
 
     /// The service as a router for [`qkdn_yang::restconf::serve`] (HTTP/2, with the shared TLS
@@ -70,21 +94,49 @@ pub fn delivery_of(d: &KeyDelivery) -> Result<(Uuid, Delivery), Status> {
     ))
 }
 
+fn relay_status(e: RelayError) -> Status {
+    match e {
+        RelayError::Refused(reason) => Status::failed_precondition(reason),
+        RelayError::Store(StoreError::NotEnough { .. }) => {
+            Status::resource_exhausted(e.to_string())
+        }
+        RelayError::Store(other) => Status::failed_precondition(other.to_string()),
+        RelayError::Next(reason) => Status::unavailable(reason),
+    }
+}
+
 #[tonic::async_trait]
 impl Peer for PeerService {
     async fn reserve_keys(
         &self,
         request: Request<ReserveKeysRequest>,
     ) -> Result<Response<ReserveKeysReply>, Status> {
-        let Some(stores) = &self.stores else {
-            return Err(Status::unimplemented("this node runs no KMS"));
-        };
+        let kms = self.kms()?;
         let r = request.into_inner();
         let link = uuid_of("link_id", &r.link_id)?;
         let owner = uuid_of("owner_node_id", &r.owner_node_id)?;
+        let sender = uuid_of("sender_node_id", &r.sender_node_id)?;
+        // A node in the middle of a virtual link passes the request on.
+        let onward = {
+            let routes = kms.routes.borrow();
+            routes
+                .virt
+                .get(&link)
+                .filter(|v| v.prev.is_some() && v.next.is_some())
+                .map(|_| routes.toward(link, Some(sender)))
+        };
+        if let Some(onward) = onward {
+            let next = onward.ok_or_else(|| {
+                Status::failed_precondition(format!("node {sender} is not on the path of {link}"))
+            })?;
+            let forward = ReserveKeysRequest { sender_node_id: kms.node.to_string(), ..r };
+            let reply =
+                kms.clients.reserve_keys(next, forward).await.map_err(Status::unavailable)?;
+            return Ok(Response::new(reply));
+        }
         let deliveries =
             r.deliveries.iter().map(delivery_of).collect::<Result<Vec<_>, Status>>()?;
-        match stores.reserve(owner, link, deliveries).await {
+        match kms.stores.reserve(owner, link, deliveries).await {
             Ok(()) => Ok(Response::new(ReserveKeysReply::default())),
             Err(ReserveError::Unusable(parts, earliest)) => Ok(Response::new(ReserveKeysReply {
                 unusable_part_ids: parts.iter().map(Uuid::to_string).collect(),
@@ -92,6 +144,24 @@ impl Peer for PeerService {
             })),
             Err(ReserveError::Failed(reason)) => Err(Status::failed_precondition(reason)),
         }
+    }
+
+    async fn relay_keys(
+        &self,
+        request: Request<RelayKeysRequest>,
+    ) -> Result<Response<RelayKeysReply>, Status> {
+        let stored =
+            self.kms()?.relay.on_relay(request.into_inner()).await.map_err(relay_status)?;
+        Ok(Response::new(RelayKeysReply { stored }))
+    }
+
+    async fn commit_relay(
+        &self,
+        request: Request<CommitRelayRequest>,
+    ) -> Result<Response<CommitRelayReply>, Status> {
+        let committed =
+            self.kms()?.relay.on_commit(request.into_inner()).await.map_err(relay_status)?;
+        Ok(Response::new(CommitRelayReply { committed }))
     }
 
     async fn device_keys(

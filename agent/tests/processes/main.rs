@@ -9,5 +9,6 @@ mod kms;
 mod lifecycle;
 mod notifications;
 mod registration;
+mod relay;
 mod restconf;
 mod tfs;

@@ -1,0 +1,193 @@
+//! Key relay through a trusted node: a chain A -- B -- C of agent processes with simulated
+//! devices, their KMSs connected by the peer service over mutual TLS; a virtual link A -> C
+//! through B (written to the three nodes over RESTCONF, as a controller would), and SAEs at A
+//! and C that get identical keys with `enc_keys` / `dec_keys` over the relayed link.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use qkdn_yang::pki::Usage;
+use serde_json::json;
+
+use crate::harness::*;
+use crate::kms::{Sae, key_ids, wait_for_keys};
+
+pub(crate) const NODE_C: &str = "00000003-0000-0000-0000-000000000000";
+pub(crate) const LINK_BC: &str = "b0c00000-0000-4000-8000-000000000002";
+pub(crate) const VIRT_AC: &str = "a0c00000-0000-4000-8000-000000000003";
+
+/// One node of the chain.
+pub(crate) struct ChainNode<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) node: &'a str,
+    /// (link, local interface, remote node, remote interface).
+    pub(crate) links: Vec<(&'a str, u32, &'a str, u32)>,
+    pub(crate) peer_port: u16,
+    /// (node, peer port).
+    pub(crate) neighbours: Vec<(&'a str, u16)>,
+    pub(crate) kms_port: u16,
+}
+
+/// Starts a chain node: simulated devices on each link, peer service and KMS over mutual TLS.
+pub(crate) fn start_chain_node(dir: &Path, pki: &TestPki, n: &ChainNode<'_>) -> AgentProcess {
+    let (cert, key) = pki.issue(&format!("node-{}", n.name), Usage::Service);
+    let ca = pki.ca();
+    let store_key = dir.join(format!("{}.storekey", n.name));
+    if !store_key.exists() {
+        let hex: String =
+            (0..32).map(|i| format!("{:02x}", (i * 11 + n.name.len()) as u8)).collect();
+        std::fs::write(&store_key, hex).unwrap();
+    }
+    let tls_server = format!(
+        "{{ cert = \"{}\", key = \"{}\", client_ca = \"{}\" }}",
+        cert.display(),
+        key.display(),
+        ca.display()
+    );
+    let mut body = format!(
+        "[node]\nid = \"{}\"\n\n[notifications]\nperformance_period = \"300ms\"\n\n{}\n",
+        n.node,
+        sim_section("")
+    );
+    for (link, iface, remote, remote_iface) in &n.links {
+        body.push_str(&format!(
+            "[[interfaces]]\nid = {iface}\ntechnology = \"DV-QKD\"\n[interfaces.device]\ndriver = \"simulator\"\npulse_rate_hz = 1.0e7\n\n\
+             [[links]]\nid = \"{link}\"\nlocal_interface = {iface}\nremote_node = \"{remote}\"\nremote_interface = {remote_iface}\n\
+             wavelength = 20\nrole = \"TRANSMITTER\"\nlength_km = 25.0\n\n"
+        ));
+    }
+    body.push_str(&format!(
+        "[peer]\nlisten = \"127.0.0.1:{}\"\ntls = {tls_server}\nclient_tls = {{ cert = \"{}\", key = \"{}\", ca = \"{}\" }}\n\n",
+        n.peer_port,
+        cert.display(),
+        key.display(),
+        ca.display()
+    ));
+    for (node, port) in &n.neighbours {
+        body.push_str(&format!(
+            "[[neighbours]]\nnode = \"{node}\"\nurl = \"https://localhost:{port}\"\n\n"
+        ));
+    }
+    body.push_str(&format!(
+        "[kms]\nlisten = \"127.0.0.1:{}\"\ntls = {tls_server}\nstore_key_file = \"{}\"\nrelay_stock_keys = 256\n",
+        n.kms_port,
+        store_key.display()
+    ));
+    start(&Spec { dir, name: n.name, body, restconf_extra: "" })
+}
+
+/// The virtual link A -> C through B, as each node of its path holds it.
+pub(crate) async fn provision_virtual_link(a: &AgentProcess, b: &AgentProcess, c: &AgentProcess) {
+    let entry = |remote: &str, prev: Option<&str>, next: Option<&str>| {
+        let mut link = json!({"qkdl_id": VIRT_AC, "qkdl_type": "etsi-qkd-node-types:VIRT",
+            "qkdl_remote": {"qkdn_id": remote}, "virt_bandwidth": 20000});
+        if let Some(p) = prev {
+            link["virt_prev_hop"] = json!(p);
+        }
+        if let Some(n) = next {
+            link["virt_next_hop"] = json!([n]);
+        }
+        json!({"etsi-qkd-sdn-node:qkd_link": [link]})
+    };
+    let path = format!("{NODE_PATH}/qkd_links/qkd_link={VIRT_AC}");
+    restconf(b).put(&path, &entry(NODE_C, Some(NODE_A), Some(NODE_C))).await.unwrap();
+    restconf(c).put(&path, &entry(NODE_A, Some(NODE_B), None)).await.unwrap();
+    restconf(a).put(&path, &entry(NODE_C, None, Some(NODE_B))).await.unwrap();
+}
+
+/// The application pairing `local` here with `remote` at the far end of the virtual link.
+pub(crate) async fn pair_over_virtual(agent: &AgentProcess, app: &str, local: &str, remote: &str) {
+    let body = json!({"etsi-qkd-sdn-node:qkd_app": [{"app_id": app, "server_app_id": local,
+        "client_app_id": [remote], "backing_qkdl_id": [VIRT_AC]}]});
+    let path = format!("{NODE_PATH}/qkd_applications/qkd_app={app}");
+    restconf(agent).put(&path, &body).await.unwrap();
+}
+
+/// Starts the chain and the virtual link; returns the agents and the KMS ports of A and C.
+pub(crate) async fn chain(dir: &Path, pki: &TestPki) -> ([AgentProcess; 3], u16, u16) {
+    let (pa, pb, pc) = (free_port(), free_port(), free_port());
+    let (ka, kb, kc) = (free_port(), free_port(), free_port());
+    let a = start_chain_node(
+        dir,
+        pki,
+        &ChainNode {
+            name: "a",
+            node: NODE_A,
+            links: vec![(LINK_AB, 101, NODE_B, 201)],
+            peer_port: pa,
+            neighbours: vec![(NODE_B, pb)],
+            kms_port: ka,
+        },
+    );
+    let b = start_chain_node(
+        dir,
+        pki,
+        &ChainNode {
+            name: "b",
+            node: NODE_B,
+            links: vec![(LINK_AB, 201, NODE_A, 101), (LINK_BC, 202, NODE_C, 301)],
+            peer_port: pb,
+            neighbours: vec![(NODE_A, pa), (NODE_C, pc)],
+            kms_port: kb,
+        },
+    );
+    let c = start_chain_node(
+        dir,
+        pki,
+        &ChainNode {
+            name: "c",
+            node: NODE_C,
+            links: vec![(LINK_BC, 301, NODE_B, 202)],
+            peer_port: pc,
+            neighbours: vec![(NODE_B, pb)],
+            kms_port: kc,
+        },
+    );
+    provision_virtual_link(&a, &b, &c).await;
+    pair_over_virtual(&a, "aaaa0000-0000-4000-8000-0000000000ac", "sae-a", "sae-c").await;
+    pair_over_virtual(&c, "aaaa0000-0000-4000-8000-0000000000ca", "sae-c", "sae-a").await;
+    ([a, b, c], ka, kc)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saes_at_the_ends_of_a_relayed_link_get_identical_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::new(dir.path());
+    let ([a, b, c], ka, kc) = chain(dir.path(), &pki).await;
+    let (sae_a, sae_c) = (Sae::new(&pki, "sae-a", ka), Sae::new(&pki, "sae-c", kc));
+    wait_for_keys(&sae_a, "sae-c", 10).await;
+
+    let enc = sae_a.post("sae-c/enc_keys", &json!({"number": 4})).await;
+    assert_eq!(enc.status, 200, "{}", enc.body);
+    let body = json!({"key_IDs": key_ids(&enc).iter().map(|id| json!({"key_ID": id})).collect::<Vec<_>>()});
+    let dec = sae_c.post("sae-a/dec_keys", &body).await;
+    assert_eq!(dec.status, 200, "{}", dec.body);
+    assert_eq!(dec.body["keys"], enc.body["keys"], "same IDs, same bytes");
+    // The other direction: C's half of the relayed stream.
+    wait_for_keys(&sae_c, "sae-a", 3).await;
+    let enc = sae_c.post("sae-a/enc_keys", &json!({"number": 3})).await;
+    assert_eq!(enc.status, 200, "{}", enc.body);
+    let body = json!({"key_IDs": key_ids(&enc).iter().map(|id| json!({"key_ID": id})).collect::<Vec<_>>()});
+    let dec = sae_a.post("sae-c/dec_keys", &body).await;
+    assert_eq!(dec.body["keys"], enc.body["keys"]);
+
+    // The trusted node in the middle holds no store for the virtual link, and every hop key it
+    // used is gone: the physical links' stores show what the relay consumed.
+    let stores = management_json(&b, "/v1/kms/stores").await;
+    let links: Vec<&str> =
+        stores["stores"].as_array().unwrap().iter().map(|s| s["link"].as_str().unwrap()).collect();
+    assert!(!links.contains(&VIRT_AC), "{stores}");
+    let a_stores = management_json(&a, "/v1/kms/stores").await;
+    let ab = a_stores["stores"].as_array().unwrap().iter().find(|s| s["link"] == LINK_AB).unwrap();
+    let virt =
+        a_stores["stores"].as_array().unwrap().iter().find(|s| s["link"] == VIRT_AC).unwrap();
+    assert!(
+        ab["consumed"].as_u64().unwrap() >= virt["filled"].as_u64().unwrap(),
+        "one pad per relayed key: {a_stores}"
+    );
+    let c_stores = management_json(&c, "/v1/kms/stores").await;
+    let virt_c =
+        c_stores["stores"].as_array().unwrap().iter().find(|s| s["link"] == VIRT_AC).unwrap();
+    assert_eq!(virt_c["remote"], NODE_A);
+    let _ = (Duration::ZERO, Instant::now());
+}
