@@ -84,8 +84,14 @@ fn main() -> ExitCode {
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     match cli.log_format {
-        LogFormat::Human => tracing_subscriber::fmt().with_env_filter(filter).init(),
-        LogFormat::Json => tracing_subscriber::fmt().json().with_env_filter(filter).init(),
+        LogFormat::Human => {
+            tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).init()
+        }
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_writer(std::io::stderr)
+            .with_env_filter(filter)
+            .init(),
     }
     let overrides = Overrides {
         node_id: cli.node_id.clone(),

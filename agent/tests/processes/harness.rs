@@ -285,3 +285,47 @@ pub(crate) async fn wait_for(
     }
     panic!("timed out; notifications so far: {:?}", names(&seen.lock().unwrap()));
 }
+
+/// Asserts that no agent log under `dir` holds any of `keys` (raw key bytes), in base64 or in
+/// hex, and that the logs are not empty (debug logging was on).
+pub(crate) fn assert_logs_hold_no_keys(dir: &Path, keys: &[Vec<u8>]) {
+    use base64::Engine;
+    let engines = [
+        base64::engine::general_purpose::STANDARD,
+        base64::engine::general_purpose::STANDARD_NO_PAD,
+    ];
+    let mut logs = String::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "log") {
+            logs.push_str(&std::fs::read_to_string(&path).unwrap());
+        }
+    }
+    assert!(logs.len() > 1000, "the agents logged almost nothing ({} bytes)", logs.len());
+    let lower = logs.to_lowercase();
+    for key in keys {
+        assert!(!key.is_empty());
+        let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+        assert!(!lower.contains(&hex), "a key appears in hex in the logs");
+        for engine in &engines {
+            let b64 = engine.encode(key);
+            assert!(!logs.contains(&b64), "a key appears in base64 in the logs");
+        }
+        // Also no long fragment (a 16-byte window) in hex.
+        for window in key.windows(16) {
+            let hex: String = window.iter().map(|b| format!("{b:02x}")).collect();
+            assert!(!lower.contains(&hex), "a fragment of a key appears in the logs");
+        }
+    }
+}
+
+#[test]
+#[should_panic(expected = "a key appears in base64 in the logs")]
+fn the_log_search_finds_a_logged_key() {
+    use base64::Engine;
+    let dir = tempfile::tempdir().unwrap();
+    let key = vec![0x5au8; 32];
+    let line = format!("{}\nkey={}\n", "x".repeat(2000), base64::engine::general_purpose::STANDARD.encode(&key));
+    std::fs::write(dir.path().join("a-data.log"), line).unwrap();
+    assert_logs_hold_no_keys(dir.path(), &[key]);
+}

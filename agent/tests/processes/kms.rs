@@ -60,7 +60,7 @@ pub(crate) fn key_ids(reply: &Reply) -> Vec<String> {
         .collect()
 }
 
-fn key_bytes(reply: &Reply) -> Vec<Vec<u8>> {
+pub(crate) fn key_bytes(reply: &Reply) -> Vec<Vec<u8>> {
     let engine = base64::engine::general_purpose::STANDARD;
     reply.body["keys"]
         .as_array()
@@ -290,4 +290,11 @@ async fn saes_get_the_same_keys_at_both_ends_exactly_as_etsi_014_says() {
     let link = &stores["stores"][0];
     assert_eq!(link["link"], LINK_AB);
     assert!(link["consumed"].as_u64().unwrap() >= 5, "{stores}");
+
+    // Nothing the agents logged (at debug level) holds a key they handed out.
+    let mut delivered = key_bytes(&dec);
+    delivered.extend(key_bytes(&got));
+    delivered.extend(key_bytes(&from_b));
+    drop((a, b));
+    assert_logs_hold_no_keys(dir.path(), &delivered);
 }

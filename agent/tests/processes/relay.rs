@@ -10,7 +10,7 @@ use qkdn_yang::pki::Usage;
 use serde_json::json;
 
 use crate::harness::*;
-use crate::kms::{Sae, key_ids, wait_for_keys};
+use crate::kms::{Sae, key_bytes, key_ids, wait_for_keys};
 
 pub(crate) const NODE_C: &str = "00000003-0000-0000-0000-000000000000";
 pub(crate) const LINK_BC: &str = "b0c00000-0000-4000-8000-000000000002";
@@ -170,6 +170,7 @@ async fn saes_at_the_ends_of_a_relayed_link_get_identical_keys() {
     let body = json!({"key_IDs": key_ids(&enc).iter().map(|id| json!({"key_ID": id})).collect::<Vec<_>>()});
     let dec = sae_a.post("sae-c/dec_keys", &body).await;
     assert_eq!(dec.body["keys"], enc.body["keys"]);
+    let mut delivered = key_bytes(&enc);
 
     // The trusted node in the middle holds no store for the virtual link, and every hop key it
     // used is gone: the physical links' stores show what the relay consumed.
@@ -189,5 +190,10 @@ async fn saes_at_the_ends_of_a_relayed_link_get_identical_keys() {
     let virt_c =
         c_stores["stores"].as_array().unwrap().iter().find(|s| s["link"] == VIRT_AC).unwrap();
     assert_eq!(virt_c["remote"], NODE_A);
+
+    // The trusted node saw the relayed keys in the clear, but logged none of them.
+    delivered.extend(key_bytes(&sae_a.post("sae-c/enc_keys", &json!({"number": 2})).await));
+    drop((a, b, c));
+    assert_logs_hold_no_keys(dir.path(), &delivered);
     let _ = (Duration::ZERO, Instant::now());
 }
