@@ -325,7 +325,11 @@ fn the_log_search_finds_a_logged_key() {
     use base64::Engine;
     let dir = tempfile::tempdir().unwrap();
     let key = vec![0x5au8; 32];
-    let line = format!("{}\nkey={}\n", "x".repeat(2000), base64::engine::general_purpose::STANDARD.encode(&key));
+    let line = format!(
+        "{}\nkey={}\n",
+        "x".repeat(2000),
+        base64::engine::general_purpose::STANDARD.encode(&key)
+    );
     std::fs::write(dir.path().join("a-data.log"), line).unwrap();
     assert_logs_hold_no_keys(dir.path(), &[key]);
 }

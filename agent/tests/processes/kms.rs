@@ -49,6 +49,15 @@ impl Sae {
         let url = format!("{}/{path}", self.base);
         Self::answer(self.http.post(url).json(body).send().await.unwrap()).await
     }
+
+    /// Like [`post`](Self::post), but `None` when the KMS cannot be reached or answers no JSON.
+    pub(crate) async fn try_post(&self, path: &str, body: &Json) -> Option<Reply> {
+        let url = format!("{}/{path}", self.base);
+        let response = self.http.post(url).json(body).send().await.ok()?;
+        let status = response.status().as_u16();
+        let body = serde_json::from_str(&response.text().await.ok()?).ok()?;
+        Some(Reply { status, body })
+    }
 }
 
 pub(crate) fn key_ids(reply: &Reply) -> Vec<String> {

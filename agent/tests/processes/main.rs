@@ -2,6 +2,7 @@
 //! TeraFlowSDN interoperability, configuration errors and signals. One test binary, one module
 //! per subject.
 
+mod crash;
 mod etsi014;
 mod harness;
 mod keys;
