@@ -1,8 +1,11 @@
 //! `qkdn`: the operator command line.
 //!
 //! Today it validates YANG instance data against the modules every qkdn service embeds
-//! (`qkdn yang validate`) and lists those modules (`qkdn yang modules`). The lab and the network
+//! (`qkdn yang validate`), lists those modules (`qkdn yang modules`), and makes the
+//! certificates and keys of a deployment (`qkdn pki`, see [`pki`]). The lab and the network
 //! commands arrive with the operator-experience issue.
+
+mod pki;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,6 +34,11 @@ enum Command {
         #[command(subcommand)]
         command: YangCommand,
     },
+    /// Certificates and keys: a CA, node, service and SAE certificates, KMS store keys.
+    Pki {
+        #[command(subcommand)]
+        command: pki::PkiCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -53,6 +61,10 @@ enum YangCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let command = match cli.command {
+        Command::Pki { command } => return pki::run(command),
+        Command::Yang { command } => command,
+    };
     let ctx = match YangContext::qkdn() {
         Ok(ctx) => ctx,
         Err(e) => {
@@ -60,17 +72,15 @@ fn main() -> ExitCode {
             return ExitCode::from(TROUBLE);
         }
     };
-    match cli.command {
-        Command::Yang { command: YangCommand::Modules } => {
+    match command {
+        YangCommand::Modules => {
             for m in ctx.schema().modules() {
                 let kind = if m.implemented { "implemented" } else { "import-only" };
                 println!("{}@{}  {kind}", m.name, m.revision.as_deref().unwrap_or("-"));
             }
             ExitCode::SUCCESS
         }
-        Command::Yang { command: YangCommand::Validate { file, config, tolerant } } => {
-            validate(&ctx, &file, config, tolerant)
-        }
+        YangCommand::Validate { file, config, tolerant } => validate(&ctx, &file, config, tolerant),
     }
 }
 

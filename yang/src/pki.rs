@@ -98,6 +98,13 @@ impl Authority {
         Ok(Authority { issuer: Issuer::new(params, key), cert_pem: cert.pem(), key_pem })
     }
 
+    /// A CA from its certificate and key (PEM), as [`issued`](Self::issued) wrote them.
+    pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<Self, PkiError> {
+        let key = KeyPair::from_pem(key_pem)?;
+        let issuer = Issuer::from_ca_cert_pem(cert_pem, key)?;
+        Ok(Authority { issuer, cert_pem: cert_pem.to_owned(), key_pem: key_pem.to_owned() })
+    }
+
     /// The CA certificate, PEM.
     pub fn cert_pem(&self) -> &str {
         &self.cert_pem
@@ -109,8 +116,8 @@ impl Authority {
     }
 
     /// Issues a certificate for `common_name`, valid for `hosts` (DNS names or IP addresses,
-    /// written as subject alternative names) and, for clients, an optional URI SAN (an SAE
-    /// identity such as `urn:qkdn:sae:sae-a`).
+    /// written as subject alternative names), with an optional URI SAN (an SAE identity such
+    /// as `urn:qkdn:sae:sae-a`, or a node's `urn:qkdn:node:<uuid>`, see [`node_uri`]).
     pub fn issue(
         &self,
         common_name: &str,
@@ -148,4 +155,27 @@ fn name(common_name: &str) -> DistinguishedName {
     dn.push(DnType::CommonName, common_name);
     dn.push(DnType::OrganizationName, "qkdn");
     dn
+}
+
+/// The URI subject alternative name that names a QKD node in its certificate.
+pub fn node_uri(node: &str) -> String {
+    format!("urn:qkdn:node:{node}")
+}
+
+/// A fresh 256-bit key in hex (for the KMS key store encryption key).
+pub fn random_key_hex() -> Result<String, PkiError> {
+    use aws_lc_rs::rand::SecureRandom;
+    let mut bytes = [0u8; 32];
+    aws_lc_rs::rand::SystemRandom::new().fill(&mut bytes).map_err(|_| PkiError::Write {
+        path: PathBuf::new(),
+        source: std::io::Error::other("no randomness"),
+    })?;
+    let hex = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    bytes.fill(0);
+    Ok(hex)
+}
+
+/// Writes `text` to `path`, readable by the owner only.
+pub fn write_private(path: &Path, text: &str) -> Result<(), PkiError> {
+    write_file(path, text, true)
 }

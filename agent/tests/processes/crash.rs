@@ -88,7 +88,11 @@ async fn acknowledged_keys_survive_kill_9_and_are_never_handed_out_twice() {
         w.await.unwrap();
     }
     let ledger = Arc::try_unwrap(ledger).ok().unwrap().into_inner().unwrap();
-    eprintln!("crash test: {} answers ({before_restart} before the first kill), {} keys", ledger.answers, ledger.keys.len());
+    eprintln!(
+        "crash test: {} answers ({before_restart} before the first kill), {} keys",
+        ledger.answers,
+        ledger.keys.len()
+    );
     assert!(ledger.answers > before_restart, "no key was handed out after the restarts");
     assert!(ledger.duplicates.is_empty(), "key IDs handed out twice: {:?}", ledger.duplicates);
 

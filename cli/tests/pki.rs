@@ -1,0 +1,67 @@
+//! `qkdn pki`: a CA, node, service and SAE certificates and a store key, usable by the TLS policy
+//! of every qkdn service.
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+
+fn qkdn(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_qkdn")).args(args).output().unwrap()
+}
+
+#[test]
+fn the_pki_commands_make_a_working_pki() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca");
+    let ca_arg = ca.to_str().unwrap();
+    assert!(qkdn(&["pki", "ca", "--dir", ca_arg]).status.success());
+    let again = qkdn(&["pki", "ca", "--dir", ca_arg]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("a CA exists already"));
+    let node = "00000001-0000-0000-0000-000000000000";
+    let out = dir.path().join("node-a");
+    let issued = qkdn(&[
+        "pki",
+        "node",
+        "--dir",
+        ca_arg,
+        "--id",
+        node,
+        "--host",
+        "node-a.lab",
+        "--host",
+        "10.0.0.1",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(issued.status.success(), "{}", String::from_utf8_lossy(&issued.stderr));
+    let cert = out.join(format!("node-{node}.crt"));
+    let key = out.join(format!("node-{node}.key"));
+    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    assert!(qkdn(&["pki", "sae", "--dir", ca_arg, "--name", "sae-1"]).status.success());
+    assert!(qkdn(&["pki", "service", "--dir", ca_arg, "--name", "controller"]).status.success());
+    let bad = qkdn(&["pki", "node", "--dir", ca_arg, "--id", "node-a"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("expected a UUID"));
+    let missing =
+        qkdn(&["pki", "sae", "--dir", dir.path().join("nowhere").to_str().unwrap(), "--name", "x"]);
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("create the CA with"));
+
+    // The files work with the TLS policy: a node server requiring SAE client certificates.
+    let ca_cert = ca.join("ca.crt");
+    qkdn_yang::tls::server_config(&cert, &key, Some(&ca_cert)).unwrap();
+    qkdn_yang::tls::client_config(&ca_cert, Some((&ca.join("sae-1.crt"), &ca.join("sae-1.key"))))
+        .unwrap();
+    let pem = std::fs::read_to_string(&cert).unwrap();
+    assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"));
+
+    let store_key = dir.path().join("store.key");
+    assert!(qkdn(&["pki", "store-key", "--out", store_key.to_str().unwrap()]).status.success());
+    let hex = std::fs::read_to_string(&store_key).unwrap();
+    assert_eq!(hex.trim().len(), 64);
+    assert!(hex.trim().bytes().all(|b| b.is_ascii_hexdigit()));
+    assert_eq!(std::fs::metadata(&store_key).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        qkdn(&["pki", "store-key", "--out", store_key.to_str().unwrap()]).status.code(),
+        Some(2)
+    );
+}
