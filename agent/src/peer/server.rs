@@ -17,6 +17,8 @@ use tokio::sync::oneshot;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
+use qkdn_yang::tls::PeerCertificates;
+
 use super::{Announcement, PeerHub};
 use crate::kms::db::{Delivery, DeliveryState};
 use crate::kms::relay::{Relay, RelayError, Routes};
@@ -68,6 +70,48 @@ impl PeerService {
     }
 }
 
+/// The node a neighbour's certificate names (`urn:qkdn:node:<uuid>` URI SAN, or a UUID common
+/// name); `None` on a connection without a client certificate (plain HTTP/2, loopback only).
+fn caller_node<T>(request: &Request<T>) -> Result<Option<Uuid>, Status> {
+    let Some(certs) = request.extensions().get::<PeerCertificates>() else {
+        return Ok(None);
+    };
+    let cert = certs.0.first().ok_or_else(|| Status::unauthenticated("no client certificate"))?;
+    node_of_certificate(cert)
+        .map(Some)
+        .ok_or_else(|| Status::permission_denied("the client certificate names no QKD node"))
+}
+
+/// The node named by a certificate.
+pub fn node_of_certificate(cert: &rustls::pki_types::CertificateDer<'_>) -> Option<Uuid> {
+    use x509_parser::extensions::GeneralName;
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let (_, parsed) = X509Certificate::from_der(cert.as_ref()).ok()?;
+    if let Ok(Some(san)) = parsed.subject_alternative_name() {
+        for name in &san.value.general_names {
+            if let GeneralName::URI(uri) = name
+                && let Some(id) = uri.strip_prefix("urn:qkdn:node:")
+                && let Ok(id) = Uuid::parse_str(id)
+            {
+                return Some(id);
+            }
+        }
+    }
+    let cn = parsed.subject().iter_common_name().next()?.as_str().ok()?;
+    Uuid::parse_str(cn.strip_prefix("node-").unwrap_or(cn)).ok()
+}
+
+/// Refuses a request whose certificate names another node than `claimed`.
+fn check_caller<T>(request: &Request<T>, claimed: &str) -> Result<(), Status> {
+    match caller_node(request)? {
+        None => Ok(()),
+        Some(node) if Uuid::parse_str(claimed).ok() == Some(node) => Ok(()),
+        Some(node) => Err(Status::permission_denied(format!(
+            "node {node} (by its certificate) cannot speak for node {claimed}"
+        ))),
+    }
+}
+
 fn uuid_of(field: &str, text: &str) -> Result<Uuid, Status> {
     Uuid::parse_str(text)
         .map_err(|_| Status::invalid_argument(format!("{field}: \"{text}\" is not a UUID")))
@@ -112,6 +156,7 @@ impl Peer for PeerService {
         request: Request<ReserveKeysRequest>,
     ) -> Result<Response<ReserveKeysReply>, Status> {
         let kms = self.kms()?;
+        check_caller(&request, &request.get_ref().sender_node_id)?;
         let r = request.into_inner();
         let link = uuid_of("link_id", &r.link_id)?;
         let owner = uuid_of("owner_node_id", &r.owner_node_id)?;
@@ -159,6 +204,7 @@ impl Peer for PeerService {
         &self,
         request: Request<CommitRelayRequest>,
     ) -> Result<Response<CommitRelayReply>, Status> {
+        check_caller(&request, &request.get_ref().sender_node_id)?;
         let committed =
             self.kms()?.relay.on_commit(request.into_inner()).await.map_err(relay_status)?;
         Ok(Response::new(CommitRelayReply { committed }))
@@ -168,6 +214,7 @@ impl Peer for PeerService {
         &self,
         request: Request<DeviceKeysRequest>,
     ) -> Result<Response<DeviceKeysReply>, Status> {
+        check_caller(&request, &request.get_ref().master_node_id)?;
         let r = request.into_inner();
         let link = uuid_of("link_id", &r.link_id)?;
         let master = uuid_of("master_node_id", &r.master_node_id)?;

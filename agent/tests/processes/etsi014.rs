@@ -259,7 +259,7 @@ async fn an_etsi014_device_pair_delivers_the_kmes_keys_to_both_agents() {
 
     // Node B: the slave end, with a peer service over mutual TLS.
     let peer_port = free_port();
-    let (node_b_cert, node_b_key) = pki.issue("node-b", Usage::Service);
+    let (node_b_cert, node_b_key) = pki.issue_node("b", NODE_B);
     let b_peer = format!(
         "[peer]\nlisten = \"127.0.0.1:{peer_port}\"\ntls = {{ cert = \"{}\", key = \"{}\", client_ca = \"{}\" }}\n",
         toml_path(&node_b_cert),
@@ -278,7 +278,7 @@ async fn an_etsi014_device_pair_delivers_the_kmes_keys_to_both_agents() {
         &b_peer,
     );
     // Node A: the master end, calling B's peer service with its node certificate.
-    let (node_a_cert, node_a_key) = pki.issue("node-a", Usage::Service);
+    let (node_a_cert, node_a_key) = pki.issue_node("a", NODE_A);
     let a_peer = format!(
         "[peer]\nclient_tls = {{ cert = \"{}\", key = \"{}\", ca = \"{}\" }}\n\n[[neighbours]]\nnode = \"{NODE_B}\"\nurl = \"https://localhost:{peer_port}\"\n",
         toml_path(&node_a_cert),

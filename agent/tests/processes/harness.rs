@@ -233,6 +233,19 @@ impl TestPki {
         self.ca.issue(name, hosts, None, usage).unwrap().write(&self.dir, name).unwrap()
     }
 
+    /// Issues the certificate of node `node` (its ID in a `urn:qkdn:node:` URI), as
+    /// `node-<name>.crt` and `.key`.
+    pub(crate) fn issue_node(&self, name: &str, node: &str) -> (PathBuf, PathBuf) {
+        let uri = qkdn_yang::pki::node_uri(node);
+        let usage = qkdn_yang::pki::Usage::Service;
+        let file = format!("node-{name}");
+        self.ca
+            .issue(&file, &["127.0.0.1", "localhost"], Some(&uri), usage)
+            .unwrap()
+            .write(&self.dir, &file)
+            .unwrap()
+    }
+
     /// The CA certificate file.
     pub(crate) fn ca(&self) -> PathBuf {
         self.dir.join("ca.crt")

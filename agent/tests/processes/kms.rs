@@ -95,7 +95,7 @@ pub(crate) fn start_kms_node(
     neighbour_peer: u16,
     kms_port: u16,
 ) -> KmsNode {
-    let (cert, key) = pki.issue(&format!("node-{name}"), Usage::Service);
+    let (cert, key) = pki.issue_node(name, node);
     let ca = pki.ca();
     let store_key = dir.join(format!("{name}.storekey"));
     if !store_key.exists() {
@@ -299,6 +299,24 @@ async fn saes_get_the_same_keys_at_both_ends_exactly_as_etsi_014_says() {
     let link = &stores["stores"][0];
     assert_eq!(link["link"], LINK_AB);
     assert!(link["consumed"].as_u64().unwrap() >= 5, "{stores}");
+
+    // A neighbour cannot speak for another node: a certificate naming node C cannot reserve
+    // keys at B in A's name.
+    let (cert, key) = pki.issue_node("intruder", "00000003-0000-0000-0000-000000000000");
+    let config = tls::client_config(&pki.ca(), Some((&cert, &key))).unwrap();
+    let b_node = uuid::Uuid::parse_str(NODE_B).unwrap();
+    let intruder = qkdn_agent::peer::PeerClients::new(
+        [(b_node, format!("https://localhost:{peer_b}"))],
+        Some(config),
+    );
+    let forged = qkdn_proto::peer::v1::ReserveKeysRequest {
+        link_id: LINK_AB.into(),
+        owner_node_id: NODE_A.into(),
+        sender_node_id: NODE_A.into(),
+        deliveries: vec![],
+    };
+    let refused = intruder.reserve_keys(b_node, forged).await.unwrap_err();
+    assert!(refused.contains("cannot speak for node"), "{refused}");
 
     // Nothing the agents logged (at debug level) holds a key they handed out.
     let mut delivered = key_bytes(&dec);

@@ -6,7 +6,6 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use qkdn_yang::pki::Usage;
 use serde_json::json;
 
 use crate::harness::*;
@@ -30,7 +29,7 @@ pub(crate) struct ChainNode<'a> {
 
 /// Starts a chain node: simulated devices on each link, peer service and KMS over mutual TLS.
 pub(crate) fn start_chain_node(dir: &Path, pki: &TestPki, n: &ChainNode<'_>) -> AgentProcess {
-    let (cert, key) = pki.issue(&format!("node-{}", n.name), Usage::Service);
+    let (cert, key) = pki.issue_node(n.name, n.node);
     let ca = pki.ca();
     let store_key = dir.join(format!("{}.storekey", n.name));
     if !store_key.exists() {
