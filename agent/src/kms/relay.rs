@@ -197,6 +197,7 @@ impl Relay {
         let expires = now_ms() + PENDING_FOR.as_millis() as u64;
         self.stores.put_relayed(link, relay, sequence, keys, expires, true).await?;
         self.confirm(link, relay).await?;
+        tracing::debug!(%link, %relay, keys = count, "relayed and committed");
         Ok(count)
     }
 

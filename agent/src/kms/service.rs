@@ -20,7 +20,7 @@ use super::etsi014::identity::IdentityMap;
 use super::etsi014::{Limits, ServerState, Usage};
 use super::hooks::{Application, KeySink};
 use super::relay::{Relay, Routes, VirtRoute};
-use super::store::{KeyStores, PeerSync, StoreSettings};
+use super::store::{KeyStores, LinkSettings, PeerSync, StoreSettings};
 use crate::config::KmsConfig;
 use crate::device::KeyBlock;
 use crate::node::catalog::Catalog;
@@ -73,9 +73,12 @@ impl KeySink for KmsSink {
     }
 }
 
-/// The node's links that have key stores here (link → other end, key age limit): physical
-/// links, and virtual links that end here.
-fn store_links(config: &Json) -> HashMap<Uuid, (Uuid, Option<Duration>)> {
+/// Seconds of relaying the reserve on a physical link covers.
+const RELAY_RESERVE_SECONDS: u64 = 5;
+
+/// The node's links that have key stores here: physical links (with the reserve the relay
+/// needs on them), and virtual links that end here.
+fn store_links(config: &Json, key_bits: u32) -> HashMap<Uuid, LinkSettings> {
     let catalog = Catalog::from_node_json(config);
     let ttl_of = |link: Uuid| {
         catalog
@@ -89,13 +92,16 @@ fn store_links(config: &Json) -> HashMap<Uuid, (Uuid, Option<Duration>)> {
     let mut links = HashMap::new();
     for p in catalog.phys.values() {
         if let Some(remote) = p.remote_node {
-            links.insert(p.id, (remote, ttl_of(p.id)));
+            let (relay_bps, _) = catalog.committed_on(p.id);
+            let relay_reserve =
+                (relay_bps * RELAY_RESERVE_SECONDS / u64::from(key_bits.max(8))) as usize;
+            links.insert(p.id, LinkSettings { remote, max_age: ttl_of(p.id), relay_reserve });
         }
     }
     for v in catalog.virt.values() {
         let endpoint = v.prev_hop.is_none() || v.next_hops.is_empty();
         if let (true, Some(remote)) = (endpoint, v.remote_node) {
-            links.insert(v.id, (remote, ttl_of(v.id)));
+            links.insert(v.id, LinkSettings { remote, max_age: ttl_of(v.id), relay_reserve: 0 });
         }
     }
     links
@@ -142,11 +148,11 @@ pub fn start(
     let settings =
         StoreSettings { capacity: config.store_capacity, delivery_ttl: config.delivery_ttl };
     let config_now = running(ds);
-    let links = store_links(&config_now);
+    let links = store_links(&config_now, config.key_size_bits);
     let (routes_tx, routes) = watch::channel(Arc::new(routes_of(&config_now)));
     let peer: Arc<dyn PeerSync> =
         Arc::new(GrpcPeerSync { clients: clients.clone(), node, routes: routes.clone() });
-    let remotes = links.iter().map(|(l, (r, _))| (*l, *r)).collect();
+    let remotes = links.iter().map(|(l, s)| (*l, s.remote)).collect();
     let stores = KeyStores::open(node, seal, db, settings, &remotes)
         .map_err(|e| KmsStartError(e.to_string()))?;
     stores.set_links(&links);
@@ -164,7 +170,8 @@ pub fn start(
             }
         }
     }));
-    // Stores follow the configuration: new links, new TTLs.
+    // Stores follow the configuration: new links, new TTLs, new reserves.
+    let key_bits = config.key_size_bits;
     tasks.push(tokio::spawn({
         let (stores, ds) = (stores.clone(), ds.clone());
         let mut changes = ds.subscribe();
@@ -174,7 +181,7 @@ pub fn start(
                     Ok(set) if set.layer != Layer::Running => continue,
                     Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                         let config = running(&ds);
-                        stores.set_links(&store_links(&config));
+                        stores.set_links(&store_links(&config, key_bits));
                         routes_tx.send_if_modified(|current| {
                             let fresh = routes_of(&config);
                             let changed = **current != fresh;
@@ -216,6 +223,7 @@ pub fn start(
         identity: IdentityMap::new(config.sae_identity, &config.sae_fingerprints),
         limits: Limits::of(config),
         usage: usage.clone(),
+        limiter: Arc::default(),
     };
     let peer = KmsPeer { node, stores: stores.clone(), relay, routes, clients };
     Ok(Kms { stores, sink, usage, server, peer, tasks })

@@ -130,6 +130,8 @@ struct LinkStore {
     held: HashSet<Uuid>,
     /// Largest key age, when an application of the link sets a TTL.
     max_age: Option<Duration>,
+    /// Free keys `enc_keys` leaves for the relay's pads.
+    relay_reserve: usize,
     filled_keys: u64,
     consumed_keys: u64,
     dropped_keys: u64,
@@ -145,6 +147,7 @@ impl LinkStore {
             deliveries: HashMap::new(),
             held: HashSet::new(),
             max_age: None,
+            relay_reserve: 0,
             filled_keys: 0,
             consumed_keys: 0,
             dropped_keys: 0,
@@ -164,6 +167,17 @@ impl LinkStore {
     fn parts_per_key(&self, size_bits: u32) -> usize {
         (size_bits as usize).div_ceil(self.key_bits.max(8) as usize).max(1)
     }
+}
+
+/// What the KMS knows of a link from the node's configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinkSettings {
+    /// The other end.
+    pub remote: Uuid,
+    /// Largest key age (the smallest TTL of the link's applications).
+    pub max_age: Option<Duration>,
+    /// Free keys to keep for relaying (pads) rather than hand to SAEs.
+    pub relay_reserve: usize,
 }
 
 /// Counters of one store, for status and metrics.
@@ -311,13 +325,14 @@ impl KeyStores {
         self.node
     }
 
-    /// Declares the node's links (link → remote node) and their key age limits; stores of
-    /// links that are gone are kept (their keys stay valid).
-    pub fn set_links(&self, links: &HashMap<Uuid, (Uuid, Option<Duration>)>) {
+    /// Declares the node's links and their settings; stores of links that are gone are kept
+    /// (their keys stay valid).
+    pub fn set_links(&self, links: &HashMap<Uuid, LinkSettings>) {
         let mut stores = self.lock();
-        for (link, (remote, max_age)) in links {
-            let store = stores.entry(*link).or_insert_with(|| LinkStore::new(*remote));
-            store.max_age = *max_age;
+        for (link, settings) in links {
+            let store = stores.entry(*link).or_insert_with(|| LinkStore::new(settings.remote));
+            store.max_age = settings.max_age;
+            store.relay_reserve = settings.relay_reserve;
         }
     }
 
@@ -347,9 +362,12 @@ impl KeyStores {
         all
     }
 
-    /// Keys of `size_bits` this end could hand out on `link` now.
+    /// Keys of `size_bits` this end could hand out on `link` now (the relay's reserve apart).
     pub fn available(&self, link: Uuid, size_bits: u32) -> usize {
-        self.lock().get(&link).map(|s| s.free.len() / s.parts_per_key(size_bits)).unwrap_or(0)
+        self.lock()
+            .get(&link)
+            .map(|s| s.free.len().saturating_sub(s.relay_reserve) / s.parts_per_key(size_bits))
+            .unwrap_or(0)
     }
 
     /// Size of the keys stored for `link`, bits (0 before the first block).
@@ -446,11 +464,9 @@ impl KeyStores {
             let store = stores.get_mut(&link).ok_or(StoreError::NoLink(link))?;
             let per_key = store.parts_per_key(size_bits);
             let needed = per_key * number;
-            if store.free.len() < needed {
-                return Err(StoreError::NotEnough {
-                    available: store.free.len() / per_key,
-                    needed: number,
-                });
+            let usable = store.free.len().saturating_sub(store.relay_reserve);
+            if usable < needed {
+                return Err(StoreError::NotEnough { available: usable / per_key, needed: number });
             }
             let mut deliveries = Vec::with_capacity(number);
             let mut issued = Vec::with_capacity(number);

@@ -228,7 +228,10 @@ async fn expired_keys_are_erased_at_both_ends() {
     assert!(p.b.sweep() >= 1);
     assert_eq!(p.b.fetch(LINK, "s", "m", &[keys[0].0]).await.unwrap_err(), StoreError::NotFound);
     // Stock older than the link's TTL goes at both ends.
-    let ttl = HashMap::from([(LINK, (B, Some(Duration::from_millis(1))))]);
+    let ttl = HashMap::from([(
+        LINK,
+        LinkSettings { remote: B, max_age: Some(Duration::from_millis(1)), relay_reserve: 0 },
+    )]);
     p.a.set_links(&ttl);
     tokio::time::sleep(Duration::from_millis(5)).await;
     assert!(p.a.sweep() > 0);
@@ -262,4 +265,22 @@ async fn a_full_store_drops_new_blocks() {
     a.ingest(block(1, 8)).await.unwrap();
     let stats = &a.stats()[0];
     assert_eq!((stats.stored, stats.dropped), (8, 8));
+}
+
+#[tokio::test]
+async fn enc_keys_leaves_the_relay_its_reserve() {
+    let p = pair(1, 8).await;
+    let to_b = Direct(p.b.clone(), A);
+    p.a.set_links(&HashMap::from([(
+        LINK,
+        LinkSettings { remote: B, max_age: None, relay_reserve: 3 },
+    )]));
+    assert_eq!(p.a.available(LINK, 256), 1);
+    p.a.take(&take("m", &slaves(&["s"]), 1, 256, None), &to_b).await.unwrap();
+    assert!(matches!(
+        p.a.take(&take("m", &slaves(&["s"]), 1, 256, None), &to_b).await,
+        Err(StoreError::NotEnough { available: 0, needed: 1 })
+    ));
+    // The relay itself may use the reserve.
+    assert_eq!(p.a.take_pads(LINK, 3, 256).await.unwrap().len(), 3);
 }

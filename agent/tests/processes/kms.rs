@@ -300,6 +300,28 @@ async fn saes_get_the_same_keys_at_both_ends_exactly_as_etsi_014_says() {
     assert_eq!(link["link"], LINK_AB);
     assert!(link["consumed"].as_u64().unwrap() >= 5, "{stores}");
 
+    // Fair use: with app_qos max_bandwidth = 1024 bit/s, sae-a gets 1024 bits per second.
+    let qos_path = format!(
+        "{NODE_PATH}/qkd_applications/qkd_app=aaaa0000-0000-4000-8000-00000000000a/app_qos"
+    );
+    restconf(&a.agent)
+        .patch(&qos_path, &json!({"etsi-qkd-sdn-node:app_qos": {"max_bandwidth": 1024}}))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(sae_a.post("sae-b/enc_keys", &json!({"number": 4})).await.status, 200);
+    let limited = sae_a.post("sae-b/enc_keys", &json!({"number": 1})).await;
+    assert_eq!(limited.status, 503, "{}", limited.body);
+    assert!(
+        limited.body["message"].as_str().unwrap().contains("max_bandwidth"),
+        "{}",
+        limited.body
+    );
+    let too_big = sae_a.post("sae-b/enc_keys", &json!({"number": 5})).await;
+    assert_eq!(too_big.status, 503, "{}", too_big.body);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(sae_a.post("sae-b/enc_keys", &json!({"number": 4})).await.status, 200);
+
     // A neighbour cannot speak for another node: a certificate naming node C cannot reserve
     // keys at B in A's name.
     let (cert, key) = pki.issue_node("intruder", "00000003-0000-0000-0000-000000000000");
@@ -322,6 +344,8 @@ async fn saes_get_the_same_keys_at_both_ends_exactly_as_etsi_014_says() {
     let mut delivered = key_bytes(&dec);
     delivered.extend(key_bytes(&got));
     delivered.extend(key_bytes(&from_b));
+    let mut named = key_ids(&dec);
+    named.extend(key_ids(&from_b));
     drop((a, b));
-    assert_logs_hold_no_keys(dir.path(), &delivered);
+    assert_logs_hold_no_keys(dir.path(), &delivered, &named);
 }

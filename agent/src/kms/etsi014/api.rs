@@ -223,10 +223,24 @@ async fn enc_keys(
         size_bits: size as u32,
         ttl: route.ttl,
     };
-    let keys = state.stores.take(&take, state.peer.as_ref()).await.map_err(store_error)?;
-    if let Some(app) = route.app {
-        state.usage.add(app, number * size);
+    let bits = number * size;
+    if let (Some(app), Some(rate)) = (route.app, route.rate) {
+        state.limiter.admit(app, rate, bits).map_err(ApiError::unavailable)?;
     }
+    let keys = match state.stores.take(&take, state.peer.as_ref()).await {
+        Ok(keys) => keys,
+        Err(e) => {
+            if let (Some(app), Some(rate)) = (route.app, route.rate) {
+                state.limiter.refund(app, rate, bits);
+            }
+            return Err(store_error(e));
+        }
+    };
+    if let Some(app) = route.app {
+        state.usage.add(app, bits);
+    }
+    let ids: Vec<String> = keys.iter().map(|(id, _)| id.to_string()).collect();
+    tracing::debug!(%master, ?slaves, link = %route.link, keys = ?ids, size, "enc_keys delivered");
     Ok(key_container(keys))
 }
 
@@ -287,6 +301,7 @@ async fn dec_keys(
         let bits: u64 = keys.iter().map(|(_, k)| k.len() as u64 * 8).sum();
         state.usage.add(app, bits);
     }
+    tracing::debug!(%slave, %master, link = %route.link, keys = ?ids, "dec_keys delivered");
     Ok(key_container(keys))
 }
 

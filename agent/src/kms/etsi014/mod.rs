@@ -11,6 +11,7 @@
 
 mod api;
 pub mod identity;
+pub mod limits;
 pub mod wire;
 
 use std::collections::HashMap;
@@ -85,6 +86,8 @@ pub struct Route {
     pub app: Option<Uuid>,
     /// The application's key TTL.
     pub ttl: Option<Duration>,
+    /// The application's `max_bandwidth`, bit/s.
+    pub rate: Option<u32>,
 }
 
 /// What the handlers share.
@@ -104,6 +107,8 @@ pub struct ServerState {
     pub limits: Limits,
     /// Usage per application.
     pub usage: Arc<Usage>,
+    /// Rate limits per application.
+    pub limiter: Arc<limits::RateLimiter>,
 }
 
 impl ServerState {
@@ -123,6 +128,7 @@ impl ServerState {
                     link: *link,
                     app: Some(app.id),
                     ttl: app.ttl.map(|t| Duration::from_secs(u64::from(t))),
+                    rate: app.max_bandwidth.filter(|r| *r > 0),
                 });
             }
         }
@@ -130,6 +136,7 @@ impl ServerState {
             link: p.link,
             app: None,
             ttl: None,
+            rate: None,
         })
     }
 }
