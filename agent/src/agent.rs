@@ -284,6 +284,7 @@ impl Agent {
                     &ds,
                     applications.clone(),
                     peers.clients.clone(),
+                    publisher.clone(),
                 )
                 .map_err(|e| AgentError::Kms(e.0))?;
                 Some(kms)
@@ -375,7 +376,7 @@ impl Agent {
         let management_addr = management_listener
             .local_addr()
             .map_err(|error| AgentError::Listen { addr: config.management.listen, error })?;
-        let kms_stores = kms.as_ref().map(|k| k.stores.clone());
+        let kms_stores = kms.as_ref().map(|k| (k.stores.clone(), k.health.clone()));
         let kms_tasks = kms.map(|k| k.tasks).unwrap_or_default();
         let router = management::router(ManagementState {
             kms: kms_stores,

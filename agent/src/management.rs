@@ -3,7 +3,8 @@
 //! the key ledger of a link (`/v1/links/{id}/keys`: counters and the fingerprints of recent
 //! blocks, which let an operator check that both ends of a link hold the same keys without
 //! revealing any), plus the registration state (`/v1/registration`) and the KMS's key stores
-//! (`/v1/kms/stores`: counters per link, never a key).
+//! (`/v1/kms/stores`: counters, fill and consumption rates and threshold alarms per link, never
+//! a key).
 
 use std::sync::Arc;
 
@@ -17,6 +18,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::kms::KeyLedger;
+use crate::kms::monitor::HealthView;
 use crate::kms::store::KeyStores;
 use crate::node::live::LiveView;
 use crate::register::RegistrationState;
@@ -24,8 +26,8 @@ use crate::register::RegistrationState;
 /// What the endpoints read.
 #[derive(Clone)]
 pub struct ManagementState {
-    /// The KMS's key stores, when the node runs a KMS.
-    pub kms: Option<Arc<KeyStores>>,
+    /// The KMS's key stores and their health, when the node runs a KMS.
+    pub kms: Option<(Arc<KeyStores>, HealthView)>,
     /// The live node's view.
     pub view: watch::Receiver<Arc<LiveView>>,
     /// The key ledger, when the agent runs without a KMS.
@@ -95,7 +97,23 @@ async fn registration(State(state): State<ManagementState>) -> JsonBody<serde_js
 
 async fn kms_stores(State(state): State<ManagementState>) -> Response {
     match &state.kms {
-        Some(stores) => JsonBody(json!({"stores": stores.stats()})).into_response(),
+        Some((stores, health)) => {
+            let health = health.borrow().clone();
+            let stores: Vec<serde_json::Value> = stores
+                .stats()
+                .into_iter()
+                .map(|s| {
+                    let mut entry = json!(s);
+                    if let (Some(map), Some(h)) = (entry.as_object_mut(), health.get(&s.link))
+                        && let serde_json::Value::Object(h) = json!(h)
+                    {
+                        map.extend(h);
+                    }
+                    entry
+                })
+                .collect();
+            JsonBody(json!({ "stores": stores })).into_response()
+        }
         None => (StatusCode::NOT_FOUND, JsonBody(json!({"message": "this node runs no KMS"})))
             .into_response(),
     }

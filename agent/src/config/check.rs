@@ -309,6 +309,24 @@ fn check_kms(kms: &KmsConfig, problem: &mut impl FnMut(KeyPath, String)) {
     if kms.store_capacity < 2 {
         problem(at.key("store_capacity"), format!("{}: expected at least 2", kms.store_capacity));
     }
+    let (low, high) = (kms.store_low_watermark, kms.store_high_watermark);
+    if !(0.0..1.0).contains(&low) {
+        problem(
+            at.key("store_low_watermark"),
+            format!("{low}: expected a share from 0 to below 1"),
+        );
+    }
+    if !(high > 0.0 && high <= 1.0) {
+        problem(
+            at.key("store_high_watermark"),
+            format!("{high}: expected a share above 0, at most 1"),
+        );
+    } else if low >= high {
+        problem(
+            at.key("store_low_watermark"),
+            format!("{low}: expected below store_high_watermark ({high})"),
+        );
+    }
     if kms.sae_identity == SaeIdentity::Fingerprint && kms.sae_fingerprints.is_empty() {
         problem(
             at.key("sae_fingerprints"),

@@ -106,6 +106,13 @@ pub struct KmsConfig {
     /// Keys a link's store holds at most.
     #[serde(default = "default_store_capacity")]
     pub store_capacity: usize,
+    /// Share of this end's half of `store_capacity` below which the keys this end may hand out
+    /// raise a low-key alarm (once the store has been above it).
+    #[serde(default = "default_store_low_watermark")]
+    pub store_low_watermark: f64,
+    /// Fill (share of `store_capacity`) above which a store raises a nearly-full alarm.
+    #[serde(default = "default_store_high_watermark")]
+    pub store_high_watermark: f64,
     /// How long a delivered key waits for its slaves when the application sets no TTL.
     #[serde(default = "default_delivery_ttl", with = "humantime_serde")]
     pub delivery_ttl: Duration,
@@ -135,6 +142,12 @@ fn default_max_sae_id_count() -> u32 {
 }
 fn default_store_capacity() -> usize {
     1_000_000
+}
+fn default_store_low_watermark() -> f64 {
+    0.01
+}
+fn default_store_high_watermark() -> f64 {
+    0.95
 }
 fn default_delivery_ttl() -> Duration {
     Duration::from_secs(3600)

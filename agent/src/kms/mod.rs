@@ -7,19 +7,23 @@
 //!
 //! 1. same ID, same bytes at both ends: keys come from the devices (or the relay) with their IDs
 //!    and are never altered ([`store`]);
-//! 2. delivered once, to the named parties only: [`store`] states, [`sync`];
-//! 3. hop keys pad one relayed key and are erased: the relay;
+//! 2. delivered once, to the named parties only: [`store`] states, kept in step with the
+//!    other end over the peer service (`crate::peer`);
+//! 3. hop keys pad one relayed key and are erased: [`relay`];
 //! 4. what a 2xx delivered survives `kill -9`: group-committed redb writes before every answer
 //!    ([`db`]);
 //! 5. no race between the ends: keys of a link are split between the two ends by position
 //!    ([`ownership`]);
 //! 6. key bytes never logged, zeroized, encrypted at rest ([`crypt`]);
 //! 7. expired keys erased at both ends ([`store`]).
+//!
+//! [`monitor`] watches the stores' fill and rates and raises the 015 threshold alarms.
 
 pub mod crypt;
 pub mod db;
 pub mod etsi014;
 mod hooks;
+pub mod monitor;
 pub mod ownership;
 pub mod relay;
 pub mod service;

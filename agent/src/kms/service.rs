@@ -1,7 +1,8 @@
 //! Starting the KMS inside the agent: the store encryption key, the database, the key stores of
 //! the node's links and the relay routes (both kept in step with the 015 configuration), the
 //! device key feed, the expiry sweep, the completion of deliveries a crash interrupted, the
-//! relay of the virtual links this node sources, and the 014 server's state.
+//! relay of the virtual links this node sources, the stores' monitor (rates and threshold
+//! alarms), and the 014 server's state.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -9,6 +10,7 @@ use std::time::Duration;
 
 use qkdn_yang::Datastore;
 use qkdn_yang::datastore::{ContentFilter, Layer};
+use qkdn_yang::restconf::NotificationPublisher;
 use serde_json::Value as Json;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -19,6 +21,7 @@ use super::db::Db;
 use super::etsi014::identity::IdentityMap;
 use super::etsi014::{Limits, ServerState, Usage};
 use super::hooks::{Application, KeySink};
+use super::monitor::{HealthView, StoreMonitor, Thresholds};
 use super::relay::{Relay, Routes, VirtRoute};
 use super::store::{KeyStores, LinkSettings, PeerSync, StoreSettings};
 use crate::config::KmsConfig;
@@ -45,6 +48,8 @@ pub struct Kms {
     pub server: ServerState,
     /// What the peer service needs.
     pub peer: KmsPeer,
+    /// Rates and alarm state of every store, refreshed every second.
+    pub health: HealthView,
     /// Background tasks; the first is the key feed, which ends once the sink is flushed.
     pub tasks: Vec<JoinHandle<()>>,
 }
@@ -128,6 +133,23 @@ fn routes_of(config: &Json) -> Routes {
     Routes { virt, neighbours: catalog.neighbours().into_iter().collect() }
 }
 
+/// The `qkdl_status` identity name of `link` in `config` (`ACTIVE` when unset).
+fn link_status(config: &Json, link: Uuid) -> &'static str {
+    let id = link.to_string();
+    let status = config["etsi-qkd-sdn-node:qkd_node"]["qkd_links"]["qkd_link"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|l| l["qkdl_id"].as_str() == Some(id.as_str()))
+        .and_then(|l| l["qkdl_status"].as_str());
+    match status.map(|s| s.rsplit(':').next().unwrap_or(s)) {
+        Some("PASSIVE") => "PASSIVE",
+        Some("PENDING") => "PENDING",
+        Some("OFF") => "OFF",
+        _ => "ACTIVE",
+    }
+}
+
 fn running(ds: &Datastore) -> Json {
     let path = ds.path("/etsi-qkd-sdn-node:qkd_node").expect("the 015 module is loaded");
     ds.snapshot().get_json(ds.context(), &path, ContentFilter::Config).unwrap_or(Json::Null)
@@ -141,6 +163,7 @@ pub fn start(
     ds: &Datastore,
     applications: watch::Receiver<Arc<Vec<Application>>>,
     clients: Arc<PeerClients>,
+    publisher: NotificationPublisher,
 ) -> Result<Kms, KmsStartError> {
     let seal = load_store_key(config.store_key_file.as_deref())
         .map_err(|e| KmsStartError(e.to_string()))?;
@@ -211,6 +234,37 @@ pub fn start(
             }
         }
     }));
+    // Rates and thresholds, every second; crossings become 015 alarms and events.
+    let (health_tx, health) = watch::channel(Arc::new(HashMap::new()));
+    tasks.push(tokio::spawn({
+        let (stores, ds) = (stores.clone(), ds.clone());
+        let mut monitor = StoreMonitor::new(Thresholds {
+            capacity: config.store_capacity,
+            low: config.store_low_watermark,
+            high: config.store_high_watermark,
+        });
+        async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            let mut last = tokio::time::Instant::now();
+            loop {
+                tick.tick().await;
+                let now = tokio::time::Instant::now();
+                let crossings = monitor.observe(&stores.stats(), now - last);
+                last = now;
+                if !crossings.is_empty() {
+                    let config = running(&ds);
+                    for c in crossings {
+                        tracing::warn!(link = %c.link, alarm = ?c.alarm, raised = c.raised, "{}", c.message);
+                        let notification = c.notification(link_status(&config, c.link));
+                        if let Err(e) = publisher.publish(notification) {
+                            tracing::error!(error = %e, "a store alarm failed validation");
+                        }
+                    }
+                }
+                health_tx.send_replace(Arc::new(monitor.health().clone()));
+            }
+        }
+    }));
     let relay =
         Relay::new(node, stores.clone(), routes.clone(), clients.clone(), config.key_size_bits);
     tasks.push(tokio::spawn(relay.clone().run(config.relay_stock_keys)));
@@ -226,5 +280,5 @@ pub fn start(
         limiter: Arc::default(),
     };
     let peer = KmsPeer { node, stores: stores.clone(), relay, routes, clients };
-    Ok(Kms { stores, sink, usage, server, peer, tasks })
+    Ok(Kms { stores, sink, usage, server, peer, health, tasks })
 }

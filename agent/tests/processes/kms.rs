@@ -85,15 +85,15 @@ pub(crate) struct KmsNode {
 }
 
 /// Starts node `node` (A or B of the harness's link) with a KMS and a peer service, both over
-/// mutual TLS, its neighbour's peer service at `neighbour_peer`.
+/// mutual TLS, listening on `peer_port` and `kms_port`, its neighbour's peer service at
+/// `neighbour_peer`; `kms_extra` is added to the `[kms]` section.
 pub(crate) fn start_kms_node(
     dir: &std::path::Path,
     pki: &TestPki,
     name: &str,
     (node, iface, remote, remote_iface): (&str, u32, &str, u32),
-    peer_port: u16,
-    neighbour_peer: u16,
-    kms_port: u16,
+    (peer_port, neighbour_peer, kms_port): (u16, u16, u16),
+    kms_extra: &str,
 ) -> KmsNode {
     let (cert, key) = pki.issue_node(name, node);
     let ca = pki.ca();
@@ -123,6 +123,7 @@ url = "https://localhost:{neighbour_peer}"
 listen = "127.0.0.1:{kms_port}"
 tls = {tls_server}
 store_key_file = "{store_key}"
+{kms_extra}
 "#,
         cert = cert.display(),
         key = key.display(),
@@ -160,10 +161,22 @@ async fn saes_get_the_same_keys_at_both_ends_exactly_as_etsi_014_says() {
     let dir = tempfile::tempdir().unwrap();
     let pki = TestPki::new(dir.path());
     let (peer_a, peer_b, kms_a, kms_b) = (free_port(), free_port(), free_port(), free_port());
-    let a =
-        start_kms_node(dir.path(), &pki, "a", (NODE_A, 101, NODE_B, 201), peer_a, peer_b, kms_a);
-    let b =
-        start_kms_node(dir.path(), &pki, "b", (NODE_B, 201, NODE_A, 101), peer_b, peer_a, kms_b);
+    let a = start_kms_node(
+        dir.path(),
+        &pki,
+        "a",
+        (NODE_A, 101, NODE_B, 201),
+        (peer_a, peer_b, kms_a),
+        "",
+    );
+    let b = start_kms_node(
+        dir.path(),
+        &pki,
+        "b",
+        (NODE_B, 201, NODE_A, 101),
+        (peer_b, peer_a, kms_b),
+        "",
+    );
     pair_saes(&a, "aaaa0000-0000-4000-8000-00000000000a", "sae-a", "sae-b").await;
     pair_saes(&b, "aaaa0000-0000-4000-8000-00000000000b", "sae-b", "sae-a").await;
     let (sae_a, sae_b) = (Sae::new(&pki, "sae-a", kms_a), Sae::new(&pki, "sae-b", kms_b));

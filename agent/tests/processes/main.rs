@@ -12,4 +12,5 @@ mod notifications;
 mod registration;
 mod relay;
 mod restconf;
+mod store_alarms;
 mod tfs;
