@@ -376,7 +376,11 @@ impl Agent {
         let management_addr = management_listener
             .local_addr()
             .map_err(|error| AgentError::Listen { addr: config.management.listen, error })?;
-        let kms_stores = kms.as_ref().map(|k| (k.stores.clone(), k.health.clone()));
+        let kms_stores = kms.as_ref().map(|k| management::KmsView {
+            stores: k.stores.clone(),
+            health: k.health.clone(),
+            relay: k.peer.relay.clone(),
+        });
         let kms_tasks = kms.map(|k| k.tasks).unwrap_or_default();
         let router = management::router(ManagementState {
             kms: kms_stores,

@@ -4,7 +4,8 @@
 //! blocks, which let an operator check that both ends of a link hold the same keys without
 //! revealing any), plus the registration state (`/v1/registration`) and the KMS's key stores
 //! (`/v1/kms/stores`: counters, fill and consumption rates and threshold alarms per link, never
-//! a key).
+//! a key) and its relays (`/v1/kms/relays`: per virtual link it sources, relays, keys,
+//! failures and end-to-end latency; DELETE clears them).
 
 use std::sync::Arc;
 
@@ -19,15 +20,27 @@ use uuid::Uuid;
 
 use crate::kms::KeyLedger;
 use crate::kms::monitor::HealthView;
+use crate::kms::relay::Relay;
 use crate::kms::store::KeyStores;
 use crate::node::live::LiveView;
 use crate::register::RegistrationState;
 
+/// What the endpoints read of the KMS.
+#[derive(Clone)]
+pub struct KmsView {
+    /// The key stores.
+    pub stores: Arc<KeyStores>,
+    /// Their rates and alarms.
+    pub health: HealthView,
+    /// The relay engine.
+    pub relay: Arc<Relay>,
+}
+
 /// What the endpoints read.
 #[derive(Clone)]
 pub struct ManagementState {
-    /// The KMS's key stores and their health, when the node runs a KMS.
-    pub kms: Option<(Arc<KeyStores>, HealthView)>,
+    /// The KMS, when the node runs one.
+    pub kms: Option<KmsView>,
     /// The live node's view.
     pub view: watch::Receiver<Arc<LiveView>>,
     /// The key ledger, when the agent runs without a KMS.
@@ -47,6 +60,7 @@ pub fn router(state: ManagementState) -> Router {
         .route("/v1/links/{id}/keys", get(keys))
         .route("/v1/registration", get(registration))
         .route("/v1/kms/stores", get(kms_stores))
+        .route("/v1/kms/relays", get(kms_relays).delete(clear_kms_relays))
         .fallback(|| async {
             (StatusCode::NOT_FOUND, JsonBody(json!({"message": "no such management resource"})))
         })
@@ -97,7 +111,7 @@ async fn registration(State(state): State<ManagementState>) -> JsonBody<serde_js
 
 async fn kms_stores(State(state): State<ManagementState>) -> Response {
     match &state.kms {
-        Some((stores, health)) => {
+        Some(KmsView { stores, health, .. }) => {
             let health = health.borrow().clone();
             let stores: Vec<serde_json::Value> = stores
                 .stats()
@@ -113,6 +127,26 @@ async fn kms_stores(State(state): State<ManagementState>) -> Response {
                 })
                 .collect();
             JsonBody(json!({ "stores": stores })).into_response()
+        }
+        None => (StatusCode::NOT_FOUND, JsonBody(json!({"message": "this node runs no KMS"})))
+            .into_response(),
+    }
+}
+
+async fn kms_relays(State(state): State<ManagementState>) -> Response {
+    match &state.kms {
+        Some(kms) => JsonBody(json!({"relays": kms.relay.stats.report()})).into_response(),
+        None => (StatusCode::NOT_FOUND, JsonBody(json!({"message": "this node runs no KMS"})))
+            .into_response(),
+    }
+}
+
+/// Clears the relay figures (as an operator clears counters before a measurement).
+async fn clear_kms_relays(State(state): State<ManagementState>) -> Response {
+    match &state.kms {
+        Some(kms) => {
+            kms.relay.stats.clear();
+            StatusCode::NO_CONTENT.into_response()
         }
         None => (StatusCode::NOT_FOUND, JsonBody(json!({"message": "this node runs no KMS"})))
             .into_response(),

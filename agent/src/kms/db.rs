@@ -3,12 +3,15 @@
 //! depends on, wait until the batch is durable (`Durability::Immediate`); batches that arrive
 //! while a commit runs share the next one, so many concurrent requests cost one fsync.
 //!
-//! Tables: `keys`, `(link, key ID) → size, creation time, block sequence and index, sealed
-//! material`
-//! (the material AEAD-sealed by [`super::crypt`]); `deliveries`, `(link, key ID) → delivery`
-//! (who received a key and who may still fetch it; no material); `relays`, `relay ID → pending
-//! relayed keys` (keys of a virtual link stored but not yet usable: the relay that brought them
-//! is not committed at both ends).
+//! Tables: `keys`, `(link, block sequence, index in the block) → key ID, size, creation time,
+//! sealed material` (the material AEAD-sealed by [`super::crypt`]); `deliveries`, `(link,
+//! expiry, key ID) → delivery` (who received a key and who may still fetch it; no material);
+//! `relays`, `relay ID → pending relayed keys` (keys of a virtual link stored but not yet usable:
+//! the relay that brought them is not committed at both ends).
+//!
+//! Rows sort in the order they arrive (block sequence, expiry), not by the random key IDs: a
+//! stored block appends, keys consumed oldest first are erased from the front, and a commit
+//! touches few pages. Keyed by ID, a store of millions of keys wrote ten times slower.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -18,8 +21,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-const KEYS: TableDefinition<'_, &[u8; 32], &[u8]> = TableDefinition::new("keys");
-const DELIVERIES: TableDefinition<'_, &[u8; 32], &[u8]> = TableDefinition::new("deliveries");
+const KEYS: TableDefinition<'_, &[u8; 32], &[u8]> = TableDefinition::new("keys-by-arrival");
+const DELIVERIES: TableDefinition<'_, &[u8; 40], &[u8]> =
+    TableDefinition::new("deliveries-by-expiry");
 const RELAYS: TableDefinition<'_, &[u8; 16], &[u8]> = TableDefinition::new("relays");
 
 /// Batches one commit may take.
@@ -34,17 +38,28 @@ fn fail(e: impl std::fmt::Display) -> DbError {
     DbError(e.to_string())
 }
 
-fn row(link: Uuid, id: Uuid) -> [u8; 32] {
-    let mut key = [0u8; 32];
+/// The row of a delivery: link, expiry (big-endian, so new deliveries append) and key ID.
+fn delivery_row(link: Uuid, expires_ms: u64, id: Uuid) -> [u8; 40] {
+    let mut key = [0u8; 40];
     key[..16].copy_from_slice(link.as_bytes());
-    key[16..].copy_from_slice(id.as_bytes());
+    key[16..24].copy_from_slice(&expires_ms.to_be_bytes());
+    key[24..].copy_from_slice(id.as_bytes());
     key
 }
 
-fn split_row(key: &[u8; 32]) -> (Uuid, Uuid) {
+fn split_delivery_row(key: &[u8; 40]) -> (Uuid, Uuid) {
     let link = Uuid::from_bytes(key[..16].try_into().expect("16 bytes"));
-    let id = Uuid::from_bytes(key[16..].try_into().expect("16 bytes"));
+    let id = Uuid::from_bytes(key[24..].try_into().expect("16 bytes"));
     (link, id)
+}
+
+/// The row of a key: link, block sequence and index, big-endian so rows sort in arrival order.
+fn key_row(link: Uuid, sequence: u64, index: u32) -> [u8; 32] {
+    let mut key = [0u8; 32];
+    key[..16].copy_from_slice(link.as_bytes());
+    key[16..24].copy_from_slice(&sequence.to_be_bytes());
+    key[24..28].copy_from_slice(&index.to_be_bytes());
+    key
 }
 
 /// A stored key, as written.
@@ -74,27 +89,31 @@ impl std::fmt::Debug for StoredKey {
 
 impl StoredKey {
     fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(24 + self.sealed.len());
+        let mut out = Vec::with_capacity(28 + self.sealed.len());
+        out.extend_from_slice(self.id.as_bytes());
         out.extend_from_slice(&self.size_bits.to_le_bytes());
         out.extend_from_slice(&self.created_ms.to_le_bytes());
-        out.extend_from_slice(&self.sequence.to_le_bytes());
-        out.extend_from_slice(&self.index.to_le_bytes());
         out.extend_from_slice(&self.sealed);
         out
     }
 
-    fn decode(link: Uuid, id: Uuid, bytes: &[u8]) -> Result<StoredKey, DbError> {
-        if bytes.len() < 24 {
-            return Err(DbError(format!("key {id} of link {link}: truncated record")));
+    fn decode(row: &[u8; 32], bytes: &[u8]) -> Result<StoredKey, DbError> {
+        let link = Uuid::from_bytes(row[..16].try_into().expect("16 bytes"));
+        let sequence = u64::from_be_bytes(row[16..24].try_into().expect("8 bytes"));
+        let index = u32::from_be_bytes(row[24..28].try_into().expect("4 bytes"));
+        if bytes.len() < 28 {
+            return Err(DbError(format!(
+                "key {sequence}/{index} of link {link}: truncated record"
+            )));
         }
         Ok(StoredKey {
             link,
-            id,
-            size_bits: u32::from_le_bytes(bytes[0..4].try_into().expect("4 bytes")),
-            created_ms: u64::from_le_bytes(bytes[4..12].try_into().expect("8 bytes")),
-            sequence: u64::from_le_bytes(bytes[12..20].try_into().expect("8 bytes")),
-            index: u32::from_le_bytes(bytes[20..24].try_into().expect("4 bytes")),
-            sealed: bytes[24..].to_vec(),
+            id: Uuid::from_bytes(bytes[..16].try_into().expect("16 bytes")),
+            size_bits: u32::from_le_bytes(bytes[16..20].try_into().expect("4 bytes")),
+            created_ms: u64::from_le_bytes(bytes[20..28].try_into().expect("8 bytes")),
+            sequence,
+            index,
+            sealed: bytes[28..].to_vec(),
         })
     }
 }
@@ -139,8 +158,10 @@ pub enum Op {
     RemoveKey {
         /// Its link.
         link: Uuid,
-        /// Its ID.
-        id: Uuid,
+        /// Its block's sequence.
+        sequence: u64,
+        /// Its index in the block.
+        index: u32,
     },
     /// Record a delivery.
     PutDelivery {
@@ -157,6 +178,8 @@ pub enum Op {
         link: Uuid,
         /// The delivered key's ID.
         id: Uuid,
+        /// Its expiry (part of its row).
+        expires_ms: u64,
     },
     /// Record pending relayed keys.
     PutRelay {
@@ -272,8 +295,7 @@ impl Db {
             Ok(table) => {
                 for entry in table.iter().map_err(fail)? {
                     let (k, v) = entry.map_err(fail)?;
-                    let (link, id) = split_row(k.value());
-                    loaded.keys.push(StoredKey::decode(link, id, v.value())?);
+                    loaded.keys.push(StoredKey::decode(k.value(), v.value())?);
                 }
             }
             Err(TableError::TableDoesNotExist(_)) => {}
@@ -283,7 +305,7 @@ impl Db {
             Ok(table) => {
                 for entry in table.iter().map_err(fail)? {
                     let (k, v) = entry.map_err(fail)?;
-                    let (link, id) = split_row(k.value());
+                    let (link, id) = split_delivery_row(k.value());
                     let delivery = serde_json::from_slice(v.value())
                         .map_err(|e| DbError(format!("delivery {id}: {e}")))?;
                     loaded.deliveries.push((link, id, delivery));
@@ -341,18 +363,19 @@ fn commit(db: &Database, group: &[Batch]) -> Result<(), DbError> {
             for op in ops {
                 match op {
                     Op::PutKey(key) => {
-                        keys.insert(&row(key.link, key.id), key.encode().as_slice())
-                            .map_err(fail)?;
+                        let row = key_row(key.link, key.sequence, key.index);
+                        keys.insert(&row, key.encode().as_slice()).map_err(fail)?;
                     }
-                    Op::RemoveKey { link, id } => {
-                        keys.remove(&row(*link, *id)).map_err(fail)?;
+                    Op::RemoveKey { link, sequence, index } => {
+                        keys.remove(&key_row(*link, *sequence, *index)).map_err(fail)?;
                     }
                     Op::PutDelivery { link, id, delivery } => {
                         let json = serde_json::to_vec(delivery).map_err(fail)?;
-                        deliveries.insert(&row(*link, *id), json.as_slice()).map_err(fail)?;
+                        let row = delivery_row(*link, delivery.expires_ms, *id);
+                        deliveries.insert(&row, json.as_slice()).map_err(fail)?;
                     }
-                    Op::RemoveDelivery { link, id } => {
-                        deliveries.remove(&row(*link, *id)).map_err(fail)?;
+                    Op::RemoveDelivery { link, id, expires_ms } => {
+                        deliveries.remove(&delivery_row(*link, *expires_ms, *id)).map_err(fail)?;
                     }
                     Op::PutRelay { id, relay } => {
                         let json = serde_json::to_vec(relay).map_err(fail)?;

@@ -11,7 +11,9 @@
 //! A retried relay or commit (same relay ID) is answered from memory without new pads.
 //!
 //! The source refills each virtual link's store up to a stock target, at most at the link's
-//! `virt_bandwidth` (a token bucket).
+//! `virt_bandwidth` (a token bucket). Every node keeps a pool of pads per physical link that
+//! carries relays, erased on disk ahead of use, so that a relay passing through does not wait
+//! for a disk write at each hop.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,6 +26,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
+use super::relay_stats::RelayStats;
 use super::store::{KeyStores, StoreError, now_ms};
 use crate::peer::PeerClients;
 
@@ -97,6 +100,8 @@ pub struct Relay {
     random: SystemRandom,
     sequence: AtomicU64,
     remembered: Mutex<(HashMap<Uuid, u32>, VecDeque<Uuid>)>,
+    /// Figures of the virtual links this node sources.
+    pub stats: RelayStats,
 }
 
 impl Relay {
@@ -119,6 +124,7 @@ impl Relay {
             random: SystemRandom::new(),
             sequence: AtomicU64::new(start),
             remembered: Mutex::new((HashMap::new(), VecDeque::new())),
+            stats: RelayStats::default(),
         })
     }
 
@@ -142,6 +148,16 @@ impl Relay {
     /// Relays one block of `count` fresh keys over virtual `link` from this node (its source);
     /// returns how many keys are now usable at both ends.
     pub async fn relay_block(&self, link: Uuid, count: usize) -> Result<usize, RelayError> {
+        let started = Instant::now();
+        let result = self.relay_block_once(link, count).await;
+        match &result {
+            Ok(keys) => self.stats.committed(link, *keys, started.elapsed()),
+            Err(e) => self.stats.failed(link, &e.to_string()),
+        }
+        result
+    }
+
+    async fn relay_block_once(&self, link: Uuid, count: usize) -> Result<usize, RelayError> {
         let routes = self.routes.borrow().clone();
         let route = routes
             .virt
@@ -338,6 +354,9 @@ impl Relay {
         let mut idle_rounds = 0u32;
         loop {
             tick.tick().await;
+            if let Err(e) = self.stores.refill_pad_pools().await {
+                tracing::warn!(error = %e, "pad pools not refilled");
+            }
             for (relay, link) in self.stores.unconfirmed_relays() {
                 if let Err(e) = self.confirm(link, relay).await {
                     tracing::debug!(%relay, error = %e, "relay commit not confirmed yet");

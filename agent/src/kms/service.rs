@@ -5,6 +5,7 @@
 //! alarms), and the 014 server's state.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -54,20 +55,35 @@ pub struct Kms {
     pub tasks: Vec<JoinHandle<()>>,
 }
 
+/// Blocks waiting to be stored, at most; devices producing faster than the store can take
+/// lose blocks (counted as dropped) rather than growing memory without bound.
+const FEED_QUEUE_BLOCKS: usize = 64;
+
 /// The device feed: blocks are queued and stored in order by one task.
 pub struct KmsSink {
-    queue: Mutex<Option<mpsc::UnboundedSender<KeyBlock>>>,
+    queue: Mutex<Option<mpsc::Sender<KeyBlock>>>,
+    stores: Arc<KeyStores>,
+    overflows: AtomicU64,
 }
 
 impl KeySink for KmsSink {
     fn deliver(&self, block: KeyBlock) {
         let queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
         match queue.as_ref() {
-            Some(tx) => {
-                if tx.send(block).is_err() {
+            Some(tx) => match tx.try_send(block) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(block)) => {
+                    self.stores.count_dropped(block.link, block.len());
+                    let n = self.overflows.fetch_add(1, Ordering::Relaxed);
+                    if n.is_multiple_of(100) {
+                        tracing::warn!(link = %block.link, keys = block.len(), overflows = n + 1,
+                            "the key store cannot keep up with the device: block dropped");
+                    }
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {
                     tracing::error!("the KMS key feed stopped; a block was dropped");
                 }
-            }
+            },
             None => tracing::warn!("a block arrived after shutdown and was dropped"),
         }
     }
@@ -180,8 +196,12 @@ pub fn start(
         .map_err(|e| KmsStartError(e.to_string()))?;
     stores.set_links(&links);
 
-    let (tx, mut rx) = mpsc::unbounded_channel::<KeyBlock>();
-    let sink = Arc::new(KmsSink { queue: Mutex::new(Some(tx)) });
+    let (tx, mut rx) = mpsc::channel::<KeyBlock>(FEED_QUEUE_BLOCKS);
+    let sink = Arc::new(KmsSink {
+        queue: Mutex::new(Some(tx)),
+        stores: stores.clone(),
+        overflows: AtomicU64::new(0),
+    });
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn({
         let stores = stores.clone();

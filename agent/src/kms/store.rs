@@ -91,6 +91,9 @@ pub trait PeerSync: Send + Sync + 'static {
     -> ReserveFuture;
 }
 
+/// Pads a link's pool holds at most.
+const MAX_PAD_POOL: usize = 16_384;
+
 /// Tries of one `enc_keys` when the other end lacks keys.
 const MAX_TAKE_ATTEMPTS: usize = 4;
 
@@ -114,8 +117,13 @@ struct Material {
     bytes: Zeroizing<Vec<u8>>,
     created_ms: u64,
     sequence: u64,
+    /// Position in its block (with the sequence, its place on disk).
+    index: u32,
     owned_here: bool,
 }
+
+/// A key erased on disk, waiting in memory to be used as a pad: its ID and bytes.
+type PooledPad = (Uuid, Zeroizing<Vec<u8>>);
 
 /// One link's store.
 struct LinkStore {
@@ -132,6 +140,9 @@ struct LinkStore {
     max_age: Option<Duration>,
     /// Free keys `enc_keys` leaves for the relay's pads.
     relay_reserve: usize,
+    /// Pads ready for the relay: keys this end owns, already erased on disk, kept in memory
+    /// only until they pad a relayed key (a crash loses them, which is what erasure means).
+    pad_pool: VecDeque<PooledPad>,
     filled_keys: u64,
     consumed_keys: u64,
     dropped_keys: u64,
@@ -148,6 +159,7 @@ impl LinkStore {
             held: HashSet::new(),
             max_age: None,
             relay_reserve: 0,
+            pad_pool: VecDeque::new(),
             filled_keys: 0,
             consumed_keys: 0,
             dropped_keys: 0,
@@ -162,6 +174,23 @@ impl LinkStore {
         }
         out.truncate(size_bits as usize / 8);
         (out.len() == size_bits as usize / 8).then_some(out)
+    }
+
+    /// Takes `id`'s material out of the store, with the operation that erases it on disk.
+    fn take_material(&mut self, link: Uuid, id: &Uuid) -> Option<(Material, Op)> {
+        let m = self.material.remove(id)?;
+        let op = Op::RemoveKey { link, sequence: m.sequence, index: m.index };
+        Some((m, op))
+    }
+
+    /// Erases `id` from memory; the operation that erases it on disk.
+    fn erase(&mut self, link: Uuid, id: &Uuid) -> Option<Op> {
+        self.take_material(link, id).map(|(_, op)| op)
+    }
+
+    /// Free keys `enc_keys` must leave: the reserve, less what the pad pool already holds.
+    fn reserve_left(&self) -> usize {
+        self.relay_reserve.saturating_sub(self.pad_pool.len())
     }
 
     fn parts_per_key(&self, size_bits: u32) -> usize {
@@ -199,8 +228,10 @@ pub struct StoreStats {
     pub filled: u64,
     /// Keys consumed since start.
     pub consumed: u64,
-    /// Keys dropped because the store was full.
+    /// Keys dropped because the store was full (or could not keep up).
     pub dropped: u64,
+    /// Pads erased ahead for the relay, held in memory.
+    pub pad_pool: usize,
 }
 
 /// What `enc_keys` asks of a store.
@@ -274,7 +305,13 @@ impl KeyStores {
             store.key_bits = key.size_bits;
             store.material.insert(
                 key.id,
-                Material { bytes, created_ms: key.created_ms, sequence: key.sequence, owned_here },
+                Material {
+                    bytes,
+                    created_ms: key.created_ms,
+                    sequence: key.sequence,
+                    index: key.index,
+                    owned_here,
+                },
             );
         }
         if unreadable > 0 {
@@ -356,17 +393,25 @@ impl KeyStores {
                 filled: s.filled_keys,
                 consumed: s.consumed_keys,
                 dropped: s.dropped_keys,
+                pad_pool: s.pad_pool.len(),
             })
             .collect();
         all.sort_by_key(|s| s.link);
         all
     }
 
+    /// Counts `keys` keys of `link` lost before they reached the store.
+    pub fn count_dropped(&self, link: Uuid, keys: usize) {
+        if let Some(store) = self.lock().get_mut(&link) {
+            store.dropped_keys += keys as u64;
+        }
+    }
+
     /// Keys of `size_bits` this end could hand out on `link` now (the relay's reserve apart).
     pub fn available(&self, link: Uuid, size_bits: u32) -> usize {
         self.lock()
             .get(&link)
-            .map(|s| s.free.len().saturating_sub(s.relay_reserve) / s.parts_per_key(size_bits))
+            .map(|s| s.free.len().saturating_sub(s.reserve_left()) / s.parts_per_key(size_bits))
             .unwrap_or(0)
     }
 
@@ -408,19 +453,19 @@ impl KeyStores {
                 sealed,
             }));
             let owned_here = ownership::owned_by(self.node, remote, position);
-            fresh.push((id, Zeroizing::new(material.to_vec()), owned_here));
+            fresh.push((id, index, Zeroizing::new(material.to_vec()), owned_here));
         }
         self.db.write(ops).await?;
         let mut stores = self.lock();
         let store = stores.get_mut(&block.link).ok_or(StoreError::NoLink(block.link))?;
         store.key_bits = size_bits;
         store.filled_keys += fresh.len() as u64;
-        for (id, bytes, owned_here) in fresh {
+        for (id, index, bytes, owned_here) in fresh {
             if owned_here {
                 store.free.push_back(id);
             }
             let sequence = block.sequence;
-            store.material.insert(id, Material { bytes, created_ms, sequence, owned_here });
+            store.material.insert(id, Material { bytes, created_ms, sequence, index, owned_here });
         }
         Ok(())
     }
@@ -464,7 +509,7 @@ impl KeyStores {
             let store = stores.get_mut(&link).ok_or(StoreError::NoLink(link))?;
             let per_key = store.parts_per_key(size_bits);
             let needed = per_key * number;
-            let usable = store.free.len().saturating_sub(store.relay_reserve);
+            let usable = store.free.len().saturating_sub(store.reserve_left());
             if usable < needed {
                 return Err(StoreError::NotEnough { available: usable / per_key, needed: number });
             }
@@ -497,11 +542,21 @@ impl KeyStores {
             .iter()
             .map(|(id, d)| Op::PutDelivery { link, id: *id, delivery: d.clone() })
             .collect();
-        if let Err(e) = self.db.write(record).await {
-            self.give_back(link, &deliveries, &[]);
+        // The record here and the reservation there are written at the same time: a crash
+        // before both are durable leaves at most a reservation at the other end for keys this
+        // end may offer again, and the other end refuses those (they are held there), so they
+        // are dropped, never handed out twice. Nothing is answered before both are durable.
+        let (written, reserved) =
+            tokio::join!(self.db.write(record), peer.reserve(remote, link, deliveries.clone()));
+        if let Err(e) = written {
+            // The other end may hold a reservation now: these keys are not offered again.
+            let parts: Vec<Uuid> = match reserved {
+                Ok(()) => deliveries.iter().flat_map(|(_, d)| d.parts.clone()).collect(),
+                Err(_) => Vec::new(),
+            };
+            self.give_back(link, &deliveries, &parts);
             return Err(e.into());
         }
-        let reserved = peer.reserve(remote, link, deliveries.clone()).await;
         match reserved {
             Ok(()) => {
                 let mut erase = Vec::new();
@@ -512,11 +567,14 @@ impl KeyStores {
                             store.deliveries.remove(id);
                             for part in &delivery.parts {
                                 store.held.remove(part);
-                                store.material.remove(part);
-                                erase.push(Op::RemoveKey { link, id: *part });
+                                erase.extend(store.erase(link, part));
                             }
                             store.consumed_keys += delivery.parts.len() as u64;
-                            erase.push(Op::RemoveDelivery { link, id: *id });
+                            erase.push(Op::RemoveDelivery {
+                                link,
+                                id: *id,
+                                expires_ms: delivery.expires_ms,
+                            });
                         }
                     }
                 }
@@ -535,7 +593,11 @@ impl KeyStores {
                     .write(
                         deliveries
                             .iter()
-                            .map(|(id, _)| Op::RemoveDelivery { link, id: *id })
+                            .map(|(id, d)| Op::RemoveDelivery {
+                                link,
+                                id: *id,
+                                expires_ms: d.expires_ms,
+                            })
                             .collect(),
                     )
                     .await?;
@@ -547,7 +609,11 @@ impl KeyStores {
                     .write(
                         deliveries
                             .iter()
-                            .map(|(id, _)| Op::RemoveDelivery { link, id: *id })
+                            .map(|(id, d)| Op::RemoveDelivery {
+                                link,
+                                id: *id,
+                                expires_ms: d.expires_ms,
+                            })
                             .collect(),
                     )
                     .await?;
@@ -569,9 +635,8 @@ impl KeyStores {
             for part in delivery.parts.iter().rev() {
                 store.held.remove(part);
                 if unusable.contains(part) {
-                    store.material.remove(part);
+                    erase.extend(store.erase(link, part));
                     store.dropped_keys += 1;
-                    erase.push(Op::RemoveKey { link, id: *part });
                 } else {
                     store.free.push_front(*part);
                 }
@@ -596,8 +661,7 @@ impl KeyStores {
             .copied()
             .collect();
         for id in &stale {
-            store.material.remove(id);
-            erase.push(Op::RemoveKey { link, id: *id });
+            erase.extend(store.erase(link, id));
         }
         store.dropped_keys += stale.len() as u64;
         let material = &store.material;
@@ -708,11 +772,10 @@ impl KeyStores {
                 if delivery.fetched.len() >= delivery.slaves.len() {
                     for part in &delivery.parts {
                         store.held.remove(part);
-                        store.material.remove(part);
-                        ops.push(Op::RemoveKey { link, id: *part });
+                        ops.extend(store.erase(link, part));
                     }
                     store.consumed_keys += delivery.parts.len() as u64;
-                    ops.push(Op::RemoveDelivery { link, id: *id });
+                    ops.push(Op::RemoveDelivery { link, id: *id, expires_ms: delivery.expires_ms });
                 } else {
                     ops.push(Op::PutDelivery { link, id: *id, delivery: delivery.clone() });
                     store.deliveries.insert(*id, delivery);
@@ -753,10 +816,13 @@ impl KeyStores {
                             store.deliveries.remove(id);
                             for part in &d.parts {
                                 store.held.remove(part);
-                                store.material.remove(part);
-                                ops.push(Op::RemoveKey { link, id: *part });
+                                ops.extend(store.erase(link, part));
                             }
-                            ops.push(Op::RemoveDelivery { link, id: *id });
+                            ops.push(Op::RemoveDelivery {
+                                link,
+                                id: *id,
+                                expires_ms: d.expires_ms,
+                            });
                         }
                     }
                     drop(stores);
@@ -771,7 +837,8 @@ impl KeyStores {
 
     /// Pads for relaying `count` keys of `key_bits` over `link`: keys this end owns (whole keys,
     /// as many per relayed key as it takes), erased durably before they are returned, so that no
-    /// pad can ever be used twice, even across a crash.
+    /// pad can ever be used twice, even across a crash. They come from the pad pool first
+    /// (erased ahead, see [`refill_pad_pools`](Self::refill_pad_pools)), then from the free keys.
     pub async fn take_pads(
         &self,
         link: Uuid,
@@ -783,29 +850,78 @@ impl KeyStores {
             let mut stores = self.lock();
             let store = stores.get_mut(&link).ok_or(StoreError::NoLink(link))?;
             let per_key = store.parts_per_key(key_bits);
-            if store.free.len() < per_key * count {
-                return Err(StoreError::NotEnough {
-                    available: store.free.len() / per_key,
-                    needed: count,
-                });
+            let needed = per_key * count;
+            let have = store.pad_pool.len() + store.free.len();
+            if have < needed {
+                return Err(StoreError::NotEnough { available: have / per_key, needed: count });
             }
+            let from_pool = needed.min(store.pad_pool.len());
+            let mut parts: Vec<PooledPad> = store.pad_pool.drain(..from_pool).collect();
+            for id in store.free.drain(..needed - from_pool).collect::<Vec<_>>() {
+                let (m, op) = store.take_material(link, &id).expect("free keys have material");
+                parts.push((id, m.bytes));
+                ops.push(op);
+            }
+            store.consumed_keys += needed as u64;
             let mut pads = Vec::with_capacity(count);
+            let mut parts = parts.into_iter();
             for _ in 0..count {
-                let ids: Vec<Uuid> = store.free.drain(..per_key).collect();
+                let mut ids = Vec::with_capacity(per_key);
                 let mut bytes =
                     Zeroizing::new(Vec::with_capacity(per_key * store.key_bits as usize / 8));
-                for id in &ids {
-                    let m = store.material.remove(id).expect("free keys have material");
-                    bytes.extend_from_slice(&m.bytes);
-                    ops.push(Op::RemoveKey { link, id: *id });
+                for (id, material) in parts.by_ref().take(per_key) {
+                    ids.push(id);
+                    bytes.extend_from_slice(&material);
                 }
-                store.consumed_keys += per_key as u64;
                 pads.push(Pad { ids, bytes });
             }
             pads
         };
         self.db.write(ops).await?;
         Ok(pads)
+    }
+
+    /// Keeps the pad pool of every link with a relay reserve at least half full (the reserve
+    /// is its target): free keys are erased on disk in one durable write, then kept in memory
+    /// as pads, so that relaying through this node does not wait for the disk.
+    pub async fn refill_pad_pools(&self) -> Result<(), StoreError> {
+        let mut ops = Vec::new();
+        let mut moved: Vec<(Uuid, Vec<PooledPad>)> = Vec::new();
+        {
+            let mut stores = self.lock();
+            for (link, store) in stores.iter_mut() {
+                let target = store.relay_reserve.min(MAX_PAD_POOL);
+                if store.pad_pool.len() >= target / 2 || store.free.is_empty() {
+                    continue;
+                }
+                let take = (target - store.pad_pool.len()).min(store.free.len());
+                let mut keys = Vec::with_capacity(take);
+                for id in store.free.drain(..take).collect::<Vec<_>>() {
+                    let (m, op) = store.take_material(*link, &id).expect("free keys have material");
+                    keys.push((id, m.bytes));
+                    ops.push(op);
+                }
+                moved.push((*link, keys));
+            }
+        }
+        if moved.is_empty() {
+            return Ok(());
+        }
+        let written = self.db.write(ops).await;
+        let mut stores = self.lock();
+        for (link, keys) in moved {
+            let Some(store) = stores.get_mut(&link) else {
+                continue;
+            };
+            if written.is_ok() {
+                store.pad_pool.extend(keys);
+            } else {
+                // Not known to be erased on disk: forgotten here, unused; after a restart they
+                // may come back from disk as free keys, which is safe since none was used.
+                store.dropped_keys += keys.len() as u64;
+            }
+        }
+        written.map_err(StoreError::from)
     }
 
     /// At the receiving end of a hop: the pads `ids` of `link`, which must be keys the sender
@@ -835,9 +951,9 @@ impl KeyStores {
         for ids in pads {
             let mut bytes = Zeroizing::new(Vec::new());
             for id in ids {
-                let m = store.material.remove(id).expect("checked above");
+                let (m, op) = store.take_material(link, id).expect("checked above");
                 bytes.extend_from_slice(&m.bytes);
-                ops.push(Op::RemoveKey { link, id: *id });
+                ops.push(op);
             }
             store.consumed_keys += ids.len() as u64;
             out.push(bytes);
@@ -895,7 +1011,8 @@ impl KeyStores {
                 ownership::owned_by(self.node, remote, ownership::position(sequence, index));
             store.key_bits = (bytes.len() * 8) as u32;
             store.held.insert(id);
-            store.material.insert(id, Material { bytes, created_ms, sequence, owned_here });
+            let index = index as u32;
+            store.material.insert(id, Material { bytes, created_ms, sequence, index, owned_here });
         }
         drop(stores);
         self.relays.lock().unwrap_or_else(|p| p.into_inner()).insert(relay, pending);
@@ -934,8 +1051,7 @@ impl KeyStores {
         if let Some(store) = stores.get_mut(&pending.link) {
             for id in &pending.keys {
                 store.held.remove(id);
-                store.material.remove(id);
-                ops.push(Op::RemoveKey { link: pending.link, id: *id });
+                ops.extend(store.erase(pending.link, id));
             }
         }
         drop(stores);
@@ -977,11 +1093,10 @@ impl KeyStores {
                     let d = store.deliveries.remove(&id).expect("listed");
                     for part in &d.parts {
                         store.held.remove(part);
-                        store.material.remove(part);
-                        ops.push(Op::RemoveKey { link: *link, id: *part });
+                        ops.extend(store.erase(*link, part));
                         erased += 1;
                     }
-                    ops.push(Op::RemoveDelivery { link: *link, id });
+                    ops.push(Op::RemoveDelivery { link: *link, id, expires_ms: d.expires_ms });
                 }
                 if let Some(max_age) = store.max_age {
                     let oldest = now.saturating_sub(max_age.as_millis() as u64);
@@ -992,8 +1107,7 @@ impl KeyStores {
                         .map(|(id, _)| *id)
                         .collect();
                     for id in old {
-                        store.material.remove(&id);
-                        ops.push(Op::RemoveKey { link: *link, id });
+                        ops.extend(store.erase(*link, &id));
                         erased += 1;
                     }
                     let material = &store.material;

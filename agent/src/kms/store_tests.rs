@@ -284,3 +284,31 @@ async fn enc_keys_leaves_the_relay_its_reserve() {
     // The relay itself may use the reserve.
     assert_eq!(p.a.take_pads(LINK, 3, 256).await.unwrap().len(), 3);
 }
+
+#[tokio::test]
+async fn pads_are_erased_on_disk_before_they_wait_in_the_pool() {
+    let p = pair(2, 16).await;
+    p.a.set_links(&HashMap::from([(
+        LINK,
+        LinkSettings { remote: B, max_age: None, relay_reserve: 6 },
+    )]));
+    // A owns 16 of the 32 keys; the pool takes 6 of them, which still count as the reserve.
+    p.a.refill_pad_pools().await.unwrap();
+    let stats = &p.a.stats()[0];
+    assert_eq!((stats.pad_pool, stats.free_owned), (6, 10));
+    assert_eq!(p.a.available(LINK, 256), 10);
+    // Pool keys are gone from the database: a restart does not bring them back.
+    let dir = p._dirs.0.path().to_path_buf();
+    let pads = p.a.take_pads(LINK, 2, 256).await.unwrap();
+    let pooled: Vec<Uuid> = pads.iter().flat_map(|pad| pad.ids.clone()).collect();
+    drop(pads);
+    let Pair { _dirs, a, b } = p;
+    drop((a, b));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let reopened = open(&dir, A, B, StoreSettings::default());
+    let stats = &reopened.stats()[0];
+    assert_eq!(stats.free_owned, 10, "the 6 pooled keys stay erased");
+    let err = reopened.use_pads(LINK, B, &[pooled]).unwrap_err();
+    assert!(matches!(err, StoreError::NotAuthorized | StoreError::NotFound), "{err:?}");
+    drop(_dirs);
+}

@@ -186,6 +186,12 @@ async fn saes_at_the_ends_of_a_relayed_link_get_identical_keys() {
         ab["consumed"].as_u64().unwrap() >= virt["filled"].as_u64().unwrap(),
         "one pad per relayed key: {a_stores}"
     );
+    let relays = management_json(&a, "/v1/kms/relays").await;
+    let virt_relays = &relays["relays"][0];
+    assert_eq!(virt_relays["link"], VIRT_AC, "{relays}");
+    assert!(virt_relays["relays"].as_u64().unwrap() >= 1, "{relays}");
+    assert!(virt_relays["keys"].as_u64().unwrap() >= 1, "{relays}");
+    assert!(virt_relays["latency_p50_ms"].as_f64().unwrap() > 0.0, "{relays}");
     let c_stores = management_json(&c, "/v1/kms/stores").await;
     let virt_c =
         c_stores["stores"].as_array().unwrap().iter().find(|s| s["link"] == VIRT_AC).unwrap();
