@@ -313,6 +313,25 @@ async fn saes_get_the_same_keys_at_both_ends_exactly_as_etsi_014_says() {
     assert_eq!(link["link"], LINK_AB);
     assert!(link["consumed"].as_u64().unwrap() >= 5, "{stores}");
 
+    // Fair use: another application of the link keeps its min_bandwidth (5 s of it) out of
+    // sae-a's reach; once it is gone, sae-a is served again.
+    let guarded = "aaaa0000-0000-4000-8000-0000000000a2";
+    let body = json!({"etsi-qkd-sdn-node:qkd_app": [{"app_id": guarded, "server_app_id": "sae-g",
+        "client_app_id": ["sae-b"], "backing_qkdl_id": [LINK_AB],
+        "app_qos": {"min_bandwidth": 30_000, "max_bandwidth": 30_000}}]});
+    let guarded_path = format!("{NODE_PATH}/qkd_applications/qkd_app={guarded}");
+    restconf(&a.agent).put(&guarded_path, &body).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // 30,000 bit/s for 5 s: 586 keys of 256 bits kept; ask for more than what is left.
+    let available = sae_a.get("sae-b/status").await.body["stored_key_count"].as_u64().unwrap();
+    let number = available.saturating_sub(586 / 2).clamp(1, 1024);
+    let kept = sae_a.post("sae-b/enc_keys", &json!({ "number": number })).await;
+    assert_eq!(kept.status, 503, "{}", kept.body);
+    assert!(kept.body["message"].as_str().unwrap().contains("min_bandwidth"), "{}", kept.body);
+    restconf(&a.agent).delete(&guarded_path).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(sae_a.post("sae-b/enc_keys", &json!({"number": 1})).await.status, 200);
+
     // Fair use: with app_qos max_bandwidth = 1024 bit/s, sae-a gets 1024 bits per second.
     let qos_path = format!(
         "{NODE_PATH}/qkd_applications/qkd_app=aaaa0000-0000-4000-8000-00000000000a/app_qos"

@@ -223,6 +223,19 @@ async fn enc_keys(
         size_bits: size as u32,
         ttl: route.ttl,
     };
+    let applications = state.applications.borrow().clone();
+    let guaranteed =
+        super::limits::guaranteed_to_others(&applications, route.link, route.app, size as u32);
+    if guaranteed > 0 {
+        let available = state.stores.available(route.link, size as u32);
+        if available < number as usize + guaranteed {
+            return Err(ApiError::unavailable(format!(
+                "not enough keys: {available} available, {guaranteed} of them kept for the \
+                 min_bandwidth of other applications on link {}",
+                route.link
+            )));
+        }
+    }
     let bits = number * size;
     if let (Some(app), Some(rate)) = (route.app, route.rate) {
         state.limiter.admit(app, rate, bits).map_err(ApiError::unavailable)?;
