@@ -578,6 +578,9 @@ fn main() {
     }
     let runs = |part: &str| only.as_deref().is_none_or(|o| o == part);
     let dir = tempfile::tempdir().unwrap();
+    if std::env::var_os("QKDN_BENCH_KEEP").is_some() {
+        eprintln!("keeping the agents' files in {}", dir.path().display());
+    }
     if runs("enc") {
         println!("## enc_keys over mutual TLS ({seconds} s per load)\n");
         let sub = dir.path().join("enc");
@@ -609,5 +612,8 @@ fn main() {
             );
         }
         println!();
+    }
+    if std::env::var_os("QKDN_BENCH_KEEP").is_some() {
+        let _ = dir.keep();
     }
 }

@@ -15,6 +15,12 @@ use clap::{Parser, Subcommand, ValueEnum};
 use qkdn_agent::config::{self, Overrides};
 use qkdn_agent::{Agent, AgentOptions};
 
+/// mimalloc rather than the C library's allocator: the KMS holds millions of small key buffers
+/// and allocates per request; with glibc's malloc a third of the `enc_keys` CPU time went to
+/// the allocator (see BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "qkdn-agent", version, about = "The qkdn node agent")]
 struct Cli {

@@ -15,7 +15,7 @@
 //!
 //! Key material lives in [`Zeroizing`] buffers and is never logged.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -132,6 +132,8 @@ struct LinkStore {
     /// Keys owned here and free, oldest first.
     free: VecDeque<Uuid>,
     material: HashMap<Uuid, Material>,
+    /// Keys held per block sequence (the earliest block held is its first entry).
+    blocks: BTreeMap<u64, u32>,
     /// Deliveries by delivered key ID.
     deliveries: HashMap<Uuid, Delivery>,
     /// Parts held by a delivery (or being delivered).
@@ -155,6 +157,7 @@ impl LinkStore {
             key_bits: 0,
             free: VecDeque::new(),
             material: HashMap::new(),
+            blocks: BTreeMap::new(),
             deliveries: HashMap::new(),
             held: HashSet::new(),
             max_age: None,
@@ -179,8 +182,22 @@ impl LinkStore {
     /// Takes `id`'s material out of the store, with the operation that erases it on disk.
     fn take_material(&mut self, link: Uuid, id: &Uuid) -> Option<(Material, Op)> {
         let m = self.material.remove(id)?;
+        if let Some(count) = self.blocks.get_mut(&m.sequence) {
+            *count -= 1;
+            if *count == 0 {
+                self.blocks.remove(&m.sequence);
+            }
+        }
         let op = Op::RemoveKey { link, sequence: m.sequence, index: m.index };
         Some((m, op))
+    }
+
+    /// Holds `id`'s material.
+    fn put_material(&mut self, id: Uuid, material: Material) {
+        let sequence = material.sequence;
+        if self.material.insert(id, material).is_none() {
+            *self.blocks.entry(sequence).or_default() += 1;
+        }
     }
 
     /// Erases `id` from memory; the operation that erases it on disk.
@@ -303,7 +320,7 @@ impl KeyStores {
             let position = ownership::position(key.sequence, key.index as usize);
             let owned_here = ownership::owned_by(node, store.remote, position);
             store.key_bits = key.size_bits;
-            store.material.insert(
+            store.put_material(
                 key.id,
                 Material {
                     bytes,
@@ -465,7 +482,7 @@ impl KeyStores {
                 store.free.push_back(id);
             }
             let sequence = block.sequence;
-            store.material.insert(id, Material { bytes, created_ms, sequence, index, owned_here });
+            store.put_material(id, Material { bytes, created_ms, sequence, index, owned_here });
         }
         Ok(())
     }
@@ -585,6 +602,7 @@ impl KeyStores {
             }
             Err(ReserveError::Unusable(parts, earliest)) => {
                 tracing::warn!(%link, unusable = parts.len(), "the other end lacks keys this end holds; dropping them");
+                self.drop_blocks_of(link, &parts);
                 self.give_back(link, &deliveries, &parts);
                 if let Some(earliest) = earliest {
                     self.drop_before(link, earliest);
@@ -646,6 +664,43 @@ impl KeyStores {
         self.db.write_detached(erase);
     }
 
+    /// Erases the free keys of `link` from the blocks `parts` came from: the other end lacks
+    /// those parts, and a store drops whole blocks, so it lacks their blocks' other keys too.
+    fn drop_blocks_of(&self, link: Uuid, parts: &[Uuid]) {
+        let mut erase = Vec::new();
+        let mut stores = self.lock();
+        let Some(store) = stores.get_mut(&link) else {
+            return;
+        };
+        let mut blocks: Vec<u64> =
+            parts.iter().filter_map(|p| store.material.get(p).map(|m| m.sequence)).collect();
+        blocks.sort_unstable();
+        blocks.dedup();
+        for sequence in &blocks {
+            // Free keys are in arrival order, so a block's keys sit together: find them.
+            let sequence_at = |i: usize| {
+                store.free.get(i).and_then(|id| store.material.get(id)).map(|m| m.sequence)
+            };
+            let start = store.free.partition_point(|id| {
+                store.material.get(id).is_some_and(|m| m.sequence < *sequence)
+            });
+            let mut end = start;
+            while sequence_at(end) == Some(*sequence) {
+                end += 1;
+            }
+            let gone: Vec<Uuid> = store.free.drain(start..end).collect();
+            for id in &gone {
+                erase.extend(store.erase(link, id));
+            }
+        }
+        store.dropped_keys += erase.len() as u64;
+        drop(stores);
+        if !erase.is_empty() {
+            tracing::info!(%link, blocks = ?blocks, dropped = erase.len(), "dropped the rest of blocks the other end lacks");
+        }
+        self.db.write_detached(erase);
+    }
+
     /// Erases the free keys of `link` from blocks before sequence `earliest` (the other end does
     /// not have them).
     fn drop_before(&self, link: Uuid, earliest: u64) {
@@ -654,18 +709,15 @@ impl KeyStores {
         let Some(store) = stores.get_mut(&link) else {
             return;
         };
-        let stale: Vec<Uuid> = store
+        // Free keys are in arrival order: the stale ones are at the front.
+        let before = store
             .free
-            .iter()
-            .filter(|id| store.material.get(id).is_some_and(|m| m.sequence < earliest))
-            .copied()
-            .collect();
+            .partition_point(|id| store.material.get(id).is_some_and(|m| m.sequence < earliest));
+        let stale: Vec<Uuid> = store.free.drain(..before).collect();
         for id in &stale {
             erase.extend(store.erase(link, id));
         }
         store.dropped_keys += stale.len() as u64;
-        let material = &store.material;
-        store.free.retain(|id| material.contains_key(id));
         drop(stores);
         if !stale.is_empty() {
             tracing::info!(%link, dropped = stale.len(), "dropped keys the other end never had");
@@ -710,7 +762,7 @@ impl KeyStores {
                 }
             }
             if !unusable.is_empty() {
-                let earliest = store.material.values().map(|m| m.sequence).min();
+                let earliest = store.blocks.keys().next().copied();
                 return Err(ReserveError::Unusable(unusable, earliest));
             }
             for (id, delivery) in deliveries {
@@ -1012,7 +1064,7 @@ impl KeyStores {
             store.key_bits = (bytes.len() * 8) as u32;
             store.held.insert(id);
             let index = index as u32;
-            store.material.insert(id, Material { bytes, created_ms, sequence, index, owned_here });
+            store.put_material(id, Material { bytes, created_ms, sequence, index, owned_here });
         }
         drop(stores);
         self.relays.lock().unwrap_or_else(|p| p.into_inner()).insert(relay, pending);

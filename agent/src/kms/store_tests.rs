@@ -312,3 +312,26 @@ async fn pads_are_erased_on_disk_before_they_wait_in_the_pool() {
     assert!(matches!(err, StoreError::NotAuthorized | StoreError::NotFound), "{err:?}");
     drop(_dirs);
 }
+
+#[tokio::test]
+async fn a_block_the_other_end_dropped_is_dropped_here_at_once() {
+    let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = open(dirs.0.path(), A, B, StoreSettings::default());
+    let b = open(dirs.1.path(), B, A, StoreSettings::default());
+    for s in 0..3 {
+        a.ingest(block(s, 64)).await.unwrap();
+        if s != 1 {
+            b.ingest(block(s, 64)).await.unwrap(); // B dropped block 1 (its store was full)
+        }
+    }
+    let to_b = Direct(b.clone(), A);
+    // Block 0 (32 keys of A's) serves; the next request meets block 1, which goes as a whole
+    // (one refusal, not one per request), and is served from block 2.
+    a.take(&take("m", &slaves(&["s"]), 32, 256, None), &to_b).await.unwrap();
+    let keys = a.take(&take("m", &slaves(&["s"]), 4, 256, None), &to_b).await.unwrap();
+    let block_2: Vec<Uuid> = block(2, 64).keys().map(|(id, _)| id).collect();
+    assert!(keys.iter().all(|(id, _)| block_2.contains(id)));
+    let stats = &a.stats()[0];
+    assert_eq!(stats.dropped, 32, "A's half of block 1, at once");
+    assert_eq!(stats.free_owned, 28);
+}
