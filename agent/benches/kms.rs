@@ -39,6 +39,10 @@ use serde_json::{Value as Json, json};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
+/// The agent's allocator, so that the in-process part measures what the agent runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const SECRET: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 const NODE_PATH: &str = "/restconf/data/etsi-qkd-sdn-node:qkd_node";
 
