@@ -135,6 +135,31 @@ store_key_file = "{store_key}"
     KmsNode { agent }
 }
 
+/// Two KMS nodes, A and B, over the link A-B, with the 015 applications pairing sae-a at A
+/// with sae-b at B; `kms_extra` goes into both `[kms]` sections.
+pub(crate) struct KmsPair {
+    pub(crate) a: KmsNode,
+    pub(crate) b: KmsNode,
+    pub(crate) kms_a: u16,
+    pub(crate) kms_b: u16,
+    pub(crate) peer_b: u16,
+}
+
+pub(crate) async fn start_kms_pair(
+    dir: &std::path::Path,
+    pki: &TestPki,
+    kms_extra: &str,
+) -> KmsPair {
+    let (peer_a, peer_b, kms_a, kms_b) = (free_port(), free_port(), free_port(), free_port());
+    let a_ends = (NODE_A, 101, NODE_B, 201);
+    let a = start_kms_node(dir, pki, "a", a_ends, (peer_a, peer_b, kms_a), kms_extra);
+    let b_ends = (NODE_B, 201, NODE_A, 101);
+    let b = start_kms_node(dir, pki, "b", b_ends, (peer_b, peer_a, kms_b), kms_extra);
+    pair_saes(&a, "aaaa0000-0000-4000-8000-00000000000a", "sae-a", "sae-b").await;
+    pair_saes(&b, "aaaa0000-0000-4000-8000-00000000000b", "sae-b", "sae-a").await;
+    KmsPair { a, b, kms_a, kms_b, peer_b }
+}
+
 /// The 015 application pairing `local` (here) with `remote` (there) over the link A-B.
 pub(crate) async fn pair_saes(node: &KmsNode, app: &str, local: &str, remote: &str) {
     let body = json!({"etsi-qkd-sdn-node:qkd_app": [{"app_id": app, "server_app_id": local,
@@ -160,25 +185,7 @@ pub(crate) async fn wait_for_keys(sae: &Sae, slave: &str, n: u64) {
 async fn saes_get_the_same_keys_at_both_ends_exactly_as_etsi_014_says() {
     let dir = tempfile::tempdir().unwrap();
     let pki = TestPki::new(dir.path());
-    let (peer_a, peer_b, kms_a, kms_b) = (free_port(), free_port(), free_port(), free_port());
-    let a = start_kms_node(
-        dir.path(),
-        &pki,
-        "a",
-        (NODE_A, 101, NODE_B, 201),
-        (peer_a, peer_b, kms_a),
-        "",
-    );
-    let b = start_kms_node(
-        dir.path(),
-        &pki,
-        "b",
-        (NODE_B, 201, NODE_A, 101),
-        (peer_b, peer_a, kms_b),
-        "",
-    );
-    pair_saes(&a, "aaaa0000-0000-4000-8000-00000000000a", "sae-a", "sae-b").await;
-    pair_saes(&b, "aaaa0000-0000-4000-8000-00000000000b", "sae-b", "sae-a").await;
+    let KmsPair { a, b, kms_a, kms_b, peer_b } = start_kms_pair(dir.path(), &pki, "").await;
     let (sae_a, sae_b) = (Sae::new(&pki, "sae-a", kms_a), Sae::new(&pki, "sae-b", kms_b));
     let stranger = Sae::new(&pki, "sae-x", kms_b);
     wait_for_keys(&sae_a, "sae-b", 20).await;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value as Json, json};
 
 use crate::harness::*;
-use crate::kms::{Sae, key_ids, pair_saes, start_kms_node, wait_for_keys};
+use crate::kms::{KmsPair, Sae, key_ids, start_kms_pair, wait_for_keys};
 
 fn link_notifications<'a>(seen: &'a [Json], kind: &str, text: &str) -> Vec<&'a Json> {
     seen.iter()
@@ -29,28 +29,10 @@ async fn set_link_enabled(agent: &AgentProcess, enabled: bool) {
 async fn store_thresholds_raise_and_clear_015_alarms() {
     let dir = tempfile::tempdir().unwrap();
     let pki = TestPki::new(dir.path());
-    let (peer_a, peer_b, kms_a, kms_b) = (free_port(), free_port(), free_port(), free_port());
     // 4000 keys: high above 2400 keys, low below 500 keys this end may hand out.
     let small = "store_capacity = 4000\nstore_low_watermark = 0.25\nstore_high_watermark = 0.6\n";
-    let a = start_kms_node(
-        dir.path(),
-        &pki,
-        "a",
-        (NODE_A, 101, NODE_B, 201),
-        (peer_a, peer_b, kms_a),
-        small,
-    );
-    let b = start_kms_node(
-        dir.path(),
-        &pki,
-        "b",
-        (NODE_B, 201, NODE_A, 101),
-        (peer_b, peer_a, kms_b),
-        small,
-    );
+    let KmsPair { a, b, kms_a, .. } = start_kms_pair(dir.path(), &pki, small).await;
     let (seen, _collector) = collect(&a.agent);
-    pair_saes(&a, "aaaa0000-0000-4000-8000-00000000000a", "sae-a", "sae-b").await;
-    pair_saes(&b, "aaaa0000-0000-4000-8000-00000000000b", "sae-b", "sae-a").await;
     let sae_a = Sae::new(&pki, "sae-a", kms_a);
 
     // Filling: the high alarm, once, MINOR, on the link.
