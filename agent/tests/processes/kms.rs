@@ -313,6 +313,24 @@ async fn saes_get_the_same_keys_at_both_ends_exactly_as_etsi_014_says() {
             .await
             .is_err()
     );
+    // A certificate from another CA, even with a known SAE's name: no TLS session either.
+    let rogue_dir = dir.path().join("rogue");
+    std::fs::create_dir_all(&rogue_dir).unwrap();
+    let (rogue_cert, rogue_key) = TestPki::new(&rogue_dir).issue("sae-a", Usage::Client);
+    let rogue = tls::client_config(&pki.ca(), Some((&rogue_cert, &rogue_key))).unwrap();
+    let rogue = reqwest::Client::builder()
+        .tls_backend_preconfigured(rogue)
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    assert!(
+        rogue
+            .get(format!("https://localhost:{kms_a}/api/v1/keys/sae-b/status"))
+            .send()
+            .await
+            .is_err(),
+        "a certificate of an untrusted CA was accepted"
+    );
 
     // The stores say what they hold, never a key.
     let stores = management_json(&a.agent, "/v1/kms/stores").await;
