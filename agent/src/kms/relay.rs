@@ -249,15 +249,7 @@ impl Relay {
         let sender = parse(&request.sender_node_id, "sender_node_id")?;
         let hop_link = parse(&request.hop_link_id, "hop_link_id")?;
         let routes = self.routes.borrow().clone();
-        let route = routes
-            .virt
-            .get(&link)
-            .ok_or_else(|| RelayError::Refused(format!("no virtual link {link} here")))?;
-        if route.prev != Some(sender) {
-            return Err(RelayError::Refused(format!(
-                "node {sender} is not the previous hop of virtual link {link}"
-            )));
-        }
+        let route = from_previous_hop(&routes, link, sender)?;
         if routes.neighbours.get(&sender) != Some(&hop_link) {
             return Err(RelayError::Refused(format!(
                 "link {hop_link} does not reach node {sender}"
@@ -322,19 +314,7 @@ impl Relay {
         let relay = parse(&request.relay_id, "relay_id")?;
         let link = parse(&request.virt_link_id, "virt_link_id")?;
         let sender = parse(&request.sender_node_id, "sender_node_id")?;
-        let next = {
-            let routes = self.routes.borrow();
-            let route = routes
-                .virt
-                .get(&link)
-                .ok_or_else(|| RelayError::Refused(format!("no virtual link {link} here")))?;
-            if route.prev != Some(sender) {
-                return Err(RelayError::Refused(format!(
-                    "node {sender} is not the previous hop of virtual link {link}"
-                )));
-            }
-            route.next
-        };
+        let next = from_previous_hop(&self.routes.borrow(), link, sender)?.next;
         match next {
             None => Ok(self.stores.commit_relay(relay).await?),
             Some(next) => {
@@ -399,6 +379,20 @@ impl Relay {
             idle_rounds = if worked { 0 } else { idle_rounds.wrapping_add(1) };
         }
     }
+}
+
+/// Virtual link `link` as this node routes it, when `sender` is its previous hop.
+fn from_previous_hop(routes: &Routes, link: Uuid, sender: Uuid) -> Result<&VirtRoute, RelayError> {
+    let route = routes
+        .virt
+        .get(&link)
+        .ok_or_else(|| RelayError::Refused(format!("no virtual link {link} here")))?;
+    if route.prev != Some(sender) {
+        return Err(RelayError::Refused(format!(
+            "node {sender} is not the previous hop of virtual link {link}"
+        )));
+    }
+    Ok(route)
 }
 
 fn parse(text: &str, field: &str) -> Result<Uuid, RelayError> {

@@ -607,37 +607,28 @@ impl KeyStores {
                 if let Some(earliest) = earliest {
                     self.drop_before(link, earliest);
                 }
-                self.db
-                    .write(
-                        deliveries
-                            .iter()
-                            .map(|(id, d)| Op::RemoveDelivery {
-                                link,
-                                id: *id,
-                                expires_ms: d.expires_ms,
-                            })
-                            .collect(),
-                    )
-                    .await?;
+                self.forget_deliveries(link, &deliveries).await?;
                 Err(StoreError::Unusable(parts.len()))
             }
             Err(ReserveError::Failed(reason)) => {
                 self.give_back(link, &deliveries, &[]);
-                self.db
-                    .write(
-                        deliveries
-                            .iter()
-                            .map(|(id, d)| Op::RemoveDelivery {
-                                link,
-                                id: *id,
-                                expires_ms: d.expires_ms,
-                            })
-                            .collect(),
-                    )
-                    .await?;
+                self.forget_deliveries(link, &deliveries).await?;
                 Err(StoreError::Peer(reason))
             }
         }
+    }
+
+    /// Erases the records of deliveries that did not happen, durably.
+    async fn forget_deliveries(
+        &self,
+        link: Uuid,
+        deliveries: &[(Uuid, Delivery)],
+    ) -> Result<(), StoreError> {
+        let ops = deliveries
+            .iter()
+            .map(|(id, d)| Op::RemoveDelivery { link, id: *id, expires_ms: d.expires_ms })
+            .collect();
+        Ok(self.db.write(ops).await?)
     }
 
     /// Undoes a delivery that did not happen: its parts become free again, except `unusable`
