@@ -252,8 +252,9 @@ async fn enc_keys(
     if let Some(app) = route.app {
         state.usage.add(app, bits);
     }
-    let ids: Vec<String> = keys.iter().map(|(id, _)| id.to_string()).collect();
-    tracing::debug!(%master, ?slaves, link = %route.link, keys = ?ids, size, "enc_keys delivered");
+    // The IDs are listed only when debug logging is on.
+    tracing::debug!(%master, ?slaves, link = %route.link,
+        keys = ?keys.iter().map(|(id, _)| id).collect::<Vec<_>>(), size, "enc_keys delivered");
     Ok(key_container(keys))
 }
 
