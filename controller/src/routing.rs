@@ -196,6 +196,31 @@ type State = (NodeIndex, usize);
 /// How a state was reached: the previous state and the link taken.
 type Step = (NodeIndex, usize, EdgeIndex);
 
+/// Best known cost and step per state: a vector by node when hops are not limited (one state
+/// per node), a map otherwise (node and hops used).
+enum Table {
+    Dense(Vec<(f64, Option<Step>)>),
+    Sparse(HashMap<State, (f64, Option<Step>)>),
+}
+
+impl Table {
+    fn get(&self, state: State) -> Option<&(f64, Option<Step>)> {
+        match self {
+            Table::Dense(v) => v.get(state.0.index()).filter(|(c, _)| c.is_finite()),
+            Table::Sparse(m) => m.get(&state),
+        }
+    }
+
+    fn insert(&mut self, state: State, value: (f64, Option<Step>)) {
+        match self {
+            Table::Dense(v) => v[state.0.index()] = value,
+            Table::Sparse(m) => {
+                m.insert(state, value);
+            }
+        }
+    }
+}
+
 /// A state waiting in the queue: cost so far, node, hops used.
 #[derive(PartialEq)]
 struct Queued(f64, NodeIndex, usize);
@@ -243,13 +268,17 @@ impl<'a> Search<'a> {
         // Without a binding hop limit, one state per node suffices.
         let layered = hops < graph.node_count().saturating_sub(1);
         let layer = |h: usize| if layered { h } else { 0 };
-        let mut best: HashMap<State, (f64, Option<Step>)> = HashMap::new();
+        let mut best = if layered {
+            Table::Sparse(HashMap::new())
+        } else {
+            Table::Dense(vec![(f64::INFINITY, None); graph.node_count()])
+        };
         let mut queue = BinaryHeap::new();
         best.insert((source, 0), (0.0, None));
         queue.push(Queued(0.0, source, 0));
         let mut reached = None;
         while let Some(Queued(cost, node, used)) = queue.pop() {
-            if best.get(&(node, layer(used))).is_some_and(|(c, _)| *c < cost) {
+            if best.get((node, layer(used))).is_some_and(|(c, _)| *c < cost) {
                 continue;
             }
             if node == target {
@@ -269,7 +298,7 @@ impl<'a> Search<'a> {
                 }
                 let state = (next, layer(used + 1));
                 let total = cost + link_cost;
-                if best.get(&state).is_none_or(|(c, _)| total < *c) {
+                if best.get(state).is_none_or(|(c, _)| total < *c) {
                     best.insert(state, (total, Some((node, layer(used), edge.id()))));
                     queue.push(Queued(total, next, used + 1));
                 }
@@ -278,7 +307,7 @@ impl<'a> Search<'a> {
         let (node, used, cost) = reached?;
         let (mut nodes, mut edges) = (vec![node], Vec::new());
         let mut state = (node, used);
-        while let Some((_, Some((prev, prev_used, edge)))) = best.get(&state) {
+        while let Some((_, Some((prev, prev_used, edge)))) = best.get(state) {
             nodes.push(*prev);
             edges.push(*edge);
             state = (*prev, *prev_used);
@@ -410,7 +439,8 @@ pub fn k_shortest_paths(
             bans.nodes.extend(root_nodes[..spur].iter().copied());
             let root_cost: f64 =
                 root_edges.iter().map(|e| search.costs[e.index()].unwrap_or(0.0)).sum();
-            let budget = hops.saturating_sub(spur);
+            // Without a hop limit the spur needs none: it is loop-free and avoids the root.
+            let budget = if demand.max_hops.is_some() { hops.saturating_sub(spur) } else { hops };
             if let Some((spur_nodes, spur_edges, spur_cost)) =
                 search.cheapest(root_nodes[spur], to, budget, &bans)
             {
