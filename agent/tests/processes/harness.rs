@@ -191,6 +191,33 @@ length_km = 25.0
     )
 }
 
+/// An HTTPS client with a preconfigured rustls configuration (the shared TLS policy), whose
+/// requests give up after `timeout`.
+pub(crate) fn https_client(config: rustls::ClientConfig, timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder().tls_backend_preconfigured(config).timeout(timeout).build().unwrap()
+}
+
+/// A server `tls` table for an agent's configuration, inline.
+pub(crate) fn server_tls_toml(cert: &Path, key: &Path, client_ca: &Path) -> String {
+    format!(
+        "{{ cert = \"{}\", key = \"{}\", client_ca = \"{}\" }}",
+        cert.display(),
+        key.display(),
+        client_ca.display()
+    )
+}
+
+/// The key store encryption key of node `name` in `dir` (written once, fixed per name, so a
+/// restarted agent reads its stores again).
+pub(crate) fn store_key_file(dir: &Path, name: &str) -> PathBuf {
+    let file = dir.join(format!("{name}.storekey"));
+    if !file.exists() {
+        let hex: String = (0..32).map(|i| format!("{:02x}", (i * 7 + name.len()) as u8)).collect();
+        std::fs::write(&file, hex).unwrap();
+    }
+    file
+}
+
 /// A plain HTTP client whose requests give up after 10 s (a test must fail, not hang).
 pub(crate) fn http_client() -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap()

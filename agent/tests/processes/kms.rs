@@ -26,11 +26,7 @@ impl Sae {
     pub(crate) fn new(pki: &TestPki, name: &str, kms_port: u16) -> Sae {
         let (cert, key) = pki.issue(name, Usage::Client);
         let config = tls::client_config(&pki.ca(), Some((&cert, &key))).unwrap();
-        let http = reqwest::Client::builder()
-            .tls_backend_preconfigured(config)
-            .timeout(Duration::from_secs(10))
-            .build()
-            .unwrap();
+        let http = https_client(config, Duration::from_secs(10));
         Sae { http, base: format!("https://localhost:{kms_port}/api/v1/keys") }
     }
 
@@ -97,17 +93,8 @@ pub(crate) fn start_kms_node(
 ) -> KmsNode {
     let (cert, key) = pki.issue_node(name, node);
     let ca = pki.ca();
-    let store_key = dir.join(format!("{name}.storekey"));
-    if !store_key.exists() {
-        let hex: String = (0..32).map(|i| format!("{:02x}", (i * 7 + name.len()) as u8)).collect();
-        std::fs::write(&store_key, hex).unwrap();
-    }
-    let tls_server = format!(
-        "{{ cert = \"{}\", key = \"{}\", client_ca = \"{}\" }}",
-        cert.display(),
-        key.display(),
-        ca.display()
-    );
+    let store_key = store_key_file(dir, name);
+    let tls_server = server_tls_toml(&cert, &key, &ca);
     let extra = format!(
         r#"
 [peer]
@@ -301,11 +288,7 @@ async fn saes_get_the_same_keys_at_both_ends_exactly_as_etsi_014_says() {
 
     // No certificate: no TLS session at all.
     let anonymous = tls::client_config(&pki.ca(), None).unwrap();
-    let anonymous = reqwest::Client::builder()
-        .tls_backend_preconfigured(anonymous)
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap();
+    let anonymous = https_client(anonymous, Duration::from_secs(5));
     assert!(
         anonymous
             .get(format!("https://localhost:{kms_a}/api/v1/keys/sae-b/status"))
@@ -318,11 +301,7 @@ async fn saes_get_the_same_keys_at_both_ends_exactly_as_etsi_014_says() {
     std::fs::create_dir_all(&rogue_dir).unwrap();
     let (rogue_cert, rogue_key) = TestPki::new(&rogue_dir).issue("sae-a", Usage::Client);
     let rogue = tls::client_config(&pki.ca(), Some((&rogue_cert, &rogue_key))).unwrap();
-    let rogue = reqwest::Client::builder()
-        .tls_backend_preconfigured(rogue)
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap();
+    let rogue = https_client(rogue, Duration::from_secs(5));
     assert!(
         rogue
             .get(format!("https://localhost:{kms_a}/api/v1/keys/sae-b/status"))

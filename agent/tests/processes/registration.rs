@@ -147,21 +147,13 @@ async fn the_agent_registers_and_registers_again_after_losing_the_controller() {
     assert!(state["last_error"].as_str().unwrap().contains(&port.to_string()), "{state}");
     let (client_cert, client_key) = pki.issue("controller", Usage::Client);
     let config = tls::client_config(&pki.ca(), Some((&client_cert, &client_key))).unwrap();
-    let https = reqwest::Client::builder()
-        .tls_backend_preconfigured(config)
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap();
+    let https = https_client(config, Duration::from_secs(5));
     let url = format!("https://127.0.0.1:{}/restconf/data{NODE_PATH}/qkdn_id", agent.restconf);
     let served = https.get(&url).send().await.unwrap();
     assert_eq!(served.status(), 200);
     // Without a client certificate, or in the clear, nothing is served.
     let anonymous = tls::client_config(&pki.ca(), None).unwrap();
-    let anonymous = reqwest::Client::builder()
-        .tls_backend_preconfigured(anonymous)
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap();
+    let anonymous = https_client(anonymous, Duration::from_secs(5));
     assert!(anonymous.get(&url).send().await.is_err());
     assert!(http_client().get(url.replace("https://", "http://")).send().await.is_err());
 
