@@ -1,6 +1,20 @@
-//! The qkdn SDN controller (issue 5, in progress): today its key-relay routing, as pure
-//! functions over a topology snapshot ([`routing`]). Agent sessions, the topology graph kept
-//! live, the application API, provisioning, failure handling, durable state and the ETSI 018
-//! northbound follow.
+//! The qkdn SDN controller (DESIGN.md §2, §6): it learns the topology from its agents
+//! ([`session`], [`inventory`], [`topology`]), routes key relay over it ([`routing`]),
+//! registers applications and provisions their virtual links and `qkd_app` entries on the
+//! nodes ([`apps`], [`provision`]), moves them when links fail ([`core`]), keeps everything in
+//! redb ([`store`]) and serves a REST API ([`api`]).
 
+pub mod api;
+pub mod apps;
+pub mod config;
+pub mod core;
+pub mod error;
+pub mod inventory;
+pub mod provision;
 pub mod routing;
+pub mod service;
+pub mod session;
+pub mod store;
+pub mod topology;
+
+pub use service::Controller;

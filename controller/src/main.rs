@@ -1,12 +1,18 @@
-//! `qkdn-controller`: the qkdn SDN controller (topology, key-relay routing, applications, ETSI GS QKD 018 northbound).
+//! `qkdn-controller`: runs the SDN controller.
 //!
-//! The binary's name and crate are part of the workspace layout fixed by the foundation; the
-//! service itself is built by issue 5. Until then this program says so and exits with
-//! status 2, rather than pretending to run.
+//! ```text
+//! qkdn-controller [--config FILE] [--listen ADDR] [--management-listen ADDR] [--data-dir DIR]
+//!                 [--log-format human|json]
+//! ```
+//!
+//! The first SIGINT or SIGTERM stops the controller cleanly; a second one exits at once.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
+use qkdn_controller::Controller;
+use qkdn_controller::config::{self, Overrides};
 
 #[derive(Parser)]
 #[command(
@@ -14,13 +20,96 @@ use clap::Parser;
     version,
     about = "The qkdn SDN controller (topology, key-relay routing, applications, ETSI GS QKD 018 northbound)"
 )]
-struct Args {}
+struct Cli {
+    /// Configuration file (TOML).
+    #[arg(long, short, env = "QKDN_CONFIG")]
+    config: Option<PathBuf>,
+    /// API listening address (overrides api.listen).
+    #[arg(long)]
+    listen: Option<String>,
+    /// Management listening address (overrides management.listen).
+    #[arg(long)]
+    management_listen: Option<String>,
+    /// Data directory (overrides data_dir).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
 
 fn main() -> ExitCode {
-    Args::parse();
-    eprintln!(
-        "qkdn-controller: this build contains the YANG and RESTCONF foundation only; the controller itself \
-         is not part of it yet (issue 5)"
-    );
-    ExitCode::from(2)
+    let cli = Cli::parse();
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    match cli.log_format {
+        LogFormat::Human => {
+            tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).init()
+        }
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_writer(std::io::stderr)
+            .with_env_filter(filter)
+            .init(),
+    }
+    let overrides = Overrides {
+        data_dir: cli.data_dir.clone(),
+        listen: cli.listen.clone(),
+        management_listen: cli.management_listen.clone(),
+    };
+    let config = match config::load(cli.config.as_deref(), &overrides) {
+        Ok(c) => c,
+        Err(e) => {
+            for p in &e.problems {
+                eprintln!("qkdn-controller: {p}");
+            }
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("qkdn-controller: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    runtime.block_on(async move {
+        let controller = match Controller::start(config).await {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("qkdn-controller: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        wait_for_signal().await;
+        tracing::info!("stopping (a second signal exits at once)");
+        tokio::spawn(async {
+            wait_for_signal().await;
+            eprintln!("qkdn-controller: second signal, exiting now");
+            std::process::exit(130);
+        });
+        controller.shutdown().await;
+        tracing::info!("stopped");
+        ExitCode::SUCCESS
+    })
+}
+
+async fn wait_for_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
 }

@@ -357,6 +357,42 @@ pub fn shortest_path(topology: &Topology, demand: &Demand) -> Result<Path, NoPat
     Err(why_not(topology, demand, from, to, hops))
 }
 
+/// The cheapest path for `demand` that crosses the nodes `via` in order, joined from the
+/// cheapest segment between each pair of waypoints; a segment avoids the nodes of the earlier
+/// ones and the later waypoints, so the whole path stays loop-free, and the hop limit is
+/// shared by the segments.
+pub fn shortest_path_via(
+    topology: &Topology,
+    demand: &Demand,
+    via: &[Uuid],
+) -> Result<Path, NoPath> {
+    if via.is_empty() {
+        return shortest_path(topology, demand);
+    }
+    let points: Vec<Uuid> =
+        std::iter::once(demand.from).chain(via.iter().copied()).chain([demand.to]).collect();
+    let mut whole = Path { nodes: vec![demand.from], links: Vec::new(), cost: 0.0 };
+    for (i, pair) in points.windows(2).enumerate() {
+        let mut segment = demand.clone();
+        segment.from = pair[0];
+        segment.to = pair[1];
+        segment.exclude_nodes.extend(whole.nodes[..whole.nodes.len() - 1].iter().copied());
+        segment.exclude_nodes.extend(points[i + 2..].iter().copied());
+        segment.max_hops = match demand.max_hops {
+            Some(h) if h <= whole.links.len() => {
+                return Err(NoPath::Disconnected { from: demand.from, to: demand.to });
+            }
+            Some(h) => Some(h - whole.links.len()),
+            None => None,
+        };
+        let part = shortest_path(topology, &segment)?;
+        whole.nodes.extend_from_slice(&part.nodes[1..]);
+        whole.links.extend_from_slice(&part.links);
+        whole.cost += part.cost;
+    }
+    Ok(whole)
+}
+
 /// Why `shortest_path` found nothing: the path with the most spare rate, if any path is up.
 fn why_not(
     topology: &Topology,

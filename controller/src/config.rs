@@ -1,0 +1,303 @@
+//! The controller's configuration: where it listens, where it keeps its state, how it talks to
+//! agents (TLS, timeouts, agents given statically), and the thresholds that decide when a link
+//! is unusable.
+//!
+//! Sources, later ones winning: a TOML file, `QKDN_*` environment variables (`__` separates
+//! nesting levels: `QKDN_API__LISTEN`), and command-line flags. A problem names the key and,
+//! when the value came from the file, the file and line.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// The whole configuration.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControllerConfig {
+    /// Directory of the durable state (`controller.redb`).
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// The REST API (`/api/v1`) and the ETSI 018 RESTCONF server (`/restconf`).
+    #[serde(default)]
+    pub api: ApiConfig,
+    /// Health, readiness and metrics.
+    #[serde(default)]
+    pub management: ManagementConfig,
+    /// Sessions with agents.
+    #[serde(default)]
+    pub agents: AgentsConfig,
+    /// Agents that do not register (any ETSI 015 RESTCONF server).
+    #[serde(default)]
+    pub static_agents: Vec<StaticAgent>,
+    /// When links stop being used.
+    #[serde(default)]
+    pub links: LinkPolicy,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("qkdn-controller-data")
+}
+
+/// The northbound server.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Listening address (default `127.0.0.1:8450`).
+    #[serde(default = "default_api_listen")]
+    pub listen: SocketAddr,
+    /// TLS; without it plain HTTP, allowed on loopback only.
+    #[serde(default)]
+    pub tls: Option<ServerTls>,
+    /// Bearer tokens accepted from applications (besides client certificates); none means the
+    /// API is open to whoever reaches it (loopback labs).
+    #[serde(default)]
+    pub tokens: Vec<String>,
+}
+
+fn default_api_listen() -> SocketAddr {
+    "127.0.0.1:8450".parse().expect("valid address")
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig { listen: default_api_listen(), tls: None, tokens: Vec::new() }
+    }
+}
+
+/// The management endpoints.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManagementConfig {
+    /// Listening address (default `127.0.0.1:9450`), plain HTTP.
+    #[serde(default = "default_management_listen")]
+    pub listen: SocketAddr,
+}
+
+fn default_management_listen() -> SocketAddr {
+    "127.0.0.1:9450".parse().expect("valid address")
+}
+
+impl Default for ManagementConfig {
+    fn default() -> Self {
+        ManagementConfig { listen: default_management_listen() }
+    }
+}
+
+/// TLS of a server.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerTls {
+    /// Certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Private key (PEM).
+    pub key: PathBuf,
+    /// CA whose certificates clients must present (PEM); none means no client certificate.
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+}
+
+/// TLS files of a client.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientTls {
+    /// Client certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Client private key (PEM).
+    pub key: PathBuf,
+    /// CA the server's certificate must chain to (PEM).
+    pub ca: PathBuf,
+}
+
+/// How the controller keeps in touch with agents.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentsConfig {
+    /// TLS for `https` agent URLs (the controller's client certificate).
+    #[serde(default)]
+    pub tls: Option<ClientTls>,
+    /// Full re-read of each agent's `qkd_node`, besides the event stream.
+    #[serde(default = "default_resync", with = "humantime_serde")]
+    pub resync_interval: Duration,
+    /// An agent neither streaming nor answering for this long is lost.
+    #[serde(default = "default_loss_timeout", with = "humantime_serde")]
+    pub loss_timeout: Duration,
+    /// Time a RESTCONF request to an agent may take.
+    #[serde(default = "default_request_timeout", with = "humantime_serde")]
+    pub request_timeout: Duration,
+}
+
+fn default_resync() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_loss_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+impl Default for AgentsConfig {
+    fn default() -> Self {
+        AgentsConfig {
+            tls: None,
+            resync_interval: default_resync(),
+            loss_timeout: default_loss_timeout(),
+            request_timeout: default_request_timeout(),
+        }
+    }
+}
+
+/// An agent known from the configuration.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticAgent {
+    /// Base URL of its RESTCONF server (`https://host:port`).
+    pub restconf_url: String,
+    /// Its `qkdn_id`, when known in advance (checked against what it serves).
+    #[serde(default)]
+    pub node_id: Option<Uuid>,
+    /// Name of its event stream (`NETCONF` for qkdn agents); none: no stream, polling only.
+    #[serde(default = "default_stream")]
+    pub stream: Option<String>,
+}
+
+fn default_stream() -> Option<String> {
+    Some("NETCONF".into())
+}
+
+/// When a physical link is not used for new paths and its paths are moved.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkPolicy {
+    /// QBER above which a link counts as failed (fraction, default 0.11).
+    #[serde(default = "default_qber")]
+    pub qber_threshold: f64,
+}
+
+fn default_qber() -> f64 {
+    0.11
+}
+
+impl Default for LinkPolicy {
+    fn default() -> Self {
+        LinkPolicy { qber_threshold: default_qber() }
+    }
+}
+
+/// Values given on the command line.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    /// `data_dir`
+    pub data_dir: Option<PathBuf>,
+    /// `api.listen`
+    pub listen: Option<String>,
+    /// `management.listen`
+    pub management_listen: Option<String>,
+}
+
+/// A configuration that could not be loaded: every problem, one per line.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .problems.join("\n"))]
+pub struct ConfigError {
+    /// `place: message` lines.
+    pub problems: Vec<String>,
+}
+
+const TOP_LEVEL_KEYS: [&str; 6] =
+    ["data_dir", "api", "management", "agents", "static_agents", "links"];
+
+/// Loads and checks the configuration.
+pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<ControllerConfig, ConfigError> {
+    let env = Env::prefixed("QKDN_").split("__").filter(|key| {
+        let first = key.as_str().split('.').next().unwrap_or_default();
+        TOP_LEVEL_KEYS.iter().any(|k| k.eq_ignore_ascii_case(first))
+    });
+    let mut figment = Figment::new();
+    let mut text = None;
+    if let Some(path) = file {
+        let t = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            problems: vec![format!("{}: cannot read: {e}", path.display())],
+        })?;
+        if let Err(e) = t.parse::<toml_edit::DocumentMut>() {
+            let line = e.span().map(|s| line_of(&t, s.start)).unwrap_or(0);
+            return Err(ConfigError {
+                problems: vec![format!(
+                    "{}:{line}: not valid TOML: {}",
+                    path.display(),
+                    e.message()
+                )],
+            });
+        }
+        figment = figment.merge(Toml::string(&t));
+        text = Some(t);
+    }
+    figment = figment.merge(env);
+    if let Some(v) = &overrides.data_dir {
+        figment = figment.merge(Serialized::default("data_dir", v));
+    }
+    if let Some(v) = &overrides.listen {
+        figment = figment.merge(Serialized::default("api.listen", v));
+    }
+    if let Some(v) = &overrides.management_listen {
+        figment = figment.merge(Serialized::default("management.listen", v));
+    }
+    let config: ControllerConfig = figment.extract().map_err(|err| ConfigError {
+        problems: err.into_iter().map(|e| describe(&e, file, text.as_deref())).collect(),
+    })?;
+    let mut problems = Vec::new();
+    if config.api.tls.is_none() && !config.api.listen.ip().is_loopback() {
+        problems.push(format!(
+            "api.listen: {} is not a loopback address; plain HTTP is allowed on loopback only \
+             (configure api.tls)",
+            config.api.listen
+        ));
+    }
+    if !(0.0..=1.0).contains(&config.links.qber_threshold) {
+        problems.push(format!(
+            "links.qber_threshold: {} is not a fraction between 0 and 1",
+            config.links.qber_threshold
+        ));
+    }
+    for (i, a) in config.static_agents.iter().enumerate() {
+        if !(a.restconf_url.starts_with("http://") || a.restconf_url.starts_with("https://")) {
+            problems.push(format!(
+                "static_agents[{i}].restconf_url: {:?} is not an http:// or https:// URL",
+                a.restconf_url
+            ));
+        }
+    }
+    if problems.is_empty() { Ok(config) } else { Err(ConfigError { problems }) }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].bytes().filter(|b| *b == b'\n').count() + 1
+}
+
+/// `file:line: key: message` for a figment error, the line found by the key's last name.
+fn describe(e: &figment::Error, file: Option<&Path>, text: Option<&str>) -> String {
+    let key = e.path.join(".");
+    let from_file = e.metadata.as_ref().is_some_and(|m| m.name.contains("TOML"));
+    let line = match (text, e.path.last(), from_file) {
+        (Some(text), Some(last), true) => text
+            .lines()
+            .position(|l| {
+                let l = l.trim_start();
+                l.starts_with(&format!("{last} ")) || l.starts_with(&format!("{last}="))
+            })
+            .map(|i| i + 1),
+        _ => None,
+    };
+    let place = match (file, line) {
+        (Some(f), Some(l)) => format!("{}:{l}: {key}", f.display()),
+        (Some(f), None) if from_file => format!("{}: {key}", f.display()),
+        _ => key,
+    };
+    format!("{place}: {}", e.kind)
+}

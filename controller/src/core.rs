@@ -1,0 +1,592 @@
+//! The controller's core: one task owns the agents' sessions, the network view, the
+//! applications and the record of what was written on each node (DESIGN.md §11: one owner,
+//! others send messages). HTTP handlers send it [`Command`]s and read the latest [`View`]
+//! without waiting; sessions send what they learn; provisioning jobs report when done.
+//!
+//! After each batch of messages the core rebuilds the network view, and when links went down
+//! or agents were lost it moves the applications whose paths used them (and only those); when
+//! links come back it restores applications that had no path.
+
+mod jobs;
+mod reroute;
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use qkdn_yang::restconf::client::RestconfClient;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value as Json, json};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use uuid::Uuid;
+
+use crate::apps::{AppSpec, Application, Entry, Qos};
+use crate::config::ControllerConfig;
+use crate::error::ApiError;
+use crate::inventory::NodeReport;
+use crate::provision::Outcome;
+use crate::session::{self, SessionEvent, SessionId, Target};
+use crate::store::{Op, Store, Table};
+use crate::topology::Network;
+
+/// What an agent sends to register.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Registration {
+    /// Its node's `qkdn_id`.
+    pub node_id: Uuid,
+    /// Base URL of its RESTCONF server.
+    pub restconf_url: String,
+    /// Its KMS endpoints.
+    #[serde(default)]
+    pub kms: Json,
+    /// SHA-256 of its RESTCONF server certificate.
+    #[serde(default)]
+    pub certificate_sha256: Option<String>,
+    /// Its version.
+    #[serde(default)]
+    pub agent_version: Option<String>,
+}
+
+/// An agent as the API shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct AgentView {
+    /// Its node, once known.
+    pub node: Option<Uuid>,
+    /// RESTCONF base URL.
+    pub restconf_url: String,
+    /// `registered` or `static`.
+    pub source: &'static str,
+    /// Whether it answers.
+    pub reachable: bool,
+    /// The last problem with it.
+    pub last_error: Option<String>,
+    /// What it sent when it registered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registration: Option<Registration>,
+}
+
+/// An alarm or event the controller raised.
+pub type Event = Json;
+
+/// The state handlers read.
+#[derive(Clone, Debug, Default)]
+pub struct View {
+    /// Nodes and physical links.
+    pub network: Network,
+    /// Each node's last report.
+    pub reports: BTreeMap<Uuid, NodeReport>,
+    /// Sessions.
+    pub agents: Vec<AgentView>,
+    /// Applications.
+    pub apps: BTreeMap<Uuid, Application>,
+    /// Rate the controller's paths take from each physical link, bit/s.
+    pub promised: HashMap<Uuid, u64>,
+    /// Part of it the agents count as direct application demand.
+    pub direct: HashMap<Uuid, u64>,
+    /// Recent alarms and events, oldest first.
+    pub events: Vec<Event>,
+    /// Whether the durable state has been loaded and the sessions started.
+    pub ready: bool,
+}
+
+/// Requests to the core.
+#[derive(Debug)]
+pub enum Command {
+    /// An agent registers (reply: true when it was not registered before).
+    RegisterAgent(Registration, oneshot::Sender<Result<bool, ApiError>>),
+    /// Register an application (reply: the application, and true when it was created now).
+    CreateApp(AppSpec, oneshot::Sender<Result<(Application, bool), ApiError>>),
+    /// Change an application's QoS.
+    UpdateQos(Uuid, Qos, oneshot::Sender<Result<Application, ApiError>>),
+    /// Remove an application (reply: true when every node let go of its entries).
+    DeleteApp(Uuid, oneshot::Sender<Result<bool, ApiError>>),
+    /// A provisioning job finished.
+    JobDone(Uuid, Outcome),
+}
+
+/// A handle on the core.
+#[derive(Clone)]
+pub struct CoreHandle {
+    commands: mpsc::Sender<Command>,
+    view: watch::Receiver<Arc<View>>,
+    events: broadcast::Sender<Event>,
+}
+
+impl CoreHandle {
+    /// The latest view.
+    pub fn view(&self) -> Arc<View> {
+        self.view.borrow().clone()
+    }
+
+    /// Alarms and events as they are raised.
+    pub fn events(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// Sends `make(reply)` and waits for the reply.
+    pub async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, ApiError>>) -> Command,
+    ) -> Result<T, ApiError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(make(reply))
+            .await
+            .map_err(|_| ApiError::Unavailable("the controller is stopping".into()))?;
+        answer.await.map_err(|_| ApiError::Unavailable("the controller is stopping".into()))?
+    }
+}
+
+/// What waits on a job.
+enum Pending {
+    Create(oneshot::Sender<Result<(Application, bool), ApiError>>),
+    Update(oneshot::Sender<Result<Application, ApiError>>, Box<Application>),
+    Delete(oneshot::Sender<Result<bool, ApiError>>),
+    /// Undoing a failed create or update; then answer with the error.
+    Rollback(Box<dyn FnOnce(ApiError) + Send>, ApiError),
+    /// Moving or repairing, nobody waiting.
+    Background,
+}
+
+struct Session {
+    url: String,
+    registered: Option<Registration>,
+    expected_node: Option<Uuid>,
+    node: Option<Uuid>,
+    reachable: bool,
+    last_error: Option<String>,
+    client: RestconfClient,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// An entry written (or about to be written) on a node, and the application it is for.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Recorded {
+    app: Uuid,
+    entry: Entry,
+}
+
+const EVENTS_KEPT: usize = 512;
+
+/// The core's state.
+pub struct Core {
+    config: Arc<ControllerConfig>,
+    store: Store,
+    http: reqwest::Client,
+    streaming_http: reqwest::Client,
+    commands: mpsc::Sender<Command>,
+    session_events: mpsc::Sender<(SessionId, SessionEvent)>,
+    sessions: HashMap<SessionId, Session>,
+    next_session: SessionId,
+    nodes: BTreeMap<Uuid, (NodeReport, bool)>,
+    apps: BTreeMap<Uuid, Application>,
+    entries: BTreeMap<String, Recorded>,
+    busy: HashMap<Uuid, Pending>,
+    again: HashSet<Uuid>,
+    network: Network,
+    events: VecDeque<Event>,
+    event_tx: broadcast::Sender<Event>,
+    view_tx: watch::Sender<Arc<View>>,
+    dirty: bool,
+    topology_changed: bool,
+}
+
+/// Why the core could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The durable state.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// TLS files for agents.
+    #[error("agents.tls: {0}")]
+    Tls(#[from] qkdn_yang::tls::TlsError),
+    /// The HTTP client.
+    #[error("HTTP client: {0}")]
+    Http(String),
+}
+
+fn http_clients(
+    config: &ControllerConfig,
+) -> Result<(reqwest::Client, reqwest::Client), StartError> {
+    let tls = match &config.agents.tls {
+        Some(t) => Some(qkdn_yang::tls::client_config(&t.ca, Some((&t.cert, &t.key)))?),
+        None => None,
+    };
+    let build = |timeout: Option<Duration>| {
+        let mut b = reqwest::Client::builder().connect_timeout(config.agents.request_timeout);
+        if let Some(t) = timeout {
+            b = b.timeout(t);
+        }
+        if let Some(tls) = &tls {
+            b = b.tls_backend_preconfigured(tls.clone());
+        }
+        b.build().map_err(|e| StartError::Http(qkdn_yang::restconf::client::error_chain(&e)))
+    };
+    Ok((build(Some(config.agents.request_timeout))?, build(None)?))
+}
+
+/// Loads the durable state, starts the sessions and the core task.
+pub fn start(config: Arc<ControllerConfig>) -> Result<CoreHandle, StartError> {
+    let store = Store::open(&config.data_dir)?;
+    let (http, streaming_http) = http_clients(&config)?;
+    let (commands, command_rx) = mpsc::channel(1024);
+    let (session_events, session_rx) = mpsc::channel(4096);
+    let (view_tx, view) = watch::channel(Arc::new(View::default()));
+    let (event_tx, _) = broadcast::channel(1024);
+    let mut core = Core {
+        config,
+        store,
+        http,
+        streaming_http,
+        commands: commands.clone(),
+        session_events,
+        sessions: HashMap::new(),
+        next_session: 1,
+        nodes: BTreeMap::new(),
+        apps: BTreeMap::new(),
+        entries: BTreeMap::new(),
+        busy: HashMap::new(),
+        again: HashSet::new(),
+        network: Network::default(),
+        events: VecDeque::new(),
+        event_tx: event_tx.clone(),
+        view_tx,
+        dirty: true,
+        topology_changed: false,
+    };
+    let loaded = core.load()?;
+    tokio::spawn(async move {
+        if let Some(ops) = loaded
+            && let Err(e) = core.store.write(ops).await
+        {
+            tracing::error!(error = %e, "could not drop unanswered registrations");
+        }
+        core.run(command_rx, session_rx).await
+    });
+    Ok(CoreHandle { commands, view, events: event_tx })
+}
+
+impl Core {
+    /// Reads the state and starts sessions; returns the writes that drop applications whose
+    /// registration was never answered (they are rolled back on their nodes).
+    fn load(&mut self) -> Result<Option<Vec<Op>>, StartError> {
+        let mut ops = Vec::new();
+        for (key, app) in self.store.load::<Application>(Table::Applications)? {
+            if app.state == crate::apps::AppState::Provisioning {
+                tracing::info!(app = %key, "rolling back a registration that was never answered");
+                ops.push(Op::Delete(Table::Applications, key));
+            } else {
+                self.apps.insert(app.spec.app_id, app);
+            }
+        }
+        for (key, recorded) in self.store.load::<Recorded>(Table::Entries)? {
+            self.entries.insert(key, recorded);
+        }
+        for (_, registration) in self.store.load::<Registration>(Table::Agents)? {
+            self.start_session(
+                registration.restconf_url.clone(),
+                Some(registration),
+                None,
+                Some("NETCONF".into()),
+            );
+        }
+        for s in self.config.static_agents.clone() {
+            self.start_session(s.restconf_url.clone(), None, s.node_id, s.stream.clone());
+        }
+        tracing::info!(
+            applications = self.apps.len(),
+            entries = self.entries.len(),
+            agents = self.sessions.len(),
+            "state loaded"
+        );
+        Ok((!ops.is_empty()).then_some(ops))
+    }
+
+    fn start_session(
+        &mut self,
+        url: String,
+        registered: Option<Registration>,
+        expected_node: Option<Uuid>,
+        stream: Option<String>,
+    ) -> SessionId {
+        let id = self.next_session;
+        self.next_session += 1;
+        // Agents advertise their RESTCONF root (`.../restconf`); the client wants the server.
+        let url = url.trim_end_matches('/').trim_end_matches("/restconf").to_owned();
+        let client = RestconfClient::with_client(self.http.clone(), &url);
+        let target = Target {
+            client: client.clone(),
+            streaming: RestconfClient::with_client(self.streaming_http.clone(), &url),
+            stream,
+            resync_interval: self.config.agents.resync_interval,
+            loss_timeout: self.config.agents.loss_timeout,
+        };
+        let node = registered.as_ref().map(|r| r.node_id).or(expected_node);
+        let task = tokio::spawn(session::run(id, target, self.session_events.clone()));
+        self.sessions.insert(
+            id,
+            Session {
+                url,
+                registered,
+                expected_node: node,
+                node,
+                reachable: false,
+                last_error: None,
+                client,
+                task,
+            },
+        );
+        self.dirty = true;
+        id
+    }
+
+    async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut session_rx: mpsc::Receiver<(SessionId, SessionEvent)>,
+    ) {
+        self.publish();
+        let mut retry = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                c = commands.recv() => match c {
+                    Some(c) => self.command(c).await,
+                    None => break,
+                },
+                Some((id, e)) = session_rx.recv() => {
+                    self.session_event(id, e);
+                    // Take what else has arrived before acting on the new picture.
+                    for _ in 0..256 {
+                        match session_rx.try_recv() {
+                            Ok((id, e)) => self.session_event(id, e),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                _ = retry.tick() => self.retry_unplaced().await,
+            }
+            if self.topology_changed {
+                self.topology_changed = false;
+                self.after_topology_change().await;
+            }
+            if self.dirty {
+                self.publish();
+            }
+        }
+        for s in self.sessions.values() {
+            s.task.abort();
+        }
+    }
+
+    async fn command(&mut self, c: Command) {
+        match c {
+            Command::RegisterAgent(r, reply) => {
+                let result = self.register_agent(r).await;
+                let _ = reply.send(result);
+            }
+            Command::CreateApp(spec, reply) => self.create_app(spec, reply).await,
+            Command::UpdateQos(id, qos, reply) => self.update_qos(id, qos, reply).await,
+            Command::DeleteApp(id, reply) => self.delete_app(id, reply).await,
+            Command::JobDone(app, outcome) => self.job_done(app, outcome).await,
+        }
+    }
+
+    async fn register_agent(&mut self, r: Registration) -> Result<bool, ApiError> {
+        if !(r.restconf_url.starts_with("http://") || r.restconf_url.starts_with("https://")) {
+            return Err(ApiError::field("/restconf_url", "must be an http:// or https:// URL"));
+        }
+        let existing = self
+            .sessions
+            .iter()
+            .find(|(_, s)| s.node == Some(r.node_id) || s.expected_node == Some(r.node_id))
+            .map(|(id, s)| (*id, s.registered.as_ref() == Some(&r)));
+        if let Some((_, true)) = existing {
+            return Ok(false);
+        }
+        self.store
+            .write(vec![Op::put(Table::Agents, r.node_id.to_string(), &r)])
+            .await
+            .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        let created = existing.is_none();
+        if let Some((id, _)) = existing
+            && let Some(old) = self.sessions.remove(&id)
+        {
+            old.task.abort();
+        }
+        tracing::info!(node = %r.node_id, url = %r.restconf_url, "agent registered");
+        self.raise(
+            "agent-registered",
+            "INFO",
+            json!({"node": r.node_id}),
+            format!("agent of node {} registered at {}", r.node_id, r.restconf_url),
+        );
+        self.start_session(r.restconf_url.clone(), Some(r), None, Some("NETCONF".into()));
+        Ok(created)
+    }
+
+    fn session_event(&mut self, id: SessionId, event: SessionEvent) {
+        let Some(session) = self.sessions.get_mut(&id) else {
+            return;
+        };
+        match event {
+            SessionEvent::Report(report) => {
+                if let Some(expected) = session.expected_node
+                    && expected != report.id
+                {
+                    session.last_error = Some(format!(
+                        "serves node {} where node {expected} was expected",
+                        report.id
+                    ));
+                    return;
+                }
+                session.node = Some(report.id);
+                session.last_error = None;
+                let was_reachable = session.reachable;
+                session.reachable = true;
+                let node = report.id;
+                let came_back = !was_reachable || !self.nodes.get(&node).is_some_and(|(_, r)| *r);
+                self.nodes.insert(node, (*report, true));
+                self.topology_changed = true;
+                self.dirty = true;
+                if came_back {
+                    tracing::info!(%node, "agent reachable");
+                    self.raise(
+                        "agent-reachable",
+                        "INFO",
+                        json!({"node": node}),
+                        format!("the agent of node {node} answers"),
+                    );
+                    self.reconcile_node(node);
+                }
+            }
+            SessionEvent::Perf(n) => {
+                if let Some(node) = session.node
+                    && let Some((report, _)) = self.nodes.get_mut(&node)
+                    && report.apply_perf_update(&n)
+                {
+                    self.topology_changed = true;
+                    self.dirty = true;
+                }
+            }
+            SessionEvent::Notification(n) => {
+                if let Some(node) = session.node {
+                    self.forward_notification(node, n);
+                }
+            }
+            SessionEvent::ReadFailed(e) => {
+                session.last_error = Some(e);
+                self.dirty = true;
+            }
+            SessionEvent::Lost(reason) => {
+                session.reachable = false;
+                session.last_error = Some(reason.clone());
+                if let Some(node) = session.node
+                    && let Some(entry) = self.nodes.get_mut(&node)
+                {
+                    entry.1 = false;
+                    tracing::warn!(%node, %reason, "agent lost");
+                    self.raise(
+                        "agent-lost",
+                        "MAJOR",
+                        json!({"node": node}),
+                        format!("the agent of node {node} is lost: {reason}"),
+                    );
+                    self.topology_changed = true;
+                }
+                self.dirty = true;
+            }
+        }
+    }
+
+    /// Alarms and events of agents, raised again at network scope.
+    fn forward_notification(&mut self, node: Uuid, n: Json) {
+        let Some((name, body)) =
+            n.as_object().and_then(|o| o.iter().find(|(k, _)| k.as_str() != "eventTime"))
+        else {
+            return;
+        };
+        let local = name.rsplit(':').next().unwrap_or(name).to_owned();
+        let severity = ["link", "interface", "application"]
+            .iter()
+            .find_map(|k| body.get(*k).and_then(|b| b.get("severity")).and_then(Json::as_str))
+            .map(|s| s.rsplit(':').next().unwrap_or(s).to_owned())
+            .unwrap_or_else(|| "INFO".into());
+        self.raise(
+            &format!("node-{local}"),
+            &severity,
+            json!({"node": node, "notification": body}),
+            format!("node {node}: {local}"),
+        );
+    }
+
+    /// Records an alarm or event and sends it to subscribers.
+    fn raise(&mut self, kind: &str, severity: &str, subject: Json, message: String) {
+        let event = json!({
+            "time": humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+            "kind": kind,
+            "severity": severity,
+            "subject": subject,
+            "message": message,
+        });
+        if self.events.len() == EVENTS_KEPT {
+            self.events.pop_front();
+        }
+        self.events.push_back(event.clone());
+        let _ = self.event_tx.send(event);
+        self.dirty = true;
+    }
+
+    /// Publishes the view.
+    fn publish(&mut self) {
+        let (promised, direct) = self.reservations(None);
+        let agents = self
+            .sessions
+            .values()
+            .map(|s| AgentView {
+                node: s.node,
+                restconf_url: s.url.clone(),
+                source: if s.registered.is_some() { "registered" } else { "static" },
+                reachable: s.reachable,
+                last_error: s.last_error.clone(),
+                registration: s.registered.clone(),
+            })
+            .collect();
+        let view = View {
+            network: self.network.clone(),
+            reports: self.nodes.iter().map(|(id, (r, _))| (*id, r.clone())).collect(),
+            agents,
+            apps: self.apps.clone(),
+            promised,
+            direct,
+            events: self.events.iter().cloned().collect(),
+            ready: true,
+        };
+        self.view_tx.send_replace(Arc::new(view));
+        self.dirty = false;
+    }
+
+    /// Rate promised on each physical link by the applications other than `except`, and the
+    /// part the agents count as direct demand.
+    fn reservations(&self, except: Option<Uuid>) -> (HashMap<Uuid, u64>, HashMap<Uuid, u64>) {
+        let mut promised = HashMap::new();
+        let mut direct = HashMap::new();
+        for app in self.apps.values().filter(|a| Some(a.spec.app_id) != except) {
+            let rate = app.spec.qos.demand_bps();
+            for leg in &app.legs {
+                for l in &leg.links {
+                    *promised.entry(*l).or_insert(0) += rate;
+                }
+                if !leg.is_virtual()
+                    && let Some(l) = leg.links.first()
+                {
+                    *direct.entry(*l).or_insert(0) += rate;
+                }
+            }
+        }
+        (promised, direct)
+    }
+
+    fn clients(&self) -> HashMap<Uuid, RestconfClient> {
+        self.sessions.values().filter_map(|s| Some((s.node?, s.client.clone()))).collect()
+    }
+}

@@ -1,0 +1,121 @@
+//! The controller service: loads the state and starts the core, serves the REST API (and,
+//! with issue 5's northbound, RESTCONF) on one listener, and health and readiness on the
+//! management listener, until asked to stop.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::get;
+use qkdn_yang::restconf::{ServeOptions, serve};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::api::{self, ApiState};
+use crate::config::ControllerConfig;
+use crate::core::{self, CoreHandle};
+
+/// Why the controller could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The core.
+    #[error(transparent)]
+    Core(#[from] core::StartError),
+    /// TLS files.
+    #[error("api.tls: {0}")]
+    Tls(#[from] qkdn_yang::tls::TlsError),
+    /// A listener.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A running controller.
+pub struct Controller {
+    /// The core.
+    pub core: CoreHandle,
+    /// Where the API listens.
+    pub api_addr: SocketAddr,
+    /// Where the management endpoints listen.
+    pub management_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    servers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+async fn listen(addr: SocketAddr) -> Result<TcpListener, ServiceError> {
+    TcpListener::bind(addr).await.map_err(|source| ServiceError::Listen { addr, source })
+}
+
+impl Controller {
+    /// Starts the controller.
+    pub async fn start(config: ControllerConfig) -> Result<Controller, ServiceError> {
+        let config = Arc::new(config);
+        let tls = match &config.api.tls {
+            Some(t) => {
+                Some(qkdn_yang::tls::server_config(&t.cert, &t.key, t.client_ca.as_deref())?)
+            }
+            None => None,
+        };
+        let api_listener = listen(config.api.listen).await?;
+        let management_listener = listen(config.management.listen).await?;
+        let core = core::start(config.clone())?;
+        let api_addr = api_listener
+            .local_addr()
+            .map_err(|source| ServiceError::Listen { addr: config.api.listen, source })?;
+        let management_addr = management_listener
+            .local_addr()
+            .map_err(|source| ServiceError::Listen { addr: config.management.listen, source })?;
+        let (stop, stopped) = watch::channel(false);
+        let api_router = api::router(ApiState {
+            core: core.clone(),
+            tokens: Arc::new(config.api.tokens.clone()),
+        });
+        let management = management_router(core.clone());
+        let mut servers = Vec::new();
+        for (listener, router, tls) in
+            [(api_listener, api_router, tls), (management_listener, management, None)]
+        {
+            let mut stopped = stopped.clone();
+            let options = ServeOptions { tls, ..ServeOptions::default() };
+            servers.push(tokio::spawn(async move {
+                let shutdown = async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                };
+                if let Err(e) = serve(listener, router, options, shutdown).await {
+                    tracing::error!(error = %e, "server stopped");
+                }
+            }));
+        }
+        tracing::info!(api = %api_addr, management = %management_addr, "controller started");
+        Ok(Controller { core, api_addr, management_addr, stop, servers })
+    }
+
+    /// Stops serving (requests in flight finish within the grace period).
+    pub async fn shutdown(self) {
+        self.stop.send_replace(true);
+        for s in self.servers {
+            let _ = s.await;
+        }
+    }
+}
+
+fn management_router(core: CoreHandle) -> Router {
+    Router::new().route("/healthz", get(|| async { (StatusCode::OK, "ok\n") })).route(
+        "/readyz",
+        get(move || {
+            let core = core.clone();
+            async move {
+                if core.view().ready {
+                    (StatusCode::OK, "ready\n")
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, "loading state\n")
+                }
+            }
+        }),
+    )
+}

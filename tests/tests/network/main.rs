@@ -1,0 +1,4 @@
+//! Networks of real processes: agents with simulated devices and KMSs, a controller, SAEs,
+//! and a third-party RESTCONF server, all over their real interfaces.
+
+mod provisioning;

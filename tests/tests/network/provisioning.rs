@@ -1,0 +1,161 @@
+//! Six agents in a ring-like mesh under one controller: an application between non-adjacent
+//! nodes gets a virtual link on every node of its path and its SAEs get identical keys; one
+//! between neighbours uses their physical link; bad registrations are refused and change
+//! nothing; when the agent in the middle of the first path dies (`kill -9`) the controller
+//! moves the application to another path and keys keep flowing.
+
+use qkdn_tests::network::TestNetwork;
+use qkdn_tests::sae::Sae;
+use reqwest::Method;
+use serde_json::{Value as Json, json};
+
+const APP_AC: &str = "a0000000-0000-4000-8000-0000000000ac";
+const APP_AD: &str = "a0000000-0000-4000-8000-0000000000ad";
+
+fn ids(net: &TestNetwork, names: &[&str]) -> Vec<Json> {
+    names.iter().map(|n| json!(net.nodes[*n].id)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn applications_get_relayed_keys_and_move_when_a_trusted_node_dies() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = if std::env::var_os("QKDN_TEST_KEEP").is_some() {
+        Box::leak(Box::new(dir)).path().to_path_buf()
+    } else {
+        dir.path().to_path_buf()
+    };
+    eprintln!("test files in {}", dir.display());
+    //  a - b - c
+    //  |       |
+    //  d - e - f
+    let mut net = TestNetwork::new(
+        &dir,
+        &["a", "b", "c", "d", "e", "f"],
+        &[("a", "b"), ("b", "c"), ("a", "d"), ("d", "e"), ("e", "f"), ("f", "c")],
+    );
+    net.start_controller("");
+    net.start_agents();
+    net.wait_for_topology(30).await;
+
+    // Between non-adjacent nodes: the shortest key-aware path is a-b-c.
+    let request = json!({"app_id": APP_AC, "server": {"sae_id": "sae-a", "node": net.nodes["a"].id},
+        "clients": [{"sae_id": "sae-c", "node": net.nodes["c"].id}], "qos": {"rate_bps": 4000, "ttl_s": 3600}});
+    let (status, app) = net.call(Method::POST, "/api/v1/applications", Some(&request)).await;
+    assert_eq!(status, 201, "{app}");
+    assert_eq!(app["state"], "active");
+    assert_eq!(app["legs"][0]["nodes"], json!(ids(&net, &["a", "b", "c"])));
+    let virt = app["legs"][0]["link"].as_str().unwrap().to_owned();
+    // The same request again is the same registration.
+    let (status, again) = net.call(Method::POST, "/api/v1/applications", Some(&request)).await;
+    assert_eq!((status, &again["legs"]), (200, &app["legs"]));
+
+    // Every node of the path holds the virtual link, with its neighbours on the path as hops.
+    let link_path = format!("/etsi-qkd-sdn-node:qkd_node/qkd_links/qkd_link={virt}");
+    let at_b = net.restconf("b").get(&link_path, &[]).await.unwrap();
+    let l = &at_b["etsi-qkd-sdn-node:qkd_link"][0];
+    assert_eq!(l["qkdl_type"], "etsi-qkd-node-types:VIRT");
+    assert_eq!(l["virt_prev_hop"], json!(net.nodes["a"].id));
+    assert_eq!(l["virt_next_hop"], json!([net.nodes["c"].id]));
+    assert_eq!(l["virt_bandwidth"], json!(4000));
+    for end in ["a", "c"] {
+        let doc = net
+            .restconf(end)
+            .get(&format!("/etsi-qkd-sdn-node:qkd_node/qkd_applications/qkd_app={APP_AC}"), &[])
+            .await
+            .unwrap();
+        assert_eq!(
+            doc["etsi-qkd-sdn-node:qkd_app"][0]["backing_qkdl_id"],
+            json!([virt]),
+            "{end}: {doc}"
+        );
+    }
+    let sae_a = Sae::new(&net.pki, "sae-a", net.nodes["a"].kms);
+    let sae_c = Sae::new(&net.pki, "sae-c", net.nodes["c"].kms);
+    let (sent, received) = sae_a.exchange(&sae_c, "sae-a", "sae-c", 4, 30).await;
+    assert_eq!(sent, received, "same IDs, same bytes at both ends");
+
+    // Between neighbours: their physical link backs the application, no virtual link.
+    let ad = json!({"app_id": APP_AD, "server": {"sae_id": "sae-a2", "node": net.nodes["a"].id},
+        "clients": [{"sae_id": "sae-d", "node": net.nodes["d"].id}], "qos": {"rate_bps": 1000}});
+    let (status, app_ad) = net.call(Method::POST, "/api/v1/applications", Some(&ad)).await;
+    assert_eq!(status, 201, "{app_ad}");
+    assert_eq!(app_ad["legs"][0]["link"], json!(net.link_id("a", "d")));
+    let sae_a2 = Sae::new(&net.pki, "sae-a2", net.nodes["a"].kms);
+    let sae_d = Sae::new(&net.pki, "sae-d", net.nodes["d"].kms);
+    let (sent, received) = sae_a2.exchange(&sae_d, "sae-a2", "sae-d", 2, 30).await;
+    assert_eq!(sent, received);
+
+    bad_registrations_change_nothing(&net).await;
+
+    // The trusted node b dies: the application moves to a-d-e-f-c, and keys keep flowing.
+    net.agents.get_mut("b").unwrap().kill_hard();
+    let moved = net
+        .wait_for(&format!("/api/v1/applications/{APP_AC}"), 30, |a| {
+            a["legs"][0]["nodes"] == json!(ids(&net, &["a", "d", "e", "f", "c"]))
+                && a["state"] == "active"
+        })
+        .await;
+    assert_eq!(
+        moved["legs"][0]["link"],
+        json!(virt),
+        "the virtual link keeps its id, so stored keys stay valid"
+    );
+    assert_eq!(moved["reroutes"], 1);
+    let at_a = net.restconf("a").get(&link_path, &[]).await.unwrap();
+    assert_eq!(at_a["etsi-qkd-sdn-node:qkd_link"][0]["virt_next_hop"], json!([net.nodes["d"].id]));
+    let at_e = net.restconf("e").get(&link_path, &[]).await.unwrap();
+    assert_eq!(at_e["etsi-qkd-sdn-node:qkd_link"][0]["virt_prev_hop"], json!(net.nodes["d"].id));
+    let (sent, received) = sae_a.exchange(&sae_c, "sae-a", "sae-c", 8, 30).await;
+    assert_eq!(sent, received, "keys relayed over the new path");
+    let events = net.get("/api/v1/events").await;
+    let kinds: Vec<&str> =
+        events["events"].as_array().unwrap().iter().filter_map(|e| e["kind"].as_str()).collect();
+    assert!(kinds.contains(&"agent-lost") && kinds.contains(&"app-rerouted"), "{kinds:?}");
+    // The application between neighbours was not touched.
+    let ad_now = net.get(&format!("/api/v1/applications/{APP_AD}")).await;
+    assert_eq!(ad_now["reroutes"], 0);
+
+    // Removing an application removes its entries from the nodes that answer.
+    let (status, _) =
+        net.call(Method::DELETE, &format!("/api/v1/applications/{APP_AD}"), None).await;
+    assert_eq!(status, 204);
+    let gone = net
+        .restconf("d")
+        .get(&format!("/etsi-qkd-sdn-node:qkd_node/qkd_applications/qkd_app={APP_AD}"), &[])
+        .await;
+    assert_eq!(gone.unwrap_err().status(), Some(404));
+}
+
+async fn bad_registrations_change_nothing(net: &TestNetwork) {
+    let before = net.get("/api/v1/applications").await;
+    let a = net.nodes["a"].id.clone();
+    let c = net.nodes["c"].id.clone();
+    let (status, body) = net
+        .call(Method::POST, "/api/v1/applications", Some(&json!({"server": {"sae_id": "x", "node": a}, "clients": [{"sae_id": "", "node": c}], "qos": {}})))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let pointers: Vec<&str> =
+        body["errors"].as_array().unwrap().iter().map(|e| e["pointer"].as_str().unwrap()).collect();
+    assert_eq!(pointers, ["/clients/0/sae_id", "/qos/rate_bps"], "{body}");
+    let unknown = "99999999-0000-4000-8000-000000000000";
+    let (status, body) = net
+        .call(Method::POST, "/api/v1/applications", Some(&json!({"server": {"sae_id": "x", "node": a}, "clients": [{"sae_id": "y", "node": unknown}], "qos": {"rate_bps": 10}})))
+        .await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body["detail"].as_str().unwrap().contains(unknown), "{body}");
+    let (status, body) = net
+        .call(Method::POST, "/api/v1/applications", Some(&json!({"server": {"sae_id": "x", "node": a}, "clients": [{"sae_id": "y", "node": c}], "qos": {"rate_bps": 4000000000u64}})))
+        .await;
+    assert_eq!(status, 409, "{body}");
+    let detail = body["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("no path with 4000000000 bit/s spare")
+            && detail.contains("the best offers"),
+        "{body}"
+    );
+    let (status, body) = net.call(Method::POST, "/api/v1/applications", Some(&json!({"app_id": APP_AC, "server": {"sae_id": "other", "node": a}, "clients": [{"sae_id": "sae-c", "node": c}], "qos": {"rate_bps": 10}}))).await;
+    assert_eq!(status, 409, "an id reused with other content: {body}");
+    assert_eq!(net.get("/api/v1/applications").await, before, "nothing was registered");
+    let (status, body) = net.call(Method::GET, "/api/v1/applications/not-a-uuid", None).await;
+    assert_eq!((status, body["status"].as_u64()), (404, Some(404)));
+}
