@@ -189,6 +189,10 @@ pub struct Core {
     view_tx: watch::Sender<Arc<View>>,
     dirty: bool,
     topology_changed: bool,
+    /// Until every known agent has answered once (or the loss timeout has passed since the
+    /// start), paths are not judged: a picture still being assembled is not a failure.
+    settled: bool,
+    started: std::time::Instant,
 }
 
 /// Why the core could not start.
@@ -253,6 +257,8 @@ pub fn start(config: Arc<ControllerConfig>) -> Result<CoreHandle, StartError> {
         view_tx,
         dirty: true,
         topology_changed: false,
+        settled: false,
+        started: std::time::Instant::now(),
     };
     let loaded = core.load()?;
     tokio::spawn(async move {
@@ -363,7 +369,17 @@ impl Core {
                         }
                     }
                 }
-                _ = retry.tick() => self.retry_unplaced().await,
+                _ = retry.tick() => if self.settled {
+                    self.retry_unplaced().await;
+                },
+            }
+            if !self.settled {
+                let all_heard = self.sessions.values().all(|s| s.reachable);
+                if all_heard || self.started.elapsed() >= self.config.agents.loss_timeout {
+                    self.settled = true;
+                    self.topology_changed = true;
+                    tracing::info!("every known agent heard from; judging paths");
+                }
             }
             if self.topology_changed {
                 self.topology_changed = false;

@@ -124,3 +124,28 @@ pub fn status_of(url: &str) -> Option<u16> {
     .ok()
     .flatten()
 }
+
+/// A test's directory: removed when dropped, unless `QKDN_TEST_KEEP` is set (then its path is
+/// printed, to read the services' logs after a failure).
+pub struct TestDir {
+    path: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl TestDir {
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// A new [`TestDir`].
+pub fn test_dir() -> TestDir {
+    let dir = tempfile::tempdir().unwrap();
+    if std::env::var_os("QKDN_TEST_KEEP").is_some() {
+        let path = dir.keep();
+        eprintln!("test files kept in {}", path.display());
+        return TestDir { path, _temp: None };
+    }
+    TestDir { path: dir.path().to_path_buf(), _temp: Some(dir) }
+}

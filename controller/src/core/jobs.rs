@@ -81,6 +81,12 @@ impl Core {
         reply: oneshot::Sender<Result<(Application, bool), ApiError>>,
     ) {
         let id = spec.app_id;
+        if !self.settled {
+            let _ = reply.send(Err(ApiError::Unavailable(
+                "the controller is starting and has not heard from every agent yet; retry".into(),
+            )));
+            return;
+        }
         if let Some(existing) = self.apps.get(&id) {
             let answer = if existing.spec != spec {
                 Err(ApiError::Conflict(format!(

@@ -25,6 +25,10 @@ impl Core {
             self.nodes.values().map(|(report, reachable)| Source { report, reachable: *reachable }),
             self.config.links.qber_threshold,
         );
+        self.dirty = true;
+        if !self.settled {
+            return;
+        }
         let affected: Vec<Uuid> = self
             .apps
             .values()

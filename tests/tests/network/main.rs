@@ -2,3 +2,4 @@
 //! and a third-party RESTCONF server, all over their real interfaces.
 
 mod provisioning;
+mod restart;

@@ -18,18 +18,12 @@ fn ids(net: &TestNetwork, names: &[&str]) -> Vec<Json> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn applications_get_relayed_keys_and_move_when_a_trusted_node_dies() {
-    let dir = tempfile::tempdir().unwrap();
-    let dir = if std::env::var_os("QKDN_TEST_KEEP").is_some() {
-        Box::leak(Box::new(dir)).path().to_path_buf()
-    } else {
-        dir.path().to_path_buf()
-    };
-    eprintln!("test files in {}", dir.display());
+    let dir = qkdn_tests::process::test_dir();
     //  a - b - c
     //  |       |
     //  d - e - f
     let mut net = TestNetwork::new(
-        &dir,
+        dir.path(),
         &["a", "b", "c", "d", "e", "f"],
         &[("a", "b"), ("b", "c"), ("a", "d"), ("d", "e"), ("e", "f"), ("f", "c")],
     );
