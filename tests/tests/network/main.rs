@@ -3,3 +3,4 @@
 
 mod provisioning;
 mod restart;
+mod static_agents;

@@ -1,0 +1,140 @@
+//! A third-party ETSI 015 server as a static agent: three RESTCONF servers (the foundation's
+//! example server, which never registers) loaded with TeraFlowSDN's `qkd_end2end` node
+//! fixtures; the controller is told their URLs, reads the nodes, follows their event streams
+//! as links are written to them the way TeraFlowSDN's driver writes them, and provisions an
+//! application across them.
+
+use std::time::Duration;
+
+use qkdn_tests::network::TestNetwork;
+use qkdn_tests::process::{Process, binary, free_port, repo};
+use qkdn_yang::restconf::RestconfClient;
+use reqwest::Method;
+use serde_json::{Value as Json, json};
+
+const QKD: [&str; 3] = [
+    "00000001-0000-0000-0000-000000000000",
+    "00000002-0000-0000-0000-000000000000",
+    "00000003-0000-0000-0000-000000000000",
+];
+
+/// The fixture of node `n` (1-based) without the mock server's own settings.
+fn fixture(n: usize) -> Json {
+    let path = repo()
+        .parent()
+        .unwrap()
+        .join(format!("shared/reference/tfs-data/qkd_end2end/qkd-node-0{n}.json"));
+    let doc: Json = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    doc["etsi-qkd-sdn-node"].clone()
+}
+
+/// The interface of node `n` facing node `m` (its attachment point names `QKD<m>`), and the
+/// remote interface (the attachment point's port).
+fn facing(n: usize, m: usize) -> (u32, u32) {
+    let node = fixture(n);
+    let iface = node["qkd_node"]["qkd_interfaces"]["qkd_interface"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["qkdi_att_point"]["device"] == format!("QKD{m}"))
+        .unwrap()
+        .clone();
+    let num =
+        |v: &Json| v.as_str().map(|s| s.parse().unwrap()).or(v.as_u64().map(|x| x as u32)).unwrap();
+    (num(&iface["qkdi_id"]), num(&iface["qkdi_att_point"]["port"]))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fixture_servers_are_discovered_as_static_agents_and_provisioned() {
+    let dir = qkdn_tests::process::test_dir();
+    let mut servers = Vec::new();
+    let mut urls = Vec::new();
+    for n in 1..=3 {
+        let file = dir.path().join(format!("qkd-node-0{n}.json"));
+        std::fs::write(&file, fixture(n).to_string()).unwrap();
+        let port = free_port();
+        let server = Process::start(
+            &binary("restconf-serve"),
+            &[
+                "--listen".into(),
+                format!("127.0.0.1:{port}"),
+                "--perf-interval".into(),
+                "1".into(),
+                file.display().to_string(),
+            ],
+            &dir.path().join(format!("qkd{n}.log")),
+        );
+        server.wait_ready(&format!("http://127.0.0.1:{port}/.well-known/host-meta"));
+        servers.push(server);
+        urls.push(format!("http://127.0.0.1:{port}"));
+    }
+    let mut net = TestNetwork::new(dir.path(), &[], &[]);
+    let statics: String =
+        urls.iter().map(|u| format!("[[static_agents]]\nrestconf_url = \"{u}\"\n\n")).collect();
+    net.start_controller(&statics);
+    net.wait_for("/api/v1/nodes", 20, |b| {
+        b["nodes"].as_array().is_some_and(|n| {
+            n.len() == 3
+                && n.iter().all(|x| x["reachable"] == true && x["agent"]["source"] == "static")
+        })
+    })
+    .await;
+
+    // The direct links, written at both ends as TeraFlowSDN's driver does.
+    let direct = [
+        (1, 2, "00000001-0002-0000-0000-000000000000"),
+        (2, 3, "00000002-0003-0000-0000-000000000000"),
+    ];
+    for (a, b, id) in direct {
+        for (x, y) in [(a, b), (b, a)] {
+            let (local, remote) = facing(x, y);
+            let body = json!({"qkd_link": [{"qkdl_id": id, "qkdl_type": "etsi-qkd-node-types:PHYS",
+                "qkdl_local": {"qkdn_id": QKD[x - 1], "qkdi_id": local.to_string()},
+                "qkdl_remote": {"qkdn_id": QKD[y - 1], "qkdi_id": remote.to_string()}}]});
+            RestconfClient::new(&urls[x - 1])
+                .post("/etsi-qkd-sdn-node:qkd_node/qkd_links", &body)
+                .await
+                .unwrap();
+        }
+    }
+    // Seen through the event streams, with the key rates the servers publish.
+    let links = net
+        .wait_for("/api/v1/links", 20, |b| {
+            b["links"].as_array().is_some_and(|l| {
+                l.len() == 2
+                    && l.iter().all(|x| x["up"] == true && x["skr_bps"].as_u64().unwrap_or(0) > 0)
+            })
+        })
+        .await;
+    assert!(links["problems"].as_array().unwrap().is_empty(), "{links}");
+
+    let request = json!({"server": {"sae_id": "sae-1", "node": QKD[0]}, "clients": [{"sae_id": "sae-3", "node": QKD[2]}], "qos": {"rate_bps": 10000}});
+    let (status, app) = net.call(Method::POST, "/api/v1/applications", Some(&request)).await;
+    assert_eq!(status, 201, "{app}");
+    assert_eq!(app["legs"][0]["nodes"], json!(QKD));
+    let virt = app["legs"][0]["link"].as_str().unwrap();
+    let at_2 = RestconfClient::new(&urls[1])
+        .get(&format!("/etsi-qkd-sdn-node:qkd_node/qkd_links/qkd_link={virt}"), &[])
+        .await
+        .unwrap();
+    let l = &at_2["etsi-qkd-sdn-node:qkd_link"][0];
+    assert_eq!((&l["virt_prev_hop"], &l["virt_next_hop"]), (&json!(QKD[0]), &json!([QKD[2]])));
+    let app_id = app["app_id"].as_str().unwrap();
+    let at_3 = RestconfClient::new(&urls[2])
+        .get(&format!("/etsi-qkd-sdn-node:qkd_node/qkd_applications/qkd_app={app_id}"), &[])
+        .await
+        .unwrap();
+    assert_eq!(at_3["etsi-qkd-sdn-node:qkd_app"][0]["server_app_id"], "sae-3");
+
+    // A server that goes away is lost after the timeout, and its links with it.
+    drop(servers.remove(1));
+    net.wait_for("/api/v1/links", 20, |b| {
+        b["links"].as_array().is_some_and(|l| l.iter().all(|x| x["up"] == false))
+    })
+    .await;
+    let app = net
+        .wait_for(&format!("/api/v1/applications/{app_id}"), 20, |a| a["state"] == "no-path")
+        .await;
+    assert!(app["reason"].as_str().unwrap().contains("no path"), "{app}");
+    tokio::time::sleep(Duration::from_millis(10)).await;
+}
