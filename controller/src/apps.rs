@@ -319,8 +319,11 @@ pub enum AppState {
     Provisioning,
     /// Every leg has a path and the nodes hold its entries.
     Active,
-    /// Some leg has no path; it is restored when one returns.
+    /// Some leg lost its path; its entries stay (stored keys remain usable) and it is
+    /// restored when a path returns.
     NoPath,
+    /// Registered through ETSI 018 without a path yet (deployed by a later operation).
+    Registered,
 }
 
 /// The path of one client node's keys.
@@ -361,6 +364,18 @@ pub struct Application {
     /// Times it was moved to another path.
     #[serde(default)]
     pub reroutes: u64,
+    /// Paths computed for it on request (ETSI 018 candidate paths), cheapest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub candidates: Vec<Candidate>,
+}
+
+/// A candidate path of an application.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Candidate {
+    /// Nodes from the server's node to the client's.
+    pub nodes: Vec<Uuid>,
+    /// Physical links between them.
+    pub links: Vec<Uuid>,
 }
 
 impl AppSpec {
@@ -470,7 +485,7 @@ fn app_qos(qos: &Qos) -> Json {
 /// applications; none when it has no path).
 pub fn desired_entries(app: &Application) -> Vec<Entry> {
     let spec = &app.spec;
-    if app.state == AppState::NoPath || app.legs.is_empty() {
+    if app.legs.is_empty() {
         return Vec::new();
     }
     let single = spec.clients.len() == 1;

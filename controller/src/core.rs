@@ -7,6 +7,7 @@
 //! or agents were lost it moves the applications whose paths used them (and only those); when
 //! links come back it restores applications that had no path.
 
+mod connectivity;
 mod jobs;
 mod reroute;
 
@@ -100,6 +101,23 @@ pub enum Command {
     UpdateQos(Uuid, Qos, oneshot::Sender<Result<Application, ApiError>>),
     /// Remove an application (reply: true when every node let go of its entries).
     DeleteApp(Uuid, oneshot::Sender<Result<bool, ApiError>>),
+    /// Register an application without deploying a path (ETSI 018 `app-registration`).
+    RegisterApp(AppSpec, oneshot::Sender<Result<(Application, bool), ApiError>>),
+    /// Compute and keep candidate paths of an application.
+    Candidates {
+        /// The application.
+        app: Uuid,
+        /// Nodes to avoid besides its QoS exclusions.
+        exclude: std::collections::HashSet<Uuid>,
+        /// Hop limit (else its QoS one).
+        max_hops: Option<usize>,
+        /// How many.
+        k: usize,
+        /// The candidates, cheapest first.
+        reply: oneshot::Sender<Result<Vec<crate::apps::Candidate>, ApiError>>,
+    },
+    /// Deploy candidate `path_id` (1-based) of an application.
+    Deploy(Uuid, usize, oneshot::Sender<Result<Application, ApiError>>),
     /// A provisioning job finished.
     JobDone(Uuid, Outcome),
 }
@@ -116,6 +134,11 @@ impl CoreHandle {
     /// The latest view.
     pub fn view(&self) -> Arc<View> {
         self.view.borrow().clone()
+    }
+
+    /// Follows the view as it changes.
+    pub fn watch(&self) -> watch::Receiver<Arc<View>> {
+        self.view.clone()
     }
 
     /// Alarms and events as they are raised.
@@ -403,6 +426,11 @@ impl Core {
             Command::CreateApp(spec, reply) => self.create_app(spec, reply).await,
             Command::UpdateQos(id, qos, reply) => self.update_qos(id, qos, reply).await,
             Command::DeleteApp(id, reply) => self.delete_app(id, reply).await,
+            Command::RegisterApp(spec, reply) => self.register_only(spec, reply).await,
+            Command::Candidates { app, exclude, max_hops, k, reply } => {
+                self.candidates(app, exclude, max_hops, k, reply).await
+            }
+            Command::Deploy(app, path, reply) => self.deploy(app, path, reply).await,
             Command::JobDone(app, outcome) => self.job_done(app, outcome).await,
         }
     }

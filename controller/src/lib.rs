@@ -2,7 +2,8 @@
 //! ([`session`], [`inventory`], [`topology`]), routes key relay over it ([`routing`]),
 //! registers applications and provisions their virtual links and `qkd_app` entries on the
 //! nodes ([`apps`], [`provision`]), moves them when links fail ([`core`]), keeps everything in
-//! redb ([`store`]) and serves a REST API ([`api`]).
+//! redb ([`store`]) and serves a REST API ([`api`]) and the ETSI GS QKD 018 northbound over
+//! RESTCONF ([`northbound`]).
 
 pub mod api;
 pub mod apps;
@@ -10,6 +11,7 @@ pub mod config;
 pub mod core;
 pub mod error;
 pub mod inventory;
+pub mod northbound;
 pub mod provision;
 pub mod routing;
 pub mod service;

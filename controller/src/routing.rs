@@ -68,6 +68,7 @@ pub enum TopologyError {
 pub struct Topology {
     graph: UnGraph<Node, Link>,
     index: HashMap<Uuid, NodeIndex>,
+    links: HashMap<Uuid, EdgeIndex>,
 }
 
 impl Topology {
@@ -75,6 +76,7 @@ impl Topology {
     pub fn new(nodes: Vec<Node>, links: Vec<Link>) -> Result<Topology, TopologyError> {
         let mut graph = UnGraph::with_capacity(nodes.len(), links.len());
         let mut index = HashMap::with_capacity(nodes.len());
+        let mut by_id = HashMap::with_capacity(links.len());
         for node in nodes {
             let id = node.id;
             index.insert(id, graph.add_node(node));
@@ -87,9 +89,33 @@ impl Topology {
             if a == b {
                 return Err(TopologyError::Loop(link.id));
             }
-            graph.add_edge(a, b, link);
+            let id = link.id;
+            by_id.insert(id, graph.add_edge(a, b, link));
         }
-        Ok(Topology { graph, index })
+        Ok(Topology { graph, index, links: by_id })
+    }
+
+    /// Link `id`, if the topology has it.
+    pub fn link(&self, id: Uuid) -> Option<&Link> {
+        self.links.get(&id).map(|e| &self.graph[*e])
+    }
+
+    /// Link `id` to change (its state, its expected consumption), if the topology has it.
+    pub fn link_mut(&mut self, id: Uuid) -> Option<&mut Link> {
+        self.links.get(&id).map(|e| &mut self.graph[*e])
+    }
+
+    /// Adds `rate_bps` to the expected consumption of each of `links` (`take`), or removes it.
+    pub fn reserve(&mut self, links: &[Uuid], rate_bps: u64, take: bool) {
+        for l in links {
+            if let Some(link) = self.link_mut(*l) {
+                link.expected_bps = if take {
+                    link.expected_bps.saturating_add(rate_bps)
+                } else {
+                    link.expected_bps.saturating_sub(rate_bps)
+                };
+            }
+        }
     }
 
     /// Number of nodes.
@@ -391,6 +417,37 @@ pub fn shortest_path_via(
         whole.cost += part.cost;
     }
     Ok(whole)
+}
+
+/// A path in place: what it asks for (its rate is reserved on `links`) and the nodes it must
+/// cross, in order.
+#[derive(Clone, Debug)]
+pub struct Placed {
+    /// The demand.
+    pub demand: Demand,
+    /// Nodes to cross, in order.
+    pub via: Vec<Uuid>,
+    /// The links it holds now.
+    pub links: Vec<Uuid>,
+}
+
+/// Moves paths after a change (DESIGN.md §8: only the affected ones are given): one after the
+/// other, each releases its rate, takes the cheapest path on the topology as it stands
+/// (reserving its rate there, so later ones see it), or, when none fits, keeps its old
+/// reservation and reports why.
+pub fn reroute(topology: &mut Topology, placed: &[Placed]) -> Vec<Result<Path, NoPath>> {
+    placed
+        .iter()
+        .map(|p| {
+            topology.reserve(&p.links, p.demand.rate_bps, false);
+            let found = shortest_path_via(topology, &p.demand, &p.via);
+            match &found {
+                Ok(path) => topology.reserve(&path.links, p.demand.rate_bps, true),
+                Err(_) => topology.reserve(&p.links, p.demand.rate_bps, true),
+            }
+            found
+        })
+        .collect()
 }
 
 /// Why `shortest_path` found nothing: the path with the most spare rate, if any path is up.

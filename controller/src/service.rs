@@ -1,6 +1,6 @@
-//! The controller service: loads the state and starts the core, serves the REST API (and,
-//! with issue 5's northbound, RESTCONF) on one listener, and health and readiness on the
-//! management listener, until asked to stop.
+//! The controller service: loads the state and starts the core, serves the REST API and the
+//! ETSI 018 RESTCONF northbound on one listener, and health and readiness on the management
+//! listener, until asked to stop.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,6 +25,9 @@ pub enum ServiceError {
     /// TLS files.
     #[error("api.tls: {0}")]
     Tls(#[from] qkdn_yang::tls::TlsError),
+    /// The ETSI 018 server.
+    #[error(transparent)]
+    Northbound(crate::northbound::NorthboundError),
     /// A listener.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -71,10 +74,14 @@ impl Controller {
             .local_addr()
             .map_err(|source| ServiceError::Listen { addr: config.management.listen, source })?;
         let (stop, stopped) = watch::channel(false);
-        let api_router = api::router(ApiState {
-            core: core.clone(),
-            tokens: Arc::new(config.api.tokens.clone()),
-        });
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let northbound = crate::northbound::start(core.clone(), format!("{scheme}://{api_addr}"))
+            .await
+            .map_err(ServiceError::Northbound)?;
+        let api_router = api::router(
+            ApiState { core: core.clone(), tokens: Arc::new(config.api.tokens.clone()) },
+            northbound,
+        );
         let management = management_router(core.clone());
         let mut servers = Vec::new();
         for (listener, router, tls) in

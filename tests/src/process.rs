@@ -4,11 +4,21 @@
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-/// A port free right now on loopback.
+/// A port free right now on loopback, below Linux's ephemeral range (32768 and up), so that
+/// no outgoing connection takes it before the service binds it; each call of this process
+/// gets a different one.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = 12_000 + (std::process::id() % 500) * 36;
+    loop {
+        let port = (start + NEXT.fetch_add(1, Ordering::Relaxed) % 20_000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// The repository root.

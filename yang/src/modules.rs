@@ -53,6 +53,27 @@ pub const IETF_RESTCONF_MONITORING: EmbeddedModule = EmbeddedModule {
     text: include_str!("../modules/ietf-restconf-monitoring@2017-01-26.yang"),
 };
 
+/// ETSI GS QKD 018 topology model: a reconstruction written by qkdn (see the module).
+pub const ETSI_QKD_SDN_TOPOLOGY: EmbeddedModule = EmbeddedModule {
+    name: "etsi-qkd-sdn-topology",
+    revision: "2022-04-01",
+    text: include_str!("../modules/etsi-qkd-sdn-topology@2022-04-01.yang"),
+};
+
+/// ETSI GS QKD 018 inventory model: a reconstruction written by qkdn (see the module).
+pub const ETSI_QKD_SDN_INVENTORY: EmbeddedModule = EmbeddedModule {
+    name: "etsi-qkd-sdn-inventory",
+    revision: "2022-04-01",
+    text: include_str!("../modules/etsi-qkd-sdn-inventory@2022-04-01.yang"),
+};
+
+/// ETSI GS QKD 018 connectivity model: a reconstruction written by qkdn (see the module).
+pub const ETSI_QKD_SDN_CONNECTIVITY: EmbeddedModule = EmbeddedModule {
+    name: "etsi-qkd-sdn-connectivity",
+    revision: "2022-04-01",
+    text: include_str!("../modules/etsi-qkd-sdn-connectivity@2022-04-01.yang"),
+};
+
 /// Every module a qkdn service loads, in load order.
 pub const QKDN_MODULES: &[EmbeddedModule] = &[
     IETF_INET_TYPES_2013,
@@ -60,4 +81,7 @@ pub const QKDN_MODULES: &[EmbeddedModule] = &[
     IETF_RESTCONF_MONITORING,
     ETSI_QKD_NODE_TYPES,
     ETSI_QKD_SDN_NODE,
+    ETSI_QKD_SDN_TOPOLOGY,
+    ETSI_QKD_SDN_INVENTORY,
+    ETSI_QKD_SDN_CONNECTIVITY,
 ];

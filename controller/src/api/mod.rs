@@ -30,8 +30,9 @@ pub struct ApiState {
 /// The OpenAPI 3.1 document of this API.
 pub const OPENAPI: &str = include_str!("openapi.json");
 
-/// The router of `/api/v1`.
-pub fn router(state: ApiState) -> Router {
+/// The router of `/api/v1`; every other path goes to `restconf` (the ETSI 018 northbound). Both
+/// need the same credentials.
+pub fn router(state: ApiState, restconf: Router) -> Router {
     Router::new()
         .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/nodes", get(network::nodes).post(network::register))
@@ -46,8 +47,9 @@ pub fn router(state: ApiState) -> Router {
             "/api/v1/applications/{id}",
             get(applications::get).patch(applications::update).delete(applications::remove),
         )
-        .fallback(not_found)
+        .route("/api/{*rest}", axum::routing::any(not_found))
         .method_not_allowed_fallback(not_allowed)
+        .fallback_service(restconf)
         .layer(middleware::from_fn_with_state(state.clone(), authorise))
         .with_state(state)
 }

@@ -71,6 +71,7 @@ fn app(legs: Vec<Leg>, clients: Vec<(&str, &str)>) -> Application {
         legs,
         created: "2026-01-01T00:00:00Z".into(),
         reroutes: 0,
+        candidates: Vec::new(),
     }
 }
 

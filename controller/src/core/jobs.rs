@@ -120,6 +120,7 @@ impl Core {
             legs,
             created: now(),
             reroutes: 0,
+            candidates: Vec::new(),
         };
         let ops = vec![Op::put(Table::Applications, id.to_string(), &app)];
         self.apps.insert(id, app);

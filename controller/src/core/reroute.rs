@@ -1,22 +1,28 @@
 //! Failure handling: after the network changes, the applications whose paths use a link that
-//! is no longer up (down, QBER over threshold, an agent lost) are routed again, and only those;
-//! applications without a path are marked and reported, and restored when a path returns.
+//! is no longer up (down, QBER over threshold, an agent lost) are routed again, and only those,
+//! in one batch over one topology ([`routing::reroute`]); applications without a path are
+//! marked and reported (their entries stay, so keys already stored remain usable), and restored
+//! when a path returns.
 
 use serde_json::json;
 use uuid::Uuid;
 
 use super::{Core, Pending};
-use crate::apps::{AppState, Application};
+use crate::apps::{AppState, Application, Leg, virtual_link_id};
+use crate::routing::{self, Demand, Placed};
 use crate::store::{Op, Table};
 use crate::topology::Source;
 
 impl Core {
-    /// Whether `app` needs another path: a leg crosses a link that is not up, or has none.
+    /// Whether `app` needs another path: a leg crosses a link that is not up, or it has none.
     fn needs_path(&self, app: &Application) -> bool {
-        app.state == AppState::NoPath
-            || app.legs.iter().any(|leg| {
+        match app.state {
+            AppState::Registered | AppState::Provisioning => false,
+            AppState::NoPath => true,
+            AppState::Active => app.legs.iter().any(|leg| {
                 leg.links.iter().any(|l| !self.network.links.get(l).is_some_and(|pl| pl.up))
-            })
+            }),
+        }
     }
 
     /// Rebuilds the network, moves the applications it affects, and starts waiting jobs.
@@ -29,100 +35,141 @@ impl Core {
         if !self.settled {
             return;
         }
-        let affected: Vec<Uuid> = self
-            .apps
-            .values()
-            .filter(|a| a.state != AppState::Provisioning && self.needs_path(a))
-            .map(|a| a.spec.app_id)
-            .collect();
-        for id in affected {
+        let needing: Vec<Uuid> =
+            self.apps.values().filter(|a| self.needs_path(a)).map(|a| a.spec.app_id).collect();
+        let mut affected = Vec::new();
+        for id in needing {
             if self.busy.contains_key(&id) {
                 self.again.insert(id);
-                continue;
+            } else {
+                affected.push(id);
             }
-            self.place_again(id).await;
         }
+        self.place_again(&affected).await;
         self.start_waiting_jobs().await;
-        self.dirty = true;
     }
 
-    /// Routes application `id` again: a new path is provisioned, or it is marked without one.
-    async fn place_again(&mut self, id: Uuid) {
-        let Some(app) = self.apps.get(&id) else {
+    /// Routes applications `ids` again: new paths are provisioned, the others are marked
+    /// without one.
+    pub(super) async fn place_again(&mut self, ids: &[Uuid]) {
+        if ids.is_empty() {
             return;
-        };
-        let spec = app.spec.clone();
-        match self.route_app(&spec, Some(id)) {
-            Ok(legs) => {
-                let app = self.apps.get_mut(&id).expect("present");
-                let was = app.state.clone();
-                let moved = app.legs != legs;
-                app.legs = legs;
-                app.state = AppState::Active;
-                app.reason = None;
-                if moved {
-                    app.reroutes += 1;
-                }
-                let ops = vec![Op::put(Table::Applications, id.to_string(), &*app)];
-                let path: Vec<String> = app.legs.iter().map(|l| format!("{:?}", l.nodes)).collect();
-                if was == AppState::NoPath {
-                    tracing::info!(app = %id, "a path returned; application restored");
-                    self.raise(
-                        "app-restored",
-                        "INFO",
-                        json!({"app": id}),
-                        format!("application {id} restored over {}", path.join(", ")),
-                    );
-                } else {
-                    tracing::info!(app = %id, "application moved to another path");
-                    self.raise(
-                        "app-rerouted",
-                        "MINOR",
-                        json!({"app": id}),
-                        format!("application {id} moved to {}", path.join(", ")),
-                    );
-                }
-                self.converge(id, Pending::Background, ops).await;
-            }
-            Err(e) => {
-                let app = self.apps.get_mut(&id).expect("present");
-                if app.state == AppState::NoPath {
-                    return;
-                }
-                app.state = AppState::NoPath;
-                app.reason = Some(e.to_string());
-                let ops = vec![Op::put(Table::Applications, id.to_string(), &*app)];
-                tracing::warn!(app = %id, reason = %e, "application without a path");
-                self.raise(
-                    "app-no-path",
-                    "MAJOR",
-                    json!({"app": id}),
-                    format!("application {id} has no path: {e}"),
-                );
-                self.persist(ops).await;
+        }
+        let (promised, direct) = self.reservations(None);
+        let mut topology = self.network.routing_topology(&promised, &direct);
+        let mut placed = Vec::new();
+        for id in ids {
+            let app = &self.apps[id];
+            let q = &app.spec.qos;
+            for leg in &app.legs {
+                placed.push(Placed {
+                    demand: Demand {
+                        from: app.spec.server.node,
+                        to: leg.client_node,
+                        rate_bps: q.demand_bps(),
+                        max_hops: q.max_hops,
+                        exclude_nodes: q.exclude_nodes.iter().copied().collect(),
+                        exclude_locations: q.exclude_locations.iter().cloned().collect(),
+                    },
+                    via: q.include_nodes.clone(),
+                    links: leg.links.clone(),
+                });
             }
         }
+        let mut results = routing::reroute(&mut topology, &placed).into_iter();
+        for id in ids {
+            let legs = self.apps[id].legs.clone();
+            let mut new_legs = Vec::with_capacity(legs.len());
+            let mut failure = None;
+            for leg in &legs {
+                match results.next().expect("one result per leg") {
+                    Ok(path) => {
+                        let link = if path.links.len() == 1 {
+                            path.links[0]
+                        } else {
+                            virtual_link_id(*id, leg.client_node)
+                        };
+                        new_legs.push(Leg {
+                            client_node: leg.client_node,
+                            link,
+                            nodes: path.nodes,
+                            links: path.links,
+                        });
+                    }
+                    Err(e) => failure = failure.or(Some(e.to_string())),
+                }
+            }
+            match failure {
+                None => self.moved(*id, new_legs).await,
+                Some(reason) => self.unplaced(*id, reason).await,
+            }
+        }
+    }
+
+    async fn moved(&mut self, id: Uuid, legs: Vec<Leg>) {
+        let app = self.apps.get_mut(&id).expect("present");
+        let was = app.state.clone();
+        let moved = app.legs != legs;
+        app.legs = legs;
+        app.state = AppState::Active;
+        app.reason = None;
+        if moved {
+            app.reroutes += 1;
+        }
+        let ops = vec![Op::put(Table::Applications, id.to_string(), &*app)];
+        let path: Vec<String> = app.legs.iter().map(|l| format!("{:?}", l.nodes)).collect();
+        if was == AppState::NoPath {
+            tracing::info!(app = %id, "a path returned; application restored");
+            self.raise(
+                "app-restored",
+                "INFO",
+                json!({"app": id}),
+                format!("application {id} restored over {}", path.join(", ")),
+            );
+        } else {
+            tracing::info!(app = %id, "application moved to another path");
+            self.raise(
+                "app-rerouted",
+                "MINOR",
+                json!({"app": id}),
+                format!("application {id} moved to {}", path.join(", ")),
+            );
+        }
+        self.converge(id, Pending::Background, ops).await;
+    }
+
+    async fn unplaced(&mut self, id: Uuid, reason: String) {
+        let app = self.apps.get_mut(&id).expect("present");
+        if app.state == AppState::NoPath {
+            return;
+        }
+        app.state = AppState::NoPath;
+        app.reason = Some(reason.clone());
+        let ops = vec![Op::put(Table::Applications, id.to_string(), &*app)];
+        tracing::warn!(app = %id, %reason, "application without a path");
+        self.raise(
+            "app-no-path",
+            "MAJOR",
+            json!({"app": id}),
+            format!("application {id} has no path: {reason}"),
+        );
+        self.persist(ops).await;
     }
 
     /// Periodically: applications without a path or whose provisioning failed are tried again.
     pub(super) async fn retry_unplaced(&mut self) {
-        let ids: Vec<Uuid> = self
-            .apps
-            .values()
-            .filter(|a| {
-                a.state == AppState::NoPath || (a.state == AppState::Active && a.reason.is_some())
-            })
-            .map(|a| a.spec.app_id)
-            .collect();
-        for id in ids {
-            if self.busy.contains_key(&id) {
-                continue;
+        let mut unplaced = Vec::new();
+        let mut failed = Vec::new();
+        for a in self.apps.values().filter(|a| !self.busy.contains_key(&a.spec.app_id)) {
+            match (&a.state, &a.reason) {
+                (AppState::NoPath, _) => unplaced.push(a.spec.app_id),
+                (AppState::Active, Some(_)) => failed.push(a.spec.app_id),
+                _ => {}
             }
-            if self.apps.get(&id).is_some_and(|a| a.state == AppState::NoPath) {
-                self.place_again(id).await;
-            } else {
-                self.converge(id, Pending::Background, Vec::new()).await;
-            }
+        }
+        self.place_again(&unplaced).await;
+        for id in failed {
+            self.converge(id, Pending::Background, Vec::new()).await;
         }
         self.start_waiting_jobs().await;
     }

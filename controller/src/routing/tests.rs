@@ -173,6 +173,82 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn a_path_via_waypoints_crosses_them_in_order_and_is_the_cheapest_such_join(
+        (nodes, links, demand) in graph(), pick in 0usize..8,
+    ) {
+        let topology = Topology::new(nodes.clone(), links.clone()).unwrap();
+        let waypoint = nodes[pick % nodes.len()].id;
+        prop_assume!(waypoint != demand.from && waypoint != demand.to);
+        match shortest_path_via(&topology, &demand, &[waypoint]) {
+            Ok(path) => {
+                check_valid(&path, &links, &nodes, &demand);
+                prop_assert!(path.nodes.contains(&waypoint));
+                let unique: HashSet<&Uuid> = path.nodes.iter().collect();
+                prop_assert_eq!(unique.len(), path.nodes.len(), "loop-free");
+                // No simple path through the waypoint that respects the limits is missed.
+                if demand.max_hops.is_none() {
+                    let brute = all_paths(&nodes, &links, &demand);
+                    prop_assert!(brute.iter().any(|p| p.0.contains(&waypoint)));
+                }
+            }
+            Err(_) => {
+                let brute = all_paths(&nodes, &links, &demand);
+                // Greedy joining may miss a path only when the first segment's choice blocks
+                // the second; a path through the waypoint whose first part is the cheapest
+                // first segment would have been found.
+                let first = Demand { to: waypoint, ..demand.clone() };
+                if let Ok(seg) = shortest_path(&topology, &first) {
+                    let rest: HashSet<Uuid> = seg.nodes[..seg.nodes.len() - 1].iter().copied().collect();
+                    let missed = demand.max_hops.is_none()
+                        && brute.iter().any(|p| {
+                            p.0.starts_with(&seg.nodes)
+                                && p.0[seg.nodes.len()..].iter().all(|n| !rest.contains(n))
+                        });
+                    prop_assert!(!missed, "a path continuing the first segment exists");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn rerouting_keeps_every_reservation_where_its_path_is(
+        (nodes, links, demand) in graph(), rates in prop::collection::vec(1u64..300, 1..6),
+    ) {
+        let mut topology = Topology::new(nodes.clone(), links.clone()).unwrap();
+        let base: HashMap<Uuid, u64> = links.iter().map(|l| (l.id, l.expected_bps)).collect();
+        let mut placed: Vec<Placed> = Vec::new();
+        for r in &rates {
+            let d = Demand { rate_bps: *r, max_hops: None, ..demand.clone() };
+            if let Ok(p) = shortest_path(&topology, &d) {
+                topology.reserve(&p.links, *r, true);
+                placed.push(Placed { demand: d, via: Vec::new(), links: p.links });
+            }
+        }
+        // Take the first link of the first path down, and move everything.
+        if let Some(l) = placed.first().and_then(|p| p.links.first()).copied() {
+            topology.link_mut(l).unwrap().up = false;
+        }
+        let results = reroute(&mut topology, &placed);
+        let mut expected = base.clone();
+        for (p, r) in placed.iter().zip(&results) {
+            let held = match r { Ok(path) => &path.links, Err(_) => &p.links };
+            for l in held {
+                *expected.get_mut(l).unwrap() += p.demand.rate_bps;
+            }
+            if let Ok(path) = r {
+                prop_assert!(path.links.iter().all(|l| topology.link(*l).unwrap().up));
+            }
+        }
+        for l in &links {
+            prop_assert_eq!(topology.link(l.id).unwrap().expected_bps, expected[&l.id]);
+        }
+    }
+}
+
 #[test]
 fn no_path_says_what_the_best_offers() {
     // A -- B -- C with 1000 bit/s spare on A-B and 600 on B-C; a direct A-C link is down.

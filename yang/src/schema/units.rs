@@ -9,7 +9,8 @@
 //! 2. every `when`, `must` and leafref defined inside `L` reads only nodes inside `L`;
 //! 3. no `when`, `must`, leafref or `unique` defined outside `L` reads a node inside `L`, and no
 //!    instance-identifier that requires its target exists anywhere (it could read anything);
-//! 4. the *skeleton* of `L` (its ancestors, the non-list content hanging off them, and the
+//! 4. `L` is configuration (state-only lists are validated with the tree that holds them);
+//! 5. the *skeleton* of `L` (its ancestors, the non-list content hanging off them, and the
 //!    top-level nodes of the same module) carries no constraint that reads outside the skeleton,
 //!    and every list pruned from it allows zero entries.
 //!
@@ -33,7 +34,7 @@ struct Constraint {
     unique: bool,
 }
 
-/// Sets [`super::NodeDef::unit`] on every list that satisfies the four conditions above.
+/// Sets [`super::NodeDef::unit`] on every list that satisfies the five conditions above.
 pub(crate) fn mark_units(schema: &mut Schema, raw: &[(SchemaId, ConstraintAtoms)]) {
     let constraints: Vec<Constraint> = raw
         .iter()
@@ -73,6 +74,12 @@ fn in_data_tree(schema: &Schema, id: SchemaId) -> bool {
 fn is_unit_list(schema: &Schema, list: SchemaId, constraints: &[Constraint]) -> bool {
     let def = schema.node(list);
     if def.min_elements > 0 || def.max_elements.is_some() {
+        return false;
+    }
+    // A state-only list's keys are state themselves, which the unit split of the state layer
+    // (state below configuration entries) does not take apart; such lists are validated with
+    // the tree that holds them.
+    if !def.config {
         return false;
     }
     let Some(skeleton) = skeleton_of(schema, list) else {

@@ -1,0 +1,222 @@
+//! The core's view as the ETSI 018 trees (RFC 7951 JSON, members of augmenting modules
+//! prefixed), and controller events as 018 notifications.
+
+use serde_json::{Value as Json, json};
+use uuid::Uuid;
+
+use crate::apps::{AppState, Application, virtual_link_id};
+use crate::core::View;
+
+const TYPES: &str = "etsi-qkd-node-types";
+const INV: &str = "etsi-qkd-sdn-inventory";
+
+fn identity(name: &str) -> String {
+    format!("{TYPES}:{name}")
+}
+
+/// `etsi-qkd-sdn-topology:qkd_network` with the inventory details.
+pub(super) fn network(view: &View) -> Json {
+    let nodes: Vec<Json> = view
+        .network
+        .nodes
+        .values()
+        .map(|n| {
+            let report = view.reports.get(&n.id);
+            let interfaces: Vec<Json> = report
+                .map(|r| {
+                    r.interfaces
+                        .iter()
+                        .map(|(id, kind)| {
+                            let mut i = json!({"qkdi_id": id});
+                            if let Some(k) = kind.as_deref().filter(|k| {
+                                ["CV-QKD", "DV-QKD", "DV-QKD-COW", "DV-QKD-2Ws"].contains(k)
+                            }) {
+                                i[format!("{INV}:qkdi_details")] =
+                                    json!({"qkdi_type": identity(k)});
+                            }
+                            i
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let mut details = json!({"reachable": n.reachable});
+            if let Some(l) = &n.location {
+                details["qkdn_location_id"] = json!(l);
+            }
+            if let Some(v) = report.and_then(|r| r.version.clone()) {
+                details["qkdn_version"] = json!(v);
+            }
+            if let Some(s) = report
+                .and_then(|r| r.status.clone())
+                .filter(|s| ["NEW", "OPERATING", "DOWN", "FAILURE", "OUT"].contains(&s.as_str()))
+            {
+                details["qkdn_status"] = json!(identity(&s));
+            }
+            let kme = view
+                .agents
+                .iter()
+                .find(|a| a.node == Some(n.id))
+                .and_then(|a| a.registration.as_ref())
+                .and_then(|r| r.kms.get("etsi014_url").and_then(Json::as_str).map(str::to_owned));
+            if let Some(url) = kme {
+                details["kme"] = json!({"kme_url": url});
+            }
+            json!({"qkdn_id": n.id.to_string(), "qkd_interfaces": {"qkd_interface": interfaces},
+                format!("{INV}:qkdn_details"): details})
+        })
+        .collect();
+    let end = |node: Uuid, iface: Option<u32>| {
+        let mut e = json!({"qkdn_id": node.to_string()});
+        if let Some(i) = iface {
+            e["qkdi_id"] = json!(i);
+        }
+        e
+    };
+    let phys: Vec<Json> = view
+        .network
+        .links
+        .values()
+        .map(|l| {
+            let mut perf = json!({
+                "expected_consumption": clamp(l.expected_bps),
+                "skr": clamp(l.skr_bps),
+                "eskr": clamp(l.eskr_bps),
+                "reserved_bandwidth": clamp(view.promised.get(&l.id).copied().unwrap_or(0)),
+            });
+            if let Some(q) = l.qber {
+                perf["phys_perf"] = json!([{"perf_type": identity("QBER"), "value": format!("{:.3}", q.clamp(0.0, 1.0))}]);
+            }
+            let mut details = json!({
+                "enable": l.up,
+                "phys_link_status": identity(if l.up { "ACTIVE" } else { "OFF" }),
+                "phys_performance": perf,
+            });
+            if !l.down_reasons.is_empty() {
+                details["down_reason"] = json!(l.down_reasons);
+            }
+            json!({
+                "phys_link_id": l.id.to_string(),
+                "phys_link_type": identity("PHYS"),
+                "phys_link_local_qkdn": end(l.ends[0].0, l.ends[0].1),
+                "phys_link_remote_qkdn": end(l.ends[1].0, l.ends[1].1),
+                format!("{INV}:phys_link_details"): details,
+            })
+        })
+        .collect();
+    let svc: Vec<Json> = view
+        .apps
+        .values()
+        .flat_map(|a| a.legs.iter().map(move |leg| (a, leg)))
+        .filter(|(_, leg)| view.network.nodes.contains_key(&leg.client_node))
+        .filter(|(a, _)| view.network.nodes.contains_key(&a.spec.server.node))
+        .map(|(a, leg)| {
+            json!({
+                "svc_link_id": virtual_link_id(a.spec.app_id, leg.client_node).to_string(),
+                "svc_link_type": identity("VIRT"),
+                "svc_link_local_qkdn": end(a.spec.server.node, None),
+                "svc_link_remote_qkdn": end(leg.client_node, None),
+                format!("{INV}:svc_link_details"): {
+                    "svc_bandwidth": clamp(a.spec.qos.demand_bps()),
+                    "phys_link_id": leg.links.iter().map(Uuid::to_string).collect::<Vec<_>>(),
+                    "path_restoration": {"restoration_type": "AUTOMATIC", "hold_off_time": 0},
+                },
+            })
+        })
+        .collect();
+    json!({"etsi-qkd-sdn-topology:qkd_network": {
+        "sdqkd_nodes": {"sdqkd_node": nodes},
+        "qkd_links": {"qkd_phys_links": {"phys_link": phys}, "qkd_svc_links": {"svc_link": svc}},
+    }})
+}
+
+fn clamp(v: u64) -> u32 {
+    u32::try_from(v).unwrap_or(u32::MAX)
+}
+
+/// The ETSI 018 status of an application.
+pub(super) fn status(app: &Application) -> &'static str {
+    match app.state {
+        AppState::Registered | AppState::Provisioning => "NEW",
+        AppState::Active => "DEPLOYED",
+        AppState::NoPath => "DISCONNECTED",
+    }
+}
+
+/// `etsi-qkd-sdn-connectivity:qkd_applications`.
+pub(super) fn applications(view: &View) -> Json {
+    let apps: Vec<Json> = view
+        .apps
+        .values()
+        .map(|a| {
+            let spec = &a.spec;
+            let mut qos = json!({"min_bandwidth": clamp(spec.qos.rate_bps)});
+            if let Some(m) = spec.qos.max_rate_bps {
+                qos["max_bandwidth"] = json!(clamp(m));
+            }
+            if let Some(t) = spec.qos.ttl_s {
+                qos["ttl"] = json!(t);
+            }
+            let client = spec.clients[0].node;
+            let mut app = json!({
+                "app_id": spec.app_id.to_string(),
+                "app_type": identity("CLIENT"),
+                "app_priority": spec.qos.priority,
+                "server_app_id": spec.server.sae_id,
+                "client_app_id": spec.clients.iter().map(|c| c.sae_id.clone()).collect::<Vec<_>>(),
+                "local_qkdn_id": spec.server.node.to_string(),
+                "remote_qkdn_id": client.to_string(),
+                "app_qos": qos,
+                "creation_time": a.created,
+                "app_status": status(a),
+                "svc_link_id": virtual_link_id(spec.app_id, client).to_string(),
+            });
+            if !a.candidates.is_empty() {
+                app["candidate_paths"] = json!({"candidate_path": a.candidates.iter().enumerate().map(|(i, c)| json!({
+                    "path_id": i + 1, "phys_link_id": c.links.iter().map(Uuid::to_string).collect::<Vec<_>>()})).collect::<Vec<_>>()});
+            }
+            if let Some(leg) = a.legs.first() {
+                let path_id = a.candidates.iter().position(|c| c.links == leg.links).map(|i| i + 1);
+                let mut deployed = json!({"phys_link_id": leg.links.iter().map(Uuid::to_string).collect::<Vec<_>>()});
+                if let Some(p) = path_id {
+                    deployed["path_id"] = json!(p);
+                }
+                app["deployed_path"] = deployed;
+            }
+            app
+        })
+        .collect();
+    json!({"etsi-qkd-sdn-connectivity:qkd_applications": {"qkd_app": apps}})
+}
+
+/// A controller event as an 018 notification: `alarm` for MAJOR and MINOR ones, `event`
+/// otherwise, and `sdqkdn_application_status` when an application changed state.
+pub(super) fn notification(event: &Json) -> Json {
+    let severity = event["severity"].as_str().unwrap_or("INFO");
+    let kind = event["kind"].as_str().unwrap_or("");
+    let subject = &event["subject"];
+    let app_status = match kind {
+        "app-provisioned" | "app-rerouted" | "app-restored" => Some("DEPLOYED"),
+        "app-no-path" => Some("DISCONNECTED"),
+        "app-registered" => Some("NEW"),
+        _ => None,
+    };
+    if let (Some(status), Some(app)) = (app_status, subject["app"].as_str()) {
+        return json!({"etsi-qkd-sdn-connectivity:sdqkdn_application_status": {
+            "app_id": app, "app_status": status, "message": event["message"]}});
+    }
+    let mut body = json!({"kind": kind, "message": event["message"]});
+    if let Some(n) = subject["node"].as_str() {
+        body["qkdn_id"] = json!(n);
+    }
+    if let Some(a) = subject["app"].as_str() {
+        body["app_id"] = json!(a);
+    }
+    let name = match severity {
+        "MAJOR" | "MINOR" => {
+            body["severity"] = json!(identity(severity));
+            "alarm"
+        }
+        _ => "event",
+    };
+    json!({format!("{INV}:{name}"): body})
+}
