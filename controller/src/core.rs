@@ -73,9 +73,9 @@ pub type Event = Json;
 #[derive(Clone, Debug, Default)]
 pub struct View {
     /// Nodes and physical links.
-    pub network: Network,
+    pub network: Arc<Network>,
     /// Each node's last report.
-    pub reports: BTreeMap<Uuid, NodeReport>,
+    pub reports: BTreeMap<Uuid, Arc<NodeReport>>,
     /// Sessions.
     pub agents: Vec<AgentView>,
     /// Applications.
@@ -191,6 +191,10 @@ struct Recorded {
 
 const EVENTS_KEPT: usize = 512;
 
+/// How often performance updates (rates, QBER) are folded into the network view: a link whose
+/// QBER crosses the threshold is acted on within this time.
+const PERF_PERIOD: Duration = Duration::from_millis(500);
+
 /// The core's state.
 pub struct Core {
     config: Arc<ControllerConfig>,
@@ -201,17 +205,19 @@ pub struct Core {
     session_events: mpsc::Sender<(SessionId, SessionEvent)>,
     sessions: HashMap<SessionId, Session>,
     next_session: SessionId,
-    nodes: BTreeMap<Uuid, (NodeReport, bool)>,
+    nodes: BTreeMap<Uuid, (Arc<NodeReport>, bool)>,
     apps: BTreeMap<Uuid, Application>,
     entries: BTreeMap<String, Recorded>,
     busy: HashMap<Uuid, Pending>,
     again: HashSet<Uuid>,
-    network: Network,
+    network: Arc<Network>,
     events: VecDeque<Event>,
     event_tx: broadcast::Sender<Event>,
     view_tx: watch::Sender<Arc<View>>,
     dirty: bool,
     topology_changed: bool,
+    /// Performance updates not yet folded into the network view.
+    perf_pending: bool,
     /// Until every known agent has answered once (or the loss timeout has passed since the
     /// start), paths are not judged: a picture still being assembled is not a failure.
     settled: bool,
@@ -274,12 +280,13 @@ pub fn start(config: Arc<ControllerConfig>) -> Result<CoreHandle, StartError> {
         entries: BTreeMap::new(),
         busy: HashMap::new(),
         again: HashSet::new(),
-        network: Network::default(),
+        network: Arc::new(Network::default()),
         events: VecDeque::new(),
         event_tx: event_tx.clone(),
         view_tx,
         dirty: true,
         topology_changed: false,
+        perf_pending: false,
         settled: false,
         started: std::time::Instant::now(),
     };
@@ -376,6 +383,8 @@ impl Core {
     ) {
         self.publish();
         let mut retry = tokio::time::interval(Duration::from_secs(5));
+        let mut perf_tick = tokio::time::interval(PERF_PERIOD);
+        perf_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 c = commands.recv() => match c {
@@ -394,6 +403,11 @@ impl Core {
                 }
                 _ = retry.tick() => if self.settled {
                     self.retry_unplaced().await;
+                },
+                _ = perf_tick.tick() => if self.perf_pending {
+                    self.perf_pending = false;
+                    self.topology_changed = true;
+                    self.dirty = true;
                 },
             }
             if !self.settled {
@@ -489,9 +503,12 @@ impl Core {
                 session.reachable = true;
                 let node = report.id;
                 let came_back = !was_reachable || !self.nodes.get(&node).is_some_and(|(_, r)| *r);
-                self.nodes.insert(node, (*report, true));
-                self.topology_changed = true;
-                self.dirty = true;
+                let same = self.nodes.get(&node).is_some_and(|(r, _)| **r == *report);
+                self.nodes.insert(node, (Arc::new(*report), true));
+                if !same || came_back {
+                    self.topology_changed = true;
+                    self.dirty = true;
+                }
                 if came_back {
                     tracing::info!(%node, "agent reachable");
                     self.raise(
@@ -506,10 +523,11 @@ impl Core {
             SessionEvent::Perf(n) => {
                 if let Some(node) = session.node
                     && let Some((report, _)) = self.nodes.get_mut(&node)
-                    && report.apply_perf_update(&n)
+                    && Arc::make_mut(report).apply_perf_update(&n)
                 {
-                    self.topology_changed = true;
-                    self.dirty = true;
+                    // Rates move all the time: they are folded in at the next performance
+                    // tick rather than on every update.
+                    self.perf_pending = true;
                 }
             }
             SessionEvent::Notification(n) => {

@@ -27,10 +27,10 @@ impl Core {
 
     /// Rebuilds the network, moves the applications it affects, and starts waiting jobs.
     pub(super) async fn after_topology_change(&mut self) {
-        self.network = crate::topology::Network::build(
+        self.network = std::sync::Arc::new(crate::topology::Network::build(
             self.nodes.values().map(|(report, reachable)| Source { report, reachable: *reachable }),
             self.config.links.qber_threshold,
-        );
+        ));
         self.dirty = true;
         if !self.settled {
             return;

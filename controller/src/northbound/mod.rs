@@ -19,6 +19,11 @@ use crate::core::CoreHandle;
 /// Shortest time between two writes of the tree.
 pub const SYNC_PERIOD: Duration = Duration::from_millis(100);
 
+/// Longest time key rates in the tree may trail the controller's (changes of anything else are
+/// written within [`SYNC_PERIOD`]); rewriting and revalidating the whole tree for every
+/// performance update of a large network would cost more than the updates are worth.
+pub const PERFORMANCE_SYNC_PERIOD: Duration = Duration::from_secs(5);
+
 /// The event stream of the northbound.
 pub const STREAM: &str = "qkd-network";
 
@@ -47,24 +52,37 @@ pub async fn start(core: CoreHandle, base_url: String) -> Result<Router, Northbo
 /// Writes the tree from each new view (coalescing views that arrive within the period).
 async fn sync_tree(core: CoreHandle, ds: Datastore) {
     let mut views = core.watch();
+    // What was written: the structure (the network without key rates), the applications, and
+    // when the key rates were last written.
     let mut written: Option<(serde_json::Value, serde_json::Value)> = None;
+    let mut rates_written = tokio::time::Instant::now();
     loop {
         let view = views.borrow_and_update().clone();
-        let network = tree::network(&view);
+        let structure = tree::network(&view, false);
         let apps = tree::applications(&view);
-        if written.as_ref() != Some(&(network.clone(), apps.clone())) {
-            let a = ds.set_state("/etsi-qkd-sdn-topology:qkd_network", network.clone()).await;
+        let same_structure = written.as_ref() == Some(&(structure.clone(), apps.clone()));
+        if !same_structure || rates_written.elapsed() >= PERFORMANCE_SYNC_PERIOD {
+            let a = ds
+                .set_state("/etsi-qkd-sdn-topology:qkd_network", tree::network(&view, true))
+                .await;
             let b = ds.set_state("/etsi-qkd-sdn-connectivity:qkd_applications", apps.clone()).await;
             match (a, b) {
-                (Ok(_), Ok(_)) => written = Some((network, apps)),
+                (Ok(_), Ok(_)) => {
+                    written = Some((structure, apps));
+                    rates_written = tokio::time::Instant::now();
+                }
                 (Err(e), _) | (_, Err(e)) => {
                     tracing::error!(error = %e.message, path = ?e.path, "the ETSI 018 tree was not written")
                 }
             }
         }
         tokio::time::sleep(SYNC_PERIOD).await;
-        if views.changed().await.is_err() {
-            return;
+        let deadline = rates_written + PERFORMANCE_SYNC_PERIOD;
+        tokio::select! {
+            changed = views.changed() => if changed.is_err() {
+                return;
+            },
+            _ = tokio::time::sleep_until(deadline) => {}
         }
     }
 }

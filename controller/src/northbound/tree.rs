@@ -14,8 +14,9 @@ fn identity(name: &str) -> String {
     format!("{TYPES}:{name}")
 }
 
-/// `etsi-qkd-sdn-topology:qkd_network` with the inventory details.
-pub(super) fn network(view: &View) -> Json {
+/// `etsi-qkd-sdn-topology:qkd_network` with the inventory details; key rates and QBER only
+/// `with_rates`.
+pub(super) fn network(view: &View, with_rates: bool) -> Json {
     let nodes: Vec<Json> = view
         .network
         .nodes
@@ -77,13 +78,13 @@ pub(super) fn network(view: &View) -> Json {
         .links
         .values()
         .map(|l| {
-            let mut perf = json!({
-                "expected_consumption": clamp(l.expected_bps),
-                "skr": clamp(l.skr_bps),
-                "eskr": clamp(l.eskr_bps),
-                "reserved_bandwidth": clamp(view.promised.get(&l.id).copied().unwrap_or(0)),
-            });
-            if let Some(q) = l.qber {
+            let mut perf = json!({"reserved_bandwidth": clamp(view.promised.get(&l.id).copied().unwrap_or(0))});
+            if with_rates {
+                perf["expected_consumption"] = json!(clamp(l.expected_bps));
+                perf["skr"] = json!(clamp(l.skr_bps));
+                perf["eskr"] = json!(clamp(l.eskr_bps));
+            }
+            if let Some(q) = l.qber.filter(|_| with_rates) {
                 perf["phys_perf"] = json!([{"perf_type": identity("QBER"), "value": format!("{:.3}", q.clamp(0.0, 1.0))}]);
             }
             let mut details = json!({
