@@ -380,6 +380,7 @@ impl Agent {
             stores: k.stores.clone(),
             health: k.health.clone(),
             relay: k.peer.relay.clone(),
+            usage: k.usage.clone(),
         });
         let kms_tasks = kms.map(|k| k.tasks).unwrap_or_default();
         let router = management::router(ManagementState {
@@ -409,6 +410,7 @@ impl Agent {
             }),
             certificate_sha256,
             agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+            management_url: Some(format!("http://{management_addr}")),
         };
         let mut http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))

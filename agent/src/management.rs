@@ -5,7 +5,8 @@
 //! revealing any), plus the registration state (`/v1/registration`) and the KMS's key stores
 //! (`/v1/kms/stores`: counters, fill and consumption rates and threshold alarms per link, never
 //! a key) and its relays (`/v1/kms/relays`: per virtual link it sources, relays, keys,
-//! failures and end-to-end latency; DELETE clears them).
+//! failures and end-to-end latency; DELETE clears them) and its applications
+//! (`/v1/kms/applications`: key bits, `enc_keys` requests, their success ratio and latency).
 
 use std::sync::Arc;
 
@@ -34,6 +35,8 @@ pub struct KmsView {
     pub health: HealthView,
     /// The relay engine.
     pub relay: Arc<Relay>,
+    /// What the 014 server delivered to each application.
+    pub usage: Arc<crate::kms::etsi014::Usage>,
 }
 
 /// What the endpoints read.
@@ -61,6 +64,7 @@ pub fn router(state: ManagementState) -> Router {
         .route("/v1/registration", get(registration))
         .route("/v1/kms/stores", get(kms_stores))
         .route("/v1/kms/relays", get(kms_relays).delete(clear_kms_relays))
+        .route("/v1/kms/applications", get(kms_applications))
         .fallback(|| async {
             (StatusCode::NOT_FOUND, JsonBody(json!({"message": "no such management resource"})))
         })
@@ -128,6 +132,14 @@ async fn kms_stores(State(state): State<ManagementState>) -> Response {
                 .collect();
             JsonBody(json!({ "stores": stores })).into_response()
         }
+        None => (StatusCode::NOT_FOUND, JsonBody(json!({"message": "this node runs no KMS"})))
+            .into_response(),
+    }
+}
+
+async fn kms_applications(State(state): State<ManagementState>) -> Response {
+    match &state.kms {
+        Some(kms) => JsonBody(json!({"applications": kms.usage.report()})).into_response(),
         None => (StatusCode::NOT_FOUND, JsonBody(json!({"message": "this node runs no KMS"})))
             .into_response(),
     }

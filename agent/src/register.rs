@@ -9,7 +9,8 @@
 //! ```json
 //! {"node_id": "<uuid>", "restconf_url": "http://127.0.0.1:8441/restconf",
 //!  "kms": {"etsi014_url": null, "peer_url": "http://127.0.0.1:7441"},
-//!  "certificate_sha256": null, "agent_version": "0.1.0"}
+//!  "certificate_sha256": null, "agent_version": "0.1.0",
+//!  "management_url": "http://127.0.0.1:9441"}
 //! ```
 
 use std::time::Duration;
@@ -33,6 +34,8 @@ pub struct Registration {
     pub certificate_sha256: Option<String>,
     /// Agent version.
     pub agent_version: String,
+    /// Base URL of the management endpoints (KMS figures for the controller's monitoring).
+    pub management_url: Option<String>,
 }
 
 /// Where registration stands.

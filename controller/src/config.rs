@@ -129,6 +129,13 @@ pub struct AgentsConfig {
     /// Time a RESTCONF request to an agent may take.
     #[serde(default = "default_request_timeout", with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// How often the KMS figures of agents that gave a management URL are read.
+    #[serde(default = "default_kms_poll", with = "humantime_serde")]
+    pub kms_poll_interval: Duration,
+}
+
+fn default_kms_poll() -> Duration {
+    Duration::from_secs(5)
 }
 
 fn default_resync() -> Duration {
@@ -150,6 +157,7 @@ impl Default for AgentsConfig {
             resync_interval: default_resync(),
             loss_timeout: default_loss_timeout(),
             request_timeout: default_request_timeout(),
+            kms_poll_interval: default_kms_poll(),
         }
     }
 }

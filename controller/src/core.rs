@@ -46,6 +46,9 @@ pub struct Registration {
     /// Its version.
     #[serde(default)]
     pub agent_version: Option<String>,
+    /// Base URL of its management endpoints (KMS figures).
+    #[serde(default)]
+    pub management_url: Option<String>,
 }
 
 /// An agent as the API shows it.
@@ -88,6 +91,8 @@ pub struct View {
     pub events: Vec<Event>,
     /// Whether the durable state has been loaded and the sessions started.
     pub ready: bool,
+    /// The KMS figures of each node that gives them ([`crate::monitor`]).
+    pub kms: BTreeMap<Uuid, Arc<Json>>,
 }
 
 /// Requests to the core.
@@ -180,6 +185,16 @@ struct Session {
     last_error: Option<String>,
     client: RestconfClient,
     task: tokio::task::JoinHandle<()>,
+    monitor: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Session {
+    fn stop(&self) {
+        self.task.abort();
+        if let Some(m) = &self.monitor {
+            m.abort();
+        }
+    }
 }
 
 /// An entry written (or about to be written) on a node, and the application it is for.
@@ -206,6 +221,7 @@ pub struct Core {
     sessions: HashMap<SessionId, Session>,
     next_session: SessionId,
     nodes: BTreeMap<Uuid, (Arc<NodeReport>, bool)>,
+    kms: BTreeMap<Uuid, Arc<Json>>,
     apps: BTreeMap<Uuid, Application>,
     entries: BTreeMap<String, Recorded>,
     busy: HashMap<Uuid, Pending>,
@@ -276,6 +292,7 @@ pub fn start(config: Arc<ControllerConfig>) -> Result<CoreHandle, StartError> {
         sessions: HashMap::new(),
         next_session: 1,
         nodes: BTreeMap::new(),
+        kms: BTreeMap::new(),
         apps: BTreeMap::new(),
         entries: BTreeMap::new(),
         busy: HashMap::new(),
@@ -359,6 +376,10 @@ impl Core {
         };
         let node = registered.as_ref().map(|r| r.node_id).or(expected_node);
         let task = tokio::spawn(session::run(id, target, self.session_events.clone()));
+        let monitor = registered.as_ref().and_then(|r| r.management_url.clone()).map(|m| {
+            let (http, period) = (self.http.clone(), self.config.agents.kms_poll_interval);
+            tokio::spawn(crate::monitor::run(id, http, m, period, self.session_events.clone()))
+        });
         self.sessions.insert(
             id,
             Session {
@@ -370,6 +391,7 @@ impl Core {
                 last_error: None,
                 client,
                 task,
+                monitor,
             },
         );
         self.dirty = true;
@@ -427,7 +449,7 @@ impl Core {
             }
         }
         for s in self.sessions.values() {
-            s.task.abort();
+            s.stop();
         }
     }
 
@@ -469,7 +491,7 @@ impl Core {
         if let Some((id, _)) = existing
             && let Some(old) = self.sessions.remove(&id)
         {
-            old.task.abort();
+            old.stop();
         }
         tracing::info!(node = %r.node_id, url = %r.restconf_url, "agent registered");
         self.raise(
@@ -533,6 +555,12 @@ impl Core {
             SessionEvent::Notification(n) => {
                 if let Some(node) = session.node {
                     self.forward_notification(node, n);
+                }
+            }
+            SessionEvent::Kms(doc) => {
+                if let Some(node) = session.node {
+                    self.kms.insert(node, Arc::new(*doc));
+                    self.perf_pending = true;
                 }
             }
             SessionEvent::ReadFailed(e) => {
@@ -622,6 +650,7 @@ impl Core {
             direct,
             events: self.events.iter().cloned().collect(),
             ready: true,
+            kms: self.kms.clone(),
         };
         self.view_tx.send_replace(Arc::new(view));
         self.dirty = false;

@@ -30,6 +30,8 @@ pub enum SessionEvent {
     Lost(String),
     /// A read failed (the agent may still come back before it is lost).
     ReadFailed(String),
+    /// The KMS figures of the agent (see [`crate::monitor`]).
+    Kms(Box<Json>),
 }
 
 /// How to reach the agent.

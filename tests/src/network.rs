@@ -215,7 +215,7 @@ impl TestNetwork {
         let ca = self.pki.ca();
         let text = format!(
             "data_dir = \"{}\"\n\n[api]\nlisten = \"127.0.0.1:{}\"\ntls = {}\n\n[management]\nlisten = \"127.0.0.1:{}\"\n\n\
-             [agents]\ntls = {}\nloss_timeout = \"2s\"\nresync_interval = \"5s\"\nrequest_timeout = \"3s\"\n\n{extra}\n",
+             [agents]\ntls = {}\nloss_timeout = \"2s\"\nresync_interval = \"5s\"\nrequest_timeout = \"3s\"\nkms_poll_interval = \"300ms\"\n\n{extra}\n",
             self.dir.join("controller-data").display(),
             self.controller_ports.api,
             Self::tls(&cert, &key, &ca, false),

@@ -1,9 +1,10 @@
 //! The controller's REST API under `/api/v1` (described by the OpenAPI document at
 //! `/api/v1/openapi.json`): agent registration, applications (register, list, get, change
-//! QoS, remove), and read-only nodes, links, paths, candidate paths and events. Errors are RFC
+//! QoS, remove), and read-only nodes, links, paths, candidate paths, events and monitoring. Errors are RFC
 //! 9457 problem details. Writes go to the core as commands; reads use its latest view.
 
 mod applications;
+pub mod monitoring;
 mod network;
 
 use axum::Router;
@@ -42,6 +43,7 @@ pub fn router(state: ApiState, restconf: Router) -> Router {
         .route("/api/v1/paths", get(network::paths))
         .route("/api/v1/paths/candidates", get(network::candidates))
         .route("/api/v1/events", get(network::events))
+        .route("/api/v1/monitoring", get(monitoring::get))
         .route("/api/v1/applications", get(applications::list).post(applications::create))
         .route(
             "/api/v1/applications/{id}",

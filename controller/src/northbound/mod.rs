@@ -59,13 +59,18 @@ async fn sync_tree(core: CoreHandle, ds: Datastore) {
     loop {
         let view = views.borrow_and_update().clone();
         let structure = tree::network(&view, false);
-        let apps = tree::applications(&view);
+        let apps = tree::applications(&view, false);
         let same_structure = written.as_ref() == Some(&(structure.clone(), apps.clone()));
         if !same_structure || rates_written.elapsed() >= PERFORMANCE_SYNC_PERIOD {
             let a = ds
                 .set_state("/etsi-qkd-sdn-topology:qkd_network", tree::network(&view, true))
                 .await;
-            let b = ds.set_state("/etsi-qkd-sdn-connectivity:qkd_applications", apps.clone()).await;
+            let b = ds
+                .set_state(
+                    "/etsi-qkd-sdn-connectivity:qkd_applications",
+                    tree::applications(&view, true),
+                )
+                .await;
             match (a, b) {
                 (Ok(_), Ok(_)) => {
                     written = Some((structure, apps));

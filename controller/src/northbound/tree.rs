@@ -87,6 +87,10 @@ pub(super) fn network(view: &View, with_rates: bool) -> Json {
             if let Some(q) = l.qber.filter(|_| with_rates) {
                 perf["phys_perf"] = json!([{"perf_type": identity("QBER"), "value": format!("{:.3}", q.clamp(0.0, 1.0))}]);
             }
+            let stores: Vec<Json> = l.ends.iter().filter_map(|(n, _)| key_store(view, *n, l.id)).collect();
+            if with_rates && !stores.is_empty() {
+                perf["key_store"] = json!(stores);
+            }
             let mut details = json!({
                 "enable": l.up,
                 "phys_link_status": identity(if l.up { "ACTIVE" } else { "OFF" }),
@@ -116,11 +120,7 @@ pub(super) fn network(view: &View, with_rates: bool) -> Json {
                 "svc_link_type": identity("VIRT"),
                 "svc_link_local_qkdn": end(a.spec.server.node, None),
                 "svc_link_remote_qkdn": end(leg.client_node, None),
-                format!("{INV}:svc_link_details"): {
-                    "svc_bandwidth": clamp(a.spec.qos.demand_bps()),
-                    "phys_link_id": leg.links.iter().map(Uuid::to_string).collect::<Vec<_>>(),
-                    "path_restoration": {"restoration_type": "AUTOMATIC", "hold_off_time": 0},
-                },
+                format!("{INV}:svc_link_details"): svc_details(view, a, leg, with_rates),
             })
         })
         .collect();
@@ -128,6 +128,67 @@ pub(super) fn network(view: &View, with_rates: bool) -> Json {
         "sdqkd_nodes": {"sdqkd_node": nodes},
         "qkd_links": {"qkd_phys_links": {"phys_link": phys}, "qkd_svc_links": {"svc_link": svc}},
     }})
+}
+
+/// A service link's details; relay figures and key stores only `with_rates`.
+fn svc_details(view: &View, app: &Application, leg: &crate::apps::Leg, with_rates: bool) -> Json {
+    let mut details = json!({
+        "svc_bandwidth": clamp(app.spec.qos.demand_bps()),
+        "phys_link_id": leg.links.iter().map(Uuid::to_string).collect::<Vec<_>>(),
+        "path_restoration": {"restoration_type": "AUTOMATIC", "hold_off_time": 0},
+    });
+    if with_rates && leg.is_virtual() {
+        let mut relay = json!({});
+        if let Some(r) = kms_entry(view, app.spec.server.node, "relays", "link", leg.link) {
+            relay["relays"] = json!(r["relays"].as_u64().unwrap_or(0));
+            relay["failures"] = json!(r["failures"].as_u64().unwrap_or(0));
+            relay["latency_p50"] = json!(decimal(&r["latency_p50_ms"]));
+            relay["latency_p99"] = json!(decimal(&r["latency_p99_ms"]));
+        }
+        let stores: Vec<Json> = [app.spec.server.node, leg.client_node]
+            .iter()
+            .filter_map(|n| key_store(view, *n, leg.link))
+            .collect();
+        if !stores.is_empty() {
+            relay["key_store"] = json!(stores);
+        }
+        if relay.as_object().is_some_and(|o| !o.is_empty()) {
+            details["relay"] = relay;
+        }
+    }
+    details
+}
+
+/// The entry of a KMS figure list whose `key` is `id`.
+fn kms_entry(view: &View, node: Uuid, list: &str, key: &str, id: Uuid) -> Option<Json> {
+    view.kms
+        .get(&node)?
+        .get(list)?
+        .as_array()?
+        .iter()
+        .find(|e| e[key].as_str() == Some(&id.to_string()))
+        .cloned()
+}
+
+/// A decimal64 with three fraction digits.
+fn decimal(v: &Json) -> String {
+    format!("{:.3}", v.as_f64().unwrap_or(0.0).clamp(0.0, 1e12))
+}
+
+/// The key store of `link` at `node`, as the inventory model has it.
+fn key_store(view: &View, node: Uuid, link: Uuid) -> Option<Json> {
+    let s = kms_entry(view, node, "stores", "link", link)?;
+    let mut out = json!({
+        "qkdn_id": node.to_string(),
+        "stored_bits": s["stored"].as_u64().unwrap_or(0) * s["key_bits"].as_u64().unwrap_or(0),
+        "fill_ratio": decimal(&s["fill_ratio"]),
+        "fill_rate": clamp(s["fill_bps"].as_f64().unwrap_or(0.0).max(0.0) as u64),
+        "consumption_rate": clamp(s["consumption_bps"].as_f64().unwrap_or(0.0).max(0.0) as u64),
+    });
+    if let Some(t) = s["seconds_to_empty"].as_f64() {
+        out["time_to_empty"] = json!(clamp(t.max(0.0) as u64));
+    }
+    Some(out)
 }
 
 fn clamp(v: u64) -> u32 {
@@ -143,8 +204,8 @@ pub(super) fn status(app: &Application) -> &'static str {
     }
 }
 
-/// `etsi-qkd-sdn-connectivity:qkd_applications`.
-pub(super) fn applications(view: &View) -> Json {
+/// `etsi-qkd-sdn-connectivity:qkd_applications`; key delivery figures only `with_rates`.
+pub(super) fn applications(view: &View, with_rates: bool) -> Json {
     let apps: Vec<Json> = view
         .apps
         .values()
@@ -174,6 +235,24 @@ pub(super) fn applications(view: &View) -> Json {
             if !a.candidates.is_empty() {
                 app["candidate_paths"] = json!({"candidate_path": a.candidates.iter().enumerate().map(|(i, c)| json!({
                     "path_id": i + 1, "phys_link_id": c.links.iter().map(Uuid::to_string).collect::<Vec<_>>()})).collect::<Vec<_>>()});
+            }
+            let deliveries: Vec<Json> = crate::apps::desired_entries(a)
+                .iter()
+                .filter(|e| with_rates && e.kind == crate::apps::EntryKind::App)
+                .filter_map(|e| {
+                    let d = kms_entry(view, e.node, "applications", "app", e.id)?;
+                    Some(json!({"qkdn_id": e.node.to_string(), "consumed_bits": d["consumed_bits"].as_u64().unwrap_or(0),
+                        "requests": d["requests"].as_u64().unwrap_or(0), "success_ratio": decimal(&d["success_ratio"]),
+                        "latency_p50": decimal(&d["latency_p50_ms"]), "latency_p99": decimal(&d["latency_p99_ms"])}))
+                })
+                .collect();
+            // The list is keyed by node: with several client SAEs at one node, the first one's
+            // figures are shown here (every SAE's are on /api/v1/monitoring).
+            let mut seen = std::collections::HashSet::new();
+            let deliveries: Vec<Json> =
+                deliveries.into_iter().filter(|d| seen.insert(d["qkdn_id"].as_str().unwrap_or_default().to_owned())).collect();
+            if !deliveries.is_empty() {
+                app["delivery"] = json!(deliveries);
             }
             if let Some(leg) = a.legs.first() {
                 let path_id = a.candidates.iter().position(|c| c.links == leg.links).map(|i| i + 1);

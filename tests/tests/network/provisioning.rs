@@ -67,6 +67,7 @@ async fn applications_get_relayed_keys_and_move_when_a_trusted_node_dies() {
     let sae_c = Sae::new(&net.pki, "sae-c", net.nodes["c"].kms);
     let (sent, received) = sae_a.exchange(&sae_c, "sae-a", "sae-c", 4, 30).await;
     assert_eq!(sent, received, "same IDs, same bytes at both ends");
+    monitoring_follows_the_key_stores_relays_and_deliveries(&net, &virt).await;
 
     // Between neighbours: their physical link backs the application, no virtual link.
     let ad = json!({"app_id": APP_AD, "server": {"sae_id": "sae-a2", "node": net.nodes["a"].id},
@@ -118,6 +119,70 @@ async fn applications_get_relayed_keys_and_move_when_a_trusted_node_dies() {
         .get(&format!("/etsi-qkd-sdn-node:qkd_node/qkd_applications/qkd_app={APP_AD}"), &[])
         .await;
     assert_eq!(gone.unwrap_err().status(), Some(404));
+}
+
+/// The monitoring figures, over REST and in the ETSI 018 view, come from the agents' KMSs.
+async fn monitoring_follows_the_key_stores_relays_and_deliveries(net: &TestNetwork, virt: &str) {
+    let ab = net.link_id("a", "b");
+    let doc = net
+        .wait_for("/api/v1/monitoring", 20, |m| {
+            // Both ends report what the exchange drew: the master's enc_keys, the slave's bits.
+            m["applications"][0]["deliveries"].as_array().is_some_and(|d| {
+                d.len() == 2 && d.iter().all(|x| x["consumed_bits"].as_u64() > Some(0))
+            }) && m["virtual_links"][0]["relay"]["keys"].as_u64() > Some(0)
+        })
+        .await;
+    let link = doc["links"].as_array().unwrap().iter().find(|l| l["link_id"] == ab).unwrap();
+    assert_eq!(link["reserved_bps"], 4000, "{link}");
+    for store in link["key_stores"].as_array().unwrap() {
+        assert_eq!(store["reported"], true, "{link}");
+        assert!(
+            store["stored_bits"].as_u64().unwrap() > 0 && store["fill_ratio"].as_f64().is_some(),
+            "{link}"
+        );
+    }
+    let v = &doc["virtual_links"][0];
+    assert_eq!(v["link_id"], virt);
+    assert!(v["relay"]["success_ratio"].as_f64().unwrap() > 0.0, "{v}");
+    let app = &doc["applications"][0];
+    assert_eq!((&app["app_id"], &app["ttl_s"]), (&json!(APP_AC), &json!(3600)));
+    let at_a = app["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["node"] == json!(net.nodes["a"].id))
+        .unwrap();
+    assert_eq!(at_a["sae_id"], "sae-a");
+    let (requests, delivered) =
+        (at_a["requests"].as_f64().unwrap(), at_a["delivered"].as_f64().unwrap());
+    assert!(delivered >= 1.0, "{app}");
+    assert!((at_a["success_ratio"].as_f64().unwrap() - delivered / requests).abs() < 1e-9, "{app}");
+    assert!(at_a["latency_p99_ms"].as_f64().unwrap() > 0.0, "{app}");
+
+    // The same figures in the 018 inventory (refreshed every few seconds).
+    let northbound =
+        qkdn_yang::restconf::RestconfClient::with_client(net.api.clone(), &net.url(""));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let tree = northbound
+            .get(
+                &format!(
+                    "/etsi-qkd-sdn-topology:qkd_network/qkd_links/qkd_phys_links/phys_link={ab}"
+                ),
+                &[],
+            )
+            .await
+            .unwrap();
+        let stores = &tree["etsi-qkd-sdn-topology:phys_link"][0]["etsi-qkd-sdn-inventory:phys_link_details"]
+            ["phys_performance"]["key_store"];
+        // uint64 leaves are JSON strings in RFC 7951.
+        let bits = |x: &Json| x["stored_bits"].as_str().and_then(|b| b.parse::<u64>().ok());
+        if stores.as_array().is_some_and(|s| s.len() == 2 && s.iter().all(|x| bits(x) > Some(0))) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no key stores in the 018 view: {tree}");
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
 }
 
 async fn bad_registrations_change_nothing(net: &TestNetwork) {

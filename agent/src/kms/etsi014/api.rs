@@ -207,9 +207,28 @@ async fn enc_keys(
             slaves.push(extra.clone());
         }
     }
+    let started = std::time::Instant::now();
     let route = route(&state, &master, &slave)?;
+    let result = deliver(&state, &master, &slaves, &route, number, size).await;
+    if let Some(app) = route.app {
+        let keys = result.as_ref().ok().map(|_| number as usize);
+        state.usage.record(app, started.elapsed(), keys);
+    }
+    result
+}
+
+/// The keys of an `enc_keys` request whose route is known.
+async fn deliver(
+    state: &ServerState,
+    master: &str,
+    slaves: &[String],
+    route: &Route,
+    number: u64,
+    size: u64,
+) -> Result<Response, ApiError> {
+    let slave = &slaves[0];
     for extra in &slaves[1..] {
-        if route_link(&state, &master, extra)? != route.link {
+        if route_link(state, master, extra)? != route.link {
             return Err(ApiError::bad_request(format!(
                 "SAE {extra} is not reached by the same link as SAE {slave}"
             )));
@@ -217,8 +236,8 @@ async fn enc_keys(
     }
     let take = Take {
         link: route.link,
-        master: &master,
-        slaves: &slaves,
+        master,
+        slaves,
         number: number as usize,
         size_bits: size as u32,
         ttl: route.ttl,

@@ -12,10 +12,10 @@
 mod api;
 pub mod identity;
 pub mod limits;
+mod usage;
 pub mod wire;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -24,7 +24,8 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use self::identity::IdentityMap;
-use super::hooks::{AppUsage, Application};
+pub use self::usage::{AppDelivery, Usage};
+use super::hooks::Application;
 use super::store::{KeyStores, PeerSync};
 use crate::config::{KmsConfig, SaePair};
 
@@ -56,24 +57,6 @@ impl Limits {
             max_sae_id_count: config.max_sae_id_count,
             max_key_count: config.store_capacity as u64 / 2,
         }
-    }
-}
-
-/// Key bits delivered per application (for `app_statistics`).
-#[derive(Debug, Default)]
-pub struct Usage {
-    bits: Mutex<HashMap<Uuid, u64>>,
-}
-
-impl Usage {
-    fn add(&self, app: Uuid, bits: u64) {
-        *self.bits.lock().unwrap_or_else(|p| p.into_inner()).entry(app).or_default() += bits;
-    }
-}
-
-impl AppUsage for Usage {
-    fn consumed_bits(&self, app: Uuid) -> u64 {
-        self.bits.lock().unwrap_or_else(|p| p.into_inner()).get(&app).copied().unwrap_or(0)
     }
 }
 
