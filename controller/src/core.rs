@@ -93,6 +93,8 @@ pub struct View {
     pub ready: bool,
     /// The KMS figures of each node that gives them ([`crate::monitor`]).
     pub kms: BTreeMap<Uuid, Arc<Json>>,
+    /// Key stock of each physical link whose stores are known, bits (the smaller end).
+    pub stock: HashMap<Uuid, u64>,
 }
 
 /// Requests to the core.
@@ -651,6 +653,7 @@ impl Core {
             events: self.events.iter().cloned().collect(),
             ready: true,
             kms: self.kms.clone(),
+            stock: self.stock(),
         };
         self.view_tx.send_replace(Arc::new(view));
         self.dirty = false;
@@ -675,6 +678,24 @@ impl Core {
             }
         }
         (promised, direct)
+    }
+
+    /// Key stock per physical link from the agents' store figures: the smaller of the two
+    /// ends' stored bits (an end that reports none counts as empty).
+    fn stock(&self) -> HashMap<Uuid, u64> {
+        let mut stock = HashMap::new();
+        for l in self.network.links.values() {
+            let at = |node: Uuid| -> Option<u64> {
+                let stores = self.kms.get(&node)?.get("stores")?.as_array()?;
+                let s = stores.iter().find(|s| s["link"].as_str() == Some(&l.id.to_string()))?;
+                Some(s["stored"].as_u64()? * s["key_bits"].as_u64()?)
+            };
+            let (a, b) = (at(l.ends[0].0), at(l.ends[1].0));
+            if a.is_some() || b.is_some() {
+                stock.insert(l.id, a.unwrap_or(0).min(b.unwrap_or(0)));
+            }
+        }
+        stock
     }
 
     fn clients(&self) -> HashMap<Uuid, RestconfClient> {

@@ -201,11 +201,13 @@ impl Network {
 
     /// The routing graph: every node, and every matched link with what is expected of it: the
     /// rate the controller's paths take from it (`promised`, bit/s) plus the demand its ends
-    /// report beyond the part of it that is the controller's own applications (`direct`).
+    /// report beyond the part of it that is the controller's own applications (`direct`), and
+    /// its key stock (`stock`, bits, the smaller of its two stores; none known: 0).
     pub fn routing_topology(
         &self,
         promised: &HashMap<Uuid, u64>,
         direct: &HashMap<Uuid, u64>,
+        stock: &HashMap<Uuid, u64>,
     ) -> routing::Topology {
         let nodes = self
             .nodes
@@ -222,7 +224,7 @@ impl Network {
                 eskr_bps: l.skr_bps,
                 expected_bps: promised.get(&l.id).copied().unwrap_or(0)
                     + l.expected_bps.saturating_sub(direct.get(&l.id).copied().unwrap_or(0)),
-                stock_bits: 0,
+                stock_bits: stock.get(&l.id).copied().unwrap_or(0),
             })
             .collect();
         routing::Topology::new(nodes, links).expect("links of the view join known, distinct nodes")

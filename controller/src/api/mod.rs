@@ -116,3 +116,6 @@ fn uuid_param(name: &str, value: &str) -> Result<uuid::Uuid, ApiError> {
         ApiError::NotFound(format!("{name} {value:?} is not a UUID, so there is no such {name}"))
     })
 }
+
+#[cfg(test)]
+mod tests;

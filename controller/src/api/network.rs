@@ -183,7 +183,7 @@ pub(super) async fn candidates(
             return Err(ApiError::NotFound(format!("node {n} is not known to the controller")));
         }
     }
-    let topology = view.network.routing_topology(&view.promised, &view.direct);
+    let topology = view.network.routing_topology(&view.promised, &view.direct, &view.stock);
     let demand = Demand { from, to, rate_bps: rate, max_hops, ..Demand::default() };
     let found = routing::k_shortest_paths(&topology, &demand, k)
         .map_err(|e| ApiError::Conflict(e.to_string()))?;

@@ -83,7 +83,7 @@ impl Core {
         };
         let spec = &app.spec;
         let (promised, direct) = self.reservations(Some(id));
-        let topology = self.network.routing_topology(&promised, &direct);
+        let topology = self.network.routing_topology(&promised, &direct, &self.stock());
         let mut exclude_nodes: HashSet<Uuid> = spec.qos.exclude_nodes.iter().copied().collect();
         exclude_nodes.extend(exclude);
         let demand = Demand {

@@ -51,7 +51,7 @@ impl Core {
         let rate = spec.qos.demand_bps();
         let mut legs = Vec::new();
         for client in spec.client_nodes() {
-            let topology = self.network.routing_topology(&promised, &direct);
+            let topology = self.network.routing_topology(&promised, &direct, &self.stock());
             let demand = Demand {
                 from: spec.server.node,
                 to: client,

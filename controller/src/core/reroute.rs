@@ -56,7 +56,7 @@ impl Core {
             return;
         }
         let (promised, direct) = self.reservations(None);
-        let mut topology = self.network.routing_topology(&promised, &direct);
+        let mut topology = self.network.routing_topology(&promised, &direct, &self.stock());
         let mut placed = Vec::new();
         for id in ids {
             let app = &self.apps[id];

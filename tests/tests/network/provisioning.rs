@@ -82,6 +82,30 @@ async fn applications_get_relayed_keys_and_move_when_a_trusted_node_dies() {
 
     bad_registrations_change_nothing(&net).await;
 
+    // A QoS change reaches every node of the path.
+    let (status, changed) = net
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/applications/{APP_AC}"),
+            Some(&json!({"qos": {"rate_bps": 6000, "ttl_s": 3600}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{changed}");
+    assert_eq!(changed["qos"]["rate_bps"], 6000);
+    let at_b = net.restconf("b").get(&link_path, &[]).await.unwrap();
+    assert_eq!(at_b["etsi-qkd-sdn-node:qkd_link"][0]["virt_bandwidth"], json!(6000));
+    let (status, body) = net
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/applications/{APP_AC}"),
+            Some(&json!({"qos": {"rate_bps": 0}, "server": {}})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let pointers: Vec<&str> =
+        body["errors"].as_array().unwrap().iter().map(|e| e["pointer"].as_str().unwrap()).collect();
+    assert_eq!(pointers, ["/server", "/qos/rate_bps"], "{body}");
+
     // The trusted node b dies: the application moves to a-d-e-f-c, and keys keep flowing.
     net.agents.get_mut("b").unwrap().kill_hard();
     let moved = net
@@ -109,6 +133,44 @@ async fn applications_get_relayed_keys_and_move_when_a_trusted_node_dies() {
     // The application between neighbours was not touched.
     let ad_now = net.get(&format!("/api/v1/applications/{APP_AD}")).await;
     assert_eq!(ad_now["reroutes"], 0);
+
+    // The operator disables a-d at a: with b gone, neither application has a path; both are
+    // marked and keep their entries, and come back when the link does.
+    let ad_link = net.link_id("a", "d");
+    let enable =
+        |on: bool| json!({"etsi-qkd-sdn-node:qkd_link": [{"qkdl_id": ad_link, "qkdl_enable": on}]});
+    let at = format!("/etsi-qkd-sdn-node:qkd_node/qkd_links/qkd_link={ad_link}");
+    net.restconf("a").patch(&at, &enable(false)).await.unwrap();
+    for app in [APP_AC, APP_AD] {
+        let marked = net
+            .wait_for(&format!("/api/v1/applications/{app}"), 20, |a| a["state"] == "no-path")
+            .await;
+        assert!(marked["reason"].as_str().unwrap().contains("no path"), "{marked}");
+    }
+    let link = net.get(&format!("/api/v1/links/{ad_link}")).await;
+    assert!(link["down_reasons"][0].as_str().unwrap().contains("disabled at node"), "{link}");
+    assert!(
+        net.restconf("d")
+            .get(&format!("/etsi-qkd-sdn-node:qkd_node/qkd_applications/qkd_app={APP_AD}"), &[])
+            .await
+            .is_ok()
+    );
+    net.restconf("a").patch(&at, &enable(true)).await.unwrap();
+    for app in [APP_AC, APP_AD] {
+        net.wait_for(&format!("/api/v1/applications/{app}"), 20, |a| a["state"] == "active").await;
+    }
+    let kinds: Vec<String> = net.get("/api/v1/events").await["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["kind"].as_str().map(str::to_owned))
+        .collect();
+    assert!(
+        kinds.contains(&"app-no-path".to_owned()) && kinds.contains(&"app-restored".to_owned()),
+        "{kinds:?}"
+    );
+    let (sent, received) = sae_a.exchange(&sae_c, "sae-a", "sae-c", 2, 30).await;
+    assert_eq!(sent, received, "keys flow again");
 
     // Removing an application removes its entries from the nodes that answer.
     let (status, _) =
