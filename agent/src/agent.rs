@@ -193,7 +193,7 @@ impl Agent {
         let baseline = baseline(&config, startup.as_ref());
         let store = Arc::new(NodeStore::open(&config.data_dir)?);
         let peer_client_tls = match &config.peer.client_tls {
-            Some(t) => Some(tls::client_config(&t.ca, Some((t.cert.as_path(), t.key.as_path())))?),
+            Some(t) => Some(t.config()?),
             None => None,
         };
         let peers = PeerLinks {
@@ -238,11 +238,7 @@ impl Agent {
             .local_addr()
             .map_err(|error| AgentError::Listen { addr: config.restconf.listen, error })?;
         let (scheme, restconf_tls, certificate_sha256) = match &config.restconf.tls {
-            Some(t) => (
-                "https",
-                Some(tls::server_config(&t.cert, &t.key, t.client_ca.as_deref())?),
-                Some(tls::certificate_sha256(&t.cert)?),
-            ),
+            Some(t) => ("https", Some(t.config()?), Some(tls::certificate_sha256(&t.cert)?)),
             None => ("http", None, None),
         };
         let restconf_url = config
@@ -298,10 +294,7 @@ impl Agent {
                     .local_addr()
                     .map_err(|error| AgentError::Listen { addr: kms_config.listen, error })?;
                 let t = &kms_config.tls;
-                let options = ServeOptions {
-                    tls: Some(tls::server_config(&t.cert, &t.key, t.client_ca.as_deref())?),
-                    ..serve_options.clone()
-                };
+                let options = ServeOptions { tls: Some(t.config()?), ..serve_options.clone() };
                 let router = kms::etsi014::router(kms.server.clone());
                 let stop = servers_stop_rx.clone();
                 others.push(tokio::spawn(async move {
@@ -320,7 +313,7 @@ impl Agent {
                 let local =
                     listener.local_addr().map_err(|error| AgentError::Listen { addr, error })?;
                 let tls = match &config.peer.tls {
-                    Some(t) => Some(tls::server_config(&t.cert, &t.key, t.client_ca.as_deref())?),
+                    Some(t) => Some(t.config()?),
                     None => None,
                 };
                 let options = ServeOptions { tls, ..serve_options.clone() };
@@ -416,10 +409,7 @@ impl Agent {
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(10));
         if let Some(t) = &config.controller.tls {
-            http = http.tls_backend_preconfigured(tls::client_config(
-                &t.ca,
-                Some((t.cert.as_path(), t.key.as_path())),
-            )?);
+            http = http.tls_backend_preconfigured(t.config()?);
         }
         let http = http.build().map_err(|e| AgentError::Data(format!("HTTP client: {e}")))?;
         others.push(tokio::spawn(register::run(

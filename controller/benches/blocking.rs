@@ -23,6 +23,10 @@ use std::collections::BinaryHeap;
 use qkdn_controller::routing::{self, Demand, Link, Node, Topology};
 use uuid::Uuid;
 
+#[path = "common/random.rs"]
+mod random;
+use random::Random;
+
 const CAPACITY_BPS: u64 = 40_000;
 const RATE_BPS: u64 = 1_000;
 
@@ -131,25 +135,6 @@ const USNET: &[(usize, usize)] = &[
 
 /// A topology: name, node count, links.
 type Network<'a> = (&'a str, usize, &'a [(usize, usize)]);
-
-struct Random(u64);
-
-impl Random {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    fn exp(&mut self, mean: f64) -> f64 {
-        -mean * (1.0 - self.unit()).ln()
-    }
-}
 
 #[derive(Clone, Copy, PartialEq)]
 enum Policy {

@@ -91,6 +91,11 @@ async fn stream(State(e): State<Arc<Emulator>>, Path(i): Path<usize>) -> Respons
     ([("content-type", "text/event-stream")], Body::from_stream(ticks)).into_response()
 }
 
+async fn get_json(http: &reqwest::Client, url: &str) -> Json {
+    let text = http.get(url).send().await.unwrap().text().await.unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
 fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
@@ -166,28 +171,12 @@ async fn main() {
     }
     let registered = started.elapsed();
     loop {
-        let nodes: Json = http
-            .get(format!("{base}/api/v1/nodes"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .map(|t| serde_json::from_str(&t).unwrap())
-            .unwrap();
+        let nodes = get_json(&http, &format!("{base}/api/v1/nodes")).await;
         let reachable = nodes["nodes"]
             .as_array()
             .map_or(0, |a| a.iter().filter(|x| x["reachable"] == true).count());
         if reachable == n {
-            let links: Json = http
-                .get(format!("{base}/api/v1/links"))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .map(|t| serde_json::from_str(&t).unwrap())
-                .unwrap();
+            let links = get_json(&http, &format!("{base}/api/v1/links")).await;
             let up = links["links"]
                 .as_array()
                 .map_or(0, |a| a.iter().filter(|x| x["up"] == true).count());

@@ -16,20 +16,9 @@ use std::time::Instant;
 use qkdn_controller::routing::{self, Demand, Link, Node, Placed, Topology};
 use uuid::Uuid;
 
-struct Random(u64);
-
-impl Random {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+#[path = "common/random.rs"]
+mod random;
+use random::Random;
 
 const ROWS: usize = 25;
 const COLS: usize = 40;

@@ -14,21 +14,9 @@ use std::time::Instant;
 use qkdn_controller::routing::{self, Demand, Link, Node, Topology};
 use uuid::Uuid;
 
-/// A small deterministic generator (xorshift), so that runs compare.
-struct Random(u64);
-
-impl Random {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+#[path = "common/random.rs"]
+mod random;
+use random::Random;
 
 fn network(side: usize, random: &mut Random) -> (Topology, usize) {
     let n = side * side;

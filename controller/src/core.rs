@@ -69,6 +69,20 @@ pub struct AgentView {
     pub registration: Option<Registration>,
 }
 
+impl View {
+    /// The entry of a node's KMS figure list (`stores`, `relays`, `applications`) whose `key`
+    /// member is `id`.
+    pub fn kms_entry(&self, node: Uuid, list: &str, key: &str, id: Uuid) -> Option<Json> {
+        self.kms
+            .get(&node)?
+            .get(list)?
+            .as_array()?
+            .iter()
+            .find(|e| e[key].as_str() == Some(&id.to_string()))
+            .cloned()
+    }
+}
+
 /// An alarm or event the controller raised.
 pub type Event = Json;
 
@@ -260,7 +274,7 @@ fn http_clients(
     config: &ControllerConfig,
 ) -> Result<(reqwest::Client, reqwest::Client), StartError> {
     let tls = match &config.agents.tls {
-        Some(t) => Some(qkdn_yang::tls::client_config(&t.ca, Some((&t.cert, &t.key)))?),
+        Some(t) => Some(t.config()?),
         None => None,
     };
     let build = |timeout: Option<Duration>| {

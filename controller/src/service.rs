@@ -59,9 +59,7 @@ impl Controller {
     pub async fn start(config: ControllerConfig) -> Result<Controller, ServiceError> {
         let config = Arc::new(config);
         let tls = match &config.api.tls {
-            Some(t) => {
-                Some(qkdn_yang::tls::server_config(&t.cert, &t.key, t.client_ca.as_deref())?)
-            }
+            Some(t) => Some(t.config()?),
             None => None,
         };
         let api_listener = listen(config.api.listen).await?;

@@ -137,6 +137,45 @@ pub fn certificate_sha256(path: &Path) -> Result<String, TlsError> {
     Ok(fingerprint(&load_certificates(path)?[0]))
 }
 
+/// The TLS files of a server, as services' configuration files name them.
+#[derive(Clone, Debug, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerTls {
+    /// Certificate chain (PEM).
+    pub cert: std::path::PathBuf,
+    /// Private key (PEM).
+    pub key: std::path::PathBuf,
+    /// CA whose certificates clients must present (PEM); none means no client certificate.
+    #[serde(default)]
+    pub client_ca: Option<std::path::PathBuf>,
+}
+
+impl ServerTls {
+    /// The server configuration of these files ([`server_config`]).
+    pub fn config(&self) -> Result<Arc<ServerConfig>, TlsError> {
+        server_config(&self.cert, &self.key, self.client_ca.as_deref())
+    }
+}
+
+/// The TLS files of a client.
+#[derive(Clone, Debug, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientTls {
+    /// Client certificate chain (PEM).
+    pub cert: std::path::PathBuf,
+    /// Client private key (PEM).
+    pub key: std::path::PathBuf,
+    /// CA the server's certificate must chain to (PEM).
+    pub ca: std::path::PathBuf,
+}
+
+impl ClientTls {
+    /// The client configuration of these files ([`client_config`]).
+    pub fn config(&self) -> Result<ClientConfig, TlsError> {
+        client_config(&self.ca, Some((&self.cert, &self.key)))
+    }
+}
+
 /// The client certificate chain of a TLS connection, handed to request handlers as a request
 /// extension (leaf first); absent on plain connections and when the client sent none.
 #[derive(Clone, Debug)]

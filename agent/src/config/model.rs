@@ -202,30 +202,7 @@ pub struct NodeConfig {
     pub location: String,
 }
 
-/// TLS files of a server.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServerTls {
-    /// Certificate chain (PEM).
-    pub cert: PathBuf,
-    /// Private key (PEM).
-    pub key: PathBuf,
-    /// CA whose certificates clients must present (PEM); none means no client certificate.
-    #[serde(default)]
-    pub client_ca: Option<PathBuf>,
-}
-
-/// TLS files of a client.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClientTls {
-    /// Client certificate chain (PEM).
-    pub cert: PathBuf,
-    /// Client private key (PEM).
-    pub key: PathBuf,
-    /// CA the server's certificate must chain to (PEM).
-    pub ca: PathBuf,
-}
+pub use qkdn_yang::tls::{ClientTls, ServerTls};
 
 /// The RESTCONF server of the agent.
 #[derive(Clone, Debug, Deserialize, Serialize)]

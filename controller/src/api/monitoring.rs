@@ -14,20 +14,9 @@ use super::ApiState;
 use crate::apps::{EntryKind, desired_entries};
 use crate::core::View;
 
-/// The entry of `list` (a KMS document member) whose `key` is `id`.
-fn find(view: &View, node: Uuid, list: &str, key: &str, id: Uuid) -> Option<Json> {
-    view.kms
-        .get(&node)?
-        .get(list)?
-        .as_array()?
-        .iter()
-        .find(|e| e[key].as_str() == Some(&id.to_string()))
-        .cloned()
-}
-
 /// The store of `link` at `node`, in the API's terms.
 fn store(view: &View, node: Uuid, link: Uuid) -> Json {
-    match find(view, node, "stores", "link", link) {
+    match view.kms_entry(node, "stores", "link", link) {
         None => json!({"node": node, "reported": false}),
         Some(s) => {
             let key_bits = s["key_bits"].as_u64().unwrap_or(0);
@@ -63,7 +52,7 @@ pub fn document(view: &View) -> Json {
     for app in view.apps.values() {
         let spec = &app.spec;
         for leg in app.legs.iter().filter(|l| l.is_virtual()) {
-            let relay = find(view, spec.server.node, "relays", "link", leg.link).map(|r| {
+            let relay = view.kms_entry(spec.server.node, "relays", "link", leg.link).map(|r| {
                 let (relays, failures) = (r["relays"].as_u64().unwrap_or(0), r["failures"].as_u64().unwrap_or(0));
                 json!({"source": spec.server.node, "relays": relays, "keys": r["keys"], "failures": failures,
                     "success_ratio": if relays + failures == 0 { 1.0 } else { relays as f64 / (relays + failures) as f64 },
@@ -79,7 +68,7 @@ pub fn document(view: &View) -> Json {
             .iter()
             .filter(|e| e.kind == EntryKind::App)
             .filter_map(|e| {
-                let d = find(view, e.node, "applications", "app", e.id)?;
+                let d = view.kms_entry(e.node, "applications", "app", e.id)?;
                 Some(json!({"node": e.node, "sae_id": e.body["server_app_id"], "consumed_bits": d["consumed_bits"],
                     "requests": d["requests"], "delivered": d["delivered"], "failed": d["failed"],
                     "success_ratio": d["success_ratio"], "latency_p50_ms": d["latency_p50_ms"], "latency_p99_ms": d["latency_p99_ms"]}))

@@ -119,16 +119,13 @@ impl Core {
         path_id: usize,
         reply: oneshot::Sender<Result<Application, ApiError>>,
     ) {
-        let Some(app) = self.apps.get(&id) else {
-            let _ = reply.send(Err(ApiError::NotFound(format!("no application {id}"))));
-            return;
+        let app = match self.changeable(id) {
+            Ok(app) => app,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
         };
-        if self.busy.contains_key(&id) || app.state == AppState::Provisioning {
-            let _ = reply.send(Err(ApiError::Unavailable(format!(
-                "application {id} is being changed; retry"
-            ))));
-            return;
-        }
         let Some(candidate) = path_id.checked_sub(1).and_then(|i| app.candidates.get(i)).cloned()
         else {
             let _ = reply.send(Err(ApiError::NotFound(format!(

@@ -134,16 +134,13 @@ impl Core {
         qos: Qos,
         reply: oneshot::Sender<Result<Application, ApiError>>,
     ) {
-        let Some(app) = self.apps.get(&id) else {
-            let _ = reply.send(Err(ApiError::NotFound(format!("no application {id}"))));
-            return;
+        let app = match self.changeable(id) {
+            Ok(app) => app,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
         };
-        if self.busy.contains_key(&id) || app.state == AppState::Provisioning {
-            let _ = reply.send(Err(ApiError::Unavailable(format!(
-                "application {id} is being changed; retry"
-            ))));
-            return;
-        }
         let previous = app.clone();
         let mut spec = app.spec.clone();
         spec.qos = qos;
@@ -194,6 +191,16 @@ impl Core {
             vec![Op::Delete(Table::Applications, id.to_string())],
         )
         .await;
+    }
+
+    /// Application `id`, when it exists and no change of it is under way.
+    pub(super) fn changeable(&self, id: Uuid) -> Result<Application, ApiError> {
+        let app =
+            self.apps.get(&id).ok_or_else(|| ApiError::NotFound(format!("no application {id}")))?;
+        if self.busy.contains_key(&id) || app.state == AppState::Provisioning {
+            return Err(ApiError::Unavailable(format!("application {id} is being changed; retry")));
+        }
+        Ok(app.clone())
     }
 
     /// Whether `node` holds `entry` as its last report shows.

@@ -139,7 +139,7 @@ fn svc_details(view: &View, app: &Application, leg: &crate::apps::Leg, with_rate
     });
     if with_rates && leg.is_virtual() {
         let mut relay = json!({});
-        if let Some(r) = kms_entry(view, app.spec.server.node, "relays", "link", leg.link) {
+        if let Some(r) = view.kms_entry(app.spec.server.node, "relays", "link", leg.link) {
             relay["relays"] = json!(r["relays"].as_u64().unwrap_or(0));
             relay["failures"] = json!(r["failures"].as_u64().unwrap_or(0));
             relay["latency_p50"] = json!(decimal(&r["latency_p50_ms"]));
@@ -159,17 +159,6 @@ fn svc_details(view: &View, app: &Application, leg: &crate::apps::Leg, with_rate
     details
 }
 
-/// The entry of a KMS figure list whose `key` is `id`.
-fn kms_entry(view: &View, node: Uuid, list: &str, key: &str, id: Uuid) -> Option<Json> {
-    view.kms
-        .get(&node)?
-        .get(list)?
-        .as_array()?
-        .iter()
-        .find(|e| e[key].as_str() == Some(&id.to_string()))
-        .cloned()
-}
-
 /// A decimal64 with three fraction digits.
 fn decimal(v: &Json) -> String {
     format!("{:.3}", v.as_f64().unwrap_or(0.0).clamp(0.0, 1e12))
@@ -177,7 +166,7 @@ fn decimal(v: &Json) -> String {
 
 /// The key store of `link` at `node`, as the inventory model has it.
 fn key_store(view: &View, node: Uuid, link: Uuid) -> Option<Json> {
-    let s = kms_entry(view, node, "stores", "link", link)?;
+    let s = view.kms_entry(node, "stores", "link", link)?;
     let mut out = json!({
         "qkdn_id": node.to_string(),
         "stored_bits": s["stored"].as_u64().unwrap_or(0) * s["key_bits"].as_u64().unwrap_or(0),
@@ -240,7 +229,7 @@ pub(super) fn applications(view: &View, with_rates: bool) -> Json {
                 .iter()
                 .filter(|e| with_rates && e.kind == crate::apps::EntryKind::App)
                 .filter_map(|e| {
-                    let d = kms_entry(view, e.node, "applications", "app", e.id)?;
+                    let d = view.kms_entry(e.node, "applications", "app", e.id)?;
                     Some(json!({"qkdn_id": e.node.to_string(), "consumed_bits": d["consumed_bits"].as_u64().unwrap_or(0),
                         "requests": d["requests"].as_u64().unwrap_or(0), "success_ratio": decimal(&d["success_ratio"]),
                         "latency_p50": decimal(&d["latency_p50_ms"]), "latency_p99": decimal(&d["latency_p99_ms"])}))

@@ -172,6 +172,17 @@ async fn applications_get_relayed_keys_and_move_when_a_trusted_node_dies() {
     let (sent, received) = sae_a.exchange(&sae_c, "sae-a", "sae-c", 2, 30).await;
     assert_eq!(sent, received, "keys flow again");
 
+    // b comes back: its session reconnects, reads the node again, and its links are up.
+    net.start_agent("b");
+    net.wait_for_topology(30).await;
+    // It still held the virtual link of the application's old path; the controller, which
+    // recorded that the removal did not reach b, removes it now.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while net.restconf("b").get(&link_path, &[]).await.is_ok() {
+        assert!(std::time::Instant::now() < deadline, "b still holds {virt}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
     // Removing an application removes its entries from the nodes that answer.
     let (status, _) =
         net.call(Method::DELETE, &format!("/api/v1/applications/{APP_AD}"), None).await;

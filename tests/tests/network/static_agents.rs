@@ -128,12 +128,30 @@ async fn fixture_servers_are_discovered_as_static_agents_and_provisioned() {
 
     etsi_018_northbound(&net, app_id, virt, &urls).await;
 
-    // A server that goes away is lost after the timeout, and its links with it; the
+    // Servers that go away are lost after the timeout, and their links with them; the
     // orchestrator hears of it on the 018 stream.
     let northbound = RestconfClient::with_client(net.api.clone(), &net.url(""));
     let mut stream =
         northbound.subscribe("qkd-network", qkdn_yang::restconf::client::Backoff::default());
     assert_eq!(stream.next().await, Some(qkdn_yang::restconf::client::StreamEvent::Connected));
+
+    // A node that stops answering in the middle of a registration: QKD3's server dies, and a
+    // registration between neighbours QKD2 and QKD3 is written at QKD2, fails at QKD3 and is
+    // rolled back: 502 naming the node, and nothing kept anywhere.
+    drop(servers.remove(2));
+    let partial = "5e1f0000-0000-4000-8000-0000000000f3";
+    let request = json!({"app_id": partial, "server": {"sae_id": "sae-2x", "node": QKD[1]},
+        "clients": [{"sae_id": "sae-3x", "node": QKD[2]}], "qos": {"rate_bps": 1000}});
+    let (status, body) = net.call(Method::POST, "/api/v1/applications", Some(&request)).await;
+    assert_eq!(status, 502, "{body}");
+    assert!(body["detail"].as_str().unwrap().contains(QKD[2]), "{body}");
+    let (status, _) = net.call(Method::GET, &format!("/api/v1/applications/{partial}"), None).await;
+    assert_eq!(status, 404, "nothing persisted");
+    let at_2 = RestconfClient::new(&urls[1])
+        .get(&format!("/etsi-qkd-sdn-node:qkd_node/qkd_applications/qkd_app={partial}"), &[])
+        .await;
+    assert_eq!(at_2.unwrap_err().status(), Some(404), "rolled back at QKD2");
+
     drop(servers.remove(1));
     net.wait_for("/api/v1/links", 20, |b| {
         b["links"].as_array().is_some_and(|l| l.iter().all(|x| x["up"] == false))
