@@ -9,7 +9,8 @@
 //! 2. every `when`, `must` and leafref defined inside `L` reads only nodes inside `L`;
 //! 3. no `when`, `must`, leafref or `unique` defined outside `L` reads a node inside `L`, and no
 //!    instance-identifier that requires its target exists anywhere (it could read anything);
-//! 4. `L` is configuration (state-only lists are validated with the tree that holds them);
+//! 4. `L` is configuration, or state below a configuration list entry (other state-only lists
+//!    are validated with the tree that holds them);
 //! 5. the *skeleton* of `L` (its ancestors, the non-list content hanging off them, and the
 //!    top-level nodes of the same module) carries no constraint that reads outside the skeleton,
 //!    and every list pruned from it allows zero entries.
@@ -76,10 +77,11 @@ fn is_unit_list(schema: &Schema, list: SchemaId, constraints: &[Constraint]) -> 
     if def.min_elements > 0 || def.max_elements.is_some() {
         return false;
     }
-    // A state-only list's keys are state themselves, which the unit split of the state layer
-    // (state below configuration entries) does not take apart; such lists are validated with
-    // the tree that holds them.
-    if !def.config {
+    // A state-only list outside any configuration list (a tree that is all state, such as the
+    // ETSI 018 network) has keys that are state themselves, which the unit split of the state
+    // layer (state hanging below configuration entries) does not take apart; such lists are
+    // validated with the tree that holds them.
+    if !def.config && !below_configuration_list(schema, list) {
         return false;
     }
     let Some(skeleton) = skeleton_of(schema, list) else {
@@ -106,6 +108,19 @@ fn is_unit_list(schema: &Schema, list: SchemaId, constraints: &[Constraint]) -> 
         }
     }
     true
+}
+
+/// Whether an ancestor of `id` is a configuration list.
+fn below_configuration_list(schema: &Schema, id: SchemaId) -> bool {
+    let mut cur = schema.node(id).parent;
+    while let Some(n) = cur {
+        let def = schema.node(n);
+        if def.kind == NodeKind::List && def.config {
+            return true;
+        }
+        cur = def.parent;
+    }
+    false
 }
 
 /// The skeleton of `list`: its ancestors and the non-list content around them, plus the other

@@ -48,6 +48,20 @@ fn the_015_lists_are_validation_units() {
     assert_eq!(units, ["qkd_app", "qkd_interface", "qkd_link", "statistics"]);
     // phys_perf's `when` reads qkdl_type, outside the phys_perf entry.
     assert_eq!(not_units, ["phys_perf"]);
+    // The ETSI 018 trees are all state: their lists are validated with their tree (a state
+    // list is a unit only below a configuration list entry, like `statistics` above).
+    for top in ["qkd_network", "qkd_applications"] {
+        for id in schema.top_level_by_bare_name(top) {
+            let mut stack = vec![*id];
+            while let Some(n) = stack.pop() {
+                let def = schema.node(n);
+                if def.kind == NodeKind::List && !def.config {
+                    assert!(!def.unit, "{} is a unit", def.name);
+                }
+                stack.extend(def.children.iter().copied());
+            }
+        }
+    }
 }
 
 #[tokio::test]
