@@ -87,18 +87,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    match cli.log_format {
-        LogFormat::Human => {
-            tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).init()
-        }
-        LogFormat::Json => tracing_subscriber::fmt()
-            .json()
-            .with_writer(std::io::stderr)
-            .with_env_filter(filter)
-            .init(),
-    }
+    qkdn_yang::service::init_logging(matches!(cli.log_format, LogFormat::Json));
     let overrides = Overrides {
         node_id: cli.node_id.clone(),
         data_dir: cli.data_dir.clone(),
@@ -130,10 +119,10 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-        wait_for_signal().await;
+        qkdn_yang::service::wait_for_signal().await;
         tracing::info!("stopping (a second signal exits at once)");
         tokio::spawn(async {
-            wait_for_signal().await;
+            qkdn_yang::service::wait_for_signal().await;
             eprintln!("qkdn-agent: second signal, exiting now");
             std::process::exit(130);
         });
@@ -141,18 +130,4 @@ fn main() -> ExitCode {
         tracing::info!("stopped");
         ExitCode::SUCCESS
     })
-}
-
-async fn wait_for_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }

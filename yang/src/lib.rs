@@ -21,6 +21,7 @@ pub mod path;
 pub mod pki;
 pub mod restconf;
 pub mod schema;
+pub mod service;
 pub mod tls;
 pub mod tree;
 
