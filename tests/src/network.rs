@@ -56,6 +56,9 @@ pub struct TestNetwork {
     pub controller: Option<Process>,
     /// The application client of the controller API.
     pub api: reqwest::Client,
+    /// More TOML for an agent, by name (scripted simulator events, `[[simulator.events]]`,
+    /// timed in simulated time from the network's epoch, at 10 simulated seconds per second).
+    pub agent_extra: BTreeMap<String, String>,
     epoch: String,
 }
 
@@ -122,6 +125,7 @@ impl TestNetwork {
             controller_ports,
             controller: None,
             api,
+            agent_extra: BTreeMap::new(),
             epoch,
         }
     }
@@ -183,6 +187,7 @@ impl TestNetwork {
                 r.id, r.id, r.peer
             ));
         }
+        text.push_str(self.agent_extra.get(name).map_or("", String::as_str));
         text
     }
 
@@ -215,7 +220,7 @@ impl TestNetwork {
         let ca = self.pki.ca();
         let text = format!(
             "data_dir = \"{}\"\n\n[api]\nlisten = \"127.0.0.1:{}\"\ntls = {}\n\n[management]\nlisten = \"127.0.0.1:{}\"\n\n\
-             [agents]\ntls = {}\nloss_timeout = \"2s\"\nresync_interval = \"5s\"\nrequest_timeout = \"3s\"\nkms_poll_interval = \"300ms\"\n\n{extra}\n",
+             [agents]\ntls = {}\nloss_timeout = \"3s\"\nresync_interval = \"5s\"\nrequest_timeout = \"3s\"\nkms_poll_interval = \"300ms\"\n\n{extra}\n",
             self.dir.join("controller-data").display(),
             self.controller_ports.api,
             Self::tls(&cert, &key, &ca, false),

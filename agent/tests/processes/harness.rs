@@ -16,8 +16,19 @@ pub(crate) const NODE_A: &str = "00000001-0000-0000-0000-000000000000";
 pub(crate) const NODE_B: &str = "00000002-0000-0000-0000-000000000000";
 pub(crate) const LINK_AB: &str = "a0b00000-0000-4000-8000-000000000001";
 
+/// A port free right now on loopback, below Linux's ephemeral range (32768 and up) so that no
+/// outgoing connection takes it before the agent binds it; each call gets a different one.
 pub(crate) fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    // Away from the ports the network tests (tests/) start from, in case both run at once.
+    let start = 2_000 + (std::process::id() % 500) * 18;
+    loop {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let port = (start + n % 9_000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 pub(crate) fn repo() -> PathBuf {

@@ -2,5 +2,6 @@
 //! and a third-party RESTCONF server, all over their real interfaces.
 
 mod provisioning;
+mod qber;
 mod restart;
 mod static_agents;

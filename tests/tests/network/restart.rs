@@ -43,13 +43,14 @@ async fn held(net: &TestNetwork, node: &str, apps: bool) -> BTreeSet<String> {
         .collect()
 }
 
-async fn registered(net: &TestNetwork) -> (BTreeSet<String>, BTreeSet<String>) {
+/// The registered applications, their links, and whether all are active.
+async fn registered(net: &TestNetwork) -> (BTreeSet<String>, BTreeSet<String>, bool) {
     let apps = net.get("/api/v1/applications").await;
     let list = apps["applications"].as_array().unwrap();
-    assert!(list.iter().all(|a| a["state"] == "active"), "{apps}");
     (
         list.iter().map(|a| a["app_id"].as_str().unwrap().to_owned()).collect(),
         list.iter().map(|a| a["legs"][0]["link"].as_str().unwrap().to_owned()).collect(),
+        list.iter().all(|a| a["state"] == "active"),
     )
 }
 
@@ -57,16 +58,22 @@ async fn registered(net: &TestNetwork) -> (BTreeSet<String>, BTreeSet<String>) {
 async fn nodes_match(net: &TestNetwork) -> BTreeSet<String> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
-        let (apps, links) = registered(net).await;
+        let (apps, links, active) = registered(net).await;
         let (at_a, at_c) = (held(net, "a", true).await, held(net, "c", true).await);
         let (virt_a, virt_b, virt_c) =
             (held(net, "a", false).await, held(net, "b", false).await, held(net, "c", false).await);
-        if at_a == apps && at_c == apps && virt_a == links && virt_b == links && virt_c == links {
+        if active
+            && at_a == apps
+            && at_c == apps
+            && virt_a == links
+            && virt_b == links
+            && virt_c == links
+        {
             return apps;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "nodes do not match the registrations:\napps {apps:?}\nat a {at_a:?}\nat c {at_c:?}\nlinks {links:?}\nat b {virt_b:?}"
+            "nodes do not match the registrations (all active: {active}):\napps {apps:?}\nat a {at_a:?}\nat c {at_c:?}\nlinks {links:?}\nat b {virt_b:?}"
         );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
