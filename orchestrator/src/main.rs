@@ -1,12 +1,18 @@
-//! `qkdn-orchestrator`: the qkdn multi-domain orchestrator (ETSI GS QKD 018).
+//! `qkdn-orchestrator`: runs the multi-domain orchestrator.
 //!
-//! The binary's name and crate are part of the workspace layout fixed by the foundation; the
-//! service itself is built by issue 6. Until then this program says so and exits with
-//! status 2, rather than pretending to run.
+//! ```text
+//! qkdn-orchestrator [--config FILE] [--listen ADDR] [--management-listen ADDR] [--data-dir DIR]
+//!                   [--log-format human|json]
+//! ```
+//!
+//! The first SIGINT or SIGTERM stops it cleanly; a second one exits at once.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
+use qkdn_orchestrator::Orchestrator;
+use qkdn_orchestrator::config::{self, Overrides};
 
 #[derive(Parser)]
 #[command(
@@ -14,13 +20,71 @@ use clap::Parser;
     version,
     about = "The qkdn multi-domain orchestrator (ETSI GS QKD 018)"
 )]
-struct Args {}
+struct Cli {
+    /// Configuration file (TOML).
+    #[arg(long, short, env = "QKDN_CONFIG")]
+    config: Option<PathBuf>,
+    /// API listening address (overrides api.listen).
+    #[arg(long)]
+    listen: Option<String>,
+    /// Management listening address (overrides management_listen).
+    #[arg(long)]
+    management_listen: Option<String>,
+    /// Data directory (overrides data_dir).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
 
 fn main() -> ExitCode {
-    Args::parse();
-    eprintln!(
-        "qkdn-orchestrator: this build contains the YANG and RESTCONF foundation only; the orchestrator itself \
-         is not part of it yet (issue 6)"
-    );
-    ExitCode::from(2)
+    let cli = Cli::parse();
+    qkdn_yang::service::init_logging(matches!(cli.log_format, LogFormat::Json));
+    let overrides = Overrides {
+        data_dir: cli.data_dir.clone(),
+        listen: cli.listen.clone(),
+        management_listen: cli.management_listen.clone(),
+    };
+    let config = match config::load(cli.config.as_deref(), &overrides) {
+        Ok(c) => c,
+        Err(e) => {
+            for p in &e.problems {
+                eprintln!("qkdn-orchestrator: {p}");
+            }
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("qkdn-orchestrator: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    runtime.block_on(async move {
+        let orchestrator = match Orchestrator::start(config).await {
+            Ok(o) => o,
+            Err(e) => {
+                eprintln!("qkdn-orchestrator: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        qkdn_yang::service::wait_for_signal().await;
+        tracing::info!("stopping (a second signal exits at once)");
+        tokio::spawn(async {
+            qkdn_yang::service::wait_for_signal().await;
+            eprintln!("qkdn-orchestrator: second signal, exiting now");
+            std::process::exit(130);
+        });
+        orchestrator.shutdown().await;
+        tracing::info!("stopped");
+        ExitCode::SUCCESS
+    })
 }

@@ -1,0 +1,208 @@
+//! The orchestrator's configuration: its domains (each a controller's ETSI 018 RESTCONF server
+//! with the client certificate to reach it), links between domains that no controller
+//! reports, and where the orchestrator listens and keeps its state.
+//!
+//! Sources, later ones winning: a TOML file, `QKDN_*` environment variables (`__` separates
+//! nesting levels), and command-line flags.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+pub use qkdn_yang::tls::{ClientTls, ServerTls};
+
+/// The whole configuration.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrchestratorConfig {
+    /// Directory of the durable state.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// The REST API (`/api/v1`) and the merged ETSI 018 RESTCONF server.
+    #[serde(default)]
+    pub api: ApiConfig,
+    /// Health and readiness.
+    #[serde(default = "default_management")]
+    pub management_listen: SocketAddr,
+    /// The domains.
+    #[serde(default)]
+    pub domains: Vec<DomainConfig>,
+    /// Physical links between domains that no controller reports.
+    #[serde(default)]
+    pub inter_domain_links: Vec<InterDomainLink>,
+    /// Full re-read of each domain, besides its event stream.
+    #[serde(default = "default_resync", with = "humantime_serde")]
+    pub resync_interval: Duration,
+    /// A domain neither streaming nor answering for this long is down.
+    #[serde(default = "default_loss", with = "humantime_serde")]
+    pub loss_timeout: Duration,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("qkdn-orchestrator-data")
+}
+
+fn default_management() -> SocketAddr {
+    "127.0.0.1:9460".parse().expect("valid address")
+}
+
+fn default_resync() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_loss() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// The northbound server.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Listening address (default `127.0.0.1:8460`).
+    #[serde(default = "default_api")]
+    pub listen: SocketAddr,
+    /// TLS; without it plain HTTP, allowed on loopback only.
+    #[serde(default)]
+    pub tls: Option<ServerTls>,
+}
+
+fn default_api() -> SocketAddr {
+    "127.0.0.1:8460".parse().expect("valid address")
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig { listen: default_api(), tls: None }
+    }
+}
+
+/// One domain: a controller's ETSI 018 server.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DomainConfig {
+    /// The domain's name (unique).
+    pub name: String,
+    /// Base URL of the controller's RESTCONF server (`https://host:port`).
+    pub url: String,
+    /// The orchestrator's client certificate for it.
+    #[serde(default)]
+    pub tls: Option<ClientTls>,
+}
+
+/// A physical link between nodes of two domains.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct InterDomainLink {
+    /// Its id.
+    pub id: Uuid,
+    /// One end: domain name and node.
+    pub a: (String, Uuid),
+    /// The other end.
+    pub b: (String, Uuid),
+    /// Its effective key rate, bit/s.
+    #[serde(default)]
+    pub eskr_bps: u64,
+}
+
+/// Values given on the command line.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    /// `data_dir`
+    pub data_dir: Option<PathBuf>,
+    /// `api.listen`
+    pub listen: Option<String>,
+    /// `management_listen`
+    pub management_listen: Option<String>,
+}
+
+/// A configuration that could not be loaded: every problem, one per line.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .problems.join("\n"))]
+pub struct ConfigError {
+    /// `place: message` lines.
+    pub problems: Vec<String>,
+}
+
+const TOP_LEVEL_KEYS: [&str; 7] = [
+    "data_dir",
+    "api",
+    "management_listen",
+    "domains",
+    "inter_domain_links",
+    "resync_interval",
+    "loss_timeout",
+];
+
+/// Loads and checks the configuration.
+pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<OrchestratorConfig, ConfigError> {
+    let env = Env::prefixed("QKDN_").split("__").filter(|key| {
+        let first = key.as_str().split('.').next().unwrap_or_default();
+        TOP_LEVEL_KEYS.iter().any(|k| k.eq_ignore_ascii_case(first))
+    });
+    let mut figment = Figment::new();
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            problems: vec![format!("{}: cannot read: {e}", path.display())],
+        })?;
+        if let Err(e) = text.parse::<toml_edit::DocumentMut>() {
+            let line = e.span().map(|s| text[..s.start].matches('\n').count() + 1).unwrap_or(0);
+            return Err(ConfigError {
+                problems: vec![format!(
+                    "{}:{line}: not valid TOML: {}",
+                    path.display(),
+                    e.message()
+                )],
+            });
+        }
+        figment = figment.merge(Toml::string(&text));
+    }
+    figment = figment.merge(env);
+    if let Some(v) = &overrides.data_dir {
+        figment = figment.merge(Serialized::default("data_dir", v));
+    }
+    if let Some(v) = &overrides.listen {
+        figment = figment.merge(Serialized::default("api.listen", v));
+    }
+    if let Some(v) = &overrides.management_listen {
+        figment = figment.merge(Serialized::default("management_listen", v));
+    }
+    let config: OrchestratorConfig = figment.extract().map_err(|err| ConfigError {
+        problems: err
+            .into_iter()
+            .map(|e| {
+                let place = file.map(|f| format!("{}: ", f.display())).unwrap_or_default();
+                format!("{place}{}: {}", e.path.join("."), e.kind)
+            })
+            .collect(),
+    })?;
+    let mut problems = Vec::new();
+    if config.api.tls.is_none() && !config.api.listen.ip().is_loopback() {
+        problems.push(format!(
+            "api.listen: {} is not a loopback address; plain HTTP is allowed on loopback only (configure api.tls)",
+            config.api.listen
+        ));
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for (i, d) in config.domains.iter().enumerate() {
+        if !names.insert(d.name.as_str()) {
+            problems.push(format!("domains[{i}].name: {:?} is used by another domain", d.name));
+        }
+        if !(d.url.starts_with("http://") || d.url.starts_with("https://")) {
+            problems
+                .push(format!("domains[{i}].url: {:?} is not an http:// or https:// URL", d.url));
+        }
+    }
+    for (i, l) in config.inter_domain_links.iter().enumerate() {
+        for (end, (domain, _)) in [("a", &l.a), ("b", &l.b)] {
+            if !names.contains(domain.as_str()) {
+                problems.push(format!("inter_domain_links[{i}].{end}: no domain named {domain:?}"));
+            }
+        }
+    }
+    if problems.is_empty() { Ok(config) } else { Err(ConfigError { problems }) }
+}

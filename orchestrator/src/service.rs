@@ -1,0 +1,152 @@
+//! The orchestrator service: a session per domain, the state owner, the REST API and the
+//! merged ETSI 018 RESTCONF view on one listener, and health and readiness on the management
+//! listener, until asked to stop.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::get;
+use qkdn_yang::restconf::{RestconfClient, ServeOptions, serve};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+
+use crate::config::OrchestratorConfig;
+use crate::state::{self, Snapshot};
+
+/// Why the orchestrator could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// TLS files.
+    #[error(transparent)]
+    Tls(#[from] qkdn_yang::tls::TlsError),
+    /// The HTTP client.
+    #[error("HTTP client: {0}")]
+    Http(String),
+    /// The 018 server.
+    #[error(transparent)]
+    Northbound(#[from] crate::northbound::NorthboundError),
+    /// A listener.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A running orchestrator.
+pub struct Orchestrator {
+    /// Where the API listens.
+    pub api_addr: SocketAddr,
+    /// Where the management endpoints listen.
+    pub management_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    servers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+fn client(
+    tls: Option<&crate::config::ClientTls>,
+    timeout: Option<Duration>,
+) -> Result<reqwest::Client, ServiceError> {
+    let mut b = reqwest::Client::builder().connect_timeout(Duration::from_secs(5));
+    if let Some(t) = timeout {
+        b = b.timeout(t);
+    }
+    if let Some(t) = tls {
+        b = b.tls_backend_preconfigured(t.config()?);
+    }
+    b.build().map_err(|e| ServiceError::Http(qkdn_yang::restconf::client::error_chain(&e)))
+}
+
+impl Orchestrator {
+    /// Starts the orchestrator.
+    pub async fn start(config: OrchestratorConfig) -> Result<Orchestrator, ServiceError> {
+        let config = Arc::new(config);
+        let tls = config.api.tls.as_ref().map(|t| t.config()).transpose()?;
+        let bind = |addr: SocketAddr| async move {
+            TcpListener::bind(addr).await.map_err(|source| ServiceError::Listen { addr, source })
+        };
+        let api = bind(config.api.listen).await?;
+        let management = bind(config.management_listen).await?;
+        let api_addr = api
+            .local_addr()
+            .map_err(|source| ServiceError::Listen { addr: config.api.listen, source })?;
+        let management_addr = management
+            .local_addr()
+            .map_err(|source| ServiceError::Listen { addr: config.management_listen, source })?;
+        let (events, incoming) = mpsc::channel(1024);
+        let mut tasks = Vec::new();
+        for (i, d) in config.domains.iter().enumerate() {
+            let requests = RestconfClient::with_client(
+                client(d.tls.as_ref(), Some(Duration::from_secs(5)))?,
+                &d.url,
+            );
+            let streaming = RestconfClient::with_client(client(d.tls.as_ref(), None)?, &d.url);
+            tasks.push(tokio::spawn(crate::domain::run(
+                i,
+                requests,
+                streaming,
+                config.resync_interval,
+                config.loss_timeout,
+                events.clone(),
+            )));
+        }
+        drop(events);
+        let initial = Snapshot { complete: config.domains.is_empty(), ..Snapshot::default() };
+        let (snapshots, snapshot) = watch::channel(Arc::new(initial));
+        tasks.push(tokio::spawn(state::run(config.clone(), incoming, snapshots)));
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let northbound =
+            crate::northbound::start(snapshot.clone(), format!("{scheme}://{api_addr}")).await?;
+        let api_router = crate::api::router(snapshot.clone(), northbound);
+        let ready = snapshot.clone();
+        let management_router =
+            Router::new().route("/healthz", get(|| async { (StatusCode::OK, "ok\n") })).route(
+                "/readyz",
+                get(move || {
+                    let ready = ready.borrow().complete;
+                    async move {
+                        if ready {
+                            (StatusCode::OK, "ready\n")
+                        } else {
+                            (StatusCode::SERVICE_UNAVAILABLE, "not every domain heard from yet\n")
+                        }
+                    }
+                }),
+            );
+        let (stop, stopped) = watch::channel(false);
+        let mut servers = Vec::new();
+        for (listener, router, tls) in
+            [(api, api_router, tls), (management, management_router, None)]
+        {
+            let mut stopped = stopped.clone();
+            let options = ServeOptions { tls, ..ServeOptions::default() };
+            servers.push(tokio::spawn(async move {
+                let shutdown = async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                };
+                if let Err(e) = serve(listener, router, options, shutdown).await {
+                    tracing::error!(error = %e, "server stopped");
+                }
+            }));
+        }
+        tracing::info!(api = %api_addr, management = %management_addr, domains = config.domains.len(), "orchestrator started");
+        Ok(Orchestrator { api_addr, management_addr, stop, tasks, servers })
+    }
+
+    /// Stops serving and following the domains.
+    pub async fn shutdown(self) {
+        self.stop.send_replace(true);
+        for s in self.servers {
+            let _ = s.await;
+        }
+        for t in self.tasks {
+            t.abort();
+        }
+    }
+}
