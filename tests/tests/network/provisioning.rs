@@ -82,6 +82,24 @@ async fn applications_get_relayed_keys_and_move_when_a_trusted_node_dies() {
 
     bad_registrations_change_nothing(&net).await;
 
+    // Clients on two nodes: one path per client node, keys for each.
+    let multi = json!({"app_id": "a0000000-0000-4000-8000-0000000000ff", "server": {"sae_id": "sae-m", "node": net.nodes["a"].id},
+        "clients": [{"sae_id": "sae-mc", "node": net.nodes["c"].id}, {"sae_id": "sae-md", "node": net.nodes["d"].id}],
+        "qos": {"rate_bps": 1000}});
+    let (status, app_m) = net.call(Method::POST, "/api/v1/applications", Some(&multi)).await;
+    assert_eq!(status, 201, "{app_m}");
+    assert_eq!(app_m["legs"].as_array().unwrap().len(), 2, "{app_m}");
+    let sae_m = Sae::new(&net.pki, "sae-m", net.nodes["a"].kms);
+    for (client, node) in [("sae-mc", "c"), ("sae-md", "d")] {
+        let sae = Sae::new(&net.pki, client, net.nodes[node].kms);
+        let (sent, received) = sae_m.exchange(&sae, "sae-m", client, 2, 30).await;
+        assert_eq!(sent, received, "keys for {client}");
+    }
+    let (status, _) = net
+        .call(Method::DELETE, "/api/v1/applications/a0000000-0000-4000-8000-0000000000ff", None)
+        .await;
+    assert_eq!(status, 204);
+
     // A QoS change reaches every node of the path.
     let (status, changed) = net
         .call(
