@@ -34,6 +34,7 @@ pub fn router(snapshot: Shared, restconf: Router) -> Router {
         .route("/api/v1/domains/{name}", get(domain))
         .route("/api/v1/network", get(network))
         .route("/api/v1/events", get(events))
+        .route("/api/v1/paths", get(paths))
         .route(
             "/api/v1/{*rest}",
             axum::routing::any(|| async {
@@ -71,6 +72,57 @@ async fn network(State(s): State<Shared>) -> JsonBody<Json> {
         "gateways": m.gateways().iter().map(|n| n.id).collect::<Vec<_>>(),
         "links": m.links.values().collect::<Vec<_>>(),
     }))
+}
+
+async fn paths(
+    State(s): State<Shared>,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Result<JsonBody<Json>, ApiError> {
+    let mut errors = Vec::new();
+    let mut node = |name: &str| match q.get(name).map(|v| uuid::Uuid::parse_str(v)) {
+        Some(Ok(id)) => Some(id),
+        _ => {
+            errors.push(qkdn_controller::apps::FieldError {
+                pointer: format!("?{name}"),
+                detail: "required: a node id (UUID)".into(),
+            });
+            None
+        }
+    };
+    let (from, to) = (node("from"), node("to"));
+    let number = |name: &str,
+                  default: u64,
+                  max: u64,
+                  errors: &mut Vec<qkdn_controller::apps::FieldError>| match q
+        .get(name)
+        .map(|v| v.parse::<u64>())
+    {
+        None => default,
+        Some(Ok(n)) if n <= max => n,
+        _ => {
+            errors.push(qkdn_controller::apps::FieldError {
+                pointer: format!("?{name}"),
+                detail: format!("must be an integer from 0 to {max}"),
+            });
+            default
+        }
+    };
+    let rate = number("rate_bps", 0, u64::from(u32::MAX), &mut errors);
+    let k = number("k", 3, 16, &mut errors) as usize;
+    let (Some(from), Some(to), true) = (from, to, errors.is_empty()) else {
+        return Err(ApiError::Invalid(errors));
+    };
+    let snapshot = s.borrow().clone();
+    for n in [from, to] {
+        if !snapshot.merged.nodes.contains_key(&n) {
+            return Err(ApiError::NotFound(format!("node {n} is in no domain")));
+        }
+    }
+    let demand =
+        qkdn_controller::routing::Demand { from, to, rate_bps: rate, ..Default::default() };
+    let found = crate::paths::candidates(&snapshot.merged, &demand, k)
+        .map_err(|e| ApiError::Conflict(e.to_string()))?;
+    Ok(JsonBody(json!({"candidates": found})))
 }
 
 async fn events(State(s): State<Shared>) -> JsonBody<Json> {

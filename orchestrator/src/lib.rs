@@ -1,14 +1,15 @@
 //! The qkdn orchestrator (DESIGN.md §2, §6.7): it follows several controllers' domains through
 //! their ETSI 018 views ([`domain`]), joins them into one network whose gateways are the nodes
 //! two domains share ([`merged`], [`state`]), and serves that network over REST ([`api`]) and
-//! over RESTCONF in the same 018 modules ([`northbound`]). End-to-end key services across
-//! domains follow (issue 6).
+//! over RESTCONF in the same 018 modules ([`northbound`]), with end-to-end candidate paths cut
+//! into per-domain segments ([`paths`]). Provisioning services across domains follows (issue 6).
 
 pub mod api;
 pub mod config;
 pub mod domain;
 pub mod merged;
 pub mod northbound;
+pub mod paths;
 pub mod service;
 pub mod state;
 

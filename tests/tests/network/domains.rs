@@ -124,8 +124,10 @@ async fn an_orchestrator_joins_two_domains_at_their_gateway() {
 
     // One network: QKD2 is the gateway, each domain contributes its link.
     let network = wait(api, "/api/v1/network", |n| {
-        n["links"].as_array().is_some_and(|l| l.len() == 2 && l.iter().all(|x| x["up"] == true))
-            && n["nodes"].as_array().is_some_and(|x| x.len() == 3)
+        // Key rates reach the 018 views within their refresh period (5 s).
+        n["links"].as_array().is_some_and(|l| {
+            l.len() == 2 && l.iter().all(|x| x["up"] == true && x["skr_bps"].as_u64() > Some(0))
+        }) && n["nodes"].as_array().is_some_and(|x| x.len() == 3)
     })
     .await;
     assert_eq!(network["gateways"], json!([QKD[1]]), "{network}");
@@ -158,6 +160,22 @@ async fn an_orchestrator_joins_two_domains_at_their_gateway() {
         assert!(tokio::time::Instant::now() < deadline, "{tree:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+
+    // An end-to-end path from QKD1 to QKD3, cut at the gateway into the two domains' segments.
+    let paths =
+        get(api, &format!("/api/v1/paths?from={}&to={}&rate_bps=1000", QKD[0], QKD[2])).await;
+    let c = &paths["candidates"][0];
+    assert_eq!(c["gateways"], json!([QKD[1]]), "{paths}");
+    assert_eq!(c["segments"][0]["domain"], "one");
+    assert_eq!(c["segments"][1]["domain"], "two");
+    assert_eq!(c["segments"][1]["links"], json!([LINK_23]));
+    let bad =
+        reqwest::get(format!("http://127.0.0.1:{api}/api/v1/paths?from=x&k=99")).await.unwrap();
+    assert_eq!(bad.status().as_u16(), 400);
+    let body: Json = serde_json::from_str(&bad.text().await.unwrap()).unwrap();
+    let pointers: Vec<&str> =
+        body["errors"].as_array().unwrap().iter().map(|e| e["pointer"].as_str().unwrap()).collect();
+    assert_eq!(pointers, ["?from", "?to", "?k"], "{body}");
 
     // Domain two's controller dies: its link is down, QKD3 unreachable; it comes back.
     let (_, two) = &mut domains[1];
