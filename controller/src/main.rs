@@ -1,6 +1,7 @@
 //! `qkdn-controller`: runs the SDN controller.
 //!
 //! ```text
+//! qkdn-controller check-config FILE
 //! qkdn-controller [--config FILE] [--listen ADDR] [--management-listen ADDR] [--data-dir DIR]
 //!                 [--log-format human|json]
 //! ```
@@ -10,7 +11,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 use qkdn_controller::Controller;
 use qkdn_controller::config::{self, Overrides};
 
@@ -21,6 +22,8 @@ use qkdn_controller::config::{self, Overrides};
     about = "The qkdn SDN controller (topology, key-relay routing, applications, ETSI GS QKD 018 northbound)"
 )]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Configuration file (TOML).
     #[arg(long, short, env = "QKDN_CONFIG")]
     config: Option<PathBuf>,
@@ -38,6 +41,15 @@ struct Cli {
     log_format: LogFormat,
 }
 
+#[derive(Subcommand)]
+enum Command {
+    /// Check a configuration file and explain every problem.
+    CheckConfig {
+        /// The file.
+        file: PathBuf,
+    },
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum LogFormat {
     Human,
@@ -46,6 +58,21 @@ enum LogFormat {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::CheckConfig { file }) = &cli.command {
+        return match config::load(Some(file), &Overrides::default()) {
+            Ok(_) => {
+                println!("{}: valid", file.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                for p in &e.problems {
+                    eprintln!("{p}");
+                }
+                eprintln!("{}: {} problem(s)", file.display(), e.problems.len());
+                ExitCode::from(1)
+            }
+        };
+    }
     qkdn_yang::service::init_logging(matches!(cli.log_format, LogFormat::Json));
     let overrides = Overrides {
         data_dir: cli.data_dir.clone(),

@@ -92,3 +92,30 @@ fn it_starts_serves_and_stops_cleanly() {
     assert!(code.success(), "{code:?}");
     assert!(dir.path().join("data/controller.redb").exists());
 }
+
+#[test]
+fn the_example_configuration_is_valid() {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy/controller/controller.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_qkdn-controller"))
+        .arg("check-config")
+        .arg(&example)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("valid"));
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[agents]\nloss_timeout = \"soon\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_qkdn-controller"))
+        .arg("check-config")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("agents.loss_timeout"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -75,3 +75,15 @@ fn it_starts_serves_and_stops_cleanly() {
     );
     assert!(child.wait().unwrap().success());
 }
+
+#[test]
+fn the_example_configuration_is_valid() {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy/orchestrator/orchestrator.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_qkdn-orchestrator"))
+        .arg("check-config")
+        .arg(&example)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
