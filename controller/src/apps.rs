@@ -130,6 +130,21 @@ pub struct Application {
     /// Paths computed for it on request (ETSI 018 candidate paths), cheapest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub candidates: Vec<Candidate>,
+    /// When this controller holds only a segment of a service that crosses domains.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment: Option<Segment>,
+}
+
+/// A segment of a service that crosses domains: this controller writes the service's virtual
+/// link on the nodes of its leg only, continuing from `upstream` and towards `downstream`
+/// (nodes of the neighbouring domains), and the application only at the service's ends it
+/// holds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Segment {
+    /// The node before the segment's first node, in the upstream domain.
+    pub upstream: Option<Uuid>,
+    /// The node after the segment's last node, in the downstream domain.
+    pub downstream: Option<Uuid>,
 }
 
 /// A candidate path of an application.
@@ -256,7 +271,9 @@ pub fn desired_entries(app: &Application) -> Vec<Entry> {
     let mut links = Vec::new();
     let mut apps = Vec::new();
     for (i, leg) in app.legs.iter().enumerate() {
-        if leg.is_virtual() {
+        if let Some(seg) = &app.segment {
+            links.extend(segment_links(spec, seg, leg, bandwidth));
+        } else if leg.is_virtual() {
             let far = *leg.nodes.last().expect("a virtual leg has nodes");
             for (k, node) in leg.nodes.iter().enumerate() {
                 let mut body = json!({
@@ -298,8 +315,12 @@ pub fn desired_entries(app: &Application) -> Vec<Entry> {
             leg_clients.iter().map(|c| c.sae_id.as_str()).collect(),
         );
         body["app_id"] = json!(server_id.to_string());
-        apps.push(Entry { node: spec.server.node, kind: EntryKind::App, id: server_id, body });
-        for c in leg_clients {
+        // A segment holds the application only at the service's ends it reaches.
+        let holds = |node: Uuid| app.segment.is_none() || leg.nodes.contains(&node);
+        if holds(spec.server.node) {
+            apps.push(Entry { node: spec.server.node, kind: EntryKind::App, id: server_id, body });
+        }
+        for c in leg_clients.into_iter().filter(|_| holds(leg.client_node)) {
             let id = if single {
                 spec.app_id
             } else {
@@ -313,6 +334,35 @@ pub fn desired_entries(app: &Application) -> Vec<Entry> {
     }
     links.extend(apps);
     links
+}
+
+/// The virtual link entries of a segment: on each of its nodes, with the hops before and after
+/// the segment in the neighbouring domains.
+fn segment_links(spec: &AppSpec, seg: &Segment, leg: &Leg, bandwidth: u32) -> Vec<Entry> {
+    let last = leg.nodes.len().saturating_sub(1);
+    leg.nodes
+        .iter()
+        .enumerate()
+        .map(|(k, node)| {
+            let far = if *node == leg.client_node { spec.server.node } else { leg.client_node };
+            let mut body = json!({
+                "qkdl_id": leg.link.to_string(),
+                "qkdl_type": "etsi-qkd-node-types:VIRT",
+                "qkdl_local": {"qkdn_id": node.to_string()},
+                "qkdl_remote": {"qkdn_id": far.to_string()},
+                "virt_bandwidth": bandwidth,
+            });
+            let prev = if k == 0 { seg.upstream } else { Some(leg.nodes[k - 1]) };
+            let next = if k == last { seg.downstream } else { Some(leg.nodes[k + 1]) };
+            if let Some(p) = prev {
+                body["virt_prev_hop"] = json!(p.to_string());
+            }
+            if let Some(n) = next {
+                body["virt_next_hop"] = json!([n.to_string()]);
+            }
+            Entry { node: *node, kind: EntryKind::Link, id: leg.link, body }
+        })
+        .collect()
 }
 
 #[cfg(test)]

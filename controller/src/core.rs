@@ -11,6 +11,7 @@ mod agents;
 mod connectivity;
 mod jobs;
 mod reroute;
+mod segments;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -140,6 +141,19 @@ pub enum Command {
     },
     /// Deploy candidate `path_id` (1-based) of an application.
     Deploy(Uuid, usize, oneshot::Sender<Result<Application, ApiError>>),
+    /// Provision a segment of a service crossing domains (see `core/segments.rs`).
+    DeploySegment {
+        /// The service, as an application.
+        spec: AppSpec,
+        /// The service's virtual link.
+        link: Uuid,
+        /// The segment's nodes, in order.
+        nodes: Vec<Uuid>,
+        /// The hops before and after it.
+        segment: crate::apps::Segment,
+        /// The application record.
+        reply: oneshot::Sender<Result<(Application, bool), ApiError>>,
+    },
     /// A provisioning job finished.
     JobDone(Uuid, Outcome),
 }
@@ -441,6 +455,9 @@ impl Core {
                 self.candidates(app, exclude, max_hops, k, reply).await
             }
             Command::Deploy(app, path, reply) => self.deploy(app, path, reply).await,
+            Command::DeploySegment { spec, link, nodes, segment, reply } => {
+                self.deploy_segment(spec, link, nodes, segment, reply).await
+            }
             Command::JobDone(app, outcome) => self.job_done(app, outcome).await,
         }
     }
@@ -504,7 +521,8 @@ impl Core {
                 for l in &leg.links {
                     *promised.entry(*l).or_insert(0) += rate;
                 }
-                if !leg.is_virtual()
+                if app.segment.is_none()
+                    && !leg.is_virtual()
                     && let Some(l) = leg.links.first()
                 {
                     *direct.entry(*l).or_insert(0) += rate;

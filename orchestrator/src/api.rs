@@ -19,7 +19,20 @@ use crate::state::Snapshot;
 /// The OpenAPI 3.1 document of this API.
 pub const OPENAPI: &str = include_str!("openapi.json");
 
-type Shared = watch::Receiver<Arc<Snapshot>>;
+/// What handlers share: the latest snapshot, a RESTCONF client per domain, and the services
+/// (one request changes them at a time).
+#[derive(Clone)]
+pub struct ApiState {
+    /// The latest snapshot.
+    pub snapshot: watch::Receiver<Arc<Snapshot>>,
+    /// The domains' controllers.
+    pub domains: Arc<std::collections::BTreeMap<String, qkdn_yang::restconf::RestconfClient>>,
+    /// The services by id.
+    pub services:
+        Arc<tokio::sync::Mutex<std::collections::BTreeMap<uuid::Uuid, crate::services::Service>>>,
+}
+
+type Shared = ApiState;
 
 /// The router of `/api/v1`; other paths go to `restconf` (the merged ETSI 018 view).
 pub fn router(snapshot: Shared, restconf: Router) -> Router {
@@ -35,6 +48,8 @@ pub fn router(snapshot: Shared, restconf: Router) -> Router {
         .route("/api/v1/network", get(network))
         .route("/api/v1/events", get(events))
         .route("/api/v1/paths", get(paths))
+        .route("/api/v1/services", get(list_services).post(create_service))
+        .route("/api/v1/services/{id}", get(get_service).delete(delete_service))
         .route(
             "/api/v1/{*rest}",
             axum::routing::any(|| async {
@@ -46,14 +61,14 @@ pub fn router(snapshot: Shared, restconf: Router) -> Router {
 }
 
 async fn domains(State(s): State<Shared>) -> JsonBody<Json> {
-    JsonBody(json!({"domains": s.borrow().domains}))
+    JsonBody(json!({"domains": s.snapshot.borrow().domains}))
 }
 
 async fn domain(
     State(s): State<Shared>,
     Path(name): Path<String>,
 ) -> Result<JsonBody<Json>, ApiError> {
-    let snapshot = s.borrow().clone();
+    let snapshot = s.snapshot.borrow().clone();
     let d = snapshot
         .domains
         .iter()
@@ -65,7 +80,7 @@ async fn domain(
 }
 
 async fn network(State(s): State<Shared>) -> JsonBody<Json> {
-    let snapshot = s.borrow().clone();
+    let snapshot = s.snapshot.borrow().clone();
     let m = &snapshot.merged;
     JsonBody(json!({
         "nodes": m.nodes.values().collect::<Vec<_>>(),
@@ -112,7 +127,7 @@ async fn paths(
     let (Some(from), Some(to), true) = (from, to, errors.is_empty()) else {
         return Err(ApiError::Invalid(errors));
     };
-    let snapshot = s.borrow().clone();
+    let snapshot = s.snapshot.borrow().clone();
     for n in [from, to] {
         if !snapshot.merged.nodes.contains_key(&n) {
             return Err(ApiError::NotFound(format!("node {n} is in no domain")));
@@ -125,6 +140,68 @@ async fn paths(
     Ok(JsonBody(json!({"candidates": found})))
 }
 
+async fn create_service(
+    State(s): State<Shared>,
+    body: axum::body::Bytes,
+) -> Result<axum::response::Response, ApiError> {
+    let doc: Json = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::field(
+            "",
+            format!("not valid JSON (line {}, column {}): {e}", e.line(), e.column()),
+        )
+    })?;
+    let spec = crate::services::parse(&doc)?;
+    let mut services = s.services.lock().await;
+    if let Some(existing) = services.get(&spec.app_id) {
+        if existing.spec == spec {
+            return Ok((axum::http::StatusCode::OK, JsonBody(json!(existing))).into_response());
+        }
+        return Err(ApiError::Conflict(format!(
+            "service {} exists with other content",
+            spec.app_id
+        )));
+    }
+    let merged = s.snapshot.borrow().merged.clone();
+    let service = crate::services::plan(&merged, &spec)?;
+    crate::services::provision(&service, &s.domains).await?;
+    let body = json!(service);
+    services.insert(service.service_id, service);
+    Ok((axum::http::StatusCode::CREATED, JsonBody(body)).into_response())
+}
+
+async fn list_services(State(s): State<Shared>) -> JsonBody<Json> {
+    JsonBody(json!({"services": s.services.lock().await.values().collect::<Vec<_>>()}))
+}
+
+fn service_id(id: &str) -> Result<uuid::Uuid, ApiError> {
+    uuid::Uuid::parse_str(id).map_err(|_| ApiError::NotFound(format!("no service {id:?}")))
+}
+
+async fn get_service(
+    State(s): State<Shared>,
+    Path(id): Path<String>,
+) -> Result<JsonBody<Json>, ApiError> {
+    let id = service_id(&id)?;
+    s.services
+        .lock()
+        .await
+        .get(&id)
+        .map(|x| JsonBody(json!(x)))
+        .ok_or_else(|| ApiError::NotFound(format!("no service {id}")))
+}
+
+async fn delete_service(
+    State(s): State<Shared>,
+    Path(id): Path<String>,
+) -> Result<axum::http::StatusCode, ApiError> {
+    let id = service_id(&id)?;
+    let mut services = s.services.lock().await;
+    let service =
+        services.remove(&id).ok_or_else(|| ApiError::NotFound(format!("no service {id}")))?;
+    crate::services::remove(&service.parts.iter().collect::<Vec<_>>(), &s.domains).await;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
 async fn events(State(s): State<Shared>) -> JsonBody<Json> {
-    JsonBody(json!({"events": s.borrow().events}))
+    JsonBody(json!({"events": s.snapshot.borrow().events}))
 }

@@ -11,6 +11,7 @@ pub mod merged;
 pub mod northbound;
 pub mod paths;
 pub mod service;
+pub mod services;
 pub mod state;
 
 pub use service::Orchestrator;

@@ -81,11 +81,13 @@ impl Orchestrator {
             .map_err(|source| ServiceError::Listen { addr: config.management_listen, source })?;
         let (events, incoming) = mpsc::channel(1024);
         let mut tasks = Vec::new();
+        let mut controllers = std::collections::BTreeMap::new();
         for (i, d) in config.domains.iter().enumerate() {
             let requests = RestconfClient::with_client(
-                client(d.tls.as_ref(), Some(Duration::from_secs(5)))?,
+                client(d.tls.as_ref(), Some(Duration::from_secs(30)))?,
                 &d.url,
             );
+            controllers.insert(d.name.clone(), requests.clone());
             let streaming = RestconfClient::with_client(client(d.tls.as_ref(), None)?, &d.url);
             tasks.push(tokio::spawn(crate::domain::run(
                 i,
@@ -103,7 +105,12 @@ impl Orchestrator {
         let scheme = if tls.is_some() { "https" } else { "http" };
         let northbound =
             crate::northbound::start(snapshot.clone(), format!("{scheme}://{api_addr}")).await?;
-        let api_router = crate::api::router(snapshot.clone(), northbound);
+        let state = crate::api::ApiState {
+            snapshot: snapshot.clone(),
+            domains: Arc::new(controllers),
+            services: Arc::default(),
+        };
+        let api_router = crate::api::router(state, northbound);
         let ready = snapshot.clone();
         let management_router =
             Router::new().route("/healthz", get(|| async { (StatusCode::OK, "ok\n") })).route(

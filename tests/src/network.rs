@@ -56,6 +56,9 @@ pub struct TestNetwork {
     pub controller: Option<Process>,
     /// The application client of the controller API.
     pub api: reqwest::Client,
+    /// The API port of the controller an agent registers with, by name (default: the
+    /// network's controller).
+    pub agent_controller: BTreeMap<String, u16>,
     /// More TOML for an agent, by name (scripted simulator events, `[[simulator.events]]`,
     /// timed in simulated time from the network's epoch, at 10 simulated seconds per second).
     pub agent_extra: BTreeMap<String, String>,
@@ -125,6 +128,7 @@ impl TestNetwork {
             controller_ports,
             controller: None,
             api,
+            agent_controller: BTreeMap::new(),
             agent_extra: BTreeMap::new(),
             epoch,
         }
@@ -164,7 +168,7 @@ impl TestNetwork {
             n.id,
             n.restconf,
             n.management,
-            self.controller_ports.api,
+            self.agent_controller.get(name).copied().unwrap_or(self.controller_ports.api),
             self.epoch,
             n.peer,
             n.kms,
@@ -215,28 +219,45 @@ impl TestNetwork {
 
     /// Writes the controller's configuration (`extra`: more TOML) and starts it.
     pub fn start_controller(&mut self, extra: &str) {
-        let (cert, key) = self.pki.service("controller");
-        let (ccert, ckey) = self.pki.client("controller-client");
+        let ports = ControllerPorts {
+            api: self.controller_ports.api,
+            management: self.controller_ports.management,
+            config: self.controller_ports.config.clone(),
+        };
+        self.controller = Some(self.launch_controller("controller", &ports, extra));
+    }
+
+    /// Ports for another controller of this network (another domain sharing its CA).
+    pub fn other_controller_ports(&self, name: &str) -> ControllerPorts {
+        ControllerPorts {
+            api: free_port(),
+            management: free_port(),
+            config: self.dir.join(format!("{name}.toml")),
+        }
+    }
+
+    /// Starts controller `name` on `ports` (its data, log and certificates named after it).
+    pub fn launch_controller(&self, name: &str, ports: &ControllerPorts, extra: &str) -> Process {
+        let (cert, key) = self.pki.service(name);
+        let (ccert, ckey) = self.pki.client(&format!("{name}-client"));
         let ca = self.pki.ca();
         let text = format!(
             "data_dir = \"{}\"\n\n[api]\nlisten = \"127.0.0.1:{}\"\ntls = {}\n\n[management]\nlisten = \"127.0.0.1:{}\"\n\n\
              [agents]\ntls = {}\nloss_timeout = \"3s\"\nresync_interval = \"5s\"\nrequest_timeout = \"3s\"\nkms_poll_interval = \"300ms\"\n\n{extra}\n",
-            self.dir.join("controller-data").display(),
-            self.controller_ports.api,
+            self.dir.join(format!("{name}-data")).display(),
+            ports.api,
             Self::tls(&cert, &key, &ca, false),
-            self.controller_ports.management,
+            ports.management,
             Self::tls(&ccert, &ckey, &ca, true),
         );
-        std::fs::write(&self.controller_ports.config, text).unwrap();
-        let log = self.dir.join("controller.log");
+        std::fs::write(&ports.config, text).unwrap();
         let process = Process::start(
             &binary("qkdn-controller"),
-            &["--config".into(), self.controller_ports.config.display().to_string()],
-            &log,
+            &["--config".into(), ports.config.display().to_string()],
+            &self.dir.join(format!("{name}.log")),
         );
+        process.wait_ready(&format!("http://127.0.0.1:{}/readyz", ports.management));
         process
-            .wait_ready(&format!("http://127.0.0.1:{}/readyz", self.controller_ports.management));
-        self.controller = Some(process);
     }
 
     /// The controller's URL for `path`.

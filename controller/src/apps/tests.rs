@@ -72,6 +72,7 @@ fn app(legs: Vec<Leg>, clients: Vec<(&str, &str)>) -> Application {
         created: "2026-01-01T00:00:00Z".into(),
         reroutes: 0,
         candidates: Vec::new(),
+        segment: None,
     }
 }
 

@@ -48,6 +48,7 @@ impl Core {
             created: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
             reroutes: 0,
             candidates: Vec::new(),
+            segment: None,
         };
         let result =
             self.store.write(vec![Op::put(Table::Applications, id.to_string(), &app)]).await;

@@ -121,6 +121,7 @@ impl Core {
             created: now(),
             reroutes: 0,
             candidates: Vec::new(),
+            segment: None,
         };
         let ops = vec![Op::put(Table::Applications, id.to_string(), &app)];
         self.apps.insert(id, app);

@@ -150,7 +150,7 @@ pub(super) fn register(
             }
         },
     );
-    let c = core;
+    let c = core.clone();
     builder = builder.operation(
         &format!("{MODULE}:deploy-a-candidate-path-per-service-link-for-app"),
         move |input: Json| {
@@ -169,5 +169,44 @@ pub(super) fn register(
             }
         },
     );
+    let c = core.clone();
+    builder = builder.operation(&format!("{MODULE}:deploy-segment"), move |input: Json| {
+        let core = c.clone();
+        async move {
+            let spec = apps::parse_spec(&spec_of(&input))
+                .map_err(|e| restconf_error(ApiError::Invalid(e)))?;
+            let link = uuid_of(&input, "svc_link_id")
+                .ok_or_else(|| DataError::invalid_value("svc_link_id is required"))?;
+            let nodes: Vec<Uuid> = member(&input, "path_qkdn_id")
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_str().and_then(|s| Uuid::parse_str(s).ok()))
+                .collect();
+            let segment = crate::apps::Segment {
+                upstream: uuid_of(&input, "upstream_qkdn_id"),
+                downstream: uuid_of(&input, "downstream_qkdn_id"),
+            };
+            let (app, _) = core
+                .ask(|reply| Command::DeploySegment { spec, link, nodes, segment, reply })
+                .await
+                .map_err(restconf_error)?;
+            let links = app
+                .legs
+                .first()
+                .map(|l| l.links.iter().map(Uuid::to_string).collect::<Vec<_>>())
+                .unwrap_or_default();
+            Ok(Some(json!({"phys_link_id": links})))
+        }
+    });
+    let c = core;
+    builder = builder.operation(&format!("{MODULE}:remove-app"), move |input: Json| {
+        let core = c.clone();
+        async move {
+            let app = required_app(&input)?;
+            core.ask(|r| Command::DeleteApp(app, r)).await.map_err(restconf_error)?;
+            Ok(None)
+        }
+    });
     builder
 }

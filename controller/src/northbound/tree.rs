@@ -116,7 +116,7 @@ pub(super) fn network(view: &View, with_rates: bool) -> Json {
         .filter(|(a, _)| view.network.nodes.contains_key(&a.spec.server.node))
         .map(|(a, leg)| {
             json!({
-                "svc_link_id": virtual_link_id(a.spec.app_id, leg.client_node).to_string(),
+                "svc_link_id": if a.segment.is_some() { leg.link } else { virtual_link_id(a.spec.app_id, leg.client_node) }.to_string(),
                 "svc_link_type": identity("VIRT"),
                 "svc_link_local_qkdn": end(a.spec.server.node, None),
                 "svc_link_remote_qkdn": end(leg.client_node, None),
@@ -219,7 +219,7 @@ pub(super) fn applications(view: &View, with_rates: bool) -> Json {
                 "app_qos": qos,
                 "creation_time": a.created,
                 "app_status": status(a),
-                "svc_link_id": virtual_link_id(spec.app_id, client).to_string(),
+                "svc_link_id": a.legs.first().filter(|_| a.segment.is_some()).map_or(virtual_link_id(spec.app_id, client), |l| l.link).to_string(),
             });
             if !a.candidates.is_empty() {
                 app["candidate_paths"] = json!({"candidate_path": a.candidates.iter().enumerate().map(|(i, c)| json!({

@@ -5,4 +5,5 @@ mod domains;
 mod provisioning;
 mod qber;
 mod restart;
+mod services;
 mod static_agents;

@@ -1,0 +1,160 @@
+//! An end-to-end key service across two domains: five agents with simulated devices and KMSs,
+//! a1 - a2 - g under controller "one" and g - b1 - b2 under controller "two" (the gateway g
+//! registers with one and is a static agent of two), and an orchestrator joining them. A
+//! service from an SAE at a1 to an SAE at b2 is cut into the two domains' segments, each
+//! controller writes its part of one virtual link, and the SAEs get identical keys relayed end
+//! to end through g. Bad requests change nothing; deleting the service removes its entries.
+
+use std::time::Duration;
+
+use qkdn_tests::network::TestNetwork;
+use qkdn_tests::process::{Process, binary, free_port};
+use qkdn_tests::sae::Sae;
+use serde_json::{Value as Json, json};
+
+async fn call(api: u16, method: reqwest::Method, path: &str, body: Option<&Json>) -> (u16, Json) {
+    let mut r = reqwest::Client::new().request(method, format!("http://127.0.0.1:{api}{path}"));
+    if let Some(b) = body {
+        r = r.header("content-type", "application/json").body(b.to_string());
+    }
+    let response = r.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, serde_json::from_str(&response.text().await.unwrap()).unwrap_or(Json::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saes_in_two_domains_get_identical_keys_through_the_gateway() {
+    let dir = qkdn_tests::process::test_dir();
+    let mut net = TestNetwork::new(
+        dir.path(),
+        &["a1", "a2", "g", "b1", "b2"],
+        &[("a1", "a2"), ("a2", "g"), ("g", "b1"), ("b1", "b2")],
+    );
+    let two = net.other_controller_ports("two");
+    for b in ["b1", "b2"] {
+        net.agent_controller.insert(b.to_owned(), two.api);
+    }
+    net.start_controller("");
+    let statics = format!(
+        "[[static_agents]]\nrestconf_url = \"https://127.0.0.1:{}\"\n",
+        net.nodes["g"].restconf
+    );
+    let _controller_two = net.launch_controller("two", &two, &statics);
+    net.start_agents();
+
+    let (api, management) = (free_port(), free_port());
+    let mut config = format!(
+        "data_dir = \"{}\"\nmanagement_listen = \"127.0.0.1:{management}\"\nloss_timeout = \"3s\"\n[api]\nlisten = \"127.0.0.1:{api}\"\n",
+        dir.path().join("orchestrator-data").display()
+    );
+    let (cert, key) = net.pki.client("orchestrator");
+    for (name, port) in [("one", net.controller_ports.api), ("two", two.api)] {
+        config.push_str(&format!(
+            "\n[[domains]]\nname = \"{name}\"\nurl = \"https://localhost:{port}\"\ntls = {{ cert = \"{}\", key = \"{}\", ca = \"{}\" }}\n",
+            cert.display(),
+            key.display(),
+            net.pki.ca().display()
+        ));
+    }
+    let file = dir.path().join("orchestrator.toml");
+    std::fs::write(&file, config).unwrap();
+    let orchestrator = Process::start(
+        &binary("qkdn-orchestrator"),
+        &["--config".into(), file.display().to_string()],
+        &dir.path().join("orchestrator.log"),
+    );
+    orchestrator.wait_ready(&format!("http://127.0.0.1:{management}/readyz"));
+    // Both domains' links up with key rates, g the gateway.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    loop {
+        let (_, n) = call(api, reqwest::Method::GET, "/api/v1/network", None).await;
+        let ok = n["links"].as_array().is_some_and(|l| {
+            l.len() == 4 && l.iter().all(|x| x["up"] == true && x["skr_bps"].as_u64() > Some(0))
+        }) && n["gateways"] == json!([net.nodes["g"].id]);
+        if ok {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{n}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let request = json!({"service_id": "5e0f0000-0000-4000-8000-0000000000ab",
+        "server": {"sae_id": "sae-x", "node": net.nodes["a1"].id},
+        "client": {"sae_id": "sae-y", "node": net.nodes["b2"].id}, "qos": {"rate_bps": 2000}});
+    let (status, service) =
+        call(api, reqwest::Method::POST, "/api/v1/services", Some(&request)).await;
+    assert_eq!(status, 201, "{service}");
+    let parts = service["parts"].as_array().unwrap();
+    assert_eq!(parts.len(), 2, "{service}");
+    assert_eq!((&parts[0]["domain"], &parts[1]["domain"]), (&json!("one"), &json!("two")));
+    assert_eq!(
+        parts[0]["nodes"],
+        json!([net.nodes["a1"].id, net.nodes["a2"].id, net.nodes["g"].id])
+    );
+    assert_eq!(parts[0]["downstream"], json!(net.nodes["b1"].id));
+    assert_eq!(parts[1]["upstream"], json!(net.nodes["g"].id));
+    let (status, again) =
+        call(api, reqwest::Method::POST, "/api/v1/services", Some(&request)).await;
+    assert_eq!((status, &again["svc_link_id"]), (200, &service["svc_link_id"]), "idempotent");
+
+    // The gateway holds one virtual link joining the domains.
+    let svc = service["svc_link_id"].as_str().unwrap();
+    let at_g = net
+        .restconf("g")
+        .get(&format!("/etsi-qkd-sdn-node:qkd_node/qkd_links/qkd_link={svc}"), &[])
+        .await
+        .unwrap();
+    let l = &at_g["etsi-qkd-sdn-node:qkd_link"][0];
+    assert_eq!(
+        (&l["virt_prev_hop"], &l["virt_next_hop"]),
+        (&json!(net.nodes["a2"].id), &json!([net.nodes["b1"].id]))
+    );
+    let sae_x = Sae::new(&net.pki, "sae-x", net.nodes["a1"].kms);
+    let sae_y = Sae::new(&net.pki, "sae-y", net.nodes["b2"].kms);
+    let (sent, received) = sae_x.exchange(&sae_y, "sae-x", "sae-y", 3, 40).await;
+    assert_eq!(sent, received, "keys relayed end to end across the domains");
+
+    // Bad requests.
+    let (status, body) = call(
+        api,
+        reqwest::Method::POST,
+        "/api/v1/services",
+        Some(&json!({"server": {"sae_id": "x"}, "client": 3, "qos": {}})),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    let pointers: Vec<&str> =
+        body["errors"].as_array().unwrap().iter().map(|e| e["pointer"].as_str().unwrap()).collect();
+    assert!(
+        pointers.contains(&"/server/node")
+            && pointers.contains(&"/client")
+            && pointers.contains(&"/qos/rate_bps"),
+        "{body}"
+    );
+    let unknown = json!({"server": {"sae_id": "x", "node": net.nodes["a1"].id}, "client": {"sae_id": "y", "node": "99999999-0000-4000-8000-000000000000"}, "qos": {"rate_bps": 10}});
+    assert_eq!(call(api, reqwest::Method::POST, "/api/v1/services", Some(&unknown)).await.0, 404);
+    let (_, list) = call(api, reqwest::Method::GET, "/api/v1/services", None).await;
+    assert_eq!(list["services"].as_array().unwrap().len(), 1);
+
+    // Deleting the service removes its entries in both domains.
+    let (status, _) = call(
+        api,
+        reqwest::Method::DELETE,
+        "/api/v1/services/5e0f0000-0000-4000-8000-0000000000ab",
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    for node in ["a1", "g", "b2"] {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while net
+            .restconf(node)
+            .get(&format!("/etsi-qkd-sdn-node:qkd_node/qkd_links/qkd_link={svc}"), &[])
+            .await
+            .is_ok()
+        {
+            assert!(tokio::time::Instant::now() < deadline, "{node} still holds {svc}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
