@@ -21,6 +21,9 @@ pub enum Table {
     Applications,
     /// Entries written on nodes, by `node/kind/id`.
     Entries,
+    /// An orchestrator's end-to-end services, by id (the orchestrator keeps its state in a
+    /// store of its own, with this table).
+    Services,
 }
 
 impl Table {
@@ -29,6 +32,7 @@ impl Table {
             Table::Agents => TableDefinition::new("agents"),
             Table::Applications => TableDefinition::new("applications"),
             Table::Entries => TableDefinition::new("entries"),
+            Table::Services => TableDefinition::new("services"),
         }
     }
 }
@@ -70,8 +74,13 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) `controller.redb` in `dir`.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        Store::open_file(dir, "controller.redb")
+    }
+
+    /// Opens (or creates) `file` in `dir`.
+    pub fn open_file(dir: &Path, file: &str) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError(format!("{}: {e}", dir.display())))?;
-        let path = dir.join("controller.redb");
+        let path = dir.join(file);
         // A previous owner in this process may still be finishing its last commit.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
         let db = loop {
@@ -140,7 +149,7 @@ fn commit<'a>(db: &Database, ops: impl Iterator<Item = &'a Op>) -> Result<(), St
     let mut tx = db.begin_write().map_err(fail)?;
     tx.set_durability(Durability::Immediate).map_err(fail)?;
     {
-        let mut tables = [Table::Agents, Table::Applications, Table::Entries]
+        let mut tables = [Table::Agents, Table::Applications, Table::Entries, Table::Services]
             .map(|t| tx.open_table(t.definition()));
         for op in ops {
             let (table, key) = match op {
@@ -150,6 +159,7 @@ fn commit<'a>(db: &Database, ops: impl Iterator<Item = &'a Op>) -> Result<(), St
                 Table::Agents => &mut tables[0],
                 Table::Applications => &mut tables[1],
                 Table::Entries => &mut tables[2],
+                Table::Services => &mut tables[3],
             };
             let t = slot.as_mut().map_err(|e| fail(&*e))?;
             match op {

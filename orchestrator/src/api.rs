@@ -30,6 +30,24 @@ pub struct ApiState {
     /// The services by id.
     pub services:
         Arc<tokio::sync::Mutex<std::collections::BTreeMap<uuid::Uuid, crate::services::Service>>>,
+    /// Where services are kept.
+    pub store: qkdn_controller::store::Store,
+}
+
+/// A service with its status.
+fn described(service: &crate::services::Service, snapshot: &Snapshot) -> Json {
+    let (status, reasons) = service.status(snapshot);
+    let mut v = json!(service);
+    v["status"] = json!(status);
+    v["reasons"] = json!(reasons);
+    v
+}
+
+async fn persist(
+    store: &qkdn_controller::store::Store,
+    ops: Vec<qkdn_controller::store::Op>,
+) -> Result<(), ApiError> {
+    store.write(ops).await.map_err(|e| ApiError::Unavailable(e.to_string()))
 }
 
 type Shared = ApiState;
@@ -151,26 +169,39 @@ async fn create_service(
         )
     })?;
     let spec = crate::services::parse(&doc)?;
+    use qkdn_controller::store::{Op, Table};
     let mut services = s.services.lock().await;
+    let snapshot = s.snapshot.borrow().clone();
     if let Some(existing) = services.get(&spec.app_id) {
         if existing.spec == spec {
-            return Ok((axum::http::StatusCode::OK, JsonBody(json!(existing))).into_response());
+            let body = JsonBody(described(existing, &snapshot));
+            return Ok((axum::http::StatusCode::OK, body).into_response());
         }
         return Err(ApiError::Conflict(format!(
             "service {} exists with other content",
             spec.app_id
         )));
     }
-    let merged = s.snapshot.borrow().merged.clone();
-    let service = crate::services::plan(&merged, &spec)?;
-    crate::services::provision(&service, &s.domains).await?;
-    let body = json!(service);
+    let mut service = crate::services::plan(&snapshot.merged, &spec)?;
+    let key = service.service_id.to_string();
+    // Recorded before any domain is asked, so a crash leaves something to roll back.
+    persist(&s.store, vec![Op::put(Table::Services, key.clone(), &service)]).await?;
+    if let Err(e) = crate::services::provision(&service, &s.domains).await {
+        persist(&s.store, vec![Op::Delete(Table::Services, key)]).await?;
+        return Err(e);
+    }
+    service.provisioned = true;
+    persist(&s.store, vec![Op::put(Table::Services, key, &service)]).await?;
+    let body = described(&service, &snapshot);
     services.insert(service.service_id, service);
     Ok((axum::http::StatusCode::CREATED, JsonBody(body)).into_response())
 }
 
 async fn list_services(State(s): State<Shared>) -> JsonBody<Json> {
-    JsonBody(json!({"services": s.services.lock().await.values().collect::<Vec<_>>()}))
+    let snapshot = s.snapshot.borrow().clone();
+    JsonBody(
+        json!({"services": s.services.lock().await.values().map(|x| described(x, &snapshot)).collect::<Vec<_>>()}),
+    )
 }
 
 fn service_id(id: &str) -> Result<uuid::Uuid, ApiError> {
@@ -182,11 +213,12 @@ async fn get_service(
     Path(id): Path<String>,
 ) -> Result<JsonBody<Json>, ApiError> {
     let id = service_id(&id)?;
+    let snapshot = s.snapshot.borrow().clone();
     s.services
         .lock()
         .await
         .get(&id)
-        .map(|x| JsonBody(json!(x)))
+        .map(|x| JsonBody(described(x, &snapshot)))
         .ok_or_else(|| ApiError::NotFound(format!("no service {id}")))
 }
 
@@ -197,8 +229,11 @@ async fn delete_service(
     let id = service_id(&id)?;
     let mut services = s.services.lock().await;
     let service =
-        services.remove(&id).ok_or_else(|| ApiError::NotFound(format!("no service {id}")))?;
+        services.get(&id).cloned().ok_or_else(|| ApiError::NotFound(format!("no service {id}")))?;
     crate::services::remove(&service.parts.iter().collect::<Vec<_>>(), &s.domains).await;
+    use qkdn_controller::store::{Op, Table};
+    persist(&s.store, vec![Op::Delete(Table::Services, id.to_string())]).await?;
+    services.remove(&id);
     Ok(axum::http::StatusCode::NO_CONTENT)
 }
 

@@ -1,5 +1,5 @@
 //! One domain as its controller exports it over ETSI 018: the network tree read into nodes and
-//! physical links ([`DomainView::parse`]), and the session that keeps it current: a read of the
+//! physical links ([`DomainView::parse`]) and its applications' statuses, and the session that keeps it current: a read of the
 //! tree, the controller's `qkd-network` event stream (every notification, and every
 //! reconnection, causes a read), a full read every `resync_interval`, and the domain marked
 //! down when it has neither streamed nor answered for `loss_timeout`.
@@ -51,6 +51,8 @@ pub struct DomainView {
     pub nodes: Vec<DomainNode>,
     /// Physical links.
     pub links: Vec<DomainLink>,
+    /// The status of each application (`NEW`, `DEPLOYED`, `DISCONNECTED`), by id.
+    pub apps: std::collections::BTreeMap<Uuid, String>,
 }
 
 fn uuid(v: &Json) -> Option<Uuid> {
@@ -112,7 +114,17 @@ impl DomainView {
                     })
                 })
                 .collect();
-        DomainView { nodes, links }
+        DomainView { nodes, links, apps: Default::default() }
+    }
+
+    /// Adds the application statuses of a GET of `etsi-qkd-sdn-connectivity:qkd_applications`.
+    pub fn with_apps(mut self, doc: &Json) -> DomainView {
+        self.apps = list(member(member(doc, "qkd_applications"), "qkd_app"))
+            .filter_map(|a| {
+                Some((uuid(member(a, "app_id"))?, member(a, "app_status").as_str()?.to_owned()))
+            })
+            .collect();
+        self
     }
 }
 
@@ -128,6 +140,7 @@ pub enum DomainEvent {
 }
 
 const NETWORK: &str = "/etsi-qkd-sdn-topology:qkd_network";
+const APPS: &str = "/etsi-qkd-sdn-connectivity:qkd_applications";
 const STREAM: &str = "qkd-network";
 
 /// Follows domain `index` until the receiver goes.
@@ -152,12 +165,22 @@ pub async fn run(
         if read_at.is_some_and(|t| t <= Instant::now()) {
             read_at = None;
             next_resync = Instant::now() + resync;
-            match client.get(NETWORK, &[]).await {
-                Ok(doc) => {
+            let read = async {
+                let network = client.get(NETWORK, &[]).await?;
+                // No application yet: the container does not exist.
+                let apps = match client.get(APPS, &[]).await {
+                    Err(e) if e.status() == Some(404) => Json::Null,
+                    other => other?,
+                };
+                Ok::<_, qkdn_yang::restconf::ClientError>(
+                    DomainView::parse(&network).with_apps(&apps),
+                )
+            };
+            match read.await {
+                Ok(view) => {
                     last_ok = Some(Instant::now());
                     down_reported = false;
-                    if out.send((index, DomainEvent::View(DomainView::parse(&doc)))).await.is_err()
-                    {
+                    if out.send((index, DomainEvent::View(view))).await.is_err() {
                         return;
                     }
                 }

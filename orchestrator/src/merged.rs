@@ -164,8 +164,13 @@ mod tests {
         let one = DomainView {
             nodes: vec![node(1), node(2), node(3)],
             links: vec![link(1, 1, 2), link(2, 2, 3)],
+            apps: Default::default(),
         };
-        let two = DomainView { nodes: vec![node(3), node(4)], links: vec![link(3, 3, 4)] };
+        let two = DomainView {
+            nodes: vec![node(3), node(4)],
+            links: vec![link(3, 3, 4)],
+            apps: Default::default(),
+        };
         let merged = Merged::build(
             [
                 Part { name: "one", up: true, view: &one },
@@ -193,8 +198,8 @@ mod tests {
 
     #[test]
     fn configured_links_join_domains() {
-        let one = DomainView { nodes: vec![node(1)], links: vec![] };
-        let two = DomainView { nodes: vec![node(2)], links: vec![] };
+        let one = DomainView { nodes: vec![node(1)], links: vec![], apps: Default::default() };
+        let two = DomainView { nodes: vec![node(2)], links: vec![], apps: Default::default() };
         let c = InterDomainLink {
             id: Uuid::from_u128(9),
             a: ("one".into(), Uuid::from_u128(1)),

@@ -131,9 +131,14 @@ mod tests {
         let one = DomainView {
             nodes: vec![node(1), node(2), node(3)],
             links: vec![link(1, 1, 2), link(2, 2, 3)],
+            apps: Default::default(),
         };
-        let two = DomainView { nodes: vec![node(3), node(4)], links: vec![link(3, 3, 4)] };
-        let three = DomainView { nodes: vec![node(5)], links: vec![] };
+        let two = DomainView {
+            nodes: vec![node(3), node(4)],
+            links: vec![link(3, 3, 4)],
+            apps: Default::default(),
+        };
+        let three = DomainView { nodes: vec![node(5)], links: vec![], apps: Default::default() };
         let c = InterDomainLink {
             id: Uuid::from_u128(200),
             a: ("two".into(), Uuid::from_u128(4)),

@@ -28,6 +28,9 @@ pub enum ServiceError {
     /// The 018 server.
     #[error(transparent)]
     Northbound(#[from] crate::northbound::NorthboundError),
+    /// The durable state.
+    #[error("orchestrator state: {0}")]
+    Store(String),
     /// A listener.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -105,10 +108,37 @@ impl Orchestrator {
         let scheme = if tls.is_some() { "https" } else { "http" };
         let northbound =
             crate::northbound::start(snapshot.clone(), format!("{scheme}://{api_addr}")).await?;
+        let store = qkdn_controller::store::Store::open_file(&config.data_dir, "orchestrator.redb")
+            .map_err(|e| ServiceError::Store(e.to_string()))?;
+        let mut services = std::collections::BTreeMap::new();
+        let mut unanswered = Vec::new();
+        for (key, service) in store
+            .load::<crate::services::Service>(qkdn_controller::store::Table::Services)
+            .map_err(|e| ServiceError::Store(e.to_string()))?
+        {
+            if service.provisioned {
+                services.insert(service.service_id, service);
+            } else {
+                unanswered.push((key, service));
+            }
+        }
+        let domains = Arc::new(controllers);
+        // Services whose creation was never answered are removed from their domains.
+        if !unanswered.is_empty() {
+            let (store, domains) = (store.clone(), domains.clone());
+            tasks.push(tokio::spawn(async move {
+                for (key, service) in unanswered {
+                    tracing::info!(service = %key, "rolling back a service that was never answered");
+                    crate::services::remove(&service.parts.iter().collect::<Vec<_>>(), &domains).await;
+                    let _ = store.write(vec![qkdn_controller::store::Op::Delete(qkdn_controller::store::Table::Services, key)]).await;
+                }
+            }));
+        }
         let state = crate::api::ApiState {
             snapshot: snapshot.clone(),
-            domains: Arc::new(controllers),
-            services: Arc::default(),
+            domains,
+            services: Arc::new(tokio::sync::Mutex::new(services)),
+            store,
         };
         let api_router = crate::api::router(state, northbound);
         let ready = snapshot.clone();

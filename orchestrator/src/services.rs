@@ -13,7 +13,7 @@ use qkdn_controller::apps::{AppSpec, derived_id, parse_spec};
 use qkdn_controller::error::ApiError;
 use qkdn_controller::routing::Demand;
 use qkdn_yang::restconf::RestconfClient;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value as Json, json};
 use uuid::Uuid;
 
@@ -21,7 +21,7 @@ use crate::merged::Merged;
 use crate::paths;
 
 /// What one domain writes for a service.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Part {
     /// The domain.
     pub domain: String,
@@ -36,7 +36,7 @@ pub struct Part {
 }
 
 /// A service.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Service {
     /// Its id (client-supplied or generated).
     pub service_id: Uuid,
@@ -50,6 +50,32 @@ pub struct Service {
     pub links: Vec<Uuid>,
     /// What each domain writes, in path order.
     pub parts: Vec<Part>,
+    /// Every domain took its part (false while provisioning; a service found so after a
+    /// restart was never answered and is rolled back).
+    #[serde(default)]
+    pub provisioned: bool,
+}
+
+impl Service {
+    /// `active`, or `degraded` with the reasons: a domain of the service is down, or reports
+    /// the service's segment without a path (its controller is repairing it).
+    pub fn status(&self, snapshot: &crate::state::Snapshot) -> (&'static str, Vec<String>) {
+        let mut reasons = Vec::new();
+        for part in &self.parts {
+            if let Some(d) = snapshot.domains.iter().find(|d| d.name == part.domain)
+                && !d.up
+            {
+                reasons.push(format!("domain {} is down", part.domain));
+                continue;
+            }
+            let app_status =
+                snapshot.app_status.get(&part.domain).and_then(|a| a.get(&part.app_id));
+            if app_status.is_some_and(|s| s == "DISCONNECTED") {
+                reasons.push(format!("domain {} has no path for its segment", part.domain));
+            }
+        }
+        (if reasons.is_empty() { "active" } else { "degraded" }, reasons)
+    }
 }
 
 /// Reads a service request (`{"service_id"?, "server": {...}, "client": {...}, "qos": {...}}`).
@@ -147,6 +173,7 @@ pub fn plan(merged: &Merged, spec: &AppSpec) -> Result<Service, ApiError> {
         nodes: candidate.nodes,
         links: candidate.links,
         parts,
+        provisioned: false,
     })
 }
 

@@ -42,6 +42,9 @@ pub struct Snapshot {
     pub events: Vec<Json>,
     /// Whether every domain has been heard from once.
     pub complete: bool,
+    /// Each domain's application statuses (`DEPLOYED`, `DISCONNECTED`, ...), by name and id.
+    pub app_status:
+        std::collections::BTreeMap<String, std::collections::BTreeMap<uuid::Uuid, String>>,
 }
 
 struct DomainState {
@@ -142,6 +145,12 @@ pub async fn run(
             merged: Arc::new(merged),
             events: recent.iter().cloned().collect(),
             complete: domains.iter().all(|d| d.heard),
+            app_status: config
+                .domains
+                .iter()
+                .zip(&domains)
+                .map(|(c, d)| (c.name.clone(), d.view.apps.clone()))
+                .collect(),
         };
         out.send_replace(Arc::new(snapshot));
     }

@@ -3,7 +3,9 @@
 //! registers with one and is a static agent of two), and an orchestrator joining them. A
 //! service from an SAE at a1 to an SAE at b2 is cut into the two domains' segments, each
 //! controller writes its part of one virtual link, and the SAEs get identical keys relayed end
-//! to end through g. Bad requests change nothing; deleting the service removes its entries.
+//! to end through g. A domain controller that dies degrades the service until it returns; the
+//! orchestrator keeps its services across a restart; bad requests change nothing; deleting the
+//! service removes its entries.
 
 use std::time::Duration;
 
@@ -20,6 +22,18 @@ async fn call(api: u16, method: reqwest::Method, path: &str, body: Option<&Json>
     let response = r.send().await.unwrap();
     let status = response.status().as_u16();
     (status, serde_json::from_str(&response.text().await.unwrap()).unwrap_or(Json::Null))
+}
+
+async fn wait_status(api: u16, path: &str, status: &str) -> Json {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, body) = call(api, reqwest::Method::GET, path, None).await;
+        if body["status"] == status {
+            return body;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not {status}: {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -39,7 +53,7 @@ async fn saes_in_two_domains_get_identical_keys_through_the_gateway() {
         "[[static_agents]]\nrestconf_url = \"https://127.0.0.1:{}\"\n",
         net.nodes["g"].restconf
     );
-    let _controller_two = net.launch_controller("two", &two, &statics);
+    let mut controller_two = net.launch_controller("two", &two, &statics);
     net.start_agents();
 
     let (api, management) = (free_port(), free_port());
@@ -58,7 +72,7 @@ async fn saes_in_two_domains_get_identical_keys_through_the_gateway() {
     }
     let file = dir.path().join("orchestrator.toml");
     std::fs::write(&file, config).unwrap();
-    let orchestrator = Process::start(
+    let mut orchestrator = Process::start(
         &binary("qkdn-orchestrator"),
         &["--config".into(), file.display().to_string()],
         &dir.path().join("orchestrator.log"),
@@ -113,6 +127,22 @@ async fn saes_in_two_domains_get_identical_keys_through_the_gateway() {
     let sae_y = Sae::new(&net.pki, "sae-y", net.nodes["b2"].kms);
     let (sent, received) = sae_x.exchange(&sae_y, "sae-x", "sae-y", 3, 40).await;
     assert_eq!(sent, received, "keys relayed end to end across the domains");
+
+    let service_path = "/api/v1/services/5e0f0000-0000-4000-8000-0000000000ab";
+    assert_eq!(call(api, reqwest::Method::GET, service_path, None).await.1["status"], "active");
+
+    // Domain two's controller dies: the service is degraded, and active again when it returns.
+    controller_two.kill_hard();
+    let degraded = wait_status(api, service_path, "degraded").await;
+    assert_eq!(degraded["reasons"], json!(["domain two is down"]), "{degraded}");
+    controller_two.restart();
+    wait_status(api, service_path, "active").await;
+
+    // The orchestrator is killed and restarted: the service is still there.
+    orchestrator.restart();
+    orchestrator.wait_ready(&format!("http://127.0.0.1:{management}/readyz"));
+    let (status, kept) = call(api, reqwest::Method::GET, service_path, None).await;
+    assert_eq!((status, &kept["svc_link_id"]), (200, &service["svc_link_id"]), "{kept}");
 
     // Bad requests.
     let (status, body) = call(
