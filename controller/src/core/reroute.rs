@@ -62,16 +62,24 @@ impl Core {
             let app = &self.apps[id];
             let q = &app.spec.qos;
             for leg in &app.legs {
+                // A segment keeps its ends (they meet the neighbouring domains); what lies
+                // between them is this domain's to repair.
+                let (from, to, via) = match &app.segment {
+                    Some(_) => {
+                        (leg.nodes[0], *leg.nodes.last().expect("a segment has nodes"), Vec::new())
+                    }
+                    None => (app.spec.server.node, leg.client_node, q.include_nodes.clone()),
+                };
                 placed.push(Placed {
                     demand: Demand {
-                        from: app.spec.server.node,
-                        to: leg.client_node,
+                        from,
+                        to,
                         rate_bps: q.demand_bps(),
                         max_hops: q.max_hops,
                         exclude_nodes: q.exclude_nodes.iter().copied().collect(),
                         exclude_locations: q.exclude_locations.iter().cloned().collect(),
                     },
-                    via: q.include_nodes.clone(),
+                    via,
                     links: leg.links.clone(),
                 });
             }
@@ -83,6 +91,13 @@ impl Core {
             let mut failure = None;
             for leg in &legs {
                 match results.next().expect("one result per leg") {
+                    Ok(path) if self.apps[id].segment.is_some() => {
+                        let segment = self.apps[id].segment.clone().expect("a segment");
+                        match self.segment_path(&segment, leg, path) {
+                            Ok(l) => new_legs.push(l),
+                            Err(e) => failure = failure.or(Some(e)),
+                        }
+                    }
                     Ok(path) => {
                         let link = if path.links.len() == 1 {
                             path.links[0]
@@ -106,10 +121,43 @@ impl Core {
         }
     }
 
+    /// A segment's leg over the repaired `path`, with the hops to the neighbouring domains
+    /// (which must be up when they are this domain's links).
+    fn segment_path(
+        &self,
+        segment: &crate::apps::Segment,
+        leg: &Leg,
+        path: routing::Path,
+    ) -> Result<Leg, String> {
+        let mut links = Vec::new();
+        let hop = |a: Uuid, b: Uuid| -> Result<Option<Uuid>, String> {
+            if !(self.network.nodes.contains_key(&a) && self.network.nodes.contains_key(&b)) {
+                return Ok(None);
+            }
+            self.network.link_between(a, b).map(|l| Some(l.id)).ok_or_else(|| {
+                format!(
+                    "the link between {a} and {b}, where the segment meets the next domain, is down"
+                )
+            })
+        };
+        let (first, last) = (path.nodes[0], *path.nodes.last().expect("a path has nodes"));
+        if let Some(u) = segment.upstream {
+            links.extend(hop(u, first)?);
+        }
+        links.extend(path.links.iter().copied());
+        if let Some(d) = segment.downstream {
+            links.extend(hop(last, d)?);
+        }
+        Ok(Leg { client_node: leg.client_node, link: leg.link, nodes: path.nodes, links })
+    }
+
     async fn moved(&mut self, id: Uuid, legs: Vec<Leg>) {
         let app = self.apps.get_mut(&id).expect("present");
         let was = app.state.clone();
         let moved = app.legs != legs;
+        if !moved && was == AppState::Active {
+            return;
+        }
         app.legs = legs;
         app.state = AppState::Active;
         app.reason = None;

@@ -41,8 +41,8 @@ async fn saes_in_two_domains_get_identical_keys_through_the_gateway() {
     let dir = qkdn_tests::process::test_dir();
     let mut net = TestNetwork::new(
         dir.path(),
-        &["a1", "a2", "g", "b1", "b2"],
-        &[("a1", "a2"), ("a2", "g"), ("g", "b1"), ("b1", "b2")],
+        &["a1", "a2", "a3", "g", "b1", "b2"],
+        &[("a1", "a2"), ("a2", "g"), ("a1", "a3"), ("a3", "g"), ("g", "b1"), ("b1", "b2")],
     );
     let two = net.other_controller_ports("two");
     for b in ["b1", "b2"] {
@@ -83,7 +83,7 @@ async fn saes_in_two_domains_get_identical_keys_through_the_gateway() {
     loop {
         let (_, n) = call(api, reqwest::Method::GET, "/api/v1/network", None).await;
         let ok = n["links"].as_array().is_some_and(|l| {
-            l.len() == 4 && l.iter().all(|x| x["up"] == true && x["skr_bps"].as_u64() > Some(0))
+            l.len() == 6 && l.iter().all(|x| x["up"] == true && x["skr_bps"].as_u64() > Some(0))
         }) && n["gateways"] == json!([net.nodes["g"].id]);
         if ok {
             break;
@@ -101,9 +101,12 @@ async fn saes_in_two_domains_get_identical_keys_through_the_gateway() {
     let parts = service["parts"].as_array().unwrap();
     assert_eq!(parts.len(), 2, "{service}");
     assert_eq!((&parts[0]["domain"], &parts[1]["domain"]), (&json!("one"), &json!("two")));
+    // Through a2 or a3 (equally good), whichever the key-aware costs prefer.
+    let middle = if parts[0]["nodes"][1] == json!(net.nodes["a2"].id) { "a2" } else { "a3" };
+    let other = if middle == "a2" { "a3" } else { "a2" };
     assert_eq!(
         parts[0]["nodes"],
-        json!([net.nodes["a1"].id, net.nodes["a2"].id, net.nodes["g"].id])
+        json!([net.nodes["a1"].id, net.nodes[middle].id, net.nodes["g"].id])
     );
     assert_eq!(parts[0]["downstream"], json!(net.nodes["b1"].id));
     assert_eq!(parts[1]["upstream"], json!(net.nodes["g"].id));
@@ -121,7 +124,7 @@ async fn saes_in_two_domains_get_identical_keys_through_the_gateway() {
     let l = &at_g["etsi-qkd-sdn-node:qkd_link"][0];
     assert_eq!(
         (&l["virt_prev_hop"], &l["virt_next_hop"]),
-        (&json!(net.nodes["a2"].id), &json!([net.nodes["b1"].id]))
+        (&json!(net.nodes[middle].id), &json!([net.nodes["b1"].id]))
     );
     let sae_x = Sae::new(&net.pki, "sae-x", net.nodes["a1"].kms);
     let sae_y = Sae::new(&net.pki, "sae-y", net.nodes["b2"].kms);
@@ -130,6 +133,36 @@ async fn saes_in_two_domains_get_identical_keys_through_the_gateway() {
 
     let service_path = "/api/v1/services/5e0f0000-0000-4000-8000-0000000000ab";
     assert_eq!(call(api, reqwest::Method::GET, service_path, None).await.1["status"], "active");
+
+    // A trusted node of domain one dies: its controller repairs the segment through the other
+    // node (the ends, a1 and the gateway, stay), the orchestrator hears of it, keys flow again.
+    net.agents.get_mut(middle).unwrap().kill_hard();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let at_g = net
+            .restconf("g")
+            .get(&format!("/etsi-qkd-sdn-node:qkd_node/qkd_links/qkd_link={svc}"), &[])
+            .await
+            .unwrap();
+        if at_g["etsi-qkd-sdn-node:qkd_link"][0]["virt_prev_hop"] == json!(net.nodes[other].id) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "segment not repaired: {at_g}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (sent, received) = sae_x.exchange(&sae_y, "sae-x", "sae-y", 2, 40).await;
+    assert_eq!(sent, received, "keys relayed over the repaired segment");
+    wait_status(api, service_path, "active").await;
+    let (_, events) = call(api, reqwest::Method::GET, "/api/v1/events", None).await;
+    assert!(
+        events["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["domain"] == "one"
+                && e["message"].as_str().is_some_and(|m| m.contains("moved"))),
+        "the repair reported upward: {events}"
+    );
 
     // Domain two's controller dies: the service is degraded, and active again when it returns.
     controller_two.kill_hard();
