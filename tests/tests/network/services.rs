@@ -199,6 +199,12 @@ async fn saes_in_two_domains_get_identical_keys_through_the_gateway() {
     let (_, list) = call(api, reqwest::Method::GET, "/api/v1/services", None).await;
     assert_eq!(list["services"].as_array().unwrap().len(), 1);
 
+    let infeasible = json!({"server": {"sae_id": "x", "node": net.nodes["a1"].id}, "client": {"sae_id": "y", "node": net.nodes["b2"].id}, "qos": {"rate_bps": 4000000000u64}});
+    let (status, body) =
+        call(api, reqwest::Method::POST, "/api/v1/services", Some(&infeasible)).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("the best offers"), "{body}");
+
     // Deleting the service removes its entries in both domains.
     let (status, _) = call(
         api,
@@ -220,4 +226,27 @@ async fn saes_in_two_domains_get_identical_keys_through_the_gateway() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+
+    // A domain that fails its part: b2's agent dies, and before its controller notices, a
+    // service to b2 is asked for; domain two cannot write at b2, domain one's part is removed
+    // again, and nothing of the service is kept anywhere.
+    net.agents.get_mut("b2").unwrap().kill_hard();
+    let doomed = json!({"service_id": "5e0f0000-0000-4000-8000-0000000000dd",
+        "server": {"sae_id": "sae-x2", "node": net.nodes["a1"].id},
+        "client": {"sae_id": "sae-y2", "node": net.nodes["b2"].id}, "qos": {"rate_bps": 1000}});
+    let (status, body) = call(api, reqwest::Method::POST, "/api/v1/services", Some(&doomed)).await;
+    // 502 when the write to b2 fails; 409 should controller two already know b2 is gone.
+    assert!(status == 502 || status == 409, "{status} {body}");
+    assert!(body["detail"].as_str().unwrap().contains("domain two refused its segment"), "{body}");
+    let (status, _) = call(
+        api,
+        reqwest::Method::GET,
+        "/api/v1/services/5e0f0000-0000-4000-8000-0000000000dd",
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+    let apps = net.restconf("a1").get("/etsi-qkd-sdn-node:qkd_node/qkd_applications", &[]).await;
+    let held = apps.map(|a| a.to_string()).unwrap_or_default();
+    assert!(!held.contains("sae-x2"), "domain one kept its part: {held}");
 }
