@@ -2,7 +2,8 @@
 //! their ETSI 018 views ([`domain`]), joins them into one network whose gateways are the nodes
 //! two domains share ([`merged`], [`state`]), and serves that network over REST ([`api`]) and
 //! over RESTCONF in the same 018 modules ([`northbound`]), with end-to-end candidate paths cut
-//! into per-domain segments ([`paths`]). Provisioning services across domains follows (issue 6).
+//! into per-domain segments ([`paths`]), and provisions end-to-end key services across domains,
+//! segment by segment through each domain's controller ([`services`]).
 
 pub mod api;
 pub mod config;
