@@ -104,30 +104,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("qkdn-agent: cannot start the runtime: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    runtime.block_on(async move {
-        let agent = match Agent::start(config, AgentOptions::default()).await {
-            Ok(a) => a,
-            Err(e) => {
-                eprintln!("qkdn-agent: {e}");
-                return ExitCode::from(2);
-            }
-        };
-        qkdn_yang::service::wait_for_signal().await;
-        tracing::info!("stopping (a second signal exits at once)");
-        tokio::spawn(async {
-            qkdn_yang::service::wait_for_signal().await;
-            eprintln!("qkdn-agent: second signal, exiting now");
-            std::process::exit(130);
-        });
-        agent.shutdown().await;
-        tracing::info!("stopped");
-        ExitCode::SUCCESS
-    })
+    qkdn_yang::service::run(
+        "qkdn-agent",
+        Agent::start(config, AgentOptions::default()),
+        qkdn_agent::AgentHandle::shutdown,
+    )
 }

@@ -59,19 +59,9 @@ enum LogFormat {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Command::CheckConfig { file }) = &cli.command {
-        return match config::load(Some(file), &Overrides::default()) {
-            Ok(_) => {
-                println!("{}: valid", file.display());
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                for p in &e.problems {
-                    eprintln!("{p}");
-                }
-                eprintln!("{}: {} problem(s)", file.display(), e.problems.len());
-                ExitCode::from(1)
-            }
-        };
+        let checked =
+            config::load(Some(file), &Overrides::default()).map(|_| ()).map_err(|e| e.problems);
+        return qkdn_yang::service::report_check(file, checked);
     }
     qkdn_yang::service::init_logging(matches!(cli.log_format, LogFormat::Json));
     let overrides = Overrides {
@@ -88,30 +78,5 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("qkdn-controller: cannot start the runtime: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    runtime.block_on(async move {
-        let controller = match Controller::start(config).await {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("qkdn-controller: {e}");
-                return ExitCode::from(2);
-            }
-        };
-        qkdn_yang::service::wait_for_signal().await;
-        tracing::info!("stopping (a second signal exits at once)");
-        tokio::spawn(async {
-            qkdn_yang::service::wait_for_signal().await;
-            eprintln!("qkdn-controller: second signal, exiting now");
-            std::process::exit(130);
-        });
-        controller.shutdown().await;
-        tracing::info!("stopped");
-        ExitCode::SUCCESS
-    })
+    qkdn_yang::service::run("qkdn-controller", Controller::start(config), Controller::shutdown)
 }

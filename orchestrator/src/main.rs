@@ -59,19 +59,9 @@ enum LogFormat {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Command::CheckConfig { file }) = &cli.command {
-        return match config::load(Some(file), &Overrides::default()) {
-            Ok(_) => {
-                println!("{}: valid", file.display());
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                for p in &e.problems {
-                    eprintln!("{p}");
-                }
-                eprintln!("{}: {} problem(s)", file.display(), e.problems.len());
-                ExitCode::from(1)
-            }
-        };
+        let checked =
+            config::load(Some(file), &Overrides::default()).map(|_| ()).map_err(|e| e.problems);
+        return qkdn_yang::service::report_check(file, checked);
     }
     qkdn_yang::service::init_logging(matches!(cli.log_format, LogFormat::Json));
     let overrides = Overrides {
@@ -88,30 +78,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("qkdn-orchestrator: cannot start the runtime: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    runtime.block_on(async move {
-        let orchestrator = match Orchestrator::start(config).await {
-            Ok(o) => o,
-            Err(e) => {
-                eprintln!("qkdn-orchestrator: {e}");
-                return ExitCode::from(2);
-            }
-        };
-        qkdn_yang::service::wait_for_signal().await;
-        tracing::info!("stopping (a second signal exits at once)");
-        tokio::spawn(async {
-            qkdn_yang::service::wait_for_signal().await;
-            eprintln!("qkdn-orchestrator: second signal, exiting now");
-            std::process::exit(130);
-        });
-        orchestrator.shutdown().await;
-        tracing::info!("stopped");
-        ExitCode::SUCCESS
-    })
+    qkdn_yang::service::run(
+        "qkdn-orchestrator",
+        Orchestrator::start(config),
+        Orchestrator::shutdown,
+    )
 }

@@ -5,6 +5,7 @@
 //! The tests themselves are in `tests/tests/`. The service binaries are the ones `cargo test
 //! --workspace` builds beside the test executables (`target/<profile>/qkdn-agent`, ...).
 
+pub mod fixtures;
 pub mod network;
 pub mod pki;
 pub mod process;

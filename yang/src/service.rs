@@ -28,3 +28,67 @@ pub async fn wait_for_signal() {
         _ = term.recv() => {}
     }
 }
+
+/// Runs a service on a new multi-threaded runtime: `start` it, wait for SIGINT or SIGTERM,
+/// then `stop` it (a second signal exits at once with status 130). Start failures are printed
+/// prefixed with `name` and give status 2.
+pub fn run<S, E, Start, Stop, Stopped>(
+    name: &str,
+    start: Start,
+    stop: Stop,
+) -> std::process::ExitCode
+where
+    E: std::fmt::Display,
+    Start: std::future::Future<Output = Result<S, E>>,
+    Stop: FnOnce(S) -> Stopped,
+    Stopped: std::future::Future<Output = ()>,
+{
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{name}: cannot start the runtime: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let name = name.to_owned();
+    runtime.block_on(async move {
+        let service = match start.await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("{name}: {e}");
+                return std::process::ExitCode::from(2);
+            }
+        };
+        wait_for_signal().await;
+        tracing::info!("stopping (a second signal exits at once)");
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            eprintln!("{name}: second signal, exiting now");
+            std::process::exit(130);
+        });
+        stop(service).await;
+        tracing::info!("stopped");
+        std::process::ExitCode::SUCCESS
+    })
+}
+
+/// Prints every problem of a configuration check and gives the exit status: `Ok`: "valid" and 0,
+/// else the problems, their count and 1 (for `check-config` subcommands).
+pub fn report_check(
+    file: &std::path::Path,
+    problems: Result<(), Vec<String>>,
+) -> std::process::ExitCode {
+    match problems {
+        Ok(()) => {
+            println!("{}: valid", file.display());
+            std::process::ExitCode::SUCCESS
+        }
+        Err(problems) => {
+            for p in &problems {
+                eprintln!("{p}");
+            }
+            eprintln!("{}: {} problem(s)", file.display(), problems.len());
+            std::process::ExitCode::from(1)
+        }
+    }
+}

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use qkdn_tests::network::TestNetwork;
-use qkdn_tests::process::{Process, binary, free_port, repo};
+use qkdn_tests::process::{Process, binary, free_port};
 use qkdn_yang::restconf::RestconfClient;
 use serde_json::{Value as Json, json};
 
@@ -18,15 +18,6 @@ const QKD: [&str; 3] = [
 ];
 const LINK_12: &str = "00000001-0002-0000-0000-000000000000";
 const LINK_23: &str = "00000002-0003-0000-0000-000000000000";
-
-fn fixture(n: usize) -> Json {
-    let path = repo()
-        .parent()
-        .unwrap()
-        .join(format!("shared/reference/tfs-data/qkd_end2end/qkd-node-0{n}.json"));
-    let doc: Json = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    doc["etsi-qkd-sdn-node"].clone()
-}
 
 /// Writes link `id` between nodes `a` and `b` (1-based) at both ends.
 async fn link(urls: &[String], id: &str, a: usize, b: usize) {
@@ -62,27 +53,7 @@ async fn wait(port: u16, path: &str, what: impl Fn(&Json) -> bool) -> Json {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_orchestrator_joins_two_domains_at_their_gateway() {
     let dir = qkdn_tests::process::test_dir();
-    let mut servers = Vec::new();
-    let mut urls = Vec::new();
-    for n in 1..=3 {
-        let file = dir.path().join(format!("qkd-node-0{n}.json"));
-        std::fs::write(&file, fixture(n).to_string()).unwrap();
-        let port = free_port();
-        let server = Process::start(
-            &binary("restconf-serve"),
-            &[
-                "--listen".into(),
-                format!("127.0.0.1:{port}"),
-                "--perf-interval".into(),
-                "1".into(),
-                file.display().to_string(),
-            ],
-            &dir.path().join(format!("qkd{n}.log")),
-        );
-        server.wait_ready(&format!("http://127.0.0.1:{port}/.well-known/host-meta"));
-        servers.push(server);
-        urls.push(format!("http://127.0.0.1:{port}"));
-    }
+    let (_servers, urls) = qkdn_tests::fixtures::start_tfs_servers(dir.path());
     link(&urls, LINK_12, 1, 2).await;
     link(&urls, LINK_23, 2, 3).await;
     let mut domains = Vec::new();

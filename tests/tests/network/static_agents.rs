@@ -7,7 +7,6 @@
 use std::time::Duration;
 
 use qkdn_tests::network::TestNetwork;
-use qkdn_tests::process::{Process, binary, free_port, repo};
 use qkdn_yang::restconf::RestconfClient;
 use reqwest::Method;
 use serde_json::{Value as Json, json};
@@ -18,20 +17,10 @@ const QKD: [&str; 3] = [
     "00000003-0000-0000-0000-000000000000",
 ];
 
-/// The fixture of node `n` (1-based) without the mock server's own settings.
-fn fixture(n: usize) -> Json {
-    let path = repo()
-        .parent()
-        .unwrap()
-        .join(format!("shared/reference/tfs-data/qkd_end2end/qkd-node-0{n}.json"));
-    let doc: Json = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    doc["etsi-qkd-sdn-node"].clone()
-}
-
 /// The interface of node `n` facing node `m` (its attachment point names `QKD<m>`), and the
 /// remote interface (the attachment point's port).
 fn facing(n: usize, m: usize) -> (u32, u32) {
-    let node = fixture(n);
+    let node = qkdn_tests::fixtures::tfs_node(n);
     let iface = node["qkd_node"]["qkd_interfaces"]["qkd_interface"]
         .as_array()
         .unwrap()
@@ -47,27 +36,7 @@ fn facing(n: usize, m: usize) -> (u32, u32) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fixture_servers_are_discovered_as_static_agents_and_provisioned() {
     let dir = qkdn_tests::process::test_dir();
-    let mut servers = Vec::new();
-    let mut urls = Vec::new();
-    for n in 1..=3 {
-        let file = dir.path().join(format!("qkd-node-0{n}.json"));
-        std::fs::write(&file, fixture(n).to_string()).unwrap();
-        let port = free_port();
-        let server = Process::start(
-            &binary("restconf-serve"),
-            &[
-                "--listen".into(),
-                format!("127.0.0.1:{port}"),
-                "--perf-interval".into(),
-                "1".into(),
-                file.display().to_string(),
-            ],
-            &dir.path().join(format!("qkd{n}.log")),
-        );
-        server.wait_ready(&format!("http://127.0.0.1:{port}/.well-known/host-meta"));
-        servers.push(server);
-        urls.push(format!("http://127.0.0.1:{port}"));
-    }
+    let (mut servers, urls) = qkdn_tests::fixtures::start_tfs_servers(dir.path());
     let mut net = TestNetwork::new(dir.path(), &[], &[]);
     let statics: String =
         urls.iter().map(|u| format!("[[static_agents]]\nrestconf_url = \"{u}\"\n\n")).collect();
