@@ -224,3 +224,33 @@ pub async fn run(
         }
     }
 }
+
+/// Nodes and links for the orchestrator's unit tests.
+#[cfg(test)]
+pub(crate) mod samples {
+    use uuid::Uuid;
+
+    use super::{DomainLink, DomainNode};
+
+    /// Node `i`, reachable, with interface `i`.
+    pub(crate) fn node(i: u128) -> DomainNode {
+        DomainNode {
+            id: Uuid::from_u128(i),
+            location: None,
+            reachable: true,
+            kme_url: None,
+            interfaces: vec![i as u32],
+        }
+    }
+
+    /// Link `100 + i` between nodes `a` and `b`, up, 10 kbit/s.
+    pub(crate) fn link(i: u128, a: u128, b: u128) -> DomainLink {
+        DomainLink {
+            id: Uuid::from_u128(100 + i),
+            ends: [(Uuid::from_u128(a), None), (Uuid::from_u128(b), None)],
+            up: true,
+            skr_bps: 10_000,
+            reserved_bps: 0,
+        }
+    }
+}

@@ -137,27 +137,7 @@ impl Merged {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{DomainLink, DomainNode};
-
-    fn node(i: u128) -> DomainNode {
-        DomainNode {
-            id: Uuid::from_u128(i),
-            location: None,
-            reachable: true,
-            kme_url: None,
-            interfaces: vec![i as u32],
-        }
-    }
-
-    fn link(i: u128, a: u128, b: u128) -> DomainLink {
-        DomainLink {
-            id: Uuid::from_u128(100 + i),
-            ends: [(Uuid::from_u128(a), None), (Uuid::from_u128(b), None)],
-            up: true,
-            skr_bps: 1000,
-            reserved_bps: 0,
-        }
-    }
+    use crate::domain::samples::{link, node};
 
     #[test]
     fn a_node_in_two_domains_is_a_gateway_and_a_down_domain_takes_its_links_down() {

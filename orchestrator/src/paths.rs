@@ -102,28 +102,9 @@ pub fn candidates(merged: &Merged, demand: &Demand, k: usize) -> Result<Vec<Cand
 mod tests {
     use super::*;
     use crate::config::InterDomainLink;
-    use crate::domain::{DomainLink, DomainNode, DomainView};
+    use crate::domain::DomainView;
+    use crate::domain::samples::{link, node};
     use crate::merged::Part;
-
-    fn node(i: u128) -> DomainNode {
-        DomainNode {
-            id: Uuid::from_u128(i),
-            location: None,
-            reachable: true,
-            kme_url: None,
-            interfaces: vec![],
-        }
-    }
-
-    fn link(i: u128, a: u128, b: u128) -> DomainLink {
-        DomainLink {
-            id: Uuid::from_u128(100 + i),
-            ends: [(Uuid::from_u128(a), None), (Uuid::from_u128(b), None)],
-            up: true,
-            skr_bps: 10_000,
-            reserved_bps: 0,
-        }
-    }
 
     #[test]
     fn a_path_across_two_domains_is_cut_at_the_gateway_and_at_configured_links() {
