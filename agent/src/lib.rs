@@ -13,6 +13,7 @@ pub mod config;
 pub mod device;
 pub mod kms;
 pub mod management;
+pub mod metrics;
 pub mod node;
 pub mod notify;
 pub mod peer;

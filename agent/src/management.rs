@@ -6,7 +6,8 @@
 //! (`/v1/kms/stores`: counters, fill and consumption rates and threshold alarms per link, never
 //! a key) and its relays (`/v1/kms/relays`: per virtual link it sources, relays, keys,
 //! failures and end-to-end latency; DELETE clears them) and its applications
-//! (`/v1/kms/applications`: key bits, `enc_keys` requests, their success ratio and latency).
+//! (`/v1/kms/applications`: key bits, `enc_keys` requests, their success ratio and latency),
+//! and all of it for Prometheus on `/metrics` (see [`crate::metrics`]).
 
 use std::sync::Arc;
 
@@ -59,6 +60,7 @@ pub fn router(state: ManagementState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route("/v1/links", get(links))
         .route("/v1/links/{id}/keys", get(keys))
         .route("/v1/registration", get(registration))
@@ -77,6 +79,10 @@ async fn readyz(State(state): State<ManagementState>) -> Response {
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response()
     }
+}
+
+async fn metrics(State(state): State<ManagementState>) -> Response {
+    qkdn_yang::metrics::response(crate::metrics::render(&state))
 }
 
 async fn links(State(state): State<ManagementState>) -> JsonBody<serde_json::Value> {

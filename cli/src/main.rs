@@ -1,10 +1,15 @@
 //! `qkdn`: the operator command line.
 //!
-//! Today it validates YANG instance data against the modules every qkdn service embeds
-//! (`qkdn yang validate`), lists those modules (`qkdn yang modules`), and makes the
-//! certificates and keys of a deployment (`qkdn pki`, see [`pki`]). The lab and the network
-//! commands arrive with the operator-experience issue.
+//! `qkdn lab up` runs a whole QKD network on this machine ([`lab`]); `topology`, `nodes`,
+//! `links`, `paths`, `apps`, `keys` and `events` query and drive a controller and its KMSs
+//! ([`commands`], pointed at a lab by its `lab.json` or at any controller by flags); `pki`
+//! makes a deployment's certificates and keys ([`pki`]); `yang` validates instance data
+//! against the modules every qkdn service embeds and lists them.
 
+mod client;
+mod commands;
+mod lab;
+mod labfile;
 mod pki;
 
 use std::path::PathBuf;
@@ -25,10 +30,41 @@ const TROUBLE: u8 = 2;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    target: commands::Target,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// A whole QKD network on this machine.
+    Lab {
+        #[command(subcommand)]
+        command: lab::LabCommand,
+    },
+    /// The network's nodes and links.
+    Topology,
+    /// The nodes the controller knows.
+    Nodes,
+    /// The physical links (state, key rates, reservations, QBER).
+    Links,
+    /// The applications' key relay paths.
+    Paths,
+    /// Applications: list, register, delete.
+    Apps {
+        #[command(subcommand)]
+        command: commands::AppsCommand,
+    },
+    /// Keys for an SAE over ETSI GS QKD 014.
+    Keys {
+        #[command(subcommand)]
+        command: commands::KeysCommand,
+    },
+    /// The controller's recent alarms and events.
+    Events {
+        /// Keep printing new events until interrupted.
+        #[arg(long, short = 'f')]
+        follow: bool,
+    },
     /// YANG data and modules.
     Yang {
         #[command(subcommand)]
@@ -61,8 +97,18 @@ enum YangCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    use commands::NetworkCommand as Net;
+    let network = |command| commands::run(command, &cli.target);
     let command = match cli.command {
         Command::Pki { command } => return pki::run(command),
+        Command::Lab { command } => return lab::run(command),
+        Command::Topology => return network(Net::Topology),
+        Command::Nodes => return network(Net::Nodes),
+        Command::Links => return network(Net::Links),
+        Command::Paths => return network(Net::Paths),
+        Command::Apps { command } => return network(Net::Apps(command)),
+        Command::Keys { command } => return network(Net::Keys(command)),
+        Command::Events { follow } => return network(Net::Events { follow }),
         Command::Yang { command } => command,
     };
     let ctx = match YangContext::qkdn() {

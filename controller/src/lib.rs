@@ -11,6 +11,7 @@ pub mod config;
 pub mod core;
 pub mod error;
 pub mod inventory;
+pub mod metrics;
 pub mod monitor;
 pub mod northbound;
 pub mod provision;

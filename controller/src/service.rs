@@ -110,17 +110,25 @@ impl Controller {
 }
 
 fn management_router(core: CoreHandle) -> Router {
-    Router::new().route("/healthz", get(|| async { (StatusCode::OK, "ok\n") })).route(
-        "/readyz",
-        get(move || {
-            let core = core.clone();
-            async move {
-                if core.view().ready {
-                    (StatusCode::OK, "ready\n")
-                } else {
-                    (StatusCode::SERVICE_UNAVAILABLE, "loading state\n")
+    let metrics_core = core.clone();
+    let metrics = get(move || {
+        let core = metrics_core.clone();
+        async move { qkdn_yang::metrics::response(crate::metrics::render(&core.view())) }
+    });
+    Router::new()
+        .route("/metrics", metrics)
+        .route("/healthz", get(|| async { (StatusCode::OK, "ok\n") }))
+        .route(
+            "/readyz",
+            get(move || {
+                let core = core.clone();
+                async move {
+                    if core.view().ready {
+                        (StatusCode::OK, "ready\n")
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "loading state\n")
+                    }
                 }
-            }
-        }),
-    )
+            }),
+        )
 }

@@ -9,6 +9,7 @@ pub mod api;
 pub mod config;
 pub mod domain;
 pub mod merged;
+pub mod metrics;
 pub mod northbound;
 pub mod paths;
 pub mod service;

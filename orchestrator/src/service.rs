@@ -140,10 +140,21 @@ impl Orchestrator {
             services: Arc::new(tokio::sync::Mutex::new(services)),
             store,
         };
+        let metrics_state = state.clone();
         let api_router = crate::api::router(state, northbound);
         let ready = snapshot.clone();
-        let management_router =
-            Router::new().route("/healthz", get(|| async { (StatusCode::OK, "ok\n") })).route(
+        let metrics = get(move || {
+            let state = metrics_state.clone();
+            async move {
+                let snapshot = state.snapshot.borrow().clone();
+                let services = state.services.lock().await;
+                qkdn_yang::metrics::response(crate::metrics::render(&snapshot, services.values()))
+            }
+        });
+        let management_router = Router::new()
+            .route("/metrics", metrics)
+            .route("/healthz", get(|| async { (StatusCode::OK, "ok\n") }))
+            .route(
                 "/readyz",
                 get(move || {
                     let ready = ready.borrow().complete;

@@ -48,7 +48,10 @@ fn configuration_problems_are_named() {
 #[test]
 fn it_starts_serves_and_stops_cleanly() {
     let (api, management) = (free_port(), free_port());
+    let data = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_qkdn-orchestrator"))
+        .arg("--data-dir")
+        .arg(data.path())
         .args([
             "--listen",
             &format!("127.0.0.1:{api}"),

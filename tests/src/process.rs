@@ -11,12 +11,18 @@ use std::time::{Duration, Instant};
 /// no outgoing connection takes it before the service binds it; each call of this process
 /// gets a different one.
 pub fn free_port() -> u16 {
+    free_port_block(1)
+}
+
+/// The first of `n` consecutive ports free right now on loopback (as [`free_port`]); the block
+/// is taken from this process's counter at once, so no other call gets a port inside it.
+pub fn free_port_block(n: u32) -> u16 {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let start = 12_000 + (std::process::id() % 500) * 36;
     loop {
-        let port = (start + NEXT.fetch_add(1, Ordering::Relaxed) % 20_000) as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
+        let first = start + NEXT.fetch_add(n, Ordering::Relaxed) % 20_000;
+        if (first..first + n).all(|p| TcpListener::bind(("127.0.0.1", p as u16)).is_ok()) {
+            return first as u16;
         }
     }
 }

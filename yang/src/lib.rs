@@ -16,6 +16,7 @@ pub mod datastore;
 pub mod error;
 pub mod input;
 pub mod ly;
+pub mod metrics;
 pub mod modules;
 pub mod path;
 pub mod pki;

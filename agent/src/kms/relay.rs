@@ -16,7 +16,6 @@
 //! for a disk write at each hop.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -98,7 +97,7 @@ pub struct Relay {
     clients: Arc<PeerClients>,
     key_bits: u32,
     random: SystemRandom,
-    sequence: AtomicU64,
+    sequences: LinkSequences,
     remembered: Mutex<(HashMap<Uuid, u32>, VecDeque<Uuid>)>,
     /// Figures of the virtual links this node sources.
     pub stats: RelayStats,
@@ -113,8 +112,6 @@ impl Relay {
         clients: Arc<PeerClients>,
         key_bits: u32,
     ) -> Arc<Relay> {
-        let start =
-            SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0);
         Arc::new(Relay {
             node,
             stores,
@@ -122,7 +119,7 @@ impl Relay {
             clients,
             key_bits,
             random: SystemRandom::new(),
-            sequence: AtomicU64::new(start),
+            sequences: LinkSequences::default(),
             remembered: Mutex::new((HashMap::new(), VecDeque::new())),
             stats: RelayStats::default(),
         })
@@ -185,7 +182,7 @@ impl Relay {
             self.random.fill(&mut b).expect("system randomness");
             b
         });
-        let sequence = self.sequence.fetch_add(1, Ordering::Relaxed);
+        let sequence = self.sequences.next(link);
         let request = RelayKeysRequest {
             relay_id: relay.to_string(),
             virt_link_id: link.to_string(),
@@ -410,4 +407,47 @@ fn padded<'a>(
         out.extend(key.iter().zip(pad).map(|(k, p)| k ^ p));
     }
     out
+}
+
+/// The block sequence of each virtual link this node sources. Each link counts on its own, so
+/// the positions of its keys alternate and both ends own half of them (a counter shared by
+/// several links could give one link only even or only odd blocks, and so every key to one
+/// end). A link's count starts at the time in microseconds: later than any block of an earlier
+/// run, as a link never sources a block per microsecond.
+#[derive(Default)]
+struct LinkSequences(Mutex<HashMap<Uuid, u64>>);
+
+impl LinkSequences {
+    fn next(&self, link: Uuid) -> u64 {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let next = map.entry(link).or_insert_with(|| {
+            SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+        });
+        let sequence = *next;
+        *next += 1;
+        sequence
+    }
+}
+
+#[cfg(test)]
+mod sequence_tests {
+    use super::*;
+    use crate::kms::ownership;
+
+    #[test]
+    fn links_relayed_in_turn_each_give_both_ends_half_their_keys() {
+        let sequences = LinkSequences::default();
+        let (source, far) = (Uuid::from_u128(1), Uuid::from_u128(4));
+        let (one, two) = (Uuid::from_u128(10), Uuid::from_u128(11));
+        let mut owned = HashMap::<Uuid, usize>::new();
+        // One-key blocks on two links in turn (what two applications of one SAE do).
+        for _ in 0..50 {
+            for link in [one, two] {
+                let position = ownership::position(sequences.next(link), 0);
+                *owned.entry(link).or_default() +=
+                    usize::from(ownership::owned_by(source, far, position));
+            }
+        }
+        assert_eq!((owned[&one], owned[&two]), (25, 25));
+    }
 }

@@ -192,7 +192,24 @@ impl Core {
             &format!("node-{local}"),
             &severity,
             json!({"node": node, "notification": body}),
-            format!("node {node}: {local}"),
+            describe_notification(node, &local, body),
         );
     }
+}
+
+/// One line for an agent's notification: the node, the notification, what it is about and the
+/// agent's own message when it gives one.
+fn describe_notification(node: Uuid, local: &str, body: &Json) -> String {
+    let mut line = format!("node {node}: {local}");
+    for (key, id) in [("link", "qkdl_id"), ("interface", "qkdi_id"), ("application", "app_id")] {
+        let Some(subject) = body.get(key) else { continue };
+        if let Some(id) = subject.get(id) {
+            let id = id.as_str().map_or_else(|| id.to_string(), str::to_owned);
+            line.push_str(&format!(" ({key} {id})"));
+        }
+        if let Some(message) = subject.get("message").and_then(Json::as_str) {
+            line.push_str(&format!(": {message}"));
+        }
+    }
+    line
 }

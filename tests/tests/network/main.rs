@@ -2,6 +2,7 @@
 //! and a third-party RESTCONF server, all over their real interfaces.
 
 mod domains;
+mod lab;
 mod provisioning;
 mod qber;
 mod restart;

@@ -1,0 +1,289 @@
+//! `qkdn lab up` as an operator or a script runs it: without a terminal, in a fresh data
+//! directory. It must print progress, write `lab.json` once the network is up, and that file
+//! must be enough for curl (RESTCONF, metrics, ETSI 014 with the SAE certificates) and for the
+//! `qkdn` commands to use the lab: the demo application between non-adjacent nodes gives
+//! identical keys at both ends. SIGTERM stops every process and removes `lab.json`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use qkdn_tests::process::{binary, free_port_block, test_dir};
+use serde_json::Value as Json;
+
+/// A running `qkdn lab up`; stopped with SIGTERM when dropped.
+struct Lab {
+    child: Child,
+    output: PathBuf,
+    dir: PathBuf,
+}
+
+impl Lab {
+    fn start(topology: &str, dir: &Path) -> Lab {
+        let output = dir.join("lab-output.txt");
+        let data = dir.join("data");
+        let child = Command::new(binary("qkdn"))
+            .args(["lab", "up", topology, "--data-dir"])
+            .arg(&data)
+            .args(["--base-port", &free_port_block(60).to_string()])
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&output).unwrap())
+            .stderr(std::fs::File::create(dir.join("lab-errors.txt")).unwrap())
+            .spawn()
+            .unwrap();
+        Lab { child, output, dir: data }
+    }
+
+    fn output(&self) -> String {
+        let err = std::fs::read_to_string(self.output.with_file_name("lab-errors.txt"))
+            .unwrap_or_default();
+        std::fs::read_to_string(&self.output).unwrap_or_default() + &err
+    }
+
+    /// Waits for `lab.json` and reads it.
+    fn wait_ready(&mut self) -> Json {
+        let file = self.dir.join("lab.json");
+        let deadline = Instant::now() + Duration::from_secs(150);
+        while !file.exists() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("qkdn lab up ended ({status}):\n{}", self.output());
+            }
+            assert!(Instant::now() < deadline, "no lab.json in 150 s:\n{}", self.output());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap()
+    }
+
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "qkdn lab up did not stop:\n{}", self.output());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            self.terminate();
+        }
+    }
+}
+
+/// curl with `args`; its output as text (panics when curl fails).
+fn curl(args: &[&str]) -> String {
+    let out = Command::new("curl")
+        .args(["-sS", "--fail-with-body", "--max-time", "20"])
+        .args(args)
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "curl {args:?}: {text}{}", String::from_utf8_lossy(&out.stderr));
+    text
+}
+
+fn path(v: &Json) -> &str {
+    v.as_str().unwrap()
+}
+
+/// `qkdn --lab FILE ARGS -o json`: (exit code, JSON output).
+fn qkdn(lab_json: &Path, args: &[&str]) -> (i32, Json) {
+    let out = Command::new(binary("qkdn"))
+        .arg("--lab")
+        .arg(lab_json)
+        .args(args)
+        .args(["--output", "json"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    (out.status.code().unwrap_or(-1), serde_json::from_str(&text).unwrap_or(Json::Null))
+}
+
+/// ETSI 014 through curl: `enc_keys` for the app's master SAE, `dec_keys` for its slave
+/// through `qkdn keys get`; the same key at both ends.
+fn keys_of_app(lab: &Json, lab_json: &Path, app: &Json) {
+    let sae = |id: &Json| {
+        lab["saes"].as_array().unwrap().iter().find(|s| s["id"] == *id).unwrap().clone()
+    };
+    let (master, slave) = (sae(&app["master_sae"]), sae(&app["slave_sae"]));
+    let node = lab["nodes"].as_array().unwrap().iter().find(|n| n["id"] == master["node"]).unwrap();
+    let url =
+        format!("{}/api/v1/keys/{}/enc_keys?number=2", path(&node["kms_014"]), path(&slave["id"]));
+    let mut answer = Json::Null;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    // Relayed keys may need a moment after the application became active.
+    while answer["keys"].as_array().is_none_or(|k| k.len() != 2) {
+        let out = Command::new("curl")
+            .args([
+                "-sS",
+                "--max-time",
+                "20",
+                "--cacert",
+                path(&lab["ca_cert"]),
+                "--cert",
+                path(&master["cert"]),
+                "--key",
+                path(&master["key"]),
+                &url,
+            ])
+            .output()
+            .unwrap();
+        answer = serde_json::from_slice(&out.stdout).unwrap_or(Json::Null);
+        assert!(Instant::now() < deadline, "enc_keys at {url}: {answer}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    for key in answer["keys"].as_array().unwrap() {
+        let (code, got) = qkdn(
+            lab_json,
+            &[
+                "keys",
+                "get",
+                "--sae",
+                path(&slave["id"]),
+                "--peer",
+                path(&master["id"]),
+                "--key-id",
+                path(&key["key_ID"]),
+            ],
+        );
+        assert_eq!(code, 0, "{got}");
+        assert_eq!(got["keys"][0], *key, "the same key at both ends");
+    }
+    // A key is handed out once.
+    let (code, again) = qkdn(
+        lab_json,
+        &[
+            "keys",
+            "get",
+            "--sae",
+            path(&slave["id"]),
+            "--peer",
+            path(&master["id"]),
+            "--key-id",
+            path(&answer["keys"][0]["key_ID"]),
+        ],
+    );
+    assert_eq!(code, 1, "{again}");
+}
+
+#[test]
+fn the_default_lab_is_usable_from_lab_json_with_curl_and_the_cli() {
+    let dir = test_dir();
+    let mut lab = Lab::start("metro-ring", dir.path());
+    let described = lab.wait_ready();
+    let lab_json = lab.dir.join("lab.json");
+    let output = lab.output();
+    for step in [
+        "writing certificates",
+        "starting controller",
+        "waiting for the links",
+        "registered",
+        "ready; described in",
+    ] {
+        assert!(output.contains(step), "progress line with {step:?}:\n{output}");
+    }
+    // Shape (what scripts rely on).
+    for key in ["ca_cert", "client", "controller", "nodes", "saes", "apps"] {
+        assert!(!described[key].is_null(), "lab.json has {key}: {described}");
+    }
+    assert!(described.get("orchestrator").is_none(), "one domain, no orchestrator");
+    assert_eq!(described["nodes"].as_array().unwrap().len(), 6);
+    for file in [&described["ca_cert"], &described["client"]["cert"], &described["client"]["key"]] {
+        assert!(Path::new(path(file)).is_absolute() && Path::new(path(file)).exists(), "{file}");
+    }
+
+    // curl with the operator's certificate: a node's RESTCONF, the controller's REST and 018.
+    let tls = [
+        "--cacert",
+        path(&described["ca_cert"]),
+        "--cert",
+        path(&described["client"]["cert"]),
+        "--key",
+        path(&described["client"]["key"]),
+    ];
+    let node = &described["nodes"][0];
+    let restconf = format!("{}/data/etsi-qkd-sdn-node:qkd_node", path(&node["restconf"]));
+    let tree: Json =
+        serde_json::from_str(&curl(&[&tls[..], &[restconf.as_str()]].concat())).unwrap();
+    assert_eq!(tree["etsi-qkd-sdn-node:qkd_node"]["qkdn_id"], node["id"]);
+    let nodes_url = format!("{}/nodes", path(&described["controller"]["rest"]));
+    let nodes: Json =
+        serde_json::from_str(&curl(&[&tls[..], &[nodes_url.as_str()]].concat())).unwrap();
+    assert_eq!(nodes["nodes"].as_array().unwrap().len(), 6);
+    let network_url = format!(
+        "{}/data/etsi-qkd-sdn-topology:qkd_network",
+        path(&described["controller"]["restconf"])
+    );
+    assert!(curl(&[&tls[..], &[network_url.as_str()]].concat()).contains("qkd_network"));
+    // Without a client certificate the node refuses.
+    let refused = Command::new("curl")
+        .args(["-s", "--cacert", path(&described["ca_cert"]), &restconf])
+        .output()
+        .unwrap();
+    assert!(
+        !refused.status.success() || !String::from_utf8_lossy(&refused.stdout).contains("qkdn_id")
+    );
+
+    // Metrics of a node and of the controller.
+    let node_metrics = curl(&[path(&node["metrics"])]);
+    assert!(node_metrics.contains("qkdn_link_skr_bps{link="), "{node_metrics}");
+    assert!(node_metrics.contains("qkdn_key_store_keys{link="), "{node_metrics}");
+    let controller_metrics = curl(&[path(&described["controller"]["metrics"])]);
+    assert!(
+        controller_metrics.contains("qkdn_controller_agents_reachable 6"),
+        "{controller_metrics}"
+    );
+    assert!(
+        controller_metrics.contains("qkdn_applications{state=\"active\"} 2"),
+        "{controller_metrics}"
+    );
+
+    // The CLI: the relayed demo application's path, then its keys at both ends.
+    let (code, paths) = qkdn(&lab_json, &["paths"]);
+    assert_eq!(code, 0, "{paths}");
+    let app = &described["apps"][0];
+    let relayed =
+        paths["paths"].as_array().unwrap().iter().find(|p| p["application"] == app["id"]).unwrap();
+    assert!(relayed["links"].as_array().unwrap().len() >= 2, "A -> D is relayed: {relayed}");
+    keys_of_app(&described, &lab_json, app);
+    let (code, topology) = qkdn(&lab_json, &["topology"]);
+    assert_eq!((code, topology["links"].as_array().map(Vec::len)), (0, Some(6)), "{topology}");
+    let (code, _) = qkdn(&lab_json, &["apps", "delete", "not-a-uuid"]);
+    assert_eq!(code, 1, "a refused request exits with 1");
+    let (code, _) = qkdn(&lab.dir.join("missing.json"), &["nodes"]);
+    assert_eq!(code, 2, "no lab exits with 2");
+
+    // SIGTERM: everything stops, lab.json goes.
+    let status = lab.terminate();
+    assert!(status.success(), "{status}:\n{}", lab.output());
+    assert!(!lab_json.exists());
+    assert!(lab.output().contains("stopped"));
+    let data = lab.dir.display().to_string();
+    let left = Command::new("pgrep").args(["-f", &data]).output().unwrap();
+    assert!(left.stdout.is_empty(), "processes left: {}", String::from_utf8_lossy(&left.stdout));
+}
+
+#[test]
+fn the_two_domain_lab_relays_a_service_through_the_gateway() {
+    let dir = test_dir();
+    let mut lab = Lab::start("two-domains", dir.path());
+    let described = lab.wait_ready();
+    let lab_json = lab.dir.join("lab.json");
+    let orchestrator = &described["orchestrator"];
+    assert!(orchestrator["rest"].as_str().unwrap().starts_with("https://"), "{described}");
+    assert_eq!(described["controllers"].as_array().unwrap().len(), 2);
+    let service =
+        described["apps"].as_array().unwrap().iter().find(|a| a["kind"] == "service").unwrap();
+    keys_of_app(&described, &lab_json, service);
+    let metrics = curl(&[path(&orchestrator["metrics"])]);
+    assert!(metrics.contains("qkdn_domain_up{domain=\"east\"} 1"), "{metrics}");
+    assert!(metrics.contains("qkdn_services{status=\"active\"} 1"), "{metrics}");
+    assert!(lab.terminate().success(), "{}", lab.output());
+}
