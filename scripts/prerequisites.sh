@@ -75,3 +75,17 @@ qkdn_ensure_test_tools() {
         .venv/bin/pip install -q "pyang==$QKDN_PYANG_VERSION"
     fi
 }
+
+# The compose test runs where a Docker client is installed (and then requires the daemon and a
+# Compose tool: docker compose v2, or Debian's docker-compose, installed here when missing).
+qkdn_docker_wanted() {
+    command -v docker >/dev/null 2>&1
+}
+
+qkdn_ensure_compose() {
+    qkdn_docker_wanted || return 0
+    if docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2>&1; then
+        return 0
+    fi
+    qkdn_install_packages docker-compose
+}

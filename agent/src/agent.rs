@@ -403,7 +403,13 @@ impl Agent {
             }),
             certificate_sha256,
             agent_version: env!("CARGO_PKG_VERSION").to_owned(),
-            management_url: Some(format!("http://{management_addr}")),
+            management_url: Some(
+                config
+                    .management
+                    .advertised_url
+                    .clone()
+                    .unwrap_or_else(|| format!("http://{management_addr}")),
+            ),
         };
         let mut http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))

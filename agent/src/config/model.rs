@@ -245,6 +245,10 @@ pub struct ManagementConfig {
     /// Listening address (default `127.0.0.1:9441`), plain HTTP.
     #[serde(default = "default_management_listen")]
     pub listen: SocketAddr,
+    /// The URL the controller should read the KMS figures from (default: derived from
+    /// `listen`; set it when listening on a wildcard address, as in containers).
+    #[serde(default)]
+    pub advertised_url: Option<String>,
 }
 
 fn default_management_listen() -> SocketAddr {
@@ -253,7 +257,7 @@ fn default_management_listen() -> SocketAddr {
 
 impl Default for ManagementConfig {
     fn default() -> Self {
-        ManagementConfig { listen: default_management_listen() }
+        ManagementConfig { listen: default_management_listen(), advertised_url: None }
     }
 }
 
