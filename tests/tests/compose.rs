@@ -40,16 +40,20 @@ struct Project {
 }
 
 impl Project {
-    fn run(&self, args: &[&str]) -> String {
-        let file = repo().join("deploy/compose/compose.yaml");
-        let out = Command::new(&self.command[0])
+    /// The compose command for `args`.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(&self.command[0]);
+        command
             .args(&self.command[1..])
             .args(["-p", &self.name, "-f"])
-            .arg(&file)
+            .arg(repo().join("deploy/compose/compose.yaml"))
             .args(args)
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .output()
-            .unwrap();
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let out = self.command(args).output().unwrap();
         let text = format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),
@@ -63,27 +67,12 @@ impl Project {
 impl Drop for Project {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            let file = repo().join("deploy/compose/compose.yaml");
-            let _ = Command::new(&self.command[0])
-                .args(&self.command[1..])
-                .args(["-p", &self.name, "-f"])
-                .arg(&file)
-                .args(["logs", "--tail", "30"])
-                .envs(self.env.iter().map(|(k, v)| (k, v)))
-                .status();
+            let _ = self.command(&["logs", "--tail", "30"]).status();
         }
-        let file = repo().join("deploy/compose/compose.yaml");
-        let _ = Command::new(&self.command[0])
-            .args(&self.command[1..])
-            .args(["-p", &self.name, "-f"])
-            .arg(&file)
-            .args(["down", "-v", "--timeout", "5"])
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .output();
+        let _ = self.command(&["down", "-v", "--timeout", "5"]).output();
         for service in ["agent", "controller", "orchestrator"] {
-            let _ = Command::new("docker")
-                .args(["rmi", "-f", &format!("qkdn-{service}:{}", self.tag)])
-                .output();
+            let image = format!("qkdn-{service}:{}", self.tag);
+            let _ = Command::new("docker").args(["rmi", "-f", &image]).output();
         }
     }
 }

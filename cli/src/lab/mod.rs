@@ -151,43 +151,26 @@ async fn start(plan: &Plan, lab: &LabFile, running: &mut Vec<LabProcess>) -> Res
         .timeout(Duration::from_secs(2))
         .build()
         .map_err(|e| e.to_string())?;
+    let launch = |name: &str, program: &str, management: u16| {
+        let readyz = format!("http://127.0.0.1:{management}/readyz");
+        let (config, log) = (plan.config_file(name), plan.log_file(name));
+        LabProcess::start(name, program, &config, &log, readyz)
+    };
     for c in &plan.controllers {
         let name = plan.controller_name(&c.domain);
         say(&format!("starting {name} (REST and ETSI 018 on https://localhost:{})", c.ports.api));
-        let readyz = format!("http://127.0.0.1:{}/readyz", c.ports.management);
-        running.push(LabProcess::start(
-            &name,
-            "qkdn-controller",
-            &plan.config_file(&name),
-            &plan.log_file(&name),
-            readyz,
-        )?);
-    }
-    for n in &plan.nodes {
-        let name = Plan::agent_name(&n.name);
-        let readyz = format!("http://127.0.0.1:{}/readyz", n.ports.management);
-        running.push(LabProcess::start(
-            &name,
-            "qkdn-agent",
-            &plan.config_file(&name),
-            &plan.log_file(&name),
-            readyz,
-        )?);
+        running.push(launch(&name, "qkdn-controller", c.ports.management)?);
     }
     say(&format!("starting {} agents with simulated QKD devices and their KMSs", plan.nodes.len()));
+    for n in &plan.nodes {
+        running.push(launch(&Plan::agent_name(&n.name), "qkdn-agent", n.ports.management)?);
+    }
     if let Some(o) = plan.orchestrator {
         say(&format!(
             "starting the orchestrator (REST and ETSI 018 on https://localhost:{})",
             o.api
         ));
-        let readyz = format!("http://127.0.0.1:{}/readyz", o.management);
-        running.push(LabProcess::start(
-            "orchestrator",
-            "qkdn-orchestrator",
-            &plan.config_file("orchestrator"),
-            &plan.log_file("orchestrator"),
-            readyz,
-        )?);
+        running.push(launch("orchestrator", "qkdn-orchestrator", o.management)?);
     }
     let deadline = Instant::now() + Duration::from_secs(60);
     for p in running.iter_mut() {

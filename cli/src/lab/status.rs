@@ -190,10 +190,14 @@ pub(crate) fn render(snapshot: &Snapshot, names: &Names, lab: &LabFile, dead: &[
                         .sum::<u64>()
                 })
                 .unwrap_or(0);
+            let label = lab
+                .apps
+                .iter()
+                .find(|a| a.id == app)
+                .map_or_else(|| app.to_owned(), |a| format!("{} -> {}", a.master_sae, a.slave_sae));
             let _ = writeln!(
                 out,
-                "  app {}..  {:<9} {}   {} keys delivered",
-                &app[..app.len().min(8)],
+                "  app {label:<20} {:<9} {}   {} keys delivered",
                 p["state"].as_str().unwrap_or_default(),
                 hops.join(" - "),
                 delivered

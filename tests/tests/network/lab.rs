@@ -139,37 +139,17 @@ fn keys_of_app(lab: &Json, lab_json: &Path, app: &Json) {
         assert!(Instant::now() < deadline, "enc_keys at {url}: {answer}");
         std::thread::sleep(Duration::from_millis(300));
     }
+    let dec_keys = |key_id: &Json| {
+        let args = ["keys", "get", "--sae", path(&slave["id"]), "--peer", path(&master["id"])];
+        qkdn(lab_json, &[&args[..], &["--key-id", path(key_id)]].concat())
+    };
     for key in answer["keys"].as_array().unwrap() {
-        let (code, got) = qkdn(
-            lab_json,
-            &[
-                "keys",
-                "get",
-                "--sae",
-                path(&slave["id"]),
-                "--peer",
-                path(&master["id"]),
-                "--key-id",
-                path(&key["key_ID"]),
-            ],
-        );
+        let (code, got) = dec_keys(&key["key_ID"]);
         assert_eq!(code, 0, "{got}");
         assert_eq!(got["keys"][0], *key, "the same key at both ends");
     }
     // A key is handed out once.
-    let (code, again) = qkdn(
-        lab_json,
-        &[
-            "keys",
-            "get",
-            "--sae",
-            path(&slave["id"]),
-            "--peer",
-            path(&master["id"]),
-            "--key-id",
-            path(&answer["keys"][0]["key_ID"]),
-        ],
-    );
+    let (code, again) = dec_keys(&answer["keys"][0]["key_ID"]);
     assert_eq!(code, 1, "{again}");
 }
 
