@@ -84,18 +84,34 @@ pub(crate) enum AppsCommand {
     },
 }
 
+/// Which SAE asks which KMS, and with which certificate: the lab's by default.
+#[derive(Args)]
+pub(crate) struct SaeIdentity {
+    /// The SAE asking (its certificate is used; from the lab, or --sae-cert/--sae-key).
+    #[arg(long)]
+    sae: String,
+    /// The SAE at the other end.
+    #[arg(long)]
+    peer: String,
+    /// The KMS's 014 root (default: the lab's, from the SAE's node).
+    #[arg(long)]
+    kms: Option<String>,
+    /// The SAE's certificate (default: the lab's).
+    #[arg(long)]
+    sae_cert: Option<PathBuf>,
+    /// Its key.
+    #[arg(long)]
+    sae_key: Option<PathBuf>,
+}
+
 /// The `keys` subcommands.
 #[derive(Subcommand)]
 pub(crate) enum KeysCommand {
     /// Get keys over ETSI GS QKD 014: `enc_keys` as the master SAE, or `dec_keys` of the given
     /// key IDs as the slave.
     Get {
-        /// The SAE asking (its certificate is used; from the lab, or --sae-cert/--sae-key).
-        #[arg(long)]
-        sae: String,
-        /// The SAE at the other end.
-        #[arg(long)]
-        peer: String,
+        #[command(flatten)]
+        identity: SaeIdentity,
         /// How many keys (enc_keys).
         #[arg(long, default_value_t = 1)]
         number: u32,
@@ -105,24 +121,11 @@ pub(crate) enum KeysCommand {
         /// Key IDs to fetch as the slave SAE (dec_keys).
         #[arg(long = "key-id")]
         key_ids: Vec<String>,
-        /// The KMS's 014 root (default: the lab's, from the SAE's node).
-        #[arg(long)]
-        kms: Option<String>,
-        /// The SAE's certificate (default: the lab's).
-        #[arg(long)]
-        sae_cert: Option<PathBuf>,
-        /// Its key.
-        #[arg(long)]
-        sae_key: Option<PathBuf>,
     },
     /// The key status between two SAEs (ETSI 014 `status`).
     Status {
-        /// The SAE asking.
-        #[arg(long)]
-        sae: String,
-        /// The other SAE.
-        #[arg(long)]
-        peer: String,
+        #[command(flatten)]
+        identity: SaeIdentity,
     },
 }
 
@@ -150,6 +153,8 @@ pub(crate) enum NetworkCommand {
 /// Resolved target: the lab (if any), the controller's REST root, the client.
 struct Resolved {
     lab: Option<LabFile>,
+    /// The CA certificate to trust: `--ca`, or the lab's.
+    ca: Option<PathBuf>,
     rest: String,
     client: Client,
     names: BTreeMap<String, String>,
@@ -193,7 +198,15 @@ fn resolve(target: &Target) -> Result<Resolved, String> {
             names.insert(n.id.clone(), n.name.clone());
         }
     }
-    Ok(Resolved { lab, rest, client, names })
+    let ca = target.ca.clone().or_else(|| lab.as_ref().map(|l| l.ca_cert.clone()));
+    Ok(Resolved { lab, ca, rest, client, names })
+}
+
+/// The target of `keys` without a lab or controller: only the CA to trust.
+fn kms_only(target: &Target) -> Result<Resolved, String> {
+    let ca = target.ca.clone().ok_or("--ca is needed without a lab")?;
+    let client = Client::new(&ca, None)?;
+    Ok(Resolved { lab: None, ca: Some(ca), rest: String::new(), client, names: BTreeMap::new() })
 }
 
 impl Resolved {
@@ -214,7 +227,12 @@ pub(crate) fn run(command: NetworkCommand, target: &Target) -> ExitCode {
         Ok(r) => r,
         Err(e) => return trouble(&e.to_string()),
     };
-    let resolved = match resolve(target) {
+    // ETSI 014 needs no controller: with --ca (and the SAE's files) it works without a lab.
+    let without_lab = matches!(command, NetworkCommand::Keys(_))
+        && target.controller.is_none()
+        && target.ca.is_some()
+        && !target.lab.exists();
+    let resolved = match if without_lab { kms_only(target) } else { resolve(target) } {
         Ok(r) => r,
         Err(e) => return trouble(&e),
     };
@@ -458,12 +476,9 @@ fn links_table(r: &Resolved, links: &Json) -> String {
 }
 
 async fn keys(command: KeysCommand, r: &Resolved, json_out: bool) -> Result<(), Failure> {
-    let (sae, peer, kms, cert, key) = match &command {
-        KeysCommand::Get { sae, peer, kms, sae_cert, sae_key, .. } => {
-            (sae, peer, kms.clone(), sae_cert.clone(), sae_key.clone())
-        }
-        KeysCommand::Status { sae, peer } => (sae, peer, None, None, None),
-    };
+    let (KeysCommand::Get { identity, .. } | KeysCommand::Status { identity }) = &command;
+    let SaeIdentity { sae, peer, kms, sae_cert: cert, sae_key: key } = identity;
+    let (kms, cert, key) = (kms.clone(), cert.clone(), key.clone());
     let lab_sae = r.lab.as_ref().map(|l| l.sae(sae));
     let from_lab = |what: &str| {
         Failure::Trouble(format!(
@@ -484,13 +499,12 @@ async fn keys(command: KeysCommand, r: &Resolved, json_out: bool) -> Result<(), 
             .and_then(|e| r.lab.as_ref()?.node(&e.node).map(|n| n.kms_014.clone()))
             .ok_or_else(|| from_lab("--kms"))?,
     };
-    let ca = r.lab.as_ref().map(|l| l.ca_cert.clone()).ok_or_else(|| from_lab("the CA"))?;
+    let ca = r.ca.clone().ok_or_else(|| from_lab("--ca"))?;
     let client = Client::new(&ca, Some((&cert, &key))).map_err(Failure::Trouble)?;
     let base = format!("{}/api/v1/keys/{peer}", kms.trim_end_matches('/'));
     let answer = match command {
         KeysCommand::Status { .. } => client.get(&format!("{base}/status")).await?,
-        KeysCommand::Get { key_ids, number, size, .. } if !key_ids.is_empty() => {
-            let _ = (number, size);
+        KeysCommand::Get { key_ids, .. } if !key_ids.is_empty() => {
             let body = json!({"key_IDs": key_ids.iter().map(|k| json!({"key_ID": k})).collect::<Vec<_>>()});
             client.send(reqwest::Method::POST, &format!("{base}/dec_keys"), Some(&body)).await?
         }

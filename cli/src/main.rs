@@ -97,10 +97,11 @@ enum YangCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let json = cli.target.output == commands::Output::Json;
     use commands::NetworkCommand as Net;
     let network = |command| commands::run(command, &cli.target);
     let command = match cli.command {
-        Command::Pki { command } => return pki::run(command),
+        Command::Pki { command } => return pki::run(command, json),
         Command::Lab { command } => return lab::run(command),
         Command::Topology => return network(Net::Topology),
         Command::Nodes => return network(Net::Nodes),
@@ -120,7 +121,15 @@ fn main() -> ExitCode {
     };
     match command {
         YangCommand::Modules => {
-            for m in ctx.schema().modules() {
+            let modules = ctx.schema().modules();
+            if json {
+                let list: Vec<serde_json::Value> = modules
+                    .iter()
+                    .map(|m| serde_json::json!({"name": m.name, "revision": m.revision, "implemented": m.implemented}))
+                    .collect();
+                println!("{}", serde_json::Value::Array(list));
+            }
+            for m in modules.iter().filter(|_| !json) {
                 let kind = if m.implemented { "implemented" } else { "import-only" };
                 println!("{}@{}  {kind}", m.name, m.revision.as_deref().unwrap_or("-"));
             }

@@ -1,12 +1,15 @@
 //! `qkdn pki`: the certificates and keys a qkdn deployment needs, from a CA kept in a folder.
 //!
 //! ```text
-//! qkdn pki ca --dir DIR [--name NAME]                       # DIR/ca.crt, DIR/ca.key
-//! qkdn pki node --dir DIR --id UUID [--host H]... [--out DIR2]   # service cert naming the node
-//! qkdn pki service --dir DIR --name NAME [--host H]... [--out DIR2]
-//! qkdn pki sae --dir DIR --name SAE_ID [--uri URI] [--out DIR2]  # client cert, CN = SAE ID
+//! qkdn pki init --dir DIR [--name NAME]                     # DIR/ca.crt, DIR/ca.key (alias: ca)
+//! qkdn pki issue node --dir DIR --id UUID [--host H]... [--out DIR2]  # naming the node
+//! qkdn pki issue service --dir DIR --name NAME [--host H]... [--out DIR2]
+//! qkdn pki issue sae --dir DIR --name SAE_ID [--uri URI] [--out DIR2]  # client, CN = SAE ID
 //! qkdn pki store-key --out FILE                             # KMS key store encryption key
 //! ```
+//!
+//! `qkdn pki node|service|sae` are the same as `qkdn pki issue node|service|sae`. With
+//! `--output json` each prints `{"cert": PATH, "key": PATH}` instead of the two paths.
 //!
 //! Private keys are written readable by their owner only. Service and node certificates carry
 //! the names clients reach them by (default `localhost` and `127.0.0.1`); a node certificate
@@ -25,6 +28,7 @@ const TROUBLE: u8 = 2;
 #[derive(Subcommand)]
 pub(crate) enum PkiCommand {
     /// Create a certificate authority in DIR (refuses to overwrite one).
+    #[command(visible_alias = "init")]
     Ca {
         /// Folder of the CA.
         #[arg(long)]
@@ -33,6 +37,24 @@ pub(crate) enum PkiCommand {
         #[arg(long, default_value = "qkdn CA")]
         name: String,
     },
+    /// Issue a certificate from the CA in DIR: for a node, a service or an SAE.
+    Issue {
+        #[command(subcommand)]
+        what: IssueCommand,
+    },
+    #[command(flatten)]
+    IssueDirect(IssueCommand),
+    /// Write a fresh key store encryption key (64 hex digits) for `kms.store_key_file`.
+    StoreKey {
+        /// The file (refuses to overwrite one).
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+/// The certificates `pki issue` makes (also `pki node`, `pki service`, `pki sae`).
+#[derive(Subcommand)]
+pub(crate) enum IssueCommand {
     /// Issue a node's certificate (server and client use), naming the node.
     Node {
         /// Folder of the CA.
@@ -78,12 +100,6 @@ pub(crate) enum PkiCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Write a fresh key store encryption key (64 hex digits) for `kms.store_key_file`.
-    StoreKey {
-        /// The file (refuses to overwrite one).
-        #[arg(long)]
-        out: PathBuf,
-    },
 }
 
 fn fail(message: String) -> ExitCode {
@@ -121,18 +137,34 @@ fn issue(
     hosts: &[&str],
     uri: Option<&str>,
     usage: Usage,
-) -> Result<(), String> {
+) -> Result<Written, String> {
     let ca = load_ca(dir)?;
     let out = out.unwrap_or(dir);
     std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
     let issued = ca.issue(name, hosts, uri, usage).map_err(|e| e.to_string())?;
     let (cert, key) = issued.write(out, name).map_err(|e| e.to_string())?;
-    println!("{}\n{}", cert.display(), key.display());
-    Ok(())
+    Ok(Written { cert: Some(cert), key })
 }
 
-/// Runs a `pki` subcommand.
-pub(crate) fn run(command: PkiCommand) -> ExitCode {
+/// The files a subcommand wrote.
+struct Written {
+    cert: Option<PathBuf>,
+    key: PathBuf,
+}
+
+impl Written {
+    /// Their paths, one per line, or `{"cert": ..., "key": ...}` as JSON.
+    fn print(&self, json: bool) {
+        match (&self.cert, json) {
+            (cert, true) => println!("{}", serde_json::json!({"cert": cert, "key": self.key})),
+            (Some(cert), false) => println!("{}\n{}", cert.display(), self.key.display()),
+            (None, false) => println!("{}", self.key.display()),
+        }
+    }
+}
+
+/// Runs a `pki` subcommand (`json`: print what was written as JSON).
+pub(crate) fn run(command: PkiCommand, json: bool) -> ExitCode {
     let result = match command {
         PkiCommand::Ca { dir, name } => (|| {
             if dir.join("ca.key").exists() {
@@ -144,39 +176,47 @@ pub(crate) fn run(command: PkiCommand) -> ExitCode {
             std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
             let ca = Authority::generate(&name).map_err(|e| e.to_string())?;
             let (cert, key) = ca.issued().write(&dir, "ca").map_err(|e| e.to_string())?;
-            println!("{}\n{}", cert.display(), key.display());
-            Ok(())
+            Ok(Written { cert: Some(cert), key })
         })(),
-        PkiCommand::Node { dir, id, hosts, out } => match uuid_text(&id) {
-            Ok(id) => issue(
-                &dir,
-                out.as_deref(),
-                &format!("node-{id}"),
-                &hosts_or_default(&hosts),
-                Some(&pki::node_uri(&id)),
-                Usage::Service,
-            ),
-            Err(e) => Err(e),
-        },
-        PkiCommand::Service { dir, name, hosts, out } => {
-            issue(&dir, out.as_deref(), &name, &hosts_or_default(&hosts), None, Usage::Service)
-        }
-        PkiCommand::Sae { dir, name, uri, out } => {
-            issue(&dir, out.as_deref(), &name, &[], uri.as_deref(), Usage::Client)
-        }
+        PkiCommand::Issue { what } | PkiCommand::IssueDirect(what) => issue_one(what),
         PkiCommand::StoreKey { out } => (|| {
             if out.exists() {
                 return Err(format!("{}: exists already; not overwriting it", out.display()));
             }
             let key = pki::random_key_hex().map_err(|e| e.to_string())?;
             pki::write_private(&out, &format!("{key}\n")).map_err(|e| e.to_string())?;
-            println!("{}", out.display());
-            Ok(())
+            Ok(Written { cert: None, key: out })
         })(),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(written) => {
+            written.print(json);
+            ExitCode::SUCCESS
+        }
         Err(message) => fail(message),
+    }
+}
+
+/// Issues the certificate `what` names.
+fn issue_one(what: IssueCommand) -> Result<Written, String> {
+    match what {
+        IssueCommand::Node { dir, id, hosts, out } => {
+            let id = uuid_text(&id)?;
+            issue(
+                &dir,
+                out.as_deref(),
+                &format!("node-{id}"),
+                &hosts_or_default(&hosts),
+                Some(&pki::node_uri(&id)),
+                Usage::Service,
+            )
+        }
+        IssueCommand::Service { dir, name, hosts, out } => {
+            issue(&dir, out.as_deref(), &name, &hosts_or_default(&hosts), None, Usage::Service)
+        }
+        IssueCommand::Sae { dir, name, uri, out } => {
+            issue(&dir, out.as_deref(), &name, &[], uri.as_deref(), Usage::Client)
+        }
     }
 }
 

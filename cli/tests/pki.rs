@@ -46,6 +46,22 @@ fn the_pki_commands_make_a_working_pki() {
         qkdn(&["pki", "sae", "--dir", dir.path().join("nowhere").to_str().unwrap(), "--name", "x"]);
     assert!(String::from_utf8_lossy(&missing.stderr).contains("create the CA with"));
 
+    // The operator's spellings: `init` for the CA, `issue` for certificates, JSON for scripts.
+    let other = dir.path().join("other-ca");
+    let other_arg = other.to_str().unwrap();
+    assert!(qkdn(&["pki", "init", "--dir", other_arg]).status.success());
+    let issued =
+        qkdn(&["pki", "issue", "sae", "--dir", other_arg, "--name", "sae-2", "-o", "json"]);
+    assert!(issued.status.success(), "{}", String::from_utf8_lossy(&issued.stderr));
+    let written: serde_json::Value = serde_json::from_slice(&issued.stdout).unwrap();
+    assert_eq!(written["cert"], other.join("sae-2.crt").to_str().unwrap());
+    assert_eq!(written["key"], other.join("sae-2.key").to_str().unwrap());
+    qkdn_yang::tls::client_config(
+        &other.join("ca.crt"),
+        Some((&other.join("sae-2.crt"), &other.join("sae-2.key"))),
+    )
+    .unwrap();
+
     // The files work with the TLS policy: a node server requiring SAE client certificates.
     let ca_cert = ca.join("ca.crt");
     qkdn_yang::tls::server_config(&cert, &key, Some(&ca_cert)).unwrap();
