@@ -11,9 +11,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use qkdn_agent::config::{self, Overrides};
 use qkdn_agent::{Agent, AgentOptions};
+use qkdn_yang::service::LogFormat;
 
 /// mimalloc rather than the C library's allocator: the KMS holds millions of small key buffers
 /// and allocates per request; with glibc's malloc a third of the `enc_keys` CPU time went to
@@ -58,12 +59,6 @@ enum Command {
     },
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum LogFormat {
-    Human,
-    Json,
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Command::CheckConfig { file }) = &cli.command {
@@ -87,7 +82,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    qkdn_yang::service::init_logging(matches!(cli.log_format, LogFormat::Json));
+    qkdn_yang::service::init_logging(cli.log_format);
     let overrides = Overrides {
         node_id: cli.node_id.clone(),
         data_dir: cli.data_dir.clone(),

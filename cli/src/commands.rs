@@ -289,7 +289,7 @@ async fn execute(command: NetworkCommand, r: &Resolved, output: Output) -> Resul
             } else {
                 print!("{}", nodes_table(r, &nodes));
                 println!();
-                print!("{}", links_table(r, &links));
+                print!("{}", links_table(r, &links, &monitoring(r).await));
             }
         }
         NetworkCommand::Nodes => {
@@ -298,7 +298,11 @@ async fn execute(command: NetworkCommand, r: &Resolved, output: Output) -> Resul
         }
         NetworkCommand::Links => {
             let links = r.client.get(&format!("{}/links", r.rest)).await?;
-            if json_out { println!("{links}") } else { print!("{}", links_table(r, &links)) }
+            if json_out {
+                println!("{links}")
+            } else {
+                print!("{}", links_table(r, &links, &monitoring(r).await))
+            }
         }
         NetworkCommand::Paths => {
             let paths = r.client.get(&format!("{}/paths", r.rest)).await?;
@@ -451,12 +455,18 @@ fn nodes_table(r: &Resolved, nodes: &Json) -> String {
     table(rows)
 }
 
-fn links_table(r: &Resolved, links: &Json) -> String {
+/// The controller's monitoring document (key stores per link), or null where it has none.
+async fn monitoring(r: &Resolved) -> Json {
+    r.client.get(&format!("{}/monitoring", r.rest)).await.unwrap_or(Json::Null)
+}
+
+fn links_table(r: &Resolved, links: &Json, monitoring: &Json) -> String {
     let mut rows = vec![vec![
         "LINK".into(),
         "ENDS".into(),
         "UP".into(),
         "SKR bit/s".into(),
+        "KEY STOCK".into(),
         "RESERVED bit/s".into(),
         "QBER".into(),
     ]];
@@ -468,6 +478,8 @@ fn links_table(r: &Resolved, links: &Json) -> String {
             ends.join(" - "),
             text(&l["up"]),
             text(&l["skr_bps"]),
+            crate::lab::status::link_stock(monitoring, &l["link_id"])
+                .map_or("-".into(), |k| format!("{k} keys")),
             text(&l["reserved_bps"]),
             l["qber"].as_f64().map_or("-".into(), |q| format!("{q:.4}")),
         ]);

@@ -11,9 +11,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use qkdn_controller::Controller;
 use qkdn_controller::config::{self, Overrides};
+use qkdn_yang::service::LogFormat;
 
 #[derive(Parser)]
 #[command(
@@ -50,12 +51,6 @@ enum Command {
     },
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum LogFormat {
-    Human,
-    Json,
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Command::CheckConfig { file }) = &cli.command {
@@ -63,7 +58,7 @@ fn main() -> ExitCode {
             config::load(Some(file), &Overrides::default()).map(|_| ()).map_err(|e| e.problems);
         return qkdn_yang::service::report_check(file, checked);
     }
-    qkdn_yang::service::init_logging(matches!(cli.log_format, LogFormat::Json));
+    qkdn_yang::service::init_logging(cli.log_format);
     let overrides = Overrides {
         data_dir: cli.data_dir.clone(),
         listen: cli.listen.clone(),

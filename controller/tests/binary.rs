@@ -1,6 +1,6 @@
 //! The `qkdn-controller` program: configuration problems are named with file, line and key and
 //! stop it with status 2; a good configuration starts it, `/readyz` answers, the OpenAPI
-//! document is served, and SIGTERM stops it cleanly.
+//! document is served, and SIGTERM stops it cleanly; `--log-format json` writes JSON lines.
 
 use std::io::Read;
 use std::net::TcpListener;
@@ -63,6 +63,7 @@ fn it_starts_serves_and_stops_cleanly() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_qkdn-controller"))
         .arg("--config")
         .arg(&file)
+        .args(["--log-format", "json"])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -91,6 +92,14 @@ fn it_starts_serves_and_stops_cleanly() {
     let code = child.wait().unwrap();
     assert!(code.success(), "{code:?}");
     assert!(dir.path().join("data/controller.redb").exists());
+    // --log-format json: every line is a JSON object a collector can read.
+    let mut log = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+    assert!(log.lines().count() >= 2, "{log}");
+    for line in log.lines() {
+        let entry: serde_json::Value = serde_json::from_str(line).expect(line);
+        assert!(entry["level"].is_string() && entry["timestamp"].is_string(), "{line}");
+    }
 }
 
 #[test]

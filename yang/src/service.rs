@@ -2,8 +2,17 @@
 //! or JSON lines on stderr, filtered by `RUST_LOG`, default `info`) and waiting for SIGINT or
 //! SIGTERM to stop.
 
-/// Sets up logging on stderr: JSON lines with `json`, else human-readable.
-pub fn init_logging(json: bool) {
+/// How a service writes its log (`--log-format`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines, coloured on a terminal.
+    Human,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Sets up logging on stderr in `format`.
+pub fn init_logging(format: LogFormat) {
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     // Colours only for a person at a terminal, not in files, journals or container logs.
@@ -12,7 +21,7 @@ pub fn init_logging(json: bool) {
         .with_writer(std::io::stderr)
         .with_env_filter(filter)
         .with_ansi(ansi);
-    if json {
+    if format == LogFormat::Json {
         builder.json().init();
     } else {
         builder.init();

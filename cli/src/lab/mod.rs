@@ -81,9 +81,30 @@ fn fail(message: &str) -> ExitCode {
     ExitCode::from(TROUBLE)
 }
 
+/// Writes to standard output without panicking when it has gone (a closed terminal after
+/// SIGHUP, a closed pipe): the lab must still stop its processes.
+fn show(text: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
 /// Progress lines (the same on a terminal and off one).
 fn say(text: &str) {
-    println!("qkdn lab: {text}");
+    show(&format!("qkdn lab: {text}\n"));
+}
+
+/// Returns when the lab should stop: SIGINT (Ctrl-C), SIGTERM, or SIGHUP (its terminal was
+/// closed; without this the lab would die and leave its processes running).
+async fn stop_requested() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::hangup()) {
+        Ok(mut hangup) => tokio::select! {
+            _ = qkdn_yang::service::wait_for_signal() => {}
+            _ = hangup.recv() => {}
+        },
+        Err(_) => qkdn_yang::service::wait_for_signal().await,
+    }
 }
 
 async fn up(topology_arg: &str, data_dir: &Path, base_port: u16) -> Result<(), String> {
@@ -123,7 +144,7 @@ async fn up(topology_arg: &str, data_dir: &Path, base_port: u16) -> Result<(), S
     let mut running = Vec::new();
     let started = tokio::select! {
         r = start(&plan, &lab, &mut running) => r,
-        _ = qkdn_yang::service::wait_for_signal() => Err("interrupted while starting".to_owned()),
+        _ = stop_requested() => Err("interrupted while starting".to_owned()),
     };
     if let Err(e) = started {
         stop(&mut running);
@@ -135,9 +156,9 @@ async fn up(topology_arg: &str, data_dir: &Path, base_port: u16) -> Result<(), S
         .and_then(|()| std::fs::rename(&partial, &lab_json))
         .map_err(|e| format!("{}: {e}", lab_json.display()))?;
     say(&format!("ready; described in {}", lab_json.display()));
-    print!("{}", hints(&lab));
+    show(&hints(&lab));
     watch(&plan, &lab, &mut running).await;
-    println!();
+    show("\n");
     say("stopping");
     stop(&mut running);
     let _ = std::fs::remove_file(&lab_json);
@@ -489,7 +510,7 @@ async fn watch(plan: &Plan, lab: &LabFile, running: &mut [LabProcess]) {
     let Ok(client) = operator(lab) else { return };
     let mut seen = std::collections::BTreeSet::new();
     let mut reported_dead = std::collections::BTreeSet::new();
-    let signal = qkdn_yang::service::wait_for_signal();
+    let signal = stop_requested();
     tokio::pin!(signal);
     if terminal {
         // Leave the hints on screen for a moment before the status takes over.
@@ -509,7 +530,11 @@ async fn watch(plan: &Plan, lab: &LabFile, running: &mut [LabProcess]) {
             .collect();
         let snapshot = status::Snapshot::take(&client, lab).await;
         if terminal {
-            print!("\x1b[H\x1b[2J{}", status::render(&snapshot, &names, lab, &dead));
+            let screen = status::render(&snapshot, &names, lab, &dead);
+            let size =
+                rustix::termios::tcgetwinsize(std::io::stdout()).ok().filter(|s| s.ws_col > 0);
+            let (columns, rows) = size.map_or((100, 40), |s| (s.ws_col.into(), s.ws_row.into()));
+            show(&format!("\x1b[H\x1b[2J{}", status::fit(&screen, columns, rows)));
         } else {
             for d in dead {
                 if reported_dead.insert(d.clone()) {
@@ -522,8 +547,6 @@ async fn watch(plan: &Plan, lab: &LabFile, running: &mut [LabProcess]) {
                 }
             }
         }
-        use std::io::Write as _;
-        let _ = std::io::stdout().flush();
         tokio::select! {
             _ = &mut signal => return,
             _ = tokio::time::sleep(Duration::from_secs(2)) => {}

@@ -157,11 +157,6 @@ pub(crate) fn render(snapshot: &Snapshot, names: &Names, lab: &LabFile, dead: &[
             "  {:<14} {:<5} {:>14} {:>11} {:>14} {:>7}",
             "link", "state", "SKR", "key stock", "reserved", "QBER"
         );
-        let stock = |id: &Json| -> Option<u64> {
-            monitoring["links"].as_array()?.iter().find(|l| l["link_id"] == *id).and_then(|l| {
-                l["key_stores"].as_array()?.iter().filter_map(|s| s["stored_keys"].as_u64()).min()
-            })
-        };
         for l in links["links"].as_array().into_iter().flatten() {
             let _ = writeln!(
                 out,
@@ -169,7 +164,8 @@ pub(crate) fn render(snapshot: &Snapshot, names: &Names, lab: &LabFile, dead: &[
                 names.link(&l["link_id"]),
                 if l["up"] == true { "up" } else { "DOWN" },
                 kbps(l["skr_bps"].as_u64().unwrap_or(0)),
-                stock(&l["link_id"]).map_or("-".to_owned(), |s| format!("{s} keys")),
+                link_stock(monitoring, &l["link_id"])
+                    .map_or("-".to_owned(), |s| format!("{s} keys")),
                 kbps(l["reserved_bps"].as_u64().unwrap_or(0)),
                 l["qber"].as_f64().map_or("-".to_owned(), |q| format!("{:.2} %", q * 100.0)),
             );
@@ -213,4 +209,40 @@ pub(crate) fn render(snapshot: &Snapshot, names: &Names, lab: &LabFile, dead: &[
         let _ = writeln!(out, "  {}", event_line(names, domain, e));
     }
     out
+}
+
+/// The key stock of a link in a controller's `/monitoring` document: the keys held at its
+/// emptier end (what relays and deliveries can count on).
+pub(crate) fn link_stock(monitoring: &Json, link_id: &Json) -> Option<u64> {
+    let link = monitoring["links"].as_array()?.iter().find(|l| l["link_id"] == *link_id)?;
+    link["key_stores"].as_array()?.iter().filter_map(|s| s["stored_keys"].as_u64()).min()
+}
+
+/// The screen clipped to a terminal of `columns` x `rows`: long lines cut with `…` rather than
+/// wrapped (a wrapped line would scroll the screen), and no more lines than fit.
+pub(crate) fn fit(screen: &str, columns: usize, rows: usize) -> String {
+    let mut out = String::new();
+    for line in screen.lines().take(rows.saturating_sub(1).max(1)) {
+        if line.chars().count() > columns && columns > 1 {
+            out.extend(line.chars().take(columns - 1));
+            out.push('…');
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fit;
+
+    #[test]
+    fn the_screen_is_clipped_to_the_terminal() {
+        let screen = "short\na line far too long for it\nthird\nfourth\n";
+        assert_eq!(fit(screen, 10, 4), "short\na line fa…\nthird\n");
+        assert_eq!(fit(screen, 80, 40), screen);
+        assert_eq!(fit("ünïcödé wide\n", 8, 5), "ünïcödé…\n");
+    }
 }

@@ -2,7 +2,8 @@
 //! directory. It must print progress, write `lab.json` once the network is up, and that file
 //! must be enough for curl (RESTCONF, metrics, ETSI 014 with the SAE certificates) and for the
 //! `qkdn` commands to use the lab: the demo application between non-adjacent nodes gives
-//! identical keys at both ends. SIGTERM stops every process and removes `lab.json`.
+//! identical keys at both ends. SIGTERM (or SIGHUP, a closed terminal) stops every process and
+//! removes `lab.json`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -55,8 +56,13 @@ impl Lab {
     }
 
     fn terminate(&mut self) -> std::process::ExitStatus {
+        self.stop_with(rustix::process::Signal::TERM)
+    }
+
+    /// Sends `signal` and waits for the lab to end.
+    fn stop_with(&mut self, signal: rustix::process::Signal) -> std::process::ExitStatus {
         if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            let _ = rustix::process::kill_process(pid, signal);
         }
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -233,6 +239,24 @@ fn the_default_lab_is_usable_from_lab_json_with_curl_and_the_cli() {
         paths["paths"].as_array().unwrap().iter().find(|p| p["application"] == app["id"]).unwrap();
     assert!(relayed["links"].as_array().unwrap().len() >= 2, "A -> D is relayed: {relayed}");
     keys_of_app(&described, &lab_json, app);
+    // The links table shows each link's key stock.
+    let table = Command::new(binary("qkdn")).arg("--lab").arg(&lab_json).arg("links").output();
+    let table = String::from_utf8_lossy(&table.unwrap().stdout).into_owned();
+    assert!(table.contains("KEY STOCK") && table.contains(" keys "), "{table}");
+    // ETSI 014 without a lab: the CA, the KMS and the SAE's files given as flags.
+    let master =
+        described["saes"].as_array().unwrap().iter().find(|s| s["id"] == app["master_sae"]);
+    let master = master.unwrap();
+    let kms = described["nodes"].as_array().unwrap().iter().find(|n| n["id"] == master["node"]);
+    let no_lab = lab.dir.join("no-lab.json");
+    #[rustfmt::skip]
+    let flags = [
+        "keys", "get", "--sae", path(&master["id"]), "--peer", path(&app["slave_sae"]),
+        "--ca", path(&described["ca_cert"]), "--kms", path(&kms.unwrap()["kms_014"]),
+        "--sae-cert", path(&master["cert"]), "--sae-key", path(&master["key"]),
+    ];
+    let (code, keys) = qkdn(&no_lab, &flags);
+    assert_eq!((code, keys["keys"].as_array().map(Vec::len)), (0, Some(1)), "{keys}");
     let (code, topology) = qkdn(&lab_json, &["topology"]);
     assert_eq!((code, topology["links"].as_array().map(Vec::len)), (0, Some(6)), "{topology}");
     let (code, _) = qkdn(&lab_json, &["apps", "delete", "not-a-uuid"]);
@@ -245,9 +269,7 @@ fn the_default_lab_is_usable_from_lab_json_with_curl_and_the_cli() {
     assert!(status.success(), "{status}:\n{}", lab.output());
     assert!(!lab_json.exists());
     assert!(lab.output().contains("stopped"));
-    let data = lab.dir.display().to_string();
-    let left = Command::new("pgrep").args(["-f", &data]).output().unwrap();
-    assert!(left.stdout.is_empty(), "processes left: {}", String::from_utf8_lossy(&left.stdout));
+    assert_no_process_left(&lab.dir);
 }
 
 #[test]
@@ -265,5 +287,15 @@ fn the_two_domain_lab_relays_a_service_through_the_gateway() {
     let metrics = curl(&[path(&orchestrator["metrics"])]);
     assert!(metrics.contains("qkdn_domain_up{domain=\"east\"} 1"), "{metrics}");
     assert!(metrics.contains("qkdn_services{status=\"active\"} 1"), "{metrics}");
-    assert!(lab.terminate().success(), "{}", lab.output());
+    // SIGHUP (the terminal closed) stops the lab and all its processes too.
+    let status = lab.stop_with(rustix::process::Signal::HUP);
+    assert!(status.success(), "{status}:\n{}", lab.output());
+    assert_no_process_left(&lab.dir);
+}
+
+/// No process names the lab's data directory any more.
+fn assert_no_process_left(data: &Path) {
+    let data = data.display().to_string();
+    let left = Command::new("pgrep").args(["-f", &data]).output().unwrap();
+    assert!(left.stdout.is_empty(), "processes left: {}", String::from_utf8_lossy(&left.stdout));
 }
