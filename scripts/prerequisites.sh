@@ -82,8 +82,34 @@ qkdn_docker_wanted() {
     command -v docker >/dev/null 2>&1
 }
 
+# The Docker daemon, started here when the client is installed but the daemon is not running
+# (a machine booted without it); as root or with password-less sudo only.
+qkdn_ensure_docker_daemon() {
+    qkdn_docker_wanted || return 0
+    docker info >/dev/null 2>&1 && return 0
+    local sudo=""
+    if [ "$(id -u)" != 0 ]; then
+        sudo -n true 2>/dev/null || return 0
+        sudo="sudo"
+    fi
+    echo "qkdn: the Docker daemon does not answer; starting it"
+    if command -v systemctl >/dev/null 2>&1 && $sudo systemctl start docker 2>/dev/null; then
+        :
+    elif command -v service >/dev/null 2>&1 && $sudo service docker start >/dev/null 2>&1; then
+        :
+    elif command -v dockerd >/dev/null 2>&1; then
+        $sudo sh -c 'nohup dockerd >/var/log/qkdn-dockerd.log 2>&1 &'
+    fi
+    for _ in $(seq 1 30); do
+        docker info >/dev/null 2>&1 && return 0
+        sleep 1
+    done
+    echo "qkdn: the Docker daemon did not start (see /var/log/qkdn-dockerd.log)" >&2
+}
+
 qkdn_ensure_compose() {
     qkdn_docker_wanted || return 0
+    qkdn_ensure_docker_daemon
     if docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2>&1; then
         return 0
     fi

@@ -50,6 +50,9 @@ impl std::fmt::Display for Failure {
 #[derive(Clone)]
 pub(crate) struct Client {
     http: reqwest::Client,
+    /// For endless responses (event streams): no overall timeout, only between reads (the
+    /// servers send a keep-alive every 15 s).
+    streaming: reqwest::Client,
 }
 
 impl Client {
@@ -58,11 +61,36 @@ impl Client {
         let config = qkdn_yang::tls::client_config(ca, identity)
             .map_err(|e| format!("TLS setup ({}): {e}", ca.display()))?;
         let http = reqwest::Client::builder()
-            .tls_backend_preconfigured(config)
+            .tls_backend_preconfigured(config.clone())
             .timeout(Duration::from_secs(15))
             .build()
             .map_err(|e| e.to_string())?;
-        Ok(Client { http })
+        let streaming = reqwest::Client::builder()
+            .tls_backend_preconfigured(config)
+            .connect_timeout(Duration::from_secs(10))
+            .read_timeout(Duration::from_secs(45))
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(Client { http, streaming })
+    }
+
+    /// Opens the event stream at `url` (Server-Sent Events); the response's body is read as
+    /// it arrives.
+    pub(crate) async fn stream(&self, url: &str) -> Result<reqwest::Response, Failure> {
+        let response = self
+            .streaming
+            .get(url)
+            .header("accept", "text/event-stream")
+            .send()
+            .await
+            .map_err(|e| Failure::Trouble(format!("{url}: {}", describe(&e))))?;
+        let status = response.status().as_u16();
+        if status >= 400 {
+            let text = response.text().await.unwrap_or_default();
+            let body = serde_json::from_str(&text).unwrap_or(Json::String(text));
+            return Err(Failure::Refused { status, body, url: url.to_owned() });
+        }
+        Ok(response)
     }
 
     /// GET `url` as JSON.

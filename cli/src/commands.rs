@@ -8,7 +8,6 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{Value as Json, json};
@@ -400,36 +399,9 @@ async fn execute(command: NetworkCommand, r: &Resolved, output: Output) -> Resul
         }
         NetworkCommand::Keys(command) => keys(command, r, json_out).await?,
         NetworkCommand::Events { follow } => {
-            let mut seen = std::collections::BTreeSet::new();
-            loop {
-                let events = r.client.get(&format!("{}/events", r.rest)).await?;
-                for e in events["events"].as_array().into_iter().flatten() {
-                    if !seen.insert(e.to_string()) {
-                        continue;
-                    }
-                    if json_out {
-                        println!("{e}");
-                    } else {
-                        let mut message = text(&e["message"]);
-                        for (id, name) in &r.names {
-                            message = message.replace(id, name);
-                        }
-                        println!(
-                            "{}  {:<7} {:<22} {}",
-                            text(&e["time"]),
-                            text(&e["severity"]),
-                            text(&e["kind"]),
-                            message
-                        );
-                    }
-                }
-                if !follow {
-                    return Ok(());
-                }
-                use std::io::Write as _;
-                let _ = std::io::stdout().flush();
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
+            crate::events::EventPrinter::new(&r.client, &r.rest, &r.names, json_out)
+                .run(follow)
+                .await?
         }
     }
     Ok(())

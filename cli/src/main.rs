@@ -8,6 +8,7 @@
 
 mod client;
 mod commands;
+mod events;
 mod lab;
 mod labfile;
 mod pki;

@@ -16,6 +16,8 @@ use crate::labfile::LabFile;
 pub(crate) struct Names {
     nodes: BTreeMap<String, String>,
     links: BTreeMap<String, String>,
+    /// Demo applications by their SAEs (`sae-a->sae-d`).
+    apps: BTreeMap<String, String>,
 }
 
 impl Names {
@@ -27,6 +29,11 @@ impl Names {
                 .links
                 .iter()
                 .map(|l| (l.id.clone(), format!("{}-{}", l.ends[0].0, l.ends[1].0)))
+                .collect(),
+            apps: plan
+                .apps
+                .iter()
+                .map(|a| (a.id.clone(), format!("{}->{}", a.master.0, a.slave.0)))
                 .collect(),
         }
     }
@@ -46,7 +53,7 @@ impl Names {
     /// `text` with every known id replaced by its name.
     pub(crate) fn rename(&self, text: &str) -> String {
         let mut out = text.to_owned();
-        for (id, name) in self.nodes.iter().chain(self.links.iter()) {
+        for (id, name) in self.nodes.iter().chain(&self.links).chain(&self.apps) {
             out = out.replace(id, name);
         }
         out

@@ -43,6 +43,7 @@ pub fn router(state: ApiState, restconf: Router) -> Router {
         .route("/api/v1/paths", get(network::paths))
         .route("/api/v1/paths/candidates", get(network::candidates))
         .route("/api/v1/events", get(network::events))
+        .route("/api/v1/events/stream", get(network::event_stream))
         .route("/api/v1/monitoring", get(monitoring::get))
         .route("/api/v1/applications", get(applications::list).post(applications::create))
         .route(

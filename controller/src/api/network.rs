@@ -1,6 +1,7 @@
 //! Agents and the network over REST: registration (`POST /api/v1/nodes`, what agents send),
 //! nodes with their agents, physical links (with the links agents report inconsistently),
-//! the paths of the applications, candidate paths between two nodes, and recent events.
+//! the paths of the applications, candidate paths between two nodes, and events: the recent
+//! ones, and a Server-Sent Events stream of new ones as they are raised.
 
 use std::collections::HashMap;
 
@@ -194,4 +195,9 @@ pub(super) async fn candidates(
 
 pub(super) async fn events(State(s): State<ApiState>) -> JsonBody<Json> {
     JsonBody(json!({"events": s.core.view().events}))
+}
+
+/// Alarms and events as they are raised, as Server-Sent Events (one JSON event per `data:`).
+pub(super) async fn event_stream(State(s): State<ApiState>) -> axum::response::Response {
+    qkdn_yang::restconf::sse::response(s.core.events(), "qkdn controller events")
 }

@@ -259,6 +259,7 @@ fn the_default_lab_is_usable_from_lab_json_with_curl_and_the_cli() {
     assert_eq!((code, keys["keys"].as_array().map(Vec::len)), (0, Some(1)), "{keys}");
     let (code, topology) = qkdn(&lab_json, &["topology"]);
     assert_eq!((code, topology["links"].as_array().map(Vec::len)), (0, Some(6)), "{topology}");
+    follow_events_while_an_application_comes_and_goes(&lab_json);
     let (code, _) = qkdn(&lab_json, &["apps", "delete", "not-a-uuid"]);
     assert_eq!(code, 1, "a refused request exits with 1");
     let (code, _) = qkdn(&lab.dir.join("missing.json"), &["nodes"]);
@@ -298,4 +299,49 @@ fn assert_no_process_left(data: &Path) {
     let data = data.display().to_string();
     let left = Command::new("pgrep").args(["-f", &data]).output().unwrap();
     assert!(left.stdout.is_empty(), "processes left: {}", String::from_utf8_lossy(&left.stdout));
+}
+
+/// `qkdn events --follow` prints the events an application's registration and removal raise,
+/// as they happen (over the controller's event stream).
+fn follow_events_while_an_application_comes_and_goes(lab_json: &Path) {
+    let mut follower = Command::new(binary("qkdn"))
+        .arg("--lab")
+        .arg(lab_json)
+        .args(["events", "--follow", "--output", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (lines, received) = std::sync::mpsc::channel::<Json>();
+    let stdout = follower.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines.send(serde_json::from_str(&line).unwrap_or(Json::Null));
+        }
+    });
+    let wait_for = |kind: &str, app: &str| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let event = received.recv_timeout(left).unwrap_or_else(|_| panic!("no {kind} event"));
+            if event["kind"] == kind && event.to_string().contains(app) {
+                return event;
+            }
+        }
+    };
+    let app = "5e1f0000-0000-4000-8000-00000000f011";
+    #[rustfmt::skip]
+    let register = [
+        "apps", "register", "--sae", "sae-follow-1", "--node", "A", "--peer-sae", "sae-follow-2",
+        "--peer-node", "C", "--rate-bps", "500", "--id", app,
+    ];
+    let (code, created) = qkdn(lab_json, &register);
+    assert_eq!(code, 0, "{created}");
+    wait_for("app-provisioned", app);
+    let (code, removed) = qkdn(lab_json, &["apps", "delete", app]);
+    assert_eq!(code, 0, "{removed}");
+    wait_for("app-removed", app);
+    let _ = follower.kill();
+    let _ = follower.wait();
 }

@@ -5,7 +5,7 @@
 pub mod client;
 mod serve;
 pub mod server;
-pub(crate) mod sse;
+pub mod sse;
 
 pub use client::{ClientError, RestconfClient};
 pub use serve::{ServeOptions, serve};

@@ -8,12 +8,9 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use axum::body::Body;
-use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
-use http::{HeaderValue, StatusCode, header};
+use axum::response::Response;
 use serde_json::{Value as Json, json};
 use tokio::sync::broadcast;
 
@@ -24,9 +21,6 @@ use crate::ly::validate_notification;
 
 /// How many notifications a slow subscriber may fall behind before it misses some.
 const STREAM_BUFFER: usize = 1024;
-
-/// Interval of SSE keep-alive comments, so idle connections survive proxies.
-const KEEPALIVE: Duration = Duration::from_secs(15);
 
 pub(crate) struct StreamInfo {
     pub(crate) description: String,
@@ -117,38 +111,5 @@ impl NotificationPublisher {
 
 /// The SSE response for a subscription to `stream`.
 pub(crate) fn subscribe(name: &str, stream: &StreamInfo) -> Response {
-    let receiver = stream.sender.subscribe();
-    let opening = Bytes::from(format!(": qkdn event stream {name}\n\n"));
-    struct State {
-        receiver: broadcast::Receiver<Arc<str>>,
-        ticker: tokio::time::Interval,
-        opening: Option<Bytes>,
-    }
-    let mut ticker = tokio::time::interval(KEEPALIVE);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let state = State { receiver, ticker, opening: Some(opening) };
-    let events = futures_util::stream::unfold(state, |mut st| async move {
-        if let Some(opening) = st.opening.take() {
-            st.ticker.reset();
-            return Some((Ok::<Bytes, std::io::Error>(opening), st));
-        }
-        tokio::select! {
-            received = st.receiver.recv() => {
-                let chunk = match received {
-                    Ok(event) => Bytes::from(format!("data: {event}\n\n")),
-                    Err(broadcast::error::RecvError::Lagged(n)) => {
-                        Bytes::from(format!(": {n} notifications were dropped: reader too slow\n\n"))
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return None,
-                };
-                Some((Ok(chunk), st))
-            }
-            _ = st.ticker.tick() => Some((Ok(Bytes::from_static(b": keep-alive\n\n")), st)),
-        }
-    });
-    let mut response = (StatusCode::OK, Body::from_stream(events)).into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    response
+    crate::restconf::sse::response(stream.sender.subscribe(), &format!("qkdn event stream {name}"))
 }
