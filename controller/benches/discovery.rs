@@ -10,7 +10,8 @@
 //! `qkdn-controller` process is started; the agents register with it as real agents do
 //! (`POST /api/v1/nodes`, 64 at a time), and the time until the controller shows every node
 //! reachable and every link up is taken. Then the controller's CPU use is measured from
-//! `/proc` over S seconds of 1 Hz performance updates from all agents.
+//! `/proc` over S seconds of 1 Hz performance updates from all agents, and the time of 50
+//! Prometheus scrapes of its `/metrics` under that load.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -217,6 +218,28 @@ async fn main() {
         "\nsteady state over {wall:.0} s: {} performance updates/s in; controller CPU {:.1} % of one core, RSS {rss} MiB",
         all.len() * 2,
         used / wall * 100.0
+    );
+
+    // Prometheus scrapes of the whole network (sequential, as a scraper does), under the same load.
+    let url = format!("http://127.0.0.1:{management}/metrics");
+    let mut latencies = Vec::new();
+    let mut size = 0;
+    for _ in 0..50 {
+        let t = Instant::now();
+        let text = http.get(&url).send().await.unwrap().text().await.unwrap();
+        latencies.push(t.elapsed());
+        assert!(text.contains(&format!("qkdn_controller_agents_reachable {n}")), "a full scrape");
+        size = text.len();
+    }
+    latencies.sort();
+    let last = http.get(&url).send().await.unwrap().text().await.unwrap();
+    let samples = last.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).count();
+    println!(
+        "\n/metrics scrape ({samples} samples, {} KiB): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        size / 1024,
+        latencies[latencies.len() / 2].as_secs_f64() * 1e3,
+        latencies[latencies.len() * 99 / 100].as_secs_f64() * 1e3,
+        latencies[latencies.len() - 1].as_secs_f64() * 1e3,
     );
     let _ = controller.kill();
     let _ = controller.wait();

@@ -343,10 +343,17 @@ impl Live {
             DeviceEvent::LinkUp { link } => {
                 let was = self.up.insert(link, true);
                 self.set_link_status(link, "ACTIVE").await;
-                if was == Some(false) {
+                // Said on the first start too: a controller that read the link while it was
+                // PENDING learns at once that it is ACTIVE (not at its next periodic read).
+                let what = match was {
+                    Some(false) => Some("the link produces keys again"),
+                    None => Some("the link produces keys"),
+                    Some(true) => None,
+                };
+                if let Some(what) = what {
                     self.publish(notify::event(
                         &Subject::Link(link, "ACTIVE"),
-                        "the link produces keys again",
+                        what,
                         Severity::Minor,
                     ));
                 }

@@ -1,8 +1,8 @@
 //! Key store thresholds through the real interfaces: two KMS agents with small stores; the
 //! store fills past its high threshold (a MINOR 015 `alarm` on the link), an SAE drains this
 //! end's half below the low threshold while the device is stopped (a MAJOR `alarm`), and once
-//! the device runs again the low alarm clears with an `event`. The management endpoint shows
-//! the rates and the raised alarms.
+//! the device runs again it says so with an `event` and the low alarm clears with another. The
+//! management endpoint shows the rates and the raised alarms.
 
 use std::time::{Duration, Instant};
 
@@ -88,6 +88,13 @@ async fn store_thresholds_raise_and_clear_015_alarms() {
     )
     .await;
     let seen = seen.lock().unwrap();
+    // The link's device, started again, says so at once (a controller that read the link while
+    // it was not producing learns it is ACTIVE without waiting for its next periodic read).
+    let started = link_notifications(&seen, "event", "the link produces keys");
+    assert!(
+        started.iter().any(|l| l["qkdl_status"] == "etsi-qkd-node-types:ACTIVE"),
+        "no event for the link's start in {started:?}"
+    );
     assert_eq!(link_notifications(&seen, "alarm", "key store low").len(), 1, "the alarm flapped");
     let (raised, cleared) = (
         link_notifications(&seen, "alarm", "nearly full").len(),
