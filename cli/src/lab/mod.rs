@@ -268,13 +268,13 @@ async fn wait_for_network(
             && waiting.is_empty()
         {
             let links = client.get(&format!("{}/network", o.rest)).await.ok();
-            let up = links
-                .as_ref()
-                .and_then(|n| n["links"].as_array())
-                .map_or(0, |a| a.iter().filter(|l| l["up"] == true).count());
+            // Key rates too: the orchestrator routes services by them.
+            let up = links.as_ref().and_then(|n| n["links"].as_array()).map_or(0, |a| {
+                a.iter().filter(|l| l["up"] == true && l["skr_bps"].as_u64() > Some(0)).count()
+            });
             if up < plan.links.len() {
                 waiting.push(format!(
-                    "orchestrator: {up}/{} links up in the merged network",
+                    "orchestrator: {up}/{} links producing keys in the merged network",
                     plan.links.len()
                 ));
             }

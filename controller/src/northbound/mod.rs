@@ -19,9 +19,10 @@ use crate::core::CoreHandle;
 /// Shortest time between two writes of the tree.
 pub const SYNC_PERIOD: Duration = Duration::from_millis(100);
 
-/// Longest time key rates in the tree may trail the controller's (changes of anything else are
-/// written within [`SYNC_PERIOD`]); rewriting and revalidating the whole tree for every
-/// performance update of a large network would cost more than the updates are worth.
+/// Longest time key rates in the tree may trail the controller's (a link starting or stopping to
+/// produce keys, and changes of anything else, are written within [`SYNC_PERIOD`]); rewriting
+/// and revalidating the whole tree for every performance update of a large network would cost
+/// more than the updates are worth.
 pub const PERFORMANCE_SYNC_PERIOD: Duration = Duration::from_secs(5);
 
 /// The event stream of the northbound.
@@ -52,15 +53,19 @@ pub async fn start(core: CoreHandle, base_url: String) -> Result<Router, Northbo
 /// Writes the tree from each new view (coalescing views that arrive within the period).
 async fn sync_tree(core: CoreHandle, ds: Datastore) {
     let mut views = core.watch();
-    // What was written: the structure (the network without key rates), the applications, and
-    // when the key rates were last written.
-    let mut written: Option<(serde_json::Value, serde_json::Value)> = None;
+    // What was written: the structure (the network without key rates, but with which links
+    // produce keys at all: a link starting or stopping matters to routing at once), the
+    // applications, and when the key rates were last written.
+    type Written = (serde_json::Value, serde_json::Value, Vec<bool>);
+    let mut written: Option<Written> = None;
     let mut rates_written = tokio::time::Instant::now();
     loop {
         let view = views.borrow_and_update().clone();
         let structure = tree::network(&view, false);
         let apps = tree::applications(&view, false);
-        let same_structure = written.as_ref() == Some(&(structure.clone(), apps.clone()));
+        let producing: Vec<bool> = view.network.links.values().map(|l| l.skr_bps > 0).collect();
+        let now = (structure, apps, producing);
+        let same_structure = written.as_ref() == Some(&now);
         if !same_structure || rates_written.elapsed() >= PERFORMANCE_SYNC_PERIOD {
             let a = ds
                 .set_state("/etsi-qkd-sdn-topology:qkd_network", tree::network(&view, true))
@@ -73,7 +78,7 @@ async fn sync_tree(core: CoreHandle, ds: Datastore) {
                 .await;
             match (a, b) {
                 (Ok(_), Ok(_)) => {
-                    written = Some((structure, apps));
+                    written = Some(now);
                     rates_written = tokio::time::Instant::now();
                 }
                 (Err(e), _) | (_, Err(e)) => {
