@@ -773,8 +773,10 @@ impl KeyStores {
         Ok(())
     }
 
-    /// `dec_keys`: the keys `ids` of `link` for `slave`, delivered to `master` at the other
-    /// end. All or nothing; each slave gets each key once.
+    /// `dec_keys`: the keys `ids` for `slave`, delivered to `master` at the other end, looked
+    /// up in the store of `link` (the pair's link now) and, for keys delivered before the pair
+    /// moved to another link (a reroute between `enc_keys` and `dec_keys`), in the store that
+    /// holds their delivery. All or nothing; each slave gets each key once.
     pub async fn fetch(
         &self,
         link: Uuid,
@@ -787,12 +789,23 @@ impl KeyStores {
         let mut issued = Vec::with_capacity(ids.len());
         {
             let mut stores = self.lock();
-            let store = stores.get_mut(&link).ok_or(StoreError::NoLink(link))?;
+            if !stores.contains_key(&link) {
+                return Err(StoreError::NoLink(link));
+            }
+            // The store of each key's delivery.
+            let mut found = Vec::with_capacity(ids.len());
             let mut seen = HashSet::new();
             for id in ids {
-                let Some(d) = store.deliveries.get(id) else {
+                let holder = if stores[&link].deliveries.contains_key(id) {
+                    Some(link)
+                } else {
+                    stores.iter().find(|(_, s)| s.deliveries.contains_key(id)).map(|(l, _)| *l)
+                };
+                let Some(holder) = holder else {
                     return Err(StoreError::NotFound);
                 };
+                let store = &stores[&holder];
+                let d = &store.deliveries[id];
                 if d.state != DeliveryState::Reserved || d.expires_ms <= now || !seen.insert(*id) {
                     return Err(StoreError::NotFound);
                 }
@@ -805,23 +818,29 @@ impl KeyStores {
                 if store.assemble(&d.parts, d.size_bits).is_none() {
                     return Err(StoreError::NotFound);
                 }
+                found.push((*id, holder));
             }
-            for id in ids {
-                let mut delivery = store.deliveries.remove(id).expect("checked above");
+            for (id, holder) in found {
+                let store = stores.get_mut(&holder).expect("checked above");
+                let mut delivery = store.deliveries.remove(&id).expect("checked above");
                 let bytes =
                     store.assemble(&delivery.parts, delivery.size_bits).expect("checked above");
-                issued.push((*id, bytes));
+                issued.push((id, bytes));
                 delivery.fetched.push(slave.to_owned());
                 if delivery.fetched.len() >= delivery.slaves.len() {
                     for part in &delivery.parts {
                         store.held.remove(part);
-                        ops.extend(store.erase(link, part));
+                        ops.extend(store.erase(holder, part));
                     }
                     store.consumed_keys += delivery.parts.len() as u64;
-                    ops.push(Op::RemoveDelivery { link, id: *id, expires_ms: delivery.expires_ms });
+                    ops.push(Op::RemoveDelivery {
+                        link: holder,
+                        id,
+                        expires_ms: delivery.expires_ms,
+                    });
                 } else {
-                    ops.push(Op::PutDelivery { link, id: *id, delivery: delivery.clone() });
-                    store.deliveries.insert(*id, delivery);
+                    ops.push(Op::PutDelivery { link: holder, id, delivery: delivery.clone() });
+                    store.deliveries.insert(id, delivery);
                 }
             }
         }

@@ -137,6 +137,35 @@ async fn a_key_goes_once_to_the_named_parties_only() {
 }
 
 #[tokio::test]
+async fn keys_delivered_before_a_reroute_are_fetched_after_it() {
+    // B's pair moved from LINK to OTHER between the master's enc_keys (served from LINK) and
+    // the slave's dec_keys (routed to OTHER): the slave still gets each key, once.
+    const OTHER: Uuid = Uuid::from_u128(0xa0c0);
+    let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = open(dirs.0.path(), A, B, StoreSettings::default());
+    let links = HashMap::from([(LINK, A), (OTHER, Uuid::from_u128(3))]);
+    let db = Db::open(dirs.1.path()).unwrap();
+    let key = StoreKey::from_hex(SEAL).unwrap();
+    let b = KeyStores::open(B, key, db, StoreSettings::default(), &links).unwrap();
+    for s in 0..2 {
+        a.ingest(block(s, 8)).await.unwrap();
+        b.ingest(block(s, 8)).await.unwrap();
+    }
+    let to_b = Direct(b.clone(), A);
+    let keys = a.take(&take("m", &slaves(&["s"]), 3, 256, None), &to_b).await.unwrap();
+    let ids: Vec<Uuid> = keys.iter().map(|(id, _)| *id).collect();
+    assert_eq!(b.fetch(OTHER, "x", "m", &ids).await.unwrap_err(), StoreError::NotAuthorized);
+    let fetched = b.fetch(OTHER, "s", "m", &ids).await.unwrap();
+    for ((i, x), (j, y)) in keys.iter().zip(&fetched) {
+        assert_eq!((i, x.as_slice()), (j, y.as_slice()));
+    }
+    assert_eq!(b.fetch(OTHER, "s", "m", &ids).await.unwrap_err(), StoreError::NotFound);
+    assert_eq!(b.fetch(LINK, "s", "m", &ids).await.unwrap_err(), StoreError::NotFound);
+    let unknown = Uuid::from_u128(0xdead);
+    assert_eq!(b.fetch(unknown, "s", "m", &ids).await.unwrap_err(), StoreError::NoLink(unknown));
+}
+
+#[tokio::test]
 async fn the_two_ends_never_hand_out_the_same_key() {
     let p = pair(5, 7).await;
     let (to_a, to_b) = (Direct(p.a.clone(), B), Direct(p.b.clone(), A));
