@@ -124,6 +124,10 @@ async fn up(topology_arg: &str, data_dir: &Path, base_port: u16) -> Result<(), S
         ));
     }
     let _ = std::fs::remove_file(&lab_json);
+    let left = processes::stop_leftovers(&dir);
+    if !left.is_empty() {
+        say(&format!("stopped what a killed lab left running here: {}", left.join(", ")));
+    }
     for port in plan.ports() {
         std::net::TcpListener::bind(("127.0.0.1", port)).map_err(|e| {
             format!("port {port} on 127.0.0.1: {e} (another lab running? choose other ports with --base-port)")
@@ -148,6 +152,7 @@ async fn up(topology_arg: &str, data_dir: &Path, base_port: u16) -> Result<(), S
     };
     if let Err(e) = started {
         stop(&mut running);
+        let _ = std::fs::remove_file(processes::pids_file(&dir));
         return Err(e);
     }
     let text = serde_json::to_string_pretty(&lab).map_err(|e| e.to_string())?;
@@ -162,6 +167,7 @@ async fn up(topology_arg: &str, data_dir: &Path, base_port: u16) -> Result<(), S
     say("stopping");
     stop(&mut running);
     let _ = std::fs::remove_file(&lab_json);
+    let _ = std::fs::remove_file(processes::pids_file(&dir));
     say("stopped");
     Ok(())
 }
@@ -175,7 +181,7 @@ async fn start(plan: &Plan, lab: &LabFile, running: &mut Vec<LabProcess>) -> Res
     let launch = |name: &str, program: &str, management: u16| {
         let readyz = format!("http://127.0.0.1:{management}/readyz");
         let (config, log) = (plan.config_file(name), plan.log_file(name));
-        LabProcess::start(name, program, &config, &log, readyz)
+        LabProcess::start(name, program, &config, &log, readyz, &processes::pids_file(&plan.dir))
     };
     for c in &plan.controllers {
         let name = plan.controller_name(&c.domain);

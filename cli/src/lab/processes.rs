@@ -1,6 +1,8 @@
 //! The lab's processes: each service started from the binary next to `qkdn` (or on `PATH`), in
 //! its own process group so a terminal's Ctrl-C reaches only `qkdn`, which then stops them in
 //! order with SIGTERM (SIGKILL after a grace period), its output appended to its log file.
+//! Each one's pid is recorded in `<data-dir>/lab.pids` as it starts, so that a lab started
+//! after one that was killed (SIGKILL, a crash) first stops what that one left running.
 
 use std::fs::OpenOptions;
 use std::os::unix::process::CommandExt as _;
@@ -29,14 +31,57 @@ pub(crate) fn binary(name: &str) -> PathBuf {
     }
 }
 
+/// The file of the pids of a lab's processes.
+pub(crate) fn pids_file(dir: &Path) -> PathBuf {
+    dir.join("lab.pids")
+}
+
+/// Stops the processes a lab in `dir` left running (it was killed before it could stop them):
+/// those recorded in its pids file that still run with a configuration from `dir`. Returns
+/// their names.
+pub(crate) fn stop_leftovers(dir: &Path) -> Vec<String> {
+    let file = pids_file(dir);
+    let text = std::fs::read_to_string(&file).unwrap_or_default();
+    let config_dir = dir.join("config").display().to_string();
+    let mut left = Vec::new();
+    for line in text.lines() {
+        let Some((pid, name)) = line.split_once(' ') else { continue };
+        let Some(pid) = pid.parse().ok().and_then(rustix::process::Pid::from_raw) else {
+            continue;
+        };
+        // Still ours (the pid was not reused by another program): its command names our config.
+        let cmdline = std::fs::read(format!("/proc/{}/cmdline", pid.as_raw_nonzero()))
+            .map(|c| String::from_utf8_lossy(&c).into_owned())
+            .unwrap_or_default();
+        if cmdline.contains(&config_dir) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            left.push((pid, name.to_owned()));
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for (pid, _) in &left {
+        let alive = || std::path::Path::new(&format!("/proc/{}", pid.as_raw_nonzero())).exists();
+        while alive() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if alive() {
+            let _ = rustix::process::kill_process(*pid, rustix::process::Signal::KILL);
+        }
+    }
+    let _ = std::fs::remove_file(&file);
+    left.into_iter().map(|(_, name)| name).collect()
+}
+
 impl LabProcess {
-    /// Starts `program --config config`, its output appended to `log`.
+    /// Starts `program --config config`, its output appended to `log`, its pid recorded in
+    /// `pids`.
     pub(crate) fn start(
         name: &str,
         program: &str,
         config: &Path,
         log: &Path,
         readyz: String,
+        pids: &Path,
     ) -> Result<LabProcess, String> {
         let file = OpenOptions::new()
             .create(true)
@@ -56,6 +101,11 @@ impl LabProcess {
             .map_err(|e| {
                 format!("{}: {e} (build it with `cargo build --release`)", path.display())
             })?;
+        let recorded = OpenOptions::new().create(true).append(true).open(pids).and_then(|mut f| {
+            use std::io::Write as _;
+            writeln!(f, "{} {name}", child.id())
+        });
+        recorded.map_err(|e| format!("{}: {e}", pids.display()))?;
         Ok(LabProcess {
             name: name.to_owned(),
             log: log.to_path_buf(),

@@ -17,22 +17,28 @@ struct Lab {
     child: Child,
     output: PathBuf,
     dir: PathBuf,
+    base_port: u16,
 }
 
 impl Lab {
     fn start(topology: &str, dir: &Path) -> Lab {
+        Lab::start_at(topology, dir, free_port_block(60))
+    }
+
+    /// Starts the lab in `dir` with its ports from `base_port`.
+    fn start_at(topology: &str, dir: &Path, base_port: u16) -> Lab {
         let output = dir.join("lab-output.txt");
         let data = dir.join("data");
         let child = Command::new(binary("qkdn"))
             .args(["lab", "up", topology, "--data-dir"])
             .arg(&data)
-            .args(["--base-port", &free_port_block(60).to_string()])
+            .args(["--base-port", &base_port.to_string()])
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&output).unwrap())
             .stderr(std::fs::File::create(dir.join("lab-errors.txt")).unwrap())
             .spawn()
             .unwrap();
-        Lab { child, output, dir: data }
+        Lab { child, output, dir: data, base_port }
     }
 
     fn output(&self) -> String {
@@ -41,18 +47,23 @@ impl Lab {
         std::fs::read_to_string(&self.output).unwrap_or_default() + &err
     }
 
-    /// Waits for `lab.json` and reads it.
+    /// Waits for this lab's `lab.json` (not one a killed lab left) and reads it.
     fn wait_ready(&mut self) -> Json {
         let file = self.dir.join("lab.json");
         let deadline = Instant::now() + Duration::from_secs(150);
-        while !file.exists() {
+        loop {
+            let text = std::fs::read_to_string(&file).unwrap_or_default();
+            if let Ok(lab) = serde_json::from_str::<Json>(&text)
+                && lab["pid"] == self.child.id()
+            {
+                return lab;
+            }
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("qkdn lab up ended ({status}):\n{}", self.output());
             }
             assert!(Instant::now() < deadline, "no lab.json in 150 s:\n{}", self.output());
             std::thread::sleep(Duration::from_millis(200));
         }
-        serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap()
     }
 
     fn terminate(&mut self) -> std::process::ExitStatus {
@@ -292,6 +303,24 @@ fn the_two_domain_lab_relays_a_service_through_the_gateway() {
     let status = lab.stop_with(rustix::process::Signal::HUP);
     assert!(status.success(), "{status}:\n{}", lab.output());
     assert_no_process_left(&lab.dir);
+}
+
+#[test]
+fn a_lab_started_after_a_killed_one_stops_what_that_one_left_running() {
+    let dir = test_dir();
+    let mut killed = Lab::start("metro-ring", dir.path());
+    killed.wait_ready();
+    let _ = killed.child.kill(); // SIGKILL: its services keep running, holding the ports
+    let _ = killed.child.wait();
+    let data = killed.dir.display().to_string();
+    let left = Command::new("pgrep").args(["-f", &data]).output().unwrap();
+    assert!(!left.stdout.is_empty(), "the services outlive a killed lab");
+    let mut again = Lab::start_at("metro-ring", dir.path(), killed.base_port);
+    again.wait_ready();
+    let output = again.output();
+    assert!(output.contains("stopped what a killed lab left running here"), "{output}");
+    assert!(again.terminate().success(), "{}", again.output());
+    assert_no_process_left(&again.dir);
 }
 
 /// No process names the lab's data directory any more.
