@@ -36,7 +36,7 @@ pub(crate) struct Target {
     /// The lab's controller of this domain (labs with several domains).
     #[arg(long, global = true)]
     pub(crate) domain: Option<String>,
-    /// CA certificate to trust (with --controller).
+    /// CA certificate to trust (with --controller, or `keys` without a lab).
     #[arg(long, global = true, env = "QKDN_CA")]
     pub(crate) ca: Option<PathBuf>,
     /// Client certificate (with --controller).

@@ -60,7 +60,7 @@ enum Command {
         #[command(subcommand)]
         command: commands::KeysCommand,
     },
-    /// The controller's recent alarms and events.
+    /// The controller's alarms and events: the recent ones, or (--follow) as they happen.
     Events {
         /// Keep printing new events until interrupted.
         #[arg(long, short = 'f')]
@@ -103,7 +103,7 @@ fn main() -> ExitCode {
     let network = |command| commands::run(command, &cli.target);
     let command = match cli.command {
         Command::Pki { command } => return pki::run(command, json),
-        Command::Lab { command } => return lab::run(command),
+        Command::Lab { command } => return lab::run(command, json),
         Command::Topology => return network(Net::Topology),
         Command::Nodes => return network(Net::Nodes),
         Command::Links => return network(Net::Links),
@@ -136,11 +136,21 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        YangCommand::Validate { file, config, tolerant } => validate(&ctx, &file, config, tolerant),
+        YangCommand::Validate { file, config, tolerant } => {
+            validate(&ctx, &file, config, tolerant, json)
+        }
     }
 }
 
-fn validate(ctx: &YangContext, file: &PathBuf, config: bool, tolerant: bool) -> ExitCode {
+/// Validates `file`; with `json` the verdict is also printed as a JSON object on stdout
+/// (`{"file", "valid", "path", "message"}`, or `"line"` and `"column"` for JSON syntax).
+fn validate(
+    ctx: &YangContext,
+    file: &PathBuf,
+    config: bool,
+    tolerant: bool,
+    json: bool,
+) -> ExitCode {
     let name = file.display();
     let text = match std::fs::read_to_string(file) {
         Ok(t) => t,
@@ -153,18 +163,29 @@ fn validate(ctx: &YangContext, file: &PathBuf, config: bool, tolerant: bool) -> 
         Ok(d) => d,
         Err(e) => {
             eprintln!("{name}:{}:{}: not valid JSON: {e}", e.line(), e.column());
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"file": name.to_string(), "valid": false,
+                        "line": e.line(), "column": e.column(), "message": e.to_string()})
+                );
+            }
             return ExitCode::from(INVALID);
         }
     };
     let content = if config { Content::Config } else { Content::All };
     if !tolerant {
         return match validate_data(ctx, &doc.to_string(), content) {
+            Ok(()) if json => {
+                println!("{}", serde_json::json!({"file": name.to_string(), "valid": true}));
+                ExitCode::SUCCESS
+            }
             Ok(()) => {
                 println!("{name}: valid");
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                report(&name.to_string(), &e);
+                report(&name.to_string(), &e, json);
                 ExitCode::from(INVALID)
             }
         };
@@ -180,15 +201,20 @@ fn validate(ctx: &YangContext, file: &PathBuf, config: bool, tolerant: bool) -> 
             ExitCode::SUCCESS
         }
         Err(e) => {
-            report(&name.to_string(), &e);
+            report(&name.to_string(), &e, json);
             ExitCode::from(INVALID)
         }
     }
 }
 
-fn report(file: &str, e: &qkdn_yang::DataError) {
+fn report(file: &str, e: &qkdn_yang::DataError, json: bool) {
     match &e.path {
         Some(path) => eprintln!("{file}: {path}: {}", e.message),
         None => eprintln!("{file}: {}", e.message),
+    }
+    if json {
+        let verdict = serde_json::json!({"file": file, "valid": false, "path": e.path,
+            "message": e.message});
+        println!("{verdict}");
     }
 }

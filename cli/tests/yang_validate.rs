@@ -1,4 +1,5 @@
-//! `qkdn yang validate` and `qkdn yang modules`, run as a real process.
+//! `qkdn yang validate` and `qkdn yang modules` (and `lab topologies` as JSON), run as a real
+//! process.
 
 use std::path::Path;
 use std::process::Command;
@@ -66,4 +67,35 @@ fn modules_lists_the_embedded_modules() {
     assert_eq!(code, 0);
     assert!(out.contains("etsi-qkd-sdn-node@2022-01-30  implemented"), "{out}");
     assert!(out.contains("ietf-inet-types@2013-07-15  implemented"), "{out}");
+}
+
+#[test]
+fn output_json_gives_scripts_the_verdicts_and_lists() {
+    let (code, out, _) = qkdn(&["yang", "validate", &example(), "--output", "json"]);
+    let verdict: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((code, &verdict["valid"]), (0, &serde_json::json!(true)), "{out}");
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, r#"{"etsi-qkd-sdn-node:qkd_node": {"qkdn_id": "not-a-uuid"}}"#).unwrap();
+    let (code, out, _) = qkdn(&["yang", "validate", bad.to_str().unwrap(), "-o", "json"]);
+    let verdict: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((code, &verdict["valid"]), (1, &serde_json::json!(false)), "{out}");
+    assert!(verdict["message"].as_str().is_some_and(|m| !m.is_empty()), "{out}");
+    let broken = dir.path().join("broken.json");
+    std::fs::write(&broken, "{\n  \"a\": \n").unwrap();
+    let (code, out, _) = qkdn(&["yang", "validate", broken.to_str().unwrap(), "-o", "json"]);
+    let verdict: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((code, &verdict["line"]), (1, &serde_json::json!(3)), "{out}");
+
+    let (code, out, _) = qkdn(&["yang", "modules", "-o", "json"]);
+    let modules: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(code, 0);
+    let node = modules.as_array().unwrap().iter().find(|m| m["name"] == "etsi-qkd-sdn-node");
+    assert_eq!(node.unwrap()["revision"], "2022-01-30");
+    let (code, out, _) = qkdn(&["lab", "topologies", "-o", "json"]);
+    let topologies: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(code, 0);
+    let names: Vec<&str> =
+        topologies.as_array().unwrap().iter().filter_map(|t| t["name"].as_str()).collect();
+    assert_eq!(names, ["metro-ring", "nsfnet", "two-domains"]);
 }

@@ -48,14 +48,22 @@ pub(crate) enum LabCommand {
 /// Exit status when the lab could not start.
 const TROUBLE: u8 = 2;
 
-/// Runs a `lab` subcommand.
-pub(crate) fn run(command: LabCommand) -> ExitCode {
+/// Runs a `lab` subcommand (`json`: `topologies` as a JSON array).
+pub(crate) fn run(command: LabCommand, json: bool) -> ExitCode {
     match command {
         LabCommand::Topologies => {
+            let mut list = Vec::new();
             for (name, text) in topology::BUILT_IN {
                 let description =
                     Topology::parse(text, name).map(|t| t.description).unwrap_or_default();
-                println!("{name:<12} {description}");
+                if json {
+                    list.push(json!({"name": name, "description": description}));
+                } else {
+                    println!("{name:<12} {description}");
+                }
+            }
+            if json {
+                println!("{}", serde_json::Value::Array(list));
             }
             ExitCode::SUCCESS
         }
