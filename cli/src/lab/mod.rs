@@ -504,8 +504,11 @@ fn hints(lab: &LabFile) -> String {
             ca = lab.ca_cert.display(), mc = master.cert.display(), mk = master.key.display(),
             sc = slave.cert.display(), sk = slave.key.display(), mkms = kms(master), skms = kms(slave),
         ));
+        let exe =
+            std::env::current_exe().map_or_else(|_| "qkdn".into(), |p| p.display().to_string());
         text.push_str(&format!(
-            "Or with qkdn (it reads {dir}/lab.json):\n\
+            "Or with qkdn:\n\
+             \x20 alias qkdn={exe}; export QKDN_LAB={dir}/lab.json\n\
              \x20 qkdn topology; qkdn paths; qkdn events --follow\n\
              \x20 qkdn keys get --sae {m} --peer {s}\n\
              \x20 qkdn keys get --sae {s} --peer {m} --key-id <key_ID>\n",
