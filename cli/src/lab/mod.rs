@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use clap::Subcommand;
 use serde_json::json;
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::client::Client;
 use crate::labfile::{AppEntry, Identity, LabFile, NodeEntry, SaeEntry, ServiceEndpoints};
@@ -102,20 +103,37 @@ fn say(text: &str) {
     show(&format!("qkdn lab: {text}\n"));
 }
 
-/// Returns when the lab should stop: SIGINT (Ctrl-C), SIGTERM, or SIGHUP (its terminal was
-/// closed; without this the lab would die and leave its processes running).
-async fn stop_requested() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::hangup()) {
-        Ok(mut hangup) => tokio::select! {
-            _ = qkdn_yang::service::wait_for_signal() => {}
-            _ = hangup.recv() => {}
-        },
-        Err(_) => qkdn_yang::service::wait_for_signal().await,
+/// The signals that stop the lab: SIGINT (Ctrl-C), SIGTERM, and SIGHUP (its terminal was
+/// closed; without this the lab would die and leave its processes running). Listened to from
+/// the lab's first moment to its last: a signal arriving while nothing listens would be lost.
+struct StopSignals {
+    interrupt: Signal,
+    terminate: Signal,
+    hangup: Signal,
+}
+
+impl StopSignals {
+    fn listen() -> Result<StopSignals, String> {
+        let listen = |kind| signal(kind).map_err(|e| format!("listening for signals: {e}"));
+        Ok(StopSignals {
+            interrupt: listen(SignalKind::interrupt())?,
+            terminate: listen(SignalKind::terminate())?,
+            hangup: listen(SignalKind::hangup())?,
+        })
+    }
+
+    /// Returns when one of them has arrived (at once if one arrived already).
+    async fn received(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+            _ = self.hangup.recv() => {}
+        }
     }
 }
 
 async fn up(topology_arg: &str, data_dir: &Path, base_port: u16) -> Result<(), String> {
+    let mut signals = StopSignals::listen()?;
     let topology = Topology::load(topology_arg)?;
     std::fs::create_dir_all(data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
     let dir =
@@ -156,7 +174,7 @@ async fn up(topology_arg: &str, data_dir: &Path, base_port: u16) -> Result<(), S
     let mut running = Vec::new();
     let started = tokio::select! {
         r = start(&plan, &lab, &mut running) => r,
-        _ = stop_requested() => Err("interrupted while starting".to_owned()),
+        _ = signals.received() => Err("interrupted while starting".to_owned()),
     };
     if let Err(e) = started {
         stop(&mut running);
@@ -170,7 +188,7 @@ async fn up(topology_arg: &str, data_dir: &Path, base_port: u16) -> Result<(), S
         .map_err(|e| format!("{}: {e}", lab_json.display()))?;
     say(&format!("ready; described in {}", lab_json.display()));
     show(&hints(&lab));
-    watch(&plan, &lab, &mut running).await;
+    watch(&plan, &lab, &mut running, &mut signals).await;
     show("\n");
     say("stopping");
     stop(&mut running);
@@ -520,19 +538,17 @@ fn hints(lab: &LabFile) -> String {
     text
 }
 
-/// Shows the status until SIGINT or SIGTERM.
-async fn watch(plan: &Plan, lab: &LabFile, running: &mut [LabProcess]) {
+/// Shows the status until one of the stop signals.
+async fn watch(plan: &Plan, lab: &LabFile, running: &mut [LabProcess], signals: &mut StopSignals) {
     let terminal = std::io::stdout().is_terminal();
     let names = status::Names::new(plan);
     let Ok(client) = operator(lab) else { return };
     let mut seen = std::collections::BTreeSet::new();
     let mut reported_dead = std::collections::BTreeSet::new();
-    let signal = stop_requested();
-    tokio::pin!(signal);
     if terminal {
         // Leave the hints on screen for a moment before the status takes over.
         tokio::select! {
-            _ = &mut signal => return,
+            _ = signals.received() => return,
             _ = tokio::time::sleep(Duration::from_secs(8)) => {}
         }
     }
@@ -565,7 +581,7 @@ async fn watch(plan: &Plan, lab: &LabFile, running: &mut [LabProcess]) {
             }
         }
         tokio::select! {
-            _ = &mut signal => return,
+            _ = signals.received() => return,
             _ = tokio::time::sleep(Duration::from_secs(2)) => {}
         }
     }
