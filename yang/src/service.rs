@@ -1,6 +1,8 @@
 //! What every qkdn service binary does around its library: logging set up the same way (human
 //! or JSON lines on stderr, filtered by `RUST_LOG`, default `info`) and waiting for SIGINT or
-//! SIGTERM to stop.
+//! SIGTERM to stop (listened to before the service starts, so none is lost).
+
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 /// How a service writes its log (`--log-format`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -28,18 +30,39 @@ pub fn init_logging(format: LogFormat) {
     }
 }
 
-/// Returns when the process receives SIGINT or SIGTERM.
-pub async fn wait_for_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+/// The signals that stop a process: SIGINT and SIGTERM, and SIGHUP where asked for. Listened
+/// to from creation on, so one that arrives before anyone awaits [`StopSignals::received`] (while
+/// a service starts, say) is kept rather than lost.
+#[derive(Debug)]
+pub struct StopSignals {
+    interrupt: Signal,
+    terminate: Signal,
+    hangup: Option<Signal>,
+}
+
+impl StopSignals {
+    /// Starts listening (inside a tokio runtime); `hangup`: SIGHUP stops too.
+    pub fn listen(hangup: bool) -> std::io::Result<StopSignals> {
+        Ok(StopSignals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+            hangup: if hangup { Some(signal(SignalKind::hangup())?) } else { None },
+        })
+    }
+
+    /// Returns when one of the signals has arrived (at once if one arrived already).
+    pub async fn received(&mut self) {
+        let hangup = async {
+            match self.hangup.as_mut() {
+                Some(h) => h.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+            _ = hangup => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
     }
 }
 
@@ -66,6 +89,13 @@ where
     };
     let name = name.to_owned();
     runtime.block_on(async move {
+        let mut signals = match StopSignals::listen(false) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("{name}: cannot listen for signals: {e}");
+                return std::process::ExitCode::from(2);
+            }
+        };
         let service = match start.await {
             Ok(s) => s,
             Err(e) => {
@@ -73,10 +103,10 @@ where
                 return std::process::ExitCode::from(2);
             }
         };
-        wait_for_signal().await;
+        signals.received().await;
         tracing::info!("stopping (a second signal exits at once)");
         tokio::spawn(async move {
-            wait_for_signal().await;
+            signals.received().await;
             eprintln!("{name}: second signal, exiting now");
             std::process::exit(130);
         });

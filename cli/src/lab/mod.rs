@@ -18,8 +18,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Subcommand;
+use qkdn_yang::service::StopSignals;
 use serde_json::json;
-use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::client::Client;
 use crate::labfile::{AppEntry, Identity, LabFile, NodeEntry, SaeEntry, ServiceEndpoints};
@@ -103,37 +103,10 @@ fn say(text: &str) {
     show(&format!("qkdn lab: {text}\n"));
 }
 
-/// The signals that stop the lab: SIGINT (Ctrl-C), SIGTERM, and SIGHUP (its terminal was
-/// closed; without this the lab would die and leave its processes running). Listened to from
-/// the lab's first moment to its last: a signal arriving while nothing listens would be lost.
-struct StopSignals {
-    interrupt: Signal,
-    terminate: Signal,
-    hangup: Signal,
-}
-
-impl StopSignals {
-    fn listen() -> Result<StopSignals, String> {
-        let listen = |kind| signal(kind).map_err(|e| format!("listening for signals: {e}"));
-        Ok(StopSignals {
-            interrupt: listen(SignalKind::interrupt())?,
-            terminate: listen(SignalKind::terminate())?,
-            hangup: listen(SignalKind::hangup())?,
-        })
-    }
-
-    /// Returns when one of them has arrived (at once if one arrived already).
-    async fn received(&mut self) {
-        tokio::select! {
-            _ = self.interrupt.recv() => {}
-            _ = self.terminate.recv() => {}
-            _ = self.hangup.recv() => {}
-        }
-    }
-}
-
 async fn up(topology_arg: &str, data_dir: &Path, base_port: u16) -> Result<(), String> {
-    let mut signals = StopSignals::listen()?;
+    // SIGHUP too: a closed terminal stops the lab rather than orphaning its processes.
+    let mut signals =
+        StopSignals::listen(true).map_err(|e| format!("listening for signals: {e}"))?;
     let topology = Topology::load(topology_arg)?;
     std::fs::create_dir_all(data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
     let dir =
