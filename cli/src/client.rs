@@ -86,8 +86,7 @@ impl Client {
             .map_err(|e| Failure::Trouble(format!("{url}: {}", describe(&e))))?;
         let status = response.status().as_u16();
         if status >= 400 {
-            let text = response.text().await.unwrap_or_default();
-            let body = serde_json::from_str(&text).unwrap_or(Json::String(text));
+            let body = json_body(response.text().await.unwrap_or_default());
             return Err(Failure::Refused { status, body, url: url.to_owned() });
         }
         Ok(response)
@@ -115,15 +114,20 @@ impl Client {
             .map_err(|e| Failure::Trouble(format!("{url}: {}", describe(&e))))?;
         let status = response.status().as_u16();
         let text = response.text().await.map_err(|e| Failure::Trouble(format!("{url}: {e}")))?;
-        let body = if text.trim().is_empty() {
-            Json::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(Json::String(text))
-        };
+        let body = json_body(text);
         if status >= 400 {
             return Err(Failure::Refused { status, body, url: url.to_owned() });
         }
         Ok(body)
+    }
+}
+
+/// A response body as JSON: null when empty, a string when it is not JSON.
+fn json_body(text: String) -> Json {
+    if text.trim().is_empty() {
+        Json::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Json::String(text))
     }
 }
 

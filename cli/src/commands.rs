@@ -269,7 +269,8 @@ fn table(rows: Vec<Vec<String>>) -> String {
     out
 }
 
-fn text(v: &Json) -> String {
+/// A JSON value as a table cell: strings bare, null as `-`.
+pub(crate) fn text(v: &Json) -> String {
     match v {
         Json::Null => "-".into(),
         Json::String(s) => s.clone(),

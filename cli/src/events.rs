@@ -11,6 +11,7 @@ use qkdn_yang::restconf::sse::SseParser;
 use serde_json::Value as Json;
 
 use crate::client::{Client, Failure};
+use crate::commands::text;
 
 /// How many events are remembered to recognise repeats.
 const REMEMBERED: usize = 10_000;
@@ -105,14 +106,6 @@ impl<'a> EventPrinter<'a> {
         use std::io::Write as _;
         let mut out = std::io::stdout().lock();
         let _ = out.write_all(line.as_bytes()).and_then(|()| out.flush());
-    }
-}
-
-fn text(v: &Json) -> String {
-    match v {
-        Json::Null => "-".into(),
-        Json::String(s) => s.clone(),
-        other => other.to_string(),
     }
 }
 

@@ -129,10 +129,11 @@ fn main() -> ExitCode {
                     .map(|m| serde_json::json!({"name": m.name, "revision": m.revision, "implemented": m.implemented}))
                     .collect();
                 println!("{}", serde_json::Value::Array(list));
-            }
-            for m in modules.iter().filter(|_| !json) {
-                let kind = if m.implemented { "implemented" } else { "import-only" };
-                println!("{}@{}  {kind}", m.name, m.revision.as_deref().unwrap_or("-"));
+            } else {
+                for m in modules {
+                    let kind = if m.implemented { "implemented" } else { "import-only" };
+                    println!("{}@{}  {kind}", m.name, m.revision.as_deref().unwrap_or("-"));
+                }
             }
             ExitCode::SUCCESS
         }

@@ -53,18 +53,17 @@ const TROUBLE: u8 = 2;
 pub(crate) fn run(command: LabCommand, json: bool) -> ExitCode {
     match command {
         LabCommand::Topologies => {
-            let mut list = Vec::new();
-            for (name, text) in topology::BUILT_IN {
+            let described = topology::BUILT_IN.iter().map(|(name, text)| {
                 let description =
                     Topology::parse(text, name).map(|t| t.description).unwrap_or_default();
-                if json {
-                    list.push(json!({"name": name, "description": description}));
-                } else {
-                    println!("{name:<12} {description}");
-                }
-            }
+                (*name, description)
+            });
             if json {
+                let list: Vec<_> =
+                    described.map(|(n, d)| json!({"name": n, "description": d})).collect();
                 println!("{}", serde_json::Value::Array(list));
+            } else {
+                described.for_each(|(name, d)| println!("{name:<12} {d}"));
             }
             ExitCode::SUCCESS
         }
