@@ -18,7 +18,7 @@
 //! * `chain`: chains of 8 and 32 agent processes on loopback, each linked to the next by a
 //!   simulated device, and a virtual link from the first to the last relayed through every
 //!   node; the end-to-end latency of a relay (keys generated, padded hop by hop, stored at the
-//!   far end, committed at both ends) as the source reports it on `/v1/kms/relays`.
+//!   far end, committed at both ends) as the source reports it on `/api/v1/kms/relays`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -34,7 +34,7 @@ use qkdn_agent::kms::crypt::StoreKey;
 use qkdn_agent::kms::db::Db;
 use qkdn_agent::kms::ownership;
 use qkdn_agent::kms::store::{KeyStores, LinkSettings, StoreSettings};
-use qkdn_yang::pki::{Authority, Usage};
+use qkdn_kit::pki::{Authority, Usage};
 use serde_json::{Value as Json, json};
 use uuid::Uuid;
 use zeroize::Zeroizing;
@@ -89,15 +89,20 @@ impl Pki {
     }
 
     fn node(&self, node: &str) -> (PathBuf, PathBuf) {
-        let uri = qkdn_yang::pki::node_uri(node);
+        let identity = qkdn_kit::Identity::Node(node.parse().unwrap());
         let name = format!("node-{node}");
         let issued =
-            self.ca.issue(&name, &["127.0.0.1", "localhost"], Some(&uri), Usage::Service).unwrap();
+            self.ca.issue_identity(&identity, &["127.0.0.1", "localhost"], Usage::Service).unwrap();
         issued.write(&self.dir, &name).unwrap()
     }
 
     fn sae(&self, name: &str) -> (PathBuf, PathBuf) {
-        self.ca.issue(name, &[], None, Usage::Client).unwrap().write(&self.dir, name).unwrap()
+        let identity = qkdn_kit::Identity::Sae(name.into());
+        self.ca
+            .issue_identity(&identity, &[], Usage::Client)
+            .unwrap()
+            .write(&self.dir, name)
+            .unwrap()
     }
 
     fn ca(&self) -> PathBuf {
@@ -142,7 +147,7 @@ fn start_agents(dir: &Path, pki: &Pki, specs: &[NodeSpec]) -> Vec<Agent> {
         let (restconf, management, kms) = (free_port(), free_port(), free_port());
         let data = dir.join(format!("data-{}", spec.index));
         let store_key = dir.join(format!("store-{}.key", spec.index));
-        std::fs::write(&store_key, qkdn_yang::pki::random_key_hex().unwrap()).unwrap();
+        qkdn_kit::pki::write_new_secret(&store_key).unwrap();
         let tls = format!(
             "{{ cert = \"{}\", key = \"{}\", client_ca = \"{}\" }}",
             cert.display(),
@@ -150,7 +155,7 @@ fn start_agents(dir: &Path, pki: &Pki, specs: &[NodeSpec]) -> Vec<Agent> {
             ca.display()
         );
         let mut text = format!(
-            "data_dir = \"{data}\"\n[node]\nid = \"{node}\"\n[restconf]\nlisten = \"127.0.0.1:{restconf}\"\n\
+            "data_dir = \"{data}\"\ninsecure_allow_unauthenticated = true\n[node]\nid = \"{node}\"\n[restconf]\nlisten = \"127.0.0.1:{restconf}\"\n\
              [management]\nlisten = \"127.0.0.1:{management}\"\n[notifications]\nperformance_period = \"1h\"\n\
              [simulator]\nnetwork_secret = \"{SECRET}\"\nepoch = \"{epoch}\"\ntime_scale = {scale}\nslot = \"1s\"\n\
              [peer]\nlisten = \"127.0.0.1:{peer}\"\ntls = {tls}\nclient_tls = {{ cert = \"{cert}\", key = \"{key}\", ca = \"{ca}\" }}\n",
@@ -221,8 +226,9 @@ async fn restconf_write(agent: &Agent, method: reqwest::Method, path: &str, body
     assert!(status.is_success(), "{status}: {}", response.text().await.unwrap());
 }
 
-async fn management(agent: &Agent, path: &str) -> Json {
-    let url = format!("http://127.0.0.1:{}{path}", agent.management);
+/// A resource of the agent's API (on its loopback RESTCONF listener, opened to the benchmark).
+async fn agent_api(agent: &Agent, path: &str) -> Json {
+    let url = format!("http://127.0.0.1:{}/api{path}", agent.restconf);
     reqwest::get(url).await.unwrap().json().await.unwrap()
 }
 
@@ -334,7 +340,9 @@ fn bench_enc(dir: &Path, seconds: f64) {
     let (sae_cert, sae_key) = pki.sae("sae-a");
     let pairs = |local: &str, remote: &str| {
         format!(
-            "store_capacity = 6000000\npairs = [{{ local_sae = \"{local}\", remote_sae = \"{remote}\", link = \"{}\" }}]",
+            "store_capacity = 6000000\n# The pair's quota (a rate limit every pair has) set beyond what is measured.\n\
+             default_max_bandwidth_bps = 4000000000\n\
+             pairs = [{{ local_sae = \"{local}\", remote_sae = \"{remote}\", link = \"{}\" }}]",
             link_id(0)
         )
     };
@@ -359,7 +367,7 @@ fn bench_enc(dir: &Path, seconds: f64) {
     let agents = start_agents(dir, &pki, &specs);
     let (a, b) = (&agents[0], &agents[1]);
     let tls =
-        Arc::new(qkdn_yang::tls::client_config(&pki.ca(), Some((&sae_cert, &sae_key))).unwrap());
+        Arc::new(qkdn_kit::tls::client_config(&pki.ca(), Some((&sae_cert, &sae_key))).unwrap());
     let rt = runtime();
     // Enough keys for every phase, then the devices stop.
     let needed = (seconds * 2_500_000.0).min(2_800_000.0) as u64;
@@ -429,7 +437,7 @@ fn bench_hops(dir: &Path, seconds: f64) {
     for batch in [64usize, 1024] {
         let data = dir.join(format!("hops-{batch}"));
         std::fs::create_dir_all(&data).unwrap();
-        let seal = StoreKey::from_hex(&qkdn_yang::pki::random_key_hex().unwrap()).unwrap();
+        let seal = StoreKey::from_hex(&qkdn_kit::pki::random_key_hex().unwrap()).unwrap();
         let db = Db::open(&data).unwrap();
         let settings = StoreSettings { capacity: 50_000_000, ..StoreSettings::default() };
         let remotes = [(link_in, prev), (link_out, next)].into_iter().collect();
@@ -556,14 +564,14 @@ fn bench_chain(dir: &Path, length: usize, seconds: f64) -> Json {
             }
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let url = format!("http://127.0.0.1:{}/v1/kms/relays", agents[0].management);
+        let url = format!("http://127.0.0.1:{}/api/v1/kms/relays", agents[0].restconf);
         reqwest::Client::new().delete(url).send().await.unwrap();
         let cpu0: f64 = agents.iter().map(|a| cpu_seconds(a.child.id())).sum();
         let t0 = Instant::now();
         tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
         let cpu = (agents.iter().map(|a| cpu_seconds(a.child.id())).sum::<f64>() - cpu0)
             / t0.elapsed().as_secs_f64();
-        let mut report = management(&agents[0], "/v1/kms/relays").await["relays"][0].clone();
+        let mut report = agent_api(&agents[0], "/v1/kms/relays").await["relays"][0].clone();
         report["cpu_cores"] = json!(cpu);
         report
     })

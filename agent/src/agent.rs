@@ -12,10 +12,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use qkdn_kit::ErrorFormat;
+use qkdn_kit::server::{Edge, ServeOptions, serve};
+use qkdn_kit::tls;
+use qkdn_kit::tls::Protocols;
 use qkdn_yang::datastore::{ContentFilter, Datastore, Edit, EditOp};
 use qkdn_yang::input::InputPolicy;
-use qkdn_yang::restconf::{RestconfOptions, RestconfServer, ServeOptions, serve};
-use qkdn_yang::tls;
+use qkdn_yang::restconf::{RestconfOptions, RestconfServer};
 
 use crate::peer::server::PeerService;
 use crate::peer::{PeerClients, PeerHub, PeerLinks};
@@ -26,6 +29,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+use crate::access;
+use crate::api;
 use crate::config::AgentConfig;
 use crate::device::{QkdDevice, driver_for};
 use crate::kms::{self, AppUsage, Application, KeyLedger, KeySink, LedgerAndKms, NoUsage};
@@ -61,7 +66,7 @@ pub enum AgentError {
     Kms(String),
     /// TLS files.
     #[error("TLS: {0}")]
-    Tls(#[from] qkdn_yang::tls::TlsError),
+    Tls(#[from] qkdn_kit::tls::TlsError),
     /// A listening socket.
     #[error("cannot listen on {addr}: {error}")]
     Listen {
@@ -192,17 +197,19 @@ impl Agent {
         };
         let baseline = baseline(&config, startup.as_ref());
         let store = Arc::new(NodeStore::open(&config.data_dir)?);
-        let peer_client_tls = match &config.peer.client_tls {
-            Some(t) => Some(t.config()?),
-            None => None,
-        };
+        if let Some(t) = &config.peer.client_tls {
+            // Checked here so that bad files stop the start rather than the first relay.
+            t.config()?;
+        }
         let peers = PeerLinks {
             hub: Arc::new(PeerHub::default()),
             clients: Arc::new(PeerClients::new(
                 config.neighbours.iter().map(|n| (n.node, n.url.clone())),
-                peer_client_tls,
+                config.peer.client_tls.clone(),
             )),
         };
+        let denials = Arc::new(qkdn_kit::Denials::default());
+        announce_insecure(&config);
         let mut devices: HashMap<u32, Arc<dyn QkdDevice>> = HashMap::new();
         for iface in &config.interfaces {
             if let Some(device) = &iface.device {
@@ -246,6 +253,11 @@ impl Agent {
             .advertised_url
             .clone()
             .unwrap_or_else(|| format!("{scheme}://{restconf_addr}/restconf"));
+        // The agent's API is the RESTCONF listener's /api.
+        let api_url = restconf_url
+            .strip_suffix("/restconf")
+            .map(|base| format!("{base}/api"))
+            .unwrap_or_else(|| format!("{scheme}://{restconf_addr}/api"));
         let server = RestconfServer::builder(ds.clone())
             .options(RestconfOptions {
                 unprefixed_top_level: config.restconf.compat_unprefixed,
@@ -257,18 +269,9 @@ impl Agent {
             .await
             .map_err(|e| data_error("the RESTCONF server", e))?;
         let publisher = server.publisher("NETCONF").expect("stream registered above");
-        let serve_options =
-            ServeOptions { shutdown_grace: Duration::from_secs(1), ..ServeOptions::default() };
-        others.push(tokio::spawn({
-            let stop = servers_stop_rx.clone();
-            let router = server.router();
-            let options = ServeOptions { tls: restconf_tls, ..serve_options.clone() };
-            async move {
-                if let Err(e) = serve(listener, router, options, stopped(stop)).await {
-                    tracing::error!(error = %e, "the RESTCONF server stopped");
-                }
-            }
-        }));
+        let grace = Duration::from_secs(1);
+        let restconf_router = server.router();
+        let restconf_gate = access::restconf_gate(&config, denials.clone());
 
         let (applications_tx, applications) = watch::channel(Arc::new(Vec::new()));
         let kms = match &config.kms {
@@ -294,8 +297,13 @@ impl Agent {
                     .local_addr()
                     .map_err(|error| AgentError::Listen { addr: kms_config.listen, error })?;
                 let t = &kms_config.tls;
-                let options = ServeOptions { tls: Some(t.config()?), ..serve_options.clone() };
-                let router = kms::etsi014::router(kms.server.clone());
+                let options = ServeOptions {
+                    tls: Some(t.config()?),
+                    edge: Edge { shutdown_grace: grace, ..Edge::keys() },
+                    format_of: |_| ErrorFormat::Etsi014,
+                };
+                let gate = access::etsi014_gate(kms.server.identity.clone(), denials.clone());
+                let router = gate.protect(kms::etsi014::router(kms.server.clone()));
                 let stop = servers_stop_rx.clone();
                 others.push(tokio::spawn(async move {
                     if let Err(e) = serve(listener, router, options, stopped(stop)).await {
@@ -313,12 +321,17 @@ impl Agent {
                 let local =
                     listener.local_addr().map_err(|error| AgentError::Listen { addr, error })?;
                 let tls = match &config.peer.tls {
-                    Some(t) => Some(t.config()?),
+                    Some(t) => Some(t.config_with(Protocols::QKDN_PEERS)?),
                     None => None,
                 };
-                let options = ServeOptions { tls, ..serve_options.clone() };
+                let options = ServeOptions {
+                    tls,
+                    edge: Edge { shutdown_grace: grace, ..Edge::peer() },
+                    format_of: |_| ErrorFormat::Grpc,
+                };
                 let kms_peer = kms.as_ref().map(|k| k.peer.clone());
-                let router = PeerService::new(peers.hub.clone(), kms_peer).router();
+                let gate = access::peer_gate(&config, denials.clone());
+                let router = gate.protect(PeerService::new(peers.hub.clone(), kms_peer).router());
                 let stop = servers_stop_rx.clone();
                 others.push(tokio::spawn(async move {
                     if let Err(e) = serve(listener, router, options, stopped(stop)).await {
@@ -376,19 +389,39 @@ impl Agent {
             usage: k.usage.clone(),
         });
         let kms_tasks = kms.map(|k| k.tasks).unwrap_or_default();
-        let router = management::router(ManagementState {
+        let management_state = ManagementState {
             kms: kms_stores,
             view: view_rx,
             ledger: ledger.clone(),
             registration: registration_rx,
             ready: ready_rx,
-        });
+            denials,
+        };
         others.push(tokio::spawn({
             let stop = servers_stop_rx.clone();
+            // The 015 model and the agent's API, behind the policy.
+            let router = restconf_gate
+                .protect(restconf_router.nest("/api", api::router(management_state.clone())));
+            let options = ServeOptions {
+                tls: restconf_tls,
+                edge: Edge { shutdown_grace: grace, ..Edge::api() },
+                format_of: access::restconf_format,
+            };
             async move {
-                if let Err(e) =
-                    serve(management_listener, router, serve_options, stopped(stop)).await
-                {
+                if let Err(e) = serve(listener, router, options, stopped(stop)).await {
+                    tracing::error!(error = %e, "the RESTCONF server stopped");
+                }
+            }
+        }));
+        let router = management::router(management_state);
+        others.push(tokio::spawn({
+            let stop = servers_stop_rx.clone();
+            let options = ServeOptions {
+                edge: Edge { shutdown_grace: grace, ..Edge::management() },
+                ..ServeOptions::default()
+            };
+            async move {
+                if let Err(e) = serve(management_listener, router, options, stopped(stop)).await {
                     tracing::error!(error = %e, "the management server stopped");
                 }
             }
@@ -403,19 +436,22 @@ impl Agent {
             }),
             certificate_sha256,
             agent_version: env!("CARGO_PKG_VERSION").to_owned(),
-            management_url: Some(
-                config
-                    .management
-                    .advertised_url
-                    .clone()
-                    .unwrap_or_else(|| format!("http://{management_addr}")),
-            ),
+            // The KMS figures are on the authenticated API, beside RESTCONF.
+            management_url: Some(api_url),
         };
         let mut http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(10));
         if let Some(t) = &config.controller.tls {
-            http = http.tls_backend_preconfigured(t.config()?);
+            // The controller must be one of this node's (its certificate names the domain).
+            let domains = &config.controller.domains;
+            let tls = if domains.is_empty() {
+                t.config()?
+            } else {
+                let expected = domains.iter().map(|d| qkdn_kit::Identity::Controller(d.clone()));
+                t.config_expecting(Protocols::default(), expected.collect())?
+            };
+            http = http.tls_backend_preconfigured(tls);
         }
         let http = http.build().map_err(|e| AgentError::Data(format!("HTTP client: {e}")))?;
         others.push(tokio::spawn(register::run(
@@ -441,6 +477,18 @@ impl Agent {
             others,
             kms_tasks,
         })
+    }
+}
+
+/// Says loudly which listeners let anybody in (`insecure_allow_unauthenticated`).
+fn announce_insecure(config: &AgentConfig) {
+    let insecure = config.insecure_allow_unauthenticated;
+    let restconf = crate::config::restconf_listener(config);
+    if restconf.insecure(insecure) {
+        qkdn_kit::listener::warn_insecure("the agent", &restconf);
+    }
+    if let Some(peer) = crate::config::peer_listener(config).filter(|p| p.insecure(insecure)) {
+        qkdn_kit::listener::warn_insecure("the agent", &peer);
     }
 }
 

@@ -5,10 +5,13 @@
 //! hardware, or a real device's ETSI GS QKD 014 key manager), keeps the tree's state live and
 //! sends the 015 notifications ([`node`], [`notify`]), registers with the controller
 //! ([`register`]), and hands keys and the application table to the embedded KMS ([`kms`]).
+//! Every listener but the management one is authenticated and authorized ([`access`]).
 //!
 //! [`Agent::start`] starts everything from an [`config::AgentConfig`].
 
+pub mod access;
 mod agent;
+pub mod api;
 pub mod config;
 pub mod device;
 pub mod kms;

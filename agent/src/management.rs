@@ -1,24 +1,17 @@
-//! The management endpoints (plain HTTP, for operators and supervisors): `/healthz`,
-//! `/readyz`, and diagnostics of the driven links: device state and rates (`/v1/links`), and
-//! the key ledger of a link (`/v1/links/{id}/keys`: counters and the fingerprints of recent
-//! blocks, which let an operator check that both ends of a link hold the same keys without
-//! revealing any), plus the registration state (`/v1/registration`) and the KMS's key stores
-//! (`/v1/kms/stores`: counters, fill and consumption rates and threshold alarms per link, never
-//! a key) and its relays (`/v1/kms/relays`: per virtual link it sources, relays, keys,
-//! failures and end-to-end latency; DELETE clears them) and its applications
-//! (`/v1/kms/applications`: key bits, `enc_keys` requests, their success ratio and latency),
-//! and all of it for Prometheus on `/metrics` (see [`crate::metrics`]).
+//! The management endpoints (plain HTTP, for supervisors and Prometheus): `/healthz`,
+//! `/readyz` and `/metrics` (see [`crate::metrics`]), and nothing else: no key, no key ID, no
+//! change. Everything an operator or a controller reads beyond that (link diagnostics, the
+//! KMS's stores, relays and applications) is on the authenticated API ([`crate::api`]), under
+//! the authorization policy. [`ManagementState`] is what both read.
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Json as JsonBody, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde_json::json;
 use tokio::sync::watch;
-use uuid::Uuid;
 
 use crate::kms::KeyLedger;
 use crate::kms::monitor::HealthView;
@@ -53,6 +46,8 @@ pub struct ManagementState {
     pub registration: watch::Receiver<RegistrationState>,
     /// The agent has started.
     pub ready: watch::Receiver<bool>,
+    /// Requests the authorization policy refused.
+    pub denials: Arc<qkdn_kit::Denials>,
 }
 
 /// The router of the management endpoints.
@@ -61,14 +56,11 @@ pub fn router(state: ManagementState) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .route("/v1/links", get(links))
-        .route("/v1/links/{id}/keys", get(keys))
-        .route("/v1/registration", get(registration))
-        .route("/v1/kms/stores", get(kms_stores))
-        .route("/v1/kms/relays", get(kms_relays).delete(clear_kms_relays))
-        .route("/v1/kms/applications", get(kms_applications))
         .fallback(|| async {
-            (StatusCode::NOT_FOUND, JsonBody(json!({"message": "no such management resource"})))
+            (
+                StatusCode::NOT_FOUND,
+                "no such management resource (here: /healthz, /readyz, /metrics; the rest is on the authenticated API)\n",
+            )
         })
         .with_state(state)
 }
@@ -83,90 +75,4 @@ async fn readyz(State(state): State<ManagementState>) -> Response {
 
 async fn metrics(State(state): State<ManagementState>) -> Response {
     qkdn_yang::metrics::response(crate::metrics::render(&state))
-}
-
-async fn links(State(state): State<ManagementState>) -> JsonBody<serde_json::Value> {
-    let view = state.view.borrow().clone();
-    JsonBody(json!(view.as_ref()))
-}
-
-async fn keys(State(state): State<ManagementState>, Path(id): Path<String>) -> Response {
-    let Ok(link) = id.parse::<Uuid>() else {
-        return (
-            StatusCode::BAD_REQUEST,
-            JsonBody(json!({"message": format!("\"{id}\" is not a link id (UUID)")})),
-        )
-            .into_response();
-    };
-    let Some(ledger) = &state.ledger else {
-        return (
-            StatusCode::NOT_FOUND,
-            JsonBody(json!({"message": "keys go to the KMS; it has its own endpoints"})),
-        )
-            .into_response();
-    };
-    match ledger.link(link) {
-        Some(l) => JsonBody(json!(l)).into_response(),
-        None => (
-            StatusCode::NOT_FOUND,
-            JsonBody(json!({"message": format!("no keys have been produced on link {link}")})),
-        )
-            .into_response(),
-    }
-}
-
-async fn registration(State(state): State<ManagementState>) -> JsonBody<serde_json::Value> {
-    JsonBody(json!(*state.registration.borrow()))
-}
-
-async fn kms_stores(State(state): State<ManagementState>) -> Response {
-    match &state.kms {
-        Some(KmsView { stores, health, .. }) => {
-            let health = health.borrow().clone();
-            let stores: Vec<serde_json::Value> = stores
-                .stats()
-                .into_iter()
-                .map(|s| {
-                    let mut entry = json!(s);
-                    if let (Some(map), Some(h)) = (entry.as_object_mut(), health.get(&s.link))
-                        && let serde_json::Value::Object(h) = json!(h)
-                    {
-                        map.extend(h);
-                    }
-                    entry
-                })
-                .collect();
-            JsonBody(json!({ "stores": stores })).into_response()
-        }
-        None => (StatusCode::NOT_FOUND, JsonBody(json!({"message": "this node runs no KMS"})))
-            .into_response(),
-    }
-}
-
-async fn kms_applications(State(state): State<ManagementState>) -> Response {
-    match &state.kms {
-        Some(kms) => JsonBody(json!({"applications": kms.usage.report()})).into_response(),
-        None => (StatusCode::NOT_FOUND, JsonBody(json!({"message": "this node runs no KMS"})))
-            .into_response(),
-    }
-}
-
-async fn kms_relays(State(state): State<ManagementState>) -> Response {
-    match &state.kms {
-        Some(kms) => JsonBody(json!({"relays": kms.relay.stats.report()})).into_response(),
-        None => (StatusCode::NOT_FOUND, JsonBody(json!({"message": "this node runs no KMS"})))
-            .into_response(),
-    }
-}
-
-/// Clears the relay figures (as an operator clears counters before a measurement).
-async fn clear_kms_relays(State(state): State<ManagementState>) -> Response {
-    match &state.kms {
-        Some(kms) => {
-            kms.relay.stats.clear();
-            StatusCode::NO_CONTENT.into_response()
-        }
-        None => (StatusCode::NOT_FOUND, JsonBody(json!({"message": "this node runs no KMS"})))
-            .into_response(),
-    }
 }

@@ -14,6 +14,7 @@ use crate::register::RegistrationState;
 /// The text of one scrape.
 pub fn render(state: &ManagementState) -> String {
     qkdn_yang::metrics::render(|| {
+        state.denials.emit();
         describe_gauge!("qkdn_agent_ready", "1 once the agent has started.");
         gauge!("qkdn_agent_ready").set(f64::from(u8::from(*state.ready.borrow())));
         describe_gauge!(

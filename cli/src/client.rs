@@ -58,7 +58,7 @@ pub(crate) struct Client {
 impl Client {
     /// Trusting `ca`, presenting `cert`/`key`.
     pub(crate) fn new(ca: &Path, identity: Option<(&Path, &Path)>) -> Result<Client, String> {
-        let config = qkdn_yang::tls::client_config(ca, identity)
+        let config = qkdn_kit::tls::client_config(ca, identity)
             .map_err(|e| format!("TLS setup ({}): {e}", ca.display()))?;
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(config.clone())

@@ -1,25 +1,34 @@
 //! `qkdn pki`: the certificates and keys a qkdn deployment needs, from a CA kept in a folder.
 //!
 //! ```text
-//! qkdn pki init --dir DIR [--name NAME]                     # DIR/ca.crt, DIR/ca.key (alias: ca)
-//! qkdn pki issue node --dir DIR --id UUID [--host H]... [--out DIR2]  # naming the node
-//! qkdn pki issue service --dir DIR --name NAME [--host H]... [--out DIR2]
-//! qkdn pki issue sae --dir DIR --name SAE_ID [--uri URI] [--out DIR2]  # client, CN = SAE ID
-//! qkdn pki store-key --out FILE                             # KMS key store encryption key
+//! qkdn pki init --dir DIR [--name NAME]                   # DIR/ca.crt, DIR/ca.key (alias: ca)
+//! qkdn pki issue node --dir DIR --id UUID [--host H]...   # urn:qkdn:node:<UUID>
+//! qkdn pki issue sae --dir DIR --name SAE_ID               # urn:qkdn:sae:<SAE_ID>, CN = SAE ID
+//! qkdn pki issue controller --dir DIR --domain D [--host H]...   # urn:qkdn:controller:<D>
+//! qkdn pki issue orchestrator --dir DIR --name N [--host H]...   # urn:qkdn:orchestrator:<N>
+//! qkdn pki issue operator --dir DIR --name N --role admin|viewer # urn:qkdn:operator:<role>:<N>
+//! qkdn pki store-key --out FILE                           # KMS key store encryption key
+//! qkdn pki secret --out FILE                              # a simulator network secret
 //! ```
 //!
-//! `qkdn pki node|service|sae` are the same as `qkdn pki issue node|service|sae`. With
-//! `--output json` each prints `{"cert": PATH, "key": PATH}` instead of the two paths.
+//! Every certificate carries exactly one typed identity (`qkdn_kit::identity`) as a URI
+//! subject alternative name: that, and nothing else in it, is what qkdn services authorize by.
+//! Each `issue` subcommand also takes `--out DIR2` (default: the CA folder) and `--file NAME`
+//! (the files' base name; by default named after the identity). `qkdn pki node|sae|...` are the
+//! same as `qkdn pki issue node|sae|...`. With `--output json` each prints `{"cert": PATH,
+//! "key": PATH}` instead of the two paths.
 //!
-//! Private keys are written readable by their owner only. Service and node certificates carry
-//! the names clients reach them by (default `localhost` and `127.0.0.1`); a node certificate
-//! also names its node (`urn:qkdn:node:<uuid>`), which is how neighbours recognise it.
+//! Private keys and secrets are created readable by their owner only (mode 0600). Node,
+//! controller and orchestrator certificates are for servers and clients and carry the names
+//! clients reach them by (default `localhost` and `127.0.0.1`); SAE and operator certificates
+//! are client certificates.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use qkdn_yang::pki::{self, Authority, Usage};
+use qkdn_kit::pki::{self, Authority, Usage};
+use qkdn_kit::{Identity, Role};
 
 /// Exit status when something could not be done.
 const TROUBLE: u8 = 2;
@@ -37,7 +46,8 @@ pub(crate) enum PkiCommand {
         #[arg(long, default_value = "qkdn CA")]
         name: String,
     },
-    /// Issue a certificate from the CA in DIR: for a node, a service or an SAE.
+    /// Issue a certificate from the CA in DIR naming one identity: a node, an SAE, a
+    /// controller, an orchestrator or an operator.
     Issue {
         #[command(subcommand)]
         what: IssueCommand,
@@ -50,56 +60,93 @@ pub(crate) enum PkiCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Write a fresh secret (64 hex digits), such as the simulated devices'
+    /// `simulator.network_secret_file` shared by the agents of a network.
+    Secret {
+        /// The file (refuses to overwrite one).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
-/// The certificates `pki issue` makes (also `pki node`, `pki service`, `pki sae`).
+/// Where an issued certificate goes.
+#[derive(clap::Args)]
+pub(crate) struct Placement {
+    /// Folder of the CA.
+    #[arg(long)]
+    dir: PathBuf,
+    /// Where to write NAME.crt and NAME.key (default: the CA folder).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// The files' base name (default: after the identity, such as node-<UUID>).
+    #[arg(long)]
+    file: Option<String>,
+}
+
+/// The certificates `pki issue` makes (also `pki node`, `pki sae`, ...).
 #[derive(Subcommand)]
 pub(crate) enum IssueCommand {
-    /// Issue a node's certificate (server and client use), naming the node.
+    /// A node's certificate (its agent and KMS; server and client use): urn:qkdn:node:<UUID>.
     Node {
-        /// Folder of the CA.
-        #[arg(long)]
-        dir: PathBuf,
+        #[command(flatten)]
+        at: Placement,
         /// The node's qkdn_id.
         #[arg(long)]
         id: String,
         /// Host names and IP addresses it is reached by (default localhost, 127.0.0.1).
         #[arg(long = "host")]
         hosts: Vec<String>,
-        /// Where to write NAME.crt and NAME.key (default: the CA folder).
-        #[arg(long)]
-        out: Option<PathBuf>,
     },
-    /// Issue a service's certificate (server and client use).
-    Service {
-        /// Folder of the CA.
+    /// An SAE's client certificate: urn:qkdn:sae:<SAE_ID>, common name the SAE ID.
+    Sae {
+        #[command(flatten)]
+        at: Placement,
+        /// The SAE ID.
         #[arg(long)]
-        dir: PathBuf,
-        /// Its name (common name and file name).
+        name: String,
+    },
+    /// A domain controller's certificate (server and client use): urn:qkdn:controller:<DOMAIN>.
+    Controller {
+        #[command(flatten)]
+        at: Placement,
+        /// The domain it controls.
+        #[arg(long)]
+        domain: String,
+        /// Host names and IP addresses it is reached by (default localhost, 127.0.0.1).
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+    },
+    /// An orchestrator's certificate (server and client use): urn:qkdn:orchestrator:<NAME>.
+    Orchestrator {
+        #[command(flatten)]
+        at: Placement,
+        /// Its name.
         #[arg(long)]
         name: String,
         /// Host names and IP addresses it is reached by (default localhost, 127.0.0.1).
         #[arg(long = "host")]
         hosts: Vec<String>,
-        /// Where to write NAME.crt and NAME.key (default: the CA folder).
-        #[arg(long)]
-        out: Option<PathBuf>,
     },
-    /// Issue an SAE's client certificate: its common name is the SAE ID.
-    Sae {
-        /// Folder of the CA.
-        #[arg(long)]
-        dir: PathBuf,
-        /// The SAE ID.
+    /// An operator's client certificate: urn:qkdn:operator:<ROLE>:<NAME>.
+    Operator {
+        #[command(flatten)]
+        at: Placement,
+        /// The person's or tool's name.
         #[arg(long)]
         name: String,
-        /// A URI SAN as well (for KMSs that read SAE IDs from URIs).
+        /// What it may do: admin (read and change) or viewer (read).
         #[arg(long)]
-        uri: Option<String>,
-        /// Where to write NAME.crt and NAME.key (default: the CA folder).
-        #[arg(long)]
-        out: Option<PathBuf>,
+        role: RoleArg,
     },
+}
+
+/// An operator's role on the command line.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub(crate) enum RoleArg {
+    /// Reads and changes.
+    Admin,
+    /// Reads.
+    Viewer,
 }
 
 fn fail(message: String) -> ExitCode {
@@ -131,18 +178,17 @@ fn hosts_or_default(hosts: &[String]) -> Vec<&str> {
 }
 
 fn issue(
-    dir: &Path,
-    out: Option<&Path>,
-    name: &str,
+    at: &Placement,
+    identity: &Identity,
     hosts: &[&str],
-    uri: Option<&str>,
     usage: Usage,
 ) -> Result<Written, String> {
-    let ca = load_ca(dir)?;
-    let out = out.unwrap_or(dir);
+    let ca = load_ca(&at.dir)?;
+    let out = at.out.as_deref().unwrap_or(&at.dir);
     std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
-    let issued = ca.issue(name, hosts, uri, usage).map_err(|e| e.to_string())?;
-    let (cert, key) = issued.write(out, name).map_err(|e| e.to_string())?;
+    let issued = ca.issue_identity(identity, hosts, usage).map_err(|e| e.to_string())?;
+    let name = at.file.clone().unwrap_or_else(|| pki::common_name(identity));
+    let (cert, key) = issued.write(out, &name).map_err(|e| e.to_string())?;
     Ok(Written { cert: Some(cert), key })
 }
 
@@ -179,12 +225,11 @@ pub(crate) fn run(command: PkiCommand, json: bool) -> ExitCode {
             Ok(Written { cert: Some(cert), key })
         })(),
         PkiCommand::Issue { what } | PkiCommand::IssueDirect(what) => issue_one(what),
-        PkiCommand::StoreKey { out } => (|| {
+        PkiCommand::StoreKey { out } | PkiCommand::Secret { out } => (|| {
             if out.exists() {
                 return Err(format!("{}: exists already; not overwriting it", out.display()));
             }
-            let key = pki::random_key_hex().map_err(|e| e.to_string())?;
-            pki::write_private(&out, &format!("{key}\n")).map_err(|e| e.to_string())?;
+            pki::write_new_secret(&out).map_err(|e| e.to_string())?;
             Ok(Written { cert: None, key: out })
         })(),
     };
@@ -199,23 +244,36 @@ pub(crate) fn run(command: PkiCommand, json: bool) -> ExitCode {
 
 /// Issues the certificate `what` names.
 fn issue_one(what: IssueCommand) -> Result<Written, String> {
+    let identity_error = |e: qkdn_kit::identity::IdentityError| e.to_string();
     match what {
-        IssueCommand::Node { dir, id, hosts, out } => {
+        IssueCommand::Node { at, id, hosts } => {
             let id = uuid_text(&id)?;
-            issue(
-                &dir,
-                out.as_deref(),
-                &format!("node-{id}"),
-                &hosts_or_default(&hosts),
-                Some(&pki::node_uri(&id)),
-                Usage::Service,
-            )
+            let identity = Identity::Node(id.parse().map_err(|_| format!("--id {id}"))?);
+            issue(&at, &identity, &hosts_or_default(&hosts), Usage::Service)
         }
-        IssueCommand::Service { dir, name, hosts, out } => {
-            issue(&dir, out.as_deref(), &name, &hosts_or_default(&hosts), None, Usage::Service)
+        IssueCommand::Sae { at, name } => {
+            let identity = Identity::Sae(name);
+            identity.validate().map_err(identity_error)?;
+            issue(&at, &identity, &[], Usage::Client)
         }
-        IssueCommand::Sae { dir, name, uri, out } => {
-            issue(&dir, out.as_deref(), &name, &[], uri.as_deref(), Usage::Client)
+        IssueCommand::Controller { at, domain, hosts } => {
+            let identity = Identity::Controller(domain);
+            identity.validate().map_err(identity_error)?;
+            issue(&at, &identity, &hosts_or_default(&hosts), Usage::Service)
+        }
+        IssueCommand::Orchestrator { at, name, hosts } => {
+            let identity = Identity::Orchestrator(name);
+            identity.validate().map_err(identity_error)?;
+            issue(&at, &identity, &hosts_or_default(&hosts), Usage::Service)
+        }
+        IssueCommand::Operator { at, name, role } => {
+            let role = match role {
+                RoleArg::Admin => Role::Admin,
+                RoleArg::Viewer => Role::Viewer,
+            };
+            let identity = Identity::operator(&name, role);
+            identity.validate().map_err(identity_error)?;
+            issue(&at, &identity, &[], Usage::Client)
         }
     }
 }

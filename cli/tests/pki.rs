@@ -56,7 +56,7 @@ fn the_pki_commands_make_a_working_pki() {
     let written: serde_json::Value = serde_json::from_slice(&issued.stdout).unwrap();
     assert_eq!(written["cert"], other.join("sae-2.crt").to_str().unwrap());
     assert_eq!(written["key"], other.join("sae-2.key").to_str().unwrap());
-    qkdn_yang::tls::client_config(
+    qkdn_kit::tls::client_config(
         &other.join("ca.crt"),
         Some((&other.join("sae-2.crt"), &other.join("sae-2.key"))),
     )
@@ -64,8 +64,8 @@ fn the_pki_commands_make_a_working_pki() {
 
     // The files work with the TLS policy: a node server requiring SAE client certificates.
     let ca_cert = ca.join("ca.crt");
-    qkdn_yang::tls::server_config(&cert, &key, Some(&ca_cert)).unwrap();
-    qkdn_yang::tls::client_config(&ca_cert, Some((&ca.join("sae-1.crt"), &ca.join("sae-1.key"))))
+    qkdn_kit::tls::server_config(&cert, &key, Some(&ca_cert)).unwrap();
+    qkdn_kit::tls::client_config(&ca_cert, Some((&ca.join("sae-1.crt"), &ca.join("sae-1.key"))))
         .unwrap();
     let pem = std::fs::read_to_string(&cert).unwrap();
     assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"));

@@ -37,6 +37,10 @@ pub struct ControllerConfig {
     /// When links stop being used.
     #[serde(default)]
     pub links: LinkPolicy,
+    /// Lets a plain-HTTP loopback API without tokens serve callers without any authentication,
+    /// as operator admins: for development on one machine only; announced loudly at start.
+    #[serde(default)]
+    pub insecure_allow_unauthenticated: bool,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -53,10 +57,22 @@ pub struct ApiConfig {
     /// TLS; without it plain HTTP, allowed on loopback only.
     #[serde(default)]
     pub tls: Option<ServerTls>,
-    /// Bearer tokens accepted from applications (besides client certificates); none means the
-    /// API is open to whoever reaches it (loopback labs).
+    /// Bearer tokens accepted besides client certificates, each standing for an operator
+    /// (`{ name, role = "admin" | "viewer", sha256 = "<SHA-256 of the token, hex>" }`).
     #[serde(default)]
-    pub tokens: Vec<String>,
+    pub tokens: Vec<qkdn_kit::authz::TokenConfig>,
+}
+
+impl ApiConfig {
+    /// The listener, for the authentication check.
+    pub fn listener(&self) -> qkdn_kit::listener::ListenerSettings<'_> {
+        qkdn_kit::listener::ListenerSettings {
+            key: "api",
+            listen: self.listen,
+            tls: self.tls.as_ref(),
+            other_authentication: !self.tokens.is_empty(),
+        }
+    }
 }
 
 fn default_api_listen() -> SocketAddr {
@@ -88,7 +104,7 @@ impl Default for ManagementConfig {
     }
 }
 
-pub use qkdn_yang::tls::{ClientTls, ServerTls};
+pub use qkdn_kit::tls::{ClientTls, ServerTls};
 
 /// How the controller keeps in touch with agents.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -195,8 +211,15 @@ pub struct ConfigError {
     pub problems: Vec<String>,
 }
 
-const TOP_LEVEL_KEYS: [&str; 6] =
-    ["data_dir", "api", "management", "agents", "static_agents", "links"];
+const TOP_LEVEL_KEYS: [&str; 7] = [
+    "data_dir",
+    "api",
+    "management",
+    "agents",
+    "static_agents",
+    "links",
+    "insecure_allow_unauthenticated",
+];
 
 /// Loads and checks the configuration.
 pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<ControllerConfig, ConfigError> {
@@ -236,13 +259,9 @@ pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<ControllerConf
     let config: ControllerConfig = figment.extract().map_err(|err| ConfigError {
         problems: err.into_iter().map(|e| describe(&e, file, text.as_deref())).collect(),
     })?;
-    let mut problems = Vec::new();
-    if config.api.tls.is_none() && !config.api.listen.ip().is_loopback() {
-        problems.push(format!(
-            "api.listen: {} is not a loopback address; plain HTTP is allowed on loopback only \
-             (configure api.tls)",
-            config.api.listen
-        ));
+    let mut problems = config.api.listener().problems(config.insecure_allow_unauthenticated);
+    if let Err(mut token_problems) = qkdn_kit::authz::Tokens::from_config(&config.api.tokens) {
+        problems.extend(token_problems.drain(..).map(|p| format!("api.{p}")));
     }
     if !(0.0..=1.0).contains(&config.links.qber_threshold) {
         problems.push(format!(

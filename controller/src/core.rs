@@ -279,7 +279,7 @@ pub enum StartError {
     Store(#[from] crate::store::StoreError),
     /// TLS files for agents.
     #[error("agents.tls: {0}")]
-    Tls(#[from] qkdn_yang::tls::TlsError),
+    Tls(#[from] qkdn_kit::tls::TlsError),
     /// The HTTP client.
     #[error("HTTP client: {0}")]
     Http(String),

@@ -5,6 +5,7 @@
 //! redb ([`store`]) and serves a REST API ([`api`]) and the ETSI GS QKD 018 northbound over
 //! RESTCONF ([`northbound`]).
 
+pub mod access;
 pub mod api;
 pub mod apps;
 pub mod config;

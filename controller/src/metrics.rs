@@ -11,8 +11,9 @@ use crate::apps::AppState;
 use crate::core::View;
 
 /// The text of one scrape.
-pub fn render(view: &View) -> String {
+pub fn render(view: &View, denials: &qkdn_kit::Denials) -> String {
     qkdn_yang::metrics::render(|| {
+        denials.emit();
         describe_gauge!("qkdn_controller_ready", "1 once the controller judged paths after start.");
         gauge!("qkdn_controller_ready").set(f64::from(u8::from(view.ready)));
         describe_gauge!("qkdn_controller_agents", "Agents the controller follows.");

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::get;
-use qkdn_yang::restconf::{ServeOptions, serve};
+use qkdn_kit::server::{Edge, ServeOptions, serve};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -24,7 +24,7 @@ pub enum ServiceError {
     Core(#[from] core::StartError),
     /// TLS files.
     #[error("api.tls: {0}")]
-    Tls(#[from] qkdn_yang::tls::TlsError),
+    Tls(#[from] qkdn_kit::tls::TlsError),
     /// The ETSI 018 server.
     #[error(transparent)]
     Northbound(crate::northbound::NorthboundError),
@@ -76,17 +76,25 @@ impl Controller {
         let northbound = crate::northbound::start(core.clone(), format!("{scheme}://{api_addr}"))
             .await
             .map_err(ServiceError::Northbound)?;
+        let denials = Arc::new(qkdn_kit::Denials::default());
+        if config.api.listener().insecure(config.insecure_allow_unauthenticated) {
+            qkdn_kit::listener::warn_insecure("the controller", &config.api.listener());
+        }
         let api_router = api::router(
-            ApiState { core: core.clone(), tokens: Arc::new(config.api.tokens.clone()) },
+            ApiState { core: core.clone() },
             northbound,
+            crate::access::gate(&config, denials.clone()),
         );
-        let management = management_router(core.clone());
+        let management = management_router(core.clone(), denials);
         let mut servers = Vec::new();
-        for (listener, router, tls) in
-            [(api_listener, api_router, tls), (management_listener, management, None)]
-        {
+        let api_options = ServeOptions { tls, edge: Edge::api(), format_of: crate::access::format };
+        let management_options =
+            ServeOptions { edge: Edge::management(), ..ServeOptions::default() };
+        for (listener, router, options) in [
+            (api_listener, api_router, api_options),
+            (management_listener, management, management_options),
+        ] {
             let mut stopped = stopped.clone();
-            let options = ServeOptions { tls, ..ServeOptions::default() };
             servers.push(tokio::spawn(async move {
                 let shutdown = async move {
                     let _ = stopped.wait_for(|s| *s).await;
@@ -109,11 +117,11 @@ impl Controller {
     }
 }
 
-fn management_router(core: CoreHandle) -> Router {
+fn management_router(core: CoreHandle, denials: Arc<qkdn_kit::Denials>) -> Router {
     let metrics_core = core.clone();
     let metrics = get(move || {
-        let core = metrics_core.clone();
-        async move { qkdn_yang::metrics::response(crate::metrics::render(&core.view())) }
+        let (core, denials) = (metrics_core.clone(), denials.clone());
+        async move { qkdn_yang::metrics::response(crate::metrics::render(&core.view(), &denials)) }
     });
     Router::new()
         .route("/metrics", metrics)

@@ -14,7 +14,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-pub use qkdn_yang::tls::{ClientTls, ServerTls};
+pub use qkdn_kit::tls::{ClientTls, ServerTls};
 
 /// The whole configuration.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -41,6 +41,10 @@ pub struct OrchestratorConfig {
     /// A domain neither streaming nor answering for this long is down.
     #[serde(default = "default_loss", with = "humantime_serde")]
     pub loss_timeout: Duration,
+    /// Lets a plain-HTTP loopback API serve callers without any authentication, as operator
+    /// admins: for development on one machine only; announced loudly at start.
+    #[serde(default)]
+    pub insecure_allow_unauthenticated: bool,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -73,6 +77,18 @@ pub struct ApiConfig {
 
 fn default_api() -> SocketAddr {
     "127.0.0.1:8460".parse().expect("valid address")
+}
+
+impl ApiConfig {
+    /// The listener, for the authentication check.
+    pub fn listener(&self) -> qkdn_kit::listener::ListenerSettings<'_> {
+        qkdn_kit::listener::ListenerSettings {
+            key: "api",
+            listen: self.listen,
+            tls: self.tls.as_ref(),
+            other_authentication: false,
+        }
+    }
 }
 
 impl Default for ApiConfig {
@@ -128,7 +144,8 @@ pub struct ConfigError {
     pub problems: Vec<String>,
 }
 
-const TOP_LEVEL_KEYS: [&str; 7] = [
+const TOP_LEVEL_KEYS: [&str; 8] = [
+    "insecure_allow_unauthenticated",
     "data_dir",
     "api",
     "management_listen",
@@ -180,13 +197,7 @@ pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<OrchestratorCo
             })
             .collect(),
     })?;
-    let mut problems = Vec::new();
-    if config.api.tls.is_none() && !config.api.listen.ip().is_loopback() {
-        problems.push(format!(
-            "api.listen: {} is not a loopback address; plain HTTP is allowed on loopback only (configure api.tls)",
-            config.api.listen
-        ));
-    }
+    let mut problems = config.api.listener().problems(config.insecure_allow_unauthenticated);
     let mut names = std::collections::BTreeSet::new();
     for (i, d) in config.domains.iter().enumerate() {
         if !names.insert(d.name.as_str()) {

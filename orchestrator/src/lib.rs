@@ -5,6 +5,7 @@
 //! into per-domain segments ([`paths`]), and provisions end-to-end key services across domains,
 //! segment by segment through each domain's controller ([`services`]).
 
+pub mod access;
 pub mod api;
 pub mod config;
 pub mod domain;

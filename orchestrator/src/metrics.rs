@@ -10,8 +10,13 @@ use crate::services::Service;
 use crate::state::Snapshot;
 
 /// The text of one scrape.
-pub fn render<'a>(snapshot: &Snapshot, services: impl Iterator<Item = &'a Service>) -> String {
+pub fn render<'a>(
+    snapshot: &Snapshot,
+    services: impl Iterator<Item = &'a Service>,
+    denials: &qkdn_kit::Denials,
+) -> String {
     qkdn_yang::metrics::render(|| {
+        denials.emit();
         describe_gauge!("qkdn_domain_up", "1 while the domain's controller answers.");
         describe_gauge!("qkdn_domain_nodes", "Nodes the domain reports.");
         describe_gauge!("qkdn_domain_links", "Links the domain reports.");

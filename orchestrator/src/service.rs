@@ -9,7 +9,8 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::get;
-use qkdn_yang::restconf::{RestconfClient, ServeOptions, serve};
+use qkdn_kit::server::{Edge, ServeOptions, serve};
+use qkdn_yang::restconf::RestconfClient;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
@@ -21,7 +22,7 @@ use crate::state::{self, Snapshot};
 pub enum ServiceError {
     /// TLS files.
     #[error(transparent)]
-    Tls(#[from] qkdn_yang::tls::TlsError),
+    Tls(#[from] qkdn_kit::tls::TlsError),
     /// The HTTP client.
     #[error("HTTP client: {0}")]
     Http(String),
@@ -141,14 +142,23 @@ impl Orchestrator {
             store,
         };
         let metrics_state = state.clone();
-        let api_router = crate::api::router(state, northbound);
+        let denials = Arc::new(qkdn_kit::Denials::default());
+        if config.api.listener().insecure(config.insecure_allow_unauthenticated) {
+            qkdn_kit::listener::warn_insecure("the orchestrator", &config.api.listener());
+        }
+        let gate = crate::access::gate(&config, denials.clone());
+        let api_router = gate.protect(crate::api::router(state, northbound));
         let ready = snapshot.clone();
         let metrics = get(move || {
-            let state = metrics_state.clone();
+            let (state, denials) = (metrics_state.clone(), denials.clone());
             async move {
                 let snapshot = state.snapshot.borrow().clone();
                 let services = state.services.lock().await;
-                qkdn_yang::metrics::response(crate::metrics::render(&snapshot, services.values()))
+                qkdn_yang::metrics::response(crate::metrics::render(
+                    &snapshot,
+                    services.values(),
+                    &denials,
+                ))
             }
         });
         let management_router = Router::new()
@@ -169,11 +179,13 @@ impl Orchestrator {
             );
         let (stop, stopped) = watch::channel(false);
         let mut servers = Vec::new();
-        for (listener, router, tls) in
-            [(api, api_router, tls), (management, management_router, None)]
+        let api_options = ServeOptions { tls, edge: Edge::api(), format_of: crate::access::format };
+        let management_options =
+            ServeOptions { edge: Edge::management(), ..ServeOptions::default() };
+        for (listener, router, options) in
+            [(api, api_router, api_options), (management, management_router, management_options)]
         {
             let mut stopped = stopped.clone();
-            let options = ServeOptions { tls, ..ServeOptions::default() };
             servers.push(tokio::spawn(async move {
                 let shutdown = async move {
                     let _ = stopped.wait_for(|s| *s).await;

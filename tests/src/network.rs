@@ -11,6 +11,9 @@ use serde_json::Value as Json;
 use crate::pki::TestPki;
 use crate::process::{Process, binary, free_port};
 
+/// The domain of the network's controller.
+pub const MAIN_DOMAIN: &str = "main";
+
 /// The simulated devices' shared secret.
 const SECRET: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 
@@ -62,6 +65,9 @@ pub struct TestNetwork {
     /// More TOML for an agent, by name (scripted simulator events, `[[simulator.events]]`,
     /// timed in simulated time from the network's epoch, at 10 simulated seconds per second).
     pub agent_extra: BTreeMap<String, String>,
+    /// The controller domains that may write an agent's configuration, by name (default: the
+    /// network's controller, domain `main`).
+    pub agent_domains: BTreeMap<String, Vec<String>>,
     epoch: String,
 }
 
@@ -116,7 +122,7 @@ impl TestNetwork {
             management: free_port(),
             config: dir.join("controller.toml"),
         };
-        let api = pki.https_client("operator");
+        let api = pki.admin_client("operator");
         let epoch = humantime::format_rfc3339_seconds(SystemTime::now() - Duration::from_secs(1))
             .to_string();
         TestNetwork {
@@ -130,6 +136,7 @@ impl TestNetwork {
             api,
             agent_controller: BTreeMap::new(),
             agent_extra: BTreeMap::new(),
+            agent_domains: BTreeMap::new(),
             epoch,
         }
     }
@@ -159,7 +166,7 @@ impl TestNetwork {
         }
         let mut text = format!(
             "data_dir = \"{}\"\n\n[node]\nid = \"{}\"\nlocation = \"site-{name}\"\n\n[restconf]\nlisten = \"127.0.0.1:{}\"\ntls = {server}\n\n\
-             [management]\nlisten = \"127.0.0.1:{}\"\n\n[controller]\nurls = [\"https://localhost:{}\"]\ntls = {client}\nheartbeat = \"1s\"\n\n\
+             [management]\nlisten = \"127.0.0.1:{}\"\n\n[controller]\nurls = [\"https://localhost:{}\"]\ntls = {client}\nheartbeat = \"1s\"\ndomains = {:?}\n\n\
              [notifications]\nperformance_period = \"300ms\"\n\n\
              [simulator]\nnetwork_secret = \"{SECRET}\"\nepoch = \"{}\"\ntime_scale = 10.0\nslot = \"1s\"\n\n\
              [peer]\nlisten = \"127.0.0.1:{}\"\ntls = {server}\nclient_tls = {client}\n\n\
@@ -169,6 +176,7 @@ impl TestNetwork {
             n.restconf,
             n.management,
             self.agent_controller.get(name).copied().unwrap_or(self.controller_ports.api),
+            self.agent_domains.get(name).cloned().unwrap_or_else(|| vec![MAIN_DOMAIN.to_owned()]),
             self.epoch,
             n.peer,
             n.kms,
@@ -224,7 +232,7 @@ impl TestNetwork {
             management: self.controller_ports.management,
             config: self.controller_ports.config.clone(),
         };
-        self.controller = Some(self.launch_controller("controller", &ports, extra));
+        self.controller = Some(self.launch_controller(MAIN_DOMAIN, &ports, extra));
     }
 
     /// Ports for another controller of this network (another domain sharing its CA).
@@ -236,10 +244,11 @@ impl TestNetwork {
         }
     }
 
-    /// Starts controller `name` on `ports` (its data, log and certificates named after it).
+    /// Starts the controller of domain `name` on `ports` (its data, log and certificate named
+    /// after it).
     pub fn launch_controller(&self, name: &str, ports: &ControllerPorts, extra: &str) -> Process {
-        let (cert, key) = self.pki.service(name);
-        let (ccert, ckey) = self.pki.client(&format!("{name}-client"));
+        let (cert, key) = self.pki.controller(name);
+        let (ccert, ckey) = (cert.clone(), key.clone());
         let ca = self.pki.ca();
         let text = format!(
             "data_dir = \"{}\"\n\n[api]\nlisten = \"127.0.0.1:{}\"\ntls = {}\n\n[management]\nlisten = \"127.0.0.1:{}\"\n\n\
@@ -329,10 +338,10 @@ impl TestNetwork {
         .await;
     }
 
-    /// The RESTCONF client of node `name` (with the controller's client certificate).
+    /// A RESTCONF client of node `name` (an admin operator's certificate).
     pub fn restconf(&self, name: &str) -> qkdn_yang::restconf::RestconfClient {
         qkdn_yang::restconf::RestconfClient::with_client(
-            self.pki.https_client("inspector"),
+            self.pki.admin_client("inspector"),
             &format!("https://127.0.0.1:{}", self.nodes[name].restconf),
         )
     }

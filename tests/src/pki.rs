@@ -1,8 +1,10 @@
-//! A test PKI: one CA issuing the certificates of nodes, services and clients into a folder.
+//! A test PKI: one CA issuing, into a folder, certificates that each name one typed identity
+//! (nodes, controllers, orchestrators, operators, SAEs), and HTTPS clients presenting them.
 
 use std::path::{Path, PathBuf};
 
-use qkdn_yang::pki::{Authority, Usage};
+use qkdn_kit::pki::{Authority, Usage};
+use qkdn_kit::{Identity, Role};
 
 /// The CA and where its files go.
 pub struct TestPki {
@@ -19,29 +21,46 @@ impl TestPki {
         TestPki { dir: dir.to_path_buf(), ca }
     }
 
-    /// A client certificate (`name.crt`, `name.key`) whose common name is `name`.
-    pub fn client(&self, name: &str) -> (PathBuf, PathBuf) {
-        self.ca.issue(name, &[], None, Usage::Client).unwrap().write(&self.dir, name).unwrap()
+    /// A certificate of `identity` (`file.crt`, `file.key`); services' certificates name
+    /// 127.0.0.1 and localhost.
+    pub fn issue(&self, file: &str, identity: &Identity, usage: Usage) -> (PathBuf, PathBuf) {
+        let hosts: &[&str] =
+            if usage == Usage::Service { &["127.0.0.1", "localhost"] } else { &[] };
+        self.ca.issue_identity(identity, hosts, usage).unwrap().write(&self.dir, file).unwrap()
     }
 
-    /// A service certificate for 127.0.0.1 and localhost.
-    pub fn service(&self, name: &str) -> (PathBuf, PathBuf) {
-        self.ca
-            .issue(name, &["127.0.0.1", "localhost"], None, Usage::Service)
-            .unwrap()
-            .write(&self.dir, name)
-            .unwrap()
-    }
-
-    /// The certificate of node `node` (its id as a `urn:qkdn:node:` URI), server and client.
+    /// The certificate of node `node` (`node-<name>`), server and client.
     pub fn node(&self, name: &str, node: &str) -> (PathBuf, PathBuf) {
-        let uri = qkdn_yang::pki::node_uri(node);
-        let file = format!("node-{name}");
-        self.ca
-            .issue(&file, &["127.0.0.1", "localhost"], Some(&uri), Usage::Service)
-            .unwrap()
-            .write(&self.dir, &file)
-            .unwrap()
+        let identity = Identity::Node(node.parse().unwrap());
+        self.issue(&format!("node-{name}"), &identity, Usage::Service)
+    }
+
+    /// The certificate of the controller of domain `domain`, server and client.
+    pub fn controller(&self, domain: &str) -> (PathBuf, PathBuf) {
+        self.issue(
+            &format!("controller-{domain}"),
+            &Identity::Controller(domain.into()),
+            Usage::Service,
+        )
+    }
+
+    /// The certificate of orchestrator `name`, server and client.
+    pub fn orchestrator(&self, name: &str) -> (PathBuf, PathBuf) {
+        self.issue(
+            &format!("orchestrator-{name}"),
+            &Identity::Orchestrator(name.into()),
+            Usage::Service,
+        )
+    }
+
+    /// The client certificate of operator `name`.
+    pub fn operator(&self, name: &str, role: Role) -> (PathBuf, PathBuf) {
+        self.issue(&format!("operator-{name}"), &Identity::operator(name, role), Usage::Client)
+    }
+
+    /// The client certificate of SAE `id` (its common name is the SAE ID too).
+    pub fn sae(&self, id: &str) -> (PathBuf, PathBuf) {
+        self.issue(id, &Identity::Sae(id.into()), Usage::Client)
     }
 
     /// The CA certificate file.
@@ -49,14 +68,20 @@ impl TestPki {
         self.dir.join("ca.crt")
     }
 
-    /// An HTTPS client presenting `name`'s client certificate.
-    pub fn https_client(&self, name: &str) -> reqwest::Client {
-        let (cert, key) = self.client(name);
-        let config = qkdn_yang::tls::client_config(&self.ca(), Some((&cert, &key))).unwrap();
+    /// An HTTPS client presenting the certificate `files` (from [`issue`](Self::issue) and
+    /// the like).
+    pub fn https_client(&self, files: (PathBuf, PathBuf)) -> reqwest::Client {
+        let (cert, key) = files;
+        let config = qkdn_kit::tls::client_config(&self.ca(), Some((&cert, &key))).unwrap();
         reqwest::Client::builder()
             .tls_backend_preconfigured(config)
             .timeout(std::time::Duration::from_secs(20))
             .build()
             .unwrap()
+    }
+
+    /// An HTTPS client of the admin operator `name`.
+    pub fn admin_client(&self, name: &str) -> reqwest::Client {
+        self.https_client(self.operator(name, Role::Admin))
     }
 }

@@ -23,7 +23,7 @@ impl Sae {
     /// SAE `name` (its certificate's common name) of the KMS on `kms_port`.
     pub fn new(pki: &TestPki, name: &str, kms_port: u16) -> Sae {
         Sae {
-            http: pki.https_client(name),
+            http: pki.https_client(pki.sae(name)),
             base: format!("https://localhost:{kms_port}/api/v1/keys"),
         }
     }

@@ -78,7 +78,7 @@ impl Drop for Project {
 }
 
 fn client(pki: &Path, name: &str) -> reqwest::Client {
-    let config = qkdn_yang::tls::client_config(
+    let config = qkdn_kit::tls::client_config(
         &pki.join("ca.crt"),
         Some((&pki.join(format!("{name}.crt")), &pki.join(format!("{name}.key")))),
     )

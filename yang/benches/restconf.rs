@@ -24,8 +24,9 @@ use bytes::Bytes;
 use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper_util::rt::TokioIo;
+use qkdn_kit::server::{ServeOptions, serve};
 use qkdn_yang::datastore::{ContentFilter, Datastore};
-use qkdn_yang::restconf::{RestconfOptions, RestconfServer, ServeOptions, serve};
+use qkdn_yang::restconf::{RestconfOptions, RestconfServer};
 use qkdn_yang::{DataPath, YangContext};
 use serde_json::{Value as Json, json};
 use yang5::data::{

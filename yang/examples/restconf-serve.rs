@@ -17,12 +17,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use qkdn_kit::server::{ServeOptions, serve};
 use qkdn_yang::YangContext;
 use qkdn_yang::datastore::{ChangeSet, ContentFilter, Datastore};
 use qkdn_yang::path::Selector;
-use qkdn_yang::restconf::{
-    NotificationPublisher, RestconfOptions, RestconfServer, ServeOptions, serve,
-};
+use qkdn_yang::restconf::{NotificationPublisher, RestconfOptions, RestconfServer};
 use serde_json::json;
 
 #[derive(Parser)]

@@ -19,11 +19,9 @@ pub mod ly;
 pub mod metrics;
 pub mod modules;
 pub mod path;
-pub mod pki;
 pub mod restconf;
 pub mod schema;
 pub mod service;
-pub mod tls;
 pub mod tree;
 
 mod libyang_ffi;

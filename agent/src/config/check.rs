@@ -1,6 +1,7 @@
 //! The checks a configuration must pass beyond its types: identifiers unique and referenced
-//! things present, values in range, files present, plain HTTP only on loopback. Every problem
-//! is collected, so `check-config` can list them all at once.
+//! things present, values in range, files present, every listener authenticating its callers
+//! (plain HTTP only on loopback, and then only with `insecure_allow_unauthenticated`). Every
+//! problem is collected, so `check-config` can list them all at once.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -23,14 +24,8 @@ pub(crate) fn check(config: &AgentConfig) -> Vec<(KeyPath, String)> {
     if let Some(path) = &config.startup_data {
         check_file(&mut problem, root.key("startup_data"), path);
     }
-    if config.restconf.tls.is_none() && !config.restconf.listen.ip().is_loopback() {
-        problem(
-            root.key("restconf").key("listen"),
-            format!(
-                "{}: plain HTTP is allowed on loopback only; configure restconf.tls or listen on 127.0.0.1",
-                config.restconf.listen
-            ),
-        );
+    for message in restconf_listener(config).problems(config.insecure_allow_unauthenticated) {
+        problem(root.key("restconf"), message);
     }
     if let Some(tls) = &config.restconf.tls {
         let at = root.key("restconf").key("tls");
@@ -44,7 +39,7 @@ pub(crate) fn check(config: &AgentConfig) -> Vec<(KeyPath, String)> {
             && tls.client_ca.as_ref().is_none_or(|ca| ca.is_file());
         if files_present
             && let Err(e) =
-                qkdn_yang::tls::server_config(&tls.cert, &tls.key, tls.client_ca.as_deref())
+                qkdn_kit::tls::server_config(&tls.cert, &tls.key, tls.client_ca.as_deref())
         {
             problem(at, e.to_string());
         }
@@ -54,6 +49,20 @@ pub(crate) fn check(config: &AgentConfig) -> Vec<(KeyPath, String)> {
     }
     for (i, url) in config.controller.urls.iter().enumerate() {
         check_url(&mut problem, root.key("controller").key("urls").index(i), url);
+    }
+    for (i, domain) in config.controller.domains.iter().enumerate() {
+        if let Err(e) = qkdn_kit::Identity::Controller(domain.clone()).validate() {
+            problem(root.key("controller").key("domains").index(i), e.to_string());
+        }
+    }
+    if !config.controller.urls.is_empty()
+        && config.controller.domains.is_empty()
+        && restconf_listener(config).authenticates()
+    {
+        problem(
+            root.key("controller").key("domains"),
+            "the node registers with a controller, but no controller domain may write its configuration: list the controller's domain (its certificate's urn:qkdn:controller:<domain>)".into(),
+        );
     }
     if let Some(tls) = &config.controller.tls {
         check_client_tls(&mut problem, root.key("controller").key("tls"), tls);
@@ -206,6 +215,12 @@ fn check_simulator(config: &AgentConfig, problem: &mut impl FnMut(KeyPath, Strin
     let sim = &config.simulator;
     let uses_simulator =
         config.interfaces.iter().any(|i| matches!(i.device, Some(DeviceConfig::Simulator(_))));
+    if sim.network_secret.is_some() && sim.network_secret_file.is_some() {
+        problem(
+            at.key("network_secret_file"),
+            "set network_secret or network_secret_file, not both".into(),
+        );
+    }
     match &sim.network_secret {
         Some(secret) if secret.len() == 64 && secret.chars().all(|c| c.is_ascii_hexdigit()) => {}
         Some(_) => {
@@ -276,7 +291,7 @@ fn check_kms(kms: &KmsConfig, problem: &mut impl FnMut(KeyPath, String)) {
             if tls.cert.is_file()
                 && tls.key.is_file()
                 && ca.is_file()
-                && let Err(e) = qkdn_yang::tls::server_config(&tls.cert, &tls.key, Some(ca))
+                && let Err(e) = qkdn_kit::tls::server_config(&tls.cert, &tls.key, Some(ca))
             {
                 problem(at.key("tls"), e.to_string());
             }
@@ -327,6 +342,17 @@ fn check_kms(kms: &KmsConfig, problem: &mut impl FnMut(KeyPath, String)) {
             format!("{low}: expected below store_high_watermark ({high})"),
         );
     }
+    for (key, value) in [
+        ("default_max_bandwidth_bps", kms.default_max_bandwidth_bps),
+        ("default_min_bandwidth_bps", kms.default_min_bandwidth_bps),
+    ] {
+        if value == 0 {
+            problem(
+                at.key(key),
+                "0: expected a rate above 0 bit/s (every SAE pair has one)".into(),
+            );
+        }
+    }
     if kms.sae_identity == SaeIdentity::Fingerprint && kms.sae_fingerprints.is_empty() {
         problem(
             at.key("sae_fingerprints"),
@@ -343,19 +369,35 @@ fn check_kms(kms: &KmsConfig, problem: &mut impl FnMut(KeyPath, String)) {
     }
 }
 
+/// The RESTCONF listener, for the authentication check.
+pub(crate) fn restconf_listener(config: &AgentConfig) -> qkdn_kit::listener::ListenerSettings<'_> {
+    qkdn_kit::listener::ListenerSettings {
+        key: "restconf",
+        listen: config.restconf.listen,
+        tls: config.restconf.tls.as_ref(),
+        other_authentication: false,
+    }
+}
+
+/// The peer listener, for the authentication check.
+pub(crate) fn peer_listener(
+    config: &AgentConfig,
+) -> Option<qkdn_kit::listener::ListenerSettings<'_>> {
+    config.peer.listen.map(|listen| qkdn_kit::listener::ListenerSettings {
+        key: "peer",
+        listen,
+        tls: config.peer.tls.as_ref(),
+        other_authentication: false,
+    })
+}
+
 fn check_peer(config: &AgentConfig, problem: &mut impl FnMut(KeyPath, String)) {
     let root = KeyPath::default();
     let peer = &config.peer;
-    if let Some(listen) = peer.listen
-        && peer.tls.is_none()
-        && !listen.ip().is_loopback()
-    {
-        problem(
-            root.key("peer").key("listen"),
-            format!(
-                "{listen}: plain HTTP/2 is allowed on loopback only; configure peer.tls or listen on 127.0.0.1"
-            ),
-        );
+    if let Some(listener) = peer_listener(config) {
+        for message in listener.problems(config.insecure_allow_unauthenticated) {
+            problem(root.key("peer"), message);
+        }
     }
     if let Some(tls) = &peer.tls {
         let at = root.key("peer").key("tls");
@@ -380,6 +422,15 @@ fn check_peer(config: &AgentConfig, problem: &mut impl FnMut(KeyPath, String)) {
         check_url(problem, at.key("url"), &n.url);
         if n.url.starts_with("https://") && peer.client_tls.is_none() {
             problem(at.key("url"), format!("\"{}\": https needs peer.client_tls", n.url));
+        }
+        if n.url.starts_with("http://") && !config.insecure_allow_unauthenticated {
+            problem(
+                at.key("url"),
+                format!(
+                    "\"{}\": the peer service runs over TLS (https); plain HTTP/2 to loopback needs insecure_allow_unauthenticated = true",
+                    n.url
+                ),
+            );
         }
     }
     // ETSI 014 devices exchange key IDs with the other end of each of their links.
@@ -448,7 +499,7 @@ fn check_client_tls(problem: &mut impl FnMut(KeyPath, String), at: KeyPath, tls:
     if tls.cert.is_file()
         && tls.key.is_file()
         && tls.ca.is_file()
-        && let Err(e) = qkdn_yang::tls::client_config(&tls.ca, Some((&tls.cert, &tls.key)))
+        && let Err(e) = qkdn_kit::tls::client_config(&tls.ca, Some((&tls.cert, &tls.key)))
     {
         problem(at, e.to_string());
     }

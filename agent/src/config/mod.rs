@@ -14,6 +14,7 @@ mod model;
 
 use std::path::{Path, PathBuf};
 
+pub(crate) use check::{peer_listener, restconf_listener};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 pub use model::*;
@@ -63,7 +64,8 @@ pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<AgentConfig, C
 
 /// The top-level keys of the configuration: only `QKDN_*` variables naming one of them are
 /// configuration (`QKDN_CONFIG`, the file's path, and other tools' variables are not).
-const TOP_LEVEL_KEYS: [&str; 13] = [
+const TOP_LEVEL_KEYS: [&str; 14] = [
+    "insecure_allow_unauthenticated",
     "node",
     "data_dir",
     "startup_data",
@@ -128,13 +130,26 @@ fn load_from(
         figment = figment.merge(Toml::string(text));
     }
     let figment = overrides_merged(figment.merge(env), overrides);
-    let config: AgentConfig = figment.extract().map_err(|err| ConfigError {
+    let mut config: AgentConfig = figment.extract().map_err(|err| ConfigError {
         problems: err
             .into_iter()
             .map(|e| locate::problem_of_figment(e, file, text.as_deref()))
             .collect(),
     })?;
-    let problems = check::check(&config);
+    let mut problems = Vec::new();
+    if let Some(secret_file) = &config.simulator.network_secret_file {
+        match std::fs::read_to_string(secret_file) {
+            Ok(secret) if config.simulator.network_secret.is_none() => {
+                config.simulator.network_secret = Some(secret.trim().to_owned());
+            }
+            Ok(_) => {}
+            Err(e) => problems.push((
+                locate::KeyPath::default().key("simulator").key("network_secret_file"),
+                format!("{}: {e}", secret_file.display()),
+            )),
+        }
+    }
+    problems.extend(check::check(&config));
     if problems.is_empty() {
         Ok(config)
     } else {

@@ -51,18 +51,24 @@ pub struct AgentConfig {
     /// The physical key association links that end at this node.
     #[serde(default)]
     pub links: Vec<LinkConfig>,
+    /// Lets plain-HTTP loopback listeners (RESTCONF, peer) serve callers without any
+    /// authentication, as operator admins (and peers whose claims are believed): for
+    /// development on one machine only; announced loudly at start.
+    #[serde(default)]
+    pub insecure_allow_unauthenticated: bool,
 }
 
-/// The peer service between neighbouring agents (gRPC): key-ID exchange of ETSI 014 devices,
-/// later the KMS relay.
+/// The peer service between neighbouring agents (gRPC): key-ID exchange of ETSI 014 devices and
+/// the KMS's reservations and relay. Always TLS 1.3 with the hybrid post-quantum group, both
+/// ends presenting node certificates (each checks that the other's names the expected node).
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PeerConfig {
     /// Listening address; none means neighbours cannot call this agent.
     #[serde(default)]
     pub listen: Option<SocketAddr>,
-    /// TLS of the listener (with `client_ca`, neighbours must present node certificates);
-    /// without it, plain HTTP/2 on loopback only.
+    /// TLS of the listener (`client_ca` is required: neighbours present node certificates);
+    /// without it, plain HTTP/2 on loopback with `insecure_allow_unauthenticated` only.
     #[serde(default)]
     pub tls: Option<ServerTls>,
     /// TLS files for calling neighbours (required for `https` neighbour URLs).
@@ -78,7 +84,8 @@ pub struct KmsConfig {
     pub listen: SocketAddr,
     /// TLS of the 014 server; `client_ca` is required (SAEs authenticate with certificates).
     pub tls: ServerTls,
-    /// How an SAE's ID is read from its certificate.
+    /// How an SAE's ID is read from a certificate that carries no qkdn identity (certificates
+    /// of other CAs' SAEs); a certificate with one (`urn:qkdn:sae:<ID>`) is always read by it.
     #[serde(default)]
     pub sae_identity: SaeIdentity,
     /// SAE IDs by certificate SHA-256 fingerprint (hex), for `sae_identity = "fingerprint"`.
@@ -122,6 +129,23 @@ pub struct KmsConfig {
     /// Keys the source of a virtual link keeps relayed ahead (at most at `virt_bandwidth`).
     #[serde(default = "default_relay_stock")]
     pub relay_stock_keys: usize,
+    /// The rate an SAE pair may take keys at when its application sets no `max_bandwidth`
+    /// (static pairs included), bit/s.
+    #[serde(default = "default_pair_max_bandwidth")]
+    pub default_max_bandwidth_bps: u32,
+    /// The rate kept for an SAE pair when its application sets no `min_bandwidth` (static
+    /// pairs included), bit/s: other pairs of its link cannot take the keys of its
+    /// guarantee (5 s of this rate).
+    #[serde(default = "default_pair_min_bandwidth")]
+    pub default_min_bandwidth_bps: u32,
+}
+
+fn default_pair_max_bandwidth() -> u32 {
+    2_000_000
+}
+
+fn default_pair_min_bandwidth() -> u32 {
+    2_560
 }
 
 fn default_relay_stock() -> usize {
@@ -153,12 +177,14 @@ fn default_delivery_ttl() -> Duration {
     Duration::from_secs(3600)
 }
 
-/// How the 014 server reads an SAE's ID from its client certificate.
+/// How the 014 server reads an SAE's ID from a client certificate without a qkdn identity.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SaeIdentity {
-    /// The subject's common name.
+    /// It does not: only certificates naming `urn:qkdn:sae:<ID>` are SAEs.
     #[default]
+    None,
+    /// The subject's common name.
     CommonName,
     /// The first URI subject alternative name.
     SanUri,
@@ -202,7 +228,7 @@ pub struct NodeConfig {
     pub location: String,
 }
 
-pub use qkdn_yang::tls::{ClientTls, ServerTls};
+pub use qkdn_kit::tls::{ClientTls, ServerTls};
 
 /// The RESTCONF server of the agent.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -238,17 +264,13 @@ impl Default for RestconfConfig {
     }
 }
 
-/// The management endpoints (health, diagnostics).
+/// The management endpoints (`/healthz`, `/readyz`, `/metrics`).
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ManagementConfig {
     /// Listening address (default `127.0.0.1:9441`), plain HTTP.
     #[serde(default = "default_management_listen")]
     pub listen: SocketAddr,
-    /// The URL the controller should read the KMS figures from (default: derived from
-    /// `listen`; set it when listening on a wildcard address, as in containers).
-    #[serde(default)]
-    pub advertised_url: Option<String>,
 }
 
 fn default_management_listen() -> SocketAddr {
@@ -257,7 +279,7 @@ fn default_management_listen() -> SocketAddr {
 
 impl Default for ManagementConfig {
     fn default() -> Self {
-        ManagementConfig { listen: default_management_listen(), advertised_url: None }
+        ManagementConfig { listen: default_management_listen() }
     }
 }
 
@@ -271,6 +293,10 @@ pub struct ControllerConfig {
     /// TLS client files for the controller connection.
     #[serde(default)]
     pub tls: Option<ClientTls>,
+    /// The domains whose controllers (`urn:qkdn:controller:<domain>` certificates) may read
+    /// and write this node's configuration over RESTCONF and read its KMS figures.
+    #[serde(default)]
+    pub domains: Vec<String>,
     /// How often a registered agent checks that the controller still knows it.
     #[serde(default = "default_heartbeat", with = "humantime_serde")]
     pub heartbeat: Duration,
@@ -307,6 +333,10 @@ pub struct SimulatorConfig {
     /// is derived from it and the link id, so both ends produce the same keys.
     #[serde(default)]
     pub network_secret: Option<String>,
+    /// A file holding `network_secret` (readable by the agent only); keeps the secret out of
+    /// the configuration file.
+    #[serde(default)]
+    pub network_secret_file: Option<PathBuf>,
     /// Start of simulated time (RFC 3339, default the Unix epoch); both ends of a link must
     /// share it.
     #[serde(default)]
@@ -334,6 +364,7 @@ impl Default for SimulatorConfig {
     fn default() -> Self {
         SimulatorConfig {
             network_secret: None,
+            network_secret_file: None,
             epoch: None,
             time_scale: default_time_scale(),
             slot: default_slot(),

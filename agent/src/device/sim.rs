@@ -298,6 +298,7 @@ mod tests {
     fn config(events: Vec<SimEvent>) -> SimulatorConfig {
         SimulatorConfig {
             network_secret: Some("11".repeat(32)),
+            network_secret_file: None,
             epoch: Some("2026-01-01T00:00:00Z".into()),
             time_scale: 1.0,
             slot: Duration::from_secs(1),

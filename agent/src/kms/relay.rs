@@ -227,7 +227,7 @@ impl Relay {
             sender_node_id: self.node.to_string(),
         };
         if self.clients.commit_relay(next, commit).await.map_err(RelayError::Next)? {
-            self.stores.commit_relay(relay).await?;
+            self.stores.commit_relay(link, relay).await?;
             Ok(())
         } else {
             // The far end no longer has them: nobody may use them.
@@ -251,6 +251,15 @@ impl Relay {
             return Err(RelayError::Refused(format!(
                 "link {hop_link} does not reach node {sender}"
             )));
+        }
+        if route.next.is_none() {
+            // The far end: the keys come from the other end of the virtual link.
+            let source = parse(&request.source_node_id, "source_node_id")?;
+            if self.stores.remote_of(link) != Some(source) {
+                return Err(RelayError::Refused(format!(
+                    "node {source} is not the other end of virtual link {link}"
+                )));
+            }
         }
         let key_bytes = request.key_size_bits as usize / 8;
         let n = request.key_ids.len();
@@ -313,7 +322,7 @@ impl Relay {
         let sender = parse(&request.sender_node_id, "sender_node_id")?;
         let next = from_previous_hop(&self.routes.borrow(), link, sender)?.next;
         match next {
-            None => Ok(self.stores.commit_relay(relay).await?),
+            None => Ok(self.stores.commit_relay(link, relay).await?),
             Some(next) => {
                 let forward =
                     CommitRelayRequest { sender_node_id: self.node.to_string(), ..request };

@@ -298,6 +298,10 @@ pub fn start(
         limits: Limits::of(config),
         usage: usage.clone(),
         limiter: Arc::default(),
+        defaults: super::etsi014::limits::DefaultRates {
+            max_bandwidth_bps: config.default_max_bandwidth_bps,
+            min_bandwidth_bps: config.default_min_bandwidth_bps,
+        },
     };
     let peer = KmsPeer { node, stores: stores.clone(), relay, routes, clients };
     Ok(Kms { stores, sink, usage, server, peer, health, tasks })

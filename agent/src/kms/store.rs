@@ -45,6 +45,16 @@ pub enum StoreError {
         /// Keys the request needs.
         needed: usize,
     },
+    /// The keys there are kept for the guarantees of the link's other SAE pairs.
+    #[error(
+        "not enough key material: {available} keys available beyond those kept for the link's other applications, {needed} needed"
+    )]
+    KeptForOthers {
+        /// Keys this request could take.
+        available: usize,
+        /// Keys the request needs.
+        needed: usize,
+    },
     /// A key ID is unknown, already fetched or expired.
     #[error("one or more keys specified are not found on KME")]
     NotFound,
@@ -171,7 +181,12 @@ impl LinkStore {
 
     /// Concatenation of `parts`, cut to `size_bits`.
     fn assemble(&self, parts: &[Uuid], size_bits: u32) -> Option<Zeroizing<Vec<u8>>> {
-        let mut out = Zeroizing::new(Vec::with_capacity(size_bits as usize / 8));
+        // Sized for every part, so it never grows (a grown buffer leaves an unwiped copy).
+        let mut total = 0;
+        for part in parts {
+            total += self.material.get(part)?.bytes.len();
+        }
+        let mut out = Zeroizing::new(Vec::with_capacity(total));
         for part in parts {
             out.extend_from_slice(&self.material.get(part)?.bytes);
         }
@@ -266,6 +281,10 @@ pub struct Take<'a> {
     pub size_bits: u32,
     /// How long the slaves have to fetch them (default: the stores' delivery TTL).
     pub ttl: Option<Duration>,
+    /// Keys (of `size_bits`) that must stay in the store for the other SAE pairs of the link
+    /// (their guarantee): the request is refused rather than take them. Checked together with
+    /// the take, so two requests cannot both pass the check and then take the same reserve.
+    pub keep_for_others: usize,
 }
 
 /// Deliveries of a link waiting to be confirmed: link, other end, deliveries.
@@ -519,7 +538,7 @@ impl KeyStores {
         request: &Take<'_>,
         peer: &dyn PeerSync,
     ) -> Result<Vec<Issued>, StoreError> {
-        let Take { link, master, slaves, number, size_bits, ttl } = *request;
+        let Take { link, master, slaves, number, size_bits, ttl, keep_for_others } = *request;
         let expires_ms = now_ms() + ttl.unwrap_or(self.settings.delivery_ttl).as_millis() as u64;
         let (remote, deliveries, issued) = {
             let mut stores = self.lock();
@@ -529,6 +548,13 @@ impl KeyStores {
             let usable = store.free.len().saturating_sub(store.reserve_left());
             if usable < needed {
                 return Err(StoreError::NotEnough { available: usable / per_key, needed: number });
+            }
+            let kept = per_key * keep_for_others;
+            if usable < needed + kept {
+                return Err(StoreError::KeptForOthers {
+                    available: usable.saturating_sub(kept) / per_key,
+                    needed: number,
+                });
             }
             let mut deliveries = Vec::with_capacity(number);
             let mut issued = Vec::with_capacity(number);
@@ -929,9 +955,11 @@ impl KeyStores {
             let mut parts = parts.into_iter();
             for _ in 0..count {
                 let mut ids = Vec::with_capacity(per_key);
+                let mine: Vec<(Uuid, Zeroizing<Vec<u8>>)> = parts.by_ref().take(per_key).collect();
+                // Sized for its parts, so it never grows (no unwiped copy left behind).
                 let mut bytes =
-                    Zeroizing::new(Vec::with_capacity(per_key * store.key_bits as usize / 8));
-                for (id, material) in parts.by_ref().take(per_key) {
+                    Zeroizing::new(Vec::with_capacity(mine.iter().map(|(_, m)| m.len()).sum()));
+                for (id, material) in mine {
                     ids.push(id);
                     bytes.extend_from_slice(&material);
                 }
@@ -1011,7 +1039,9 @@ impl KeyStores {
         let mut ops = Vec::new();
         let mut out = Vec::with_capacity(pads.len());
         for ids in pads {
-            let mut bytes = Zeroizing::new(Vec::new());
+            let total =
+                ids.iter().filter_map(|id| store.material.get(id)).map(|m| m.bytes.len()).sum();
+            let mut bytes = Zeroizing::new(Vec::with_capacity(total));
             for id in ids {
                 let (m, op) = store.take_material(link, id).expect("checked above");
                 bytes.extend_from_slice(&m.bytes);
@@ -1081,11 +1111,17 @@ impl KeyStores {
         Ok(())
     }
 
-    /// Makes a relay's keys usable; `false` when the relay is unknown here (never stored,
-    /// expired, or already committed).
-    pub async fn commit_relay(&self, relay: Uuid) -> Result<bool, StoreError> {
-        let Some(pending) = self.relays.lock().unwrap_or_else(|p| p.into_inner()).remove(&relay)
-        else {
+    /// Makes a relay's keys of virtual link `link` usable; `false` when the relay is unknown
+    /// here (never stored, expired, or already committed) or is one of another link.
+    pub async fn commit_relay(&self, link: Uuid, relay: Uuid) -> Result<bool, StoreError> {
+        let pending = {
+            let mut relays = self.relays.lock().unwrap_or_else(|p| p.into_inner());
+            match relays.get(&relay) {
+                Some(p) if p.link == link => relays.remove(&relay),
+                _ => None,
+            }
+        };
+        let Some(pending) = pending else {
             return Ok(false);
         };
         self.db.write(vec![Op::RemoveRelay { id: relay }]).await?;

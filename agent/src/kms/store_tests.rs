@@ -93,7 +93,7 @@ fn take<'a>(
     size_bits: u32,
     ttl: Option<Duration>,
 ) -> Take<'a> {
-    Take { link: LINK, master, slaves, number, size_bits, ttl }
+    Take { link: LINK, master, slaves, number, size_bits, ttl, keep_for_others: 0 }
 }
 
 #[tokio::test]

@@ -1,12 +1,16 @@
 //! Calling neighbours' peer services: one lazily connected gRPC channel per neighbour, over
-//! TLS with the shared policy (`https://` URLs, the agent's `peer.client_tls`) or plain
-//! HTTP/2 (`http://`, loopback only).
+//! TLS 1.3 with the hybrid post-quantum group (`https://` URLs, the agent's
+//! `peer.client_tls`), accepting only a server certificate that names that neighbour node
+//! (`urn:qkdn:node:<id>`), not merely its host name; or plain HTTP/2 (`http://`, loopback
+//! development only).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
+use qkdn_kit::Identity;
+use qkdn_kit::tls::{ClientTls, Protocols};
 use qkdn_proto::peer::v1::peer_client::PeerClient;
 use qkdn_proto::peer::v1::{
     CommitRelayRequest, DeviceKeysReply, DeviceKeysRequest, KeyDelivery, RelayKeysRequest,
@@ -22,19 +26,19 @@ use crate::kms::store::{PeerSync, ReserveError, ReserveFuture};
 /// Clients of the neighbours' peer services.
 pub struct PeerClients {
     urls: HashMap<Uuid, String>,
-    tls: Option<Arc<rustls::ClientConfig>>,
+    tls: Option<ClientTls>,
     channels: Mutex<HashMap<Uuid, Channel>>,
 }
 
 impl PeerClients {
-    /// Clients for `neighbours` (node, URL), with TLS settings for `https` URLs.
+    /// Clients for `neighbours` (node, URL), with the TLS files for `https` URLs.
     pub fn new(
         neighbours: impl IntoIterator<Item = (Uuid, String)>,
-        tls: Option<rustls::ClientConfig>,
+        tls: Option<ClientTls>,
     ) -> Self {
         PeerClients {
             urls: neighbours.into_iter().collect(),
-            tls: tls.map(Arc::new),
+            tls,
             channels: Mutex::new(HashMap::new()),
         }
     }
@@ -50,8 +54,11 @@ impl PeerClients {
             .timeout(Duration::from_secs(15))
             .tcp_nodelay(true);
         let channel = if url.starts_with("https://") {
-            let config = self.tls.clone().ok_or_else(|| format!("{url}: no peer.client_tls"))?;
-            let connector = tokio_rustls::TlsConnector::from(config);
+            let files = self.tls.as_ref().ok_or_else(|| format!("{url}: no peer.client_tls"))?;
+            let config = files
+                .config_expecting(Protocols::QKDN_PEERS, vec![Identity::Node(node)])
+                .map_err(|e| format!("peer.client_tls: {e}"))?;
+            let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
             endpoint.connect_with_connector_lazy(tower::service_fn(move |uri: http::Uri| {
                 let connector = connector.clone();
                 async move {

@@ -35,20 +35,24 @@ pub struct Announcement {
 /// Routes announcements to the link tasks that wait for them.
 #[derive(Default)]
 pub struct PeerHub {
-    waiting: Mutex<HashMap<Uuid, mpsc::Sender<Announcement>>>,
+    waiting: Mutex<HashMap<Uuid, (Uuid, mpsc::Sender<Announcement>)>>,
 }
 
 impl PeerHub {
-    /// Registers the task of `link`; announcements for it arrive on the receiver until the
-    /// returned guard is dropped.
-    pub fn attach(self: &Arc<Self>, link: Uuid) -> (mpsc::Receiver<Announcement>, Attachment) {
+    /// Registers the task of `link`, whose other end is node `remote`; announcements for it
+    /// arrive on the receiver until the returned guard is dropped.
+    pub fn attach(
+        self: &Arc<Self>,
+        link: Uuid,
+        remote: Uuid,
+    ) -> (mpsc::Receiver<Announcement>, Attachment) {
         let (tx, rx) = mpsc::channel(16);
-        self.waiting.lock().expect("hub lock").insert(link, tx);
+        self.waiting.lock().expect("hub lock").insert(link, (remote, tx));
         (rx, Attachment { hub: self.clone(), link })
     }
 
-    /// The task waiting for `link`, if any.
-    pub fn route(&self, link: Uuid) -> Option<mpsc::Sender<Announcement>> {
+    /// The task waiting for `link` and the link's other end, if any.
+    pub fn route(&self, link: Uuid) -> Option<(Uuid, mpsc::Sender<Announcement>)> {
         self.waiting.lock().expect("hub lock").get(&link).cloned()
     }
 }

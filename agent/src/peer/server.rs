@@ -3,6 +3,15 @@
 //! deliveries the other end of a link made from its half of the keys (forwarded along the path
 //! of a virtual link by the nodes in between); `RelayKeys` and `CommitRelay` are the KMS's key
 //! relay.
+//!
+//! Who calls is what the caller's node certificate says (the service kit's gate let only
+//! nodes through and put the identity in the request), never what a message claims: every node
+//! a message names as its sender must be the caller, and the caller must be the node the
+//! message's role requires (the policy's `peer-binding` condition): the other end of the
+//! physical link for device keys and reservations; for a virtual link, the neighbour on its
+//! path (a reservation's owner must then be the link's other end); the previous hop, over the
+//! physical link joining them, for a relay step and its commit. Every check comes before
+//! anything changes, so a refused call erases no pad and stores, replaces or reserves no key.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +26,8 @@ use tokio::sync::oneshot;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use qkdn_yang::tls::PeerCertificates;
+use qkdn_kit::Authorized;
+use qkdn_kit::authz::grpc_authorized;
 
 use super::{Announcement, PeerHub};
 use crate::kms::db::{Delivery, DeliveryState};
@@ -70,46 +80,30 @@ impl PeerService {
     }
 }
 
-/// The node a neighbour's certificate names (`urn:qkdn:node:<uuid>` URI SAN, or a UUID common
-/// name); `None` on a connection without a client certificate (plain HTTP/2, loopback only).
-fn caller_node<T>(request: &Request<T>) -> Result<Option<Uuid>, Status> {
-    let Some(certs) = request.extensions().get::<PeerCertificates>() else {
-        return Ok(None);
-    };
-    let cert = certs.0.first().ok_or_else(|| Status::unauthenticated("no client certificate"))?;
-    node_of_certificate(cert)
-        .map(Some)
-        .ok_or_else(|| Status::permission_denied("the client certificate names no QKD node"))
+/// The node that `field` of a message names, as the caller's certificate binds it: refused
+/// unless it is the caller (on a loopback listener open to everyone, what the message claims is
+/// taken as is).
+fn bound(auth: &Authorized, field: &str, claimed: &str) -> Result<Uuid, Status> {
+    let named = uuid_of(field, claimed)?;
+    if auth.is_insecure_loopback() {
+        return Ok(named);
+    }
+    let caller = auth.identity().and_then(qkdn_kit::Identity::node);
+    if caller == Some(named) {
+        return Ok(named);
+    }
+    let who = caller.map_or_else(|| "the caller".to_owned(), |n| format!("node {n}"));
+    Err(refuse(auth, field, &format!("{who} (by its certificate) cannot speak for node {named}")))
 }
 
-/// The node named by a certificate.
-pub fn node_of_certificate(cert: &rustls::pki_types::CertificateDer<'_>) -> Option<Uuid> {
-    use x509_parser::extensions::GeneralName;
-    use x509_parser::prelude::{FromDer, X509Certificate};
-    let (_, parsed) = X509Certificate::from_der(cert.as_ref()).ok()?;
-    if let Ok(Some(san)) = parsed.subject_alternative_name() {
-        for name in &san.value.general_names {
-            if let GeneralName::URI(uri) = name
-                && let Some(id) = uri.strip_prefix("urn:qkdn:node:")
-                && let Ok(id) = Uuid::parse_str(id)
-            {
-                return Some(id);
-            }
-        }
-    }
-    let cn = parsed.subject().iter_common_name().next()?.as_str().ok()?;
-    Uuid::parse_str(cn.strip_prefix("node-").unwrap_or(cn)).ok()
+/// A refusal of the peer-binding condition (logged and counted by the gate's path).
+fn refuse(auth: &Authorized, what: &str, detail: &str) -> Status {
+    auth.refuse("peer-binding", what, detail).status()
 }
 
-/// Refuses a request whose certificate names another node than `claimed`.
-fn check_caller<T>(request: &Request<T>, claimed: &str) -> Result<(), Status> {
-    match caller_node(request)? {
-        None => Ok(()),
-        Some(node) if Uuid::parse_str(claimed).ok() == Some(node) => Ok(()),
-        Some(node) => Err(Status::permission_denied(format!(
-            "node {node} (by its certificate) cannot speak for node {claimed}"
-        ))),
-    }
+/// Requires `holds` for the peer-binding condition.
+fn require(auth: &Authorized, holds: bool, what: &str, detail: &str) -> Result<(), Status> {
+    if holds { Ok(()) } else { Err(refuse(auth, what, detail)) }
 }
 
 fn uuid_of(field: &str, text: &str) -> Result<Uuid, Status> {
@@ -141,7 +135,7 @@ pub fn delivery_of(d: &KeyDelivery) -> Result<(Uuid, Delivery), Status> {
 fn relay_status(e: RelayError) -> Status {
     match e {
         RelayError::Refused(reason) => Status::failed_precondition(reason),
-        RelayError::Store(StoreError::NotEnough { .. }) => {
+        RelayError::Store(StoreError::NotEnough { .. } | StoreError::KeptForOthers { .. }) => {
             Status::resource_exhausted(e.to_string())
         }
         RelayError::Store(other) => Status::failed_precondition(other.to_string()),
@@ -156,28 +150,51 @@ impl Peer for PeerService {
         request: Request<ReserveKeysRequest>,
     ) -> Result<Response<ReserveKeysReply>, Status> {
         let kms = self.kms()?;
-        check_caller(&request, &request.get_ref().sender_node_id)?;
+        let auth = grpc_authorized(&request)?.clone();
         let r = request.into_inner();
+        let sender = bound(&auth, "sender_node_id", &r.sender_node_id)?;
         let link = uuid_of("link_id", &r.link_id)?;
         let owner = uuid_of("owner_node_id", &r.owner_node_id)?;
-        let sender = uuid_of("sender_node_id", &r.sender_node_id)?;
-        // A node in the middle of a virtual link passes the request on.
-        let onward = {
-            let routes = kms.routes.borrow();
-            routes
-                .virt
-                .get(&link)
-                .filter(|v| v.prev.is_some() && v.next.is_some())
-                .map(|_| routes.toward(link, Some(sender)))
-        };
-        if let Some(onward) = onward {
-            let next = onward.ok_or_else(|| {
-                Status::failed_precondition(format!("node {sender} is not on the path of {link}"))
-            })?;
-            let forward = ReserveKeysRequest { sender_node_id: kms.node.to_string(), ..r };
-            let reply =
-                kms.clients.reserve_keys(next, forward).await.map_err(Status::unavailable)?;
-            return Ok(Response::new(reply));
+        let what = format!("ReserveKeys on link {link}");
+        let route = kms.routes.borrow().virt.get(&link).cloned();
+        match &route {
+            // A node in the middle of a virtual link passes the request on, away from the
+            // neighbour on the path that sent it.
+            Some(v) if v.prev.is_some() && v.next.is_some() => {
+                let next = kms.routes.borrow().toward(link, Some(sender));
+                let next = next.ok_or_else(|| {
+                    refuse(&auth, &what, &format!("node {sender} is not on the path of {link}"))
+                })?;
+                let forward = ReserveKeysRequest { sender_node_id: kms.node.to_string(), ..r };
+                let reply =
+                    kms.clients.reserve_keys(next, forward).await.map_err(Status::unavailable)?;
+                return Ok(Response::new(reply));
+            }
+            // An end of a virtual link: from its neighbour on the path, for the other end.
+            Some(v) => {
+                let neighbour = v.prev.or(v.next);
+                require(
+                    &auth,
+                    neighbour == Some(sender),
+                    &what,
+                    &format!("node {sender} is not the neighbour on the path of {link}"),
+                )?;
+                require(
+                    &auth,
+                    kms.stores.remote_of(link) == Some(owner),
+                    &what,
+                    &format!("node {owner} is not the other end of {link}"),
+                )?;
+            }
+            // A physical link: from its other end, for itself.
+            None => {
+                require(
+                    &auth,
+                    owner == sender && kms.stores.remote_of(link) == Some(sender),
+                    &what,
+                    &format!("node {sender} is not the other end of link {link} or not its owner"),
+                )?;
+            }
         }
         let deliveries =
             r.deliveries.iter().map(delivery_of).collect::<Result<Vec<_>, Status>>()?;
@@ -195,8 +212,15 @@ impl Peer for PeerService {
         &self,
         request: Request<RelayKeysRequest>,
     ) -> Result<Response<RelayKeysReply>, Status> {
-        let stored =
-            self.kms()?.relay.on_relay(request.into_inner()).await.map_err(relay_status)?;
+        let kms = self.kms()?;
+        let auth = grpc_authorized(&request)?.clone();
+        // The sender must be the caller; the relay engine then requires it to be the previous
+        // hop of the virtual link, over the physical link the request names.
+        bound(&auth, "sender_node_id", &request.get_ref().sender_node_id)?;
+        let stored = kms.relay.on_relay(request.into_inner()).await.map_err(|e| match e {
+            RelayError::Refused(reason) => refuse(&auth, "RelayKeys", &reason),
+            other => relay_status(other),
+        })?;
         Ok(Response::new(RelayKeysReply { stored }))
     }
 
@@ -204,9 +228,13 @@ impl Peer for PeerService {
         &self,
         request: Request<CommitRelayRequest>,
     ) -> Result<Response<CommitRelayReply>, Status> {
-        check_caller(&request, &request.get_ref().sender_node_id)?;
-        let committed =
-            self.kms()?.relay.on_commit(request.into_inner()).await.map_err(relay_status)?;
+        let kms = self.kms()?;
+        let auth = grpc_authorized(&request)?.clone();
+        bound(&auth, "sender_node_id", &request.get_ref().sender_node_id)?;
+        let committed = kms.relay.on_commit(request.into_inner()).await.map_err(|e| match e {
+            RelayError::Refused(reason) => refuse(&auth, "CommitRelay", &reason),
+            other => relay_status(other),
+        })?;
         Ok(Response::new(CommitRelayReply { committed }))
     }
 
@@ -214,10 +242,11 @@ impl Peer for PeerService {
         &self,
         request: Request<DeviceKeysRequest>,
     ) -> Result<Response<DeviceKeysReply>, Status> {
-        check_caller(&request, &request.get_ref().master_node_id)?;
+        let auth = grpc_authorized(&request)?.clone();
         let r = request.into_inner();
+        // The master must be the caller; the link's task requires it to be the link's other end.
+        let master = bound(&auth, "master_node_id", &r.master_node_id)?;
         let link = uuid_of("link_id", &r.link_id)?;
-        let master = uuid_of("master_node_id", &r.master_node_id)?;
         if r.key_ids.is_empty() || r.key_ids.len() > MAX_KEYS {
             return Err(Status::invalid_argument(format!(
                 "key_ids: expected 1 to {MAX_KEYS} IDs, got {}",
@@ -229,11 +258,17 @@ impl Peer for PeerService {
             .iter()
             .map(|id| uuid_of("key_ids", id))
             .collect::<Result<Vec<Uuid>, Status>>()?;
-        let Some(task) = self.hub.route(link) else {
+        let Some((remote, task)) = self.hub.route(link) else {
             return Err(Status::not_found(format!(
                 "link {link} has no ETSI 014 slave device on this node"
             )));
         };
+        require(
+            &auth,
+            remote == master,
+            &format!("DeviceKeys on link {link}"),
+            &format!("node {master} is not the other end of link {link}"),
+        )?;
         let (reply, answer) = oneshot::channel();
         let announcement = Announcement {
             master,

@@ -19,9 +19,9 @@ use axum::routing::{get, post};
 use axum::{Extension, Json as JsonBody, Router};
 use base64::Engine;
 use qkdn_agent::device::KeyBlock;
-use qkdn_yang::pki::Usage;
-use qkdn_yang::restconf::{ServeOptions, serve};
-use qkdn_yang::tls::{self, PeerCertificates};
+use qkdn_kit::pki::Usage;
+use qkdn_kit::server::{ServeOptions, serve};
+use qkdn_kit::tls::{self, PeerCertificates};
 use serde_json::{Value as Json, json};
 use uuid::Uuid;
 use zeroize::Zeroizing;
@@ -236,7 +236,7 @@ length_km = 10.0
 }
 
 async fn links_view(agent: &AgentProcess) -> Json {
-    management_json(agent, "/v1/links").await
+    api_json(agent, "/v1/links").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -69,8 +69,10 @@ pub(crate) fn start(spec: &Spec<'_>) -> AgentProcess {
     let (restconf, management) = (free_port(), free_port());
     let data = spec.dir.join(format!("{}-data", spec.name));
     let config = spec.dir.join(format!("{}.toml", spec.name));
+    // RESTCONF and the agent's API over plain HTTP on loopback: the development escape hatch
+    // (a test that sets restconf.tls with a client CA is authenticated regardless).
     let text = format!(
-        "data_dir = \"{}\"\n{}\n[restconf]\nlisten = \"127.0.0.1:{restconf}\"\n{}\n[management]\nlisten = \"127.0.0.1:{management}\"\n",
+        "data_dir = \"{}\"\ninsecure_allow_unauthenticated = true\n{}\n[restconf]\nlisten = \"127.0.0.1:{restconf}\"\n{}\n[management]\nlisten = \"127.0.0.1:{management}\"\n",
         data.display(),
         spec.body,
         spec.restconf_extra,
@@ -234,10 +236,11 @@ pub(crate) fn http_client() -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap()
 }
 
-/// GETs a management resource of `agent` as JSON (null when the body is not JSON).
-pub(crate) async fn management_json(agent: &AgentProcess, path: &str) -> Json {
+/// GETs a resource of `agent`'s API (`/api{path}` on its plain-HTTP RESTCONF listener) as
+/// JSON (null when the body is not JSON).
+pub(crate) async fn api_json(agent: &AgentProcess, path: &str) -> Json {
     http_client()
-        .get(format!("http://127.0.0.1:{}{path}", agent.management))
+        .get(format!("http://127.0.0.1:{}/api{path}", agent.restconf))
         .send()
         .await
         .unwrap()
@@ -248,40 +251,52 @@ pub(crate) async fn management_json(agent: &AgentProcess, path: &str) -> Json {
 
 /// The key ledger of the link A-B.
 pub(crate) async fn ledger(agent: &AgentProcess) -> Json {
-    management_json(agent, &format!("/v1/links/{LINK_AB}/keys")).await
+    api_json(agent, &format!("/v1/links/{LINK_AB}/keys")).await
 }
 
 /// A test PKI: a CA (its certificate in `ca.crt`) issuing certificate files into one folder.
 pub(crate) struct TestPki {
     pub(crate) dir: PathBuf,
-    ca: qkdn_yang::pki::Authority,
+    ca: qkdn_kit::pki::Authority,
 }
 
 impl TestPki {
     pub(crate) fn new(dir: &Path) -> TestPki {
-        let ca = qkdn_yang::pki::Authority::generate("qkdn test CA").unwrap();
+        let ca = qkdn_kit::pki::Authority::generate("qkdn test CA").unwrap();
         std::fs::write(dir.join("ca.crt"), ca.cert_pem()).unwrap();
         TestPki { dir: dir.to_path_buf(), ca }
     }
 
-    /// Issues `name.crt` and `name.key`: services get 127.0.0.1 and localhost as names.
-    pub(crate) fn issue(&self, name: &str, usage: qkdn_yang::pki::Usage) -> (PathBuf, PathBuf) {
+    /// Issues `name.crt` and `name.key` naming no qkdn identity (a third party's certificate):
+    /// services get 127.0.0.1 and localhost as names.
+    pub(crate) fn issue(&self, name: &str, usage: qkdn_kit::pki::Usage) -> (PathBuf, PathBuf) {
         let hosts: &[&str] =
-            if usage == qkdn_yang::pki::Usage::Service { &["127.0.0.1", "localhost"] } else { &[] };
+            if usage == qkdn_kit::pki::Usage::Service { &["127.0.0.1", "localhost"] } else { &[] };
         self.ca.issue(name, hosts, None, usage).unwrap().write(&self.dir, name).unwrap()
     }
 
-    /// Issues the certificate of node `node` (its ID in a `urn:qkdn:node:` URI), as
-    /// `node-<name>.crt` and `.key`.
+    /// Issues `file.crt` and `file.key` naming `identity`.
+    pub(crate) fn issue_identity(
+        &self,
+        file: &str,
+        identity: &qkdn_kit::Identity,
+        usage: qkdn_kit::pki::Usage,
+    ) -> (PathBuf, PathBuf) {
+        let hosts: &[&str] =
+            if usage == qkdn_kit::pki::Usage::Service { &["127.0.0.1", "localhost"] } else { &[] };
+        self.ca.issue_identity(identity, hosts, usage).unwrap().write(&self.dir, file).unwrap()
+    }
+
+    /// Issues the certificate of node `node` (`urn:qkdn:node:<id>`), as `node-<name>.crt`
+    /// and `.key`.
     pub(crate) fn issue_node(&self, name: &str, node: &str) -> (PathBuf, PathBuf) {
-        let uri = qkdn_yang::pki::node_uri(node);
-        let usage = qkdn_yang::pki::Usage::Service;
-        let file = format!("node-{name}");
-        self.ca
-            .issue(&file, &["127.0.0.1", "localhost"], Some(&uri), usage)
-            .unwrap()
-            .write(&self.dir, &file)
-            .unwrap()
+        let identity = qkdn_kit::Identity::Node(node.parse().unwrap());
+        self.issue_identity(&format!("node-{name}"), &identity, qkdn_kit::pki::Usage::Service)
+    }
+
+    /// Issues the client certificate of SAE `id` (`urn:qkdn:sae:<id>`), as `id.crt`, `.key`.
+    pub(crate) fn issue_sae(&self, id: &str) -> (PathBuf, PathBuf) {
+        self.issue_identity(id, &qkdn_kit::Identity::Sae(id.into()), qkdn_kit::pki::Usage::Client)
     }
 
     /// The CA certificate file.

@@ -5,8 +5,8 @@
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use qkdn_yang::pki::Usage;
-use qkdn_yang::tls;
+use qkdn_kit::pki::Usage;
+use qkdn_kit::tls;
 use serde_json::{Value as Json, json};
 
 use crate::harness::*;
@@ -24,7 +24,7 @@ pub(crate) struct Reply {
 
 impl Sae {
     pub(crate) fn new(pki: &TestPki, name: &str, kms_port: u16) -> Sae {
-        let (cert, key) = pki.issue(name, Usage::Client);
+        let (cert, key) = pki.issue_sae(name);
         let config = tls::client_config(&pki.ca(), Some((&cert, &key))).unwrap();
         let http = https_client(config, Duration::from_secs(10));
         Sae { http, base: format!("https://localhost:{kms_port}/api/v1/keys") }
@@ -312,7 +312,7 @@ async fn saes_get_the_same_keys_at_both_ends_exactly_as_etsi_014_says() {
     );
 
     // The stores say what they hold, never a key.
-    let stores = management_json(&a.agent, "/v1/kms/stores").await;
+    let stores = api_json(&a.agent, "/v1/kms/stores").await;
     let link = &stores["stores"][0];
     assert_eq!(link["link"], LINK_AB);
     assert!(link["consumed"].as_u64().unwrap() >= 5, "{stores}");
@@ -331,7 +331,11 @@ async fn saes_get_the_same_keys_at_both_ends_exactly_as_etsi_014_says() {
     let number = available.saturating_sub(586 / 2).clamp(1, 1024);
     let kept = sae_a.post("sae-b/enc_keys", &json!({ "number": number })).await;
     assert_eq!(kept.status, 503, "{}", kept.body);
-    assert!(kept.body["message"].as_str().unwrap().contains("min_bandwidth"), "{}", kept.body);
+    assert!(
+        kept.body["message"].as_str().unwrap().contains("kept for the link's other applications"),
+        "{}",
+        kept.body
+    );
     restconf(&a.agent).delete(&guarded_path).await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(sae_a.post("sae-b/enc_keys", &json!({"number": 1})).await.status, 200);
@@ -361,11 +365,11 @@ async fn saes_get_the_same_keys_at_both_ends_exactly_as_etsi_014_says() {
     // A neighbour cannot speak for another node: a certificate naming node C cannot reserve
     // keys at B in A's name.
     let (cert, key) = pki.issue_node("intruder", "00000003-0000-0000-0000-000000000000");
-    let config = tls::client_config(&pki.ca(), Some((&cert, &key))).unwrap();
+    let files = qkdn_kit::tls::ClientTls { cert, key, ca: pki.ca() };
     let b_node = uuid::Uuid::parse_str(NODE_B).unwrap();
     let intruder = qkdn_agent::peer::PeerClients::new(
         [(b_node, format!("https://localhost:{peer_b}"))],
-        Some(config),
+        Some(files),
     );
     let forged = qkdn_proto::peer::v1::ReserveKeysRequest {
         link_id: LINK_AB.into(),

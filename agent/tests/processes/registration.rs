@@ -13,8 +13,8 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use serde_json::{Value as Json, json};
 
-use qkdn_yang::pki::Usage;
-use qkdn_yang::tls;
+use qkdn_kit::pki::Usage;
+use qkdn_kit::tls;
 
 use crate::harness::*;
 
@@ -112,8 +112,16 @@ fn serve(controller: &Controller, addr: SocketAddr) -> Running {
     Running { stop: Some(stop), thread: Some(thread) }
 }
 
-async fn registration_state(agent: &AgentProcess) -> Json {
-    management_json(agent, "/v1/registration").await
+/// The registration state, read from the agent's API over mutual TLS by its controller.
+async fn registration_state(https: &reqwest::Client, agent: &AgentProcess) -> Json {
+    https
+        .get(format!("https://127.0.0.1:{}/api/v1/registration", agent.restconf))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap_or(Json::Null)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -121,11 +129,12 @@ async fn the_agent_registers_and_registers_again_after_losing_the_controller() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let extra =
-        format!("[controller]\nurls = [\"http://127.0.0.1:{port}\"]\nheartbeat = \"150ms\"\n");
+    let extra = format!(
+        "[controller]\nurls = [\"http://127.0.0.1:{port}\"]\nheartbeat = \"150ms\"\ndomains = [\"main\"]\n"
+    );
     // RESTCONF over mutual TLS: the registration carries the certificate's fingerprint.
     let pki = TestPki::new(dir.path());
-    let (cert, key) = pki.issue("node-a", Usage::Service);
+    let (cert, key) = pki.issue_node("a", NODE_A);
     let restconf_tls = format!(
         "tls = {{ cert = \"{}\", key = \"{}\", client_ca = \"{}\" }}",
         cert.display(),
@@ -139,15 +148,18 @@ async fn the_agent_registers_and_registers_again_after_losing_the_controller() {
         restconf_extra: &restconf_tls,
     });
 
+    // The controller of domain main (its certificate says so) reads and writes the node.
+    let controller_identity = qkdn_kit::Identity::Controller("main".into());
+    let (client_cert, client_key) =
+        pki.issue_identity("controller", &controller_identity, Usage::Client);
+    let config = tls::client_config(&pki.ca(), Some((&client_cert, &client_key))).unwrap();
+    let https = https_client(config, Duration::from_secs(5));
     // No controller yet: the agent works and keeps trying.
     tokio::time::sleep(Duration::from_millis(600)).await;
-    let state = registration_state(&agent).await;
+    let state = registration_state(&https, &agent).await;
     assert_eq!(state["state"], "registering", "{state}");
     assert!(state["attempts"].as_u64().unwrap() >= 2, "{state}");
     assert!(state["last_error"].as_str().unwrap().contains(&port.to_string()), "{state}");
-    let (client_cert, client_key) = pki.issue("controller", Usage::Client);
-    let config = tls::client_config(&pki.ca(), Some((&client_cert, &client_key))).unwrap();
-    let https = https_client(config, Duration::from_secs(5));
     let url = format!("https://127.0.0.1:{}/restconf/data{NODE_PATH}/qkdn_id", agent.restconf);
     let served = https.get(&url).send().await.unwrap();
     assert_eq!(served.status(), 200);
@@ -166,7 +178,8 @@ async fn the_agent_registers_and_registers_again_after_losing_the_controller() {
     assert_eq!(first["certificate_sha256"], tls::certificate_sha256(&cert).unwrap());
     assert_eq!(first["agent_version"], env!("CARGO_PKG_VERSION"));
     assert!(first["kms"].is_object(), "{first}");
-    let state = registration_state(&agent).await;
+    assert_eq!(first["management_url"], format!("https://127.0.0.1:{}/api", agent.restconf));
+    let state = registration_state(&https, &agent).await;
     assert_eq!(state["state"], "registered", "{state}");
     // Heartbeats do not register again while the controller knows the node.
     tokio::time::sleep(Duration::from_millis(600)).await;
@@ -179,7 +192,7 @@ async fn the_agent_registers_and_registers_again_after_losing_the_controller() {
     // An outage: the controller disappears and comes back on the same address.
     server.stop();
     let deadline = Instant::now() + Duration::from_secs(5);
-    while registration_state(&agent).await["state"] != "registering" {
+    while registration_state(&https, &agent).await["state"] != "registering" {
         assert!(Instant::now() < deadline, "the agent did not notice the outage");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -163,11 +163,11 @@ async fn saes_at_the_ends_of_a_relayed_link_get_identical_keys() {
 
     // The trusted node in the middle holds no store for the virtual link, and every hop key it
     // used is gone: the physical links' stores show what the relay consumed.
-    let stores = management_json(&b, "/v1/kms/stores").await;
+    let stores = api_json(&b, "/v1/kms/stores").await;
     let links: Vec<&str> =
         stores["stores"].as_array().unwrap().iter().map(|s| s["link"].as_str().unwrap()).collect();
     assert!(!links.contains(&VIRT_AC), "{stores}");
-    let a_stores = management_json(&a, "/v1/kms/stores").await;
+    let a_stores = api_json(&a, "/v1/kms/stores").await;
     let ab = a_stores["stores"].as_array().unwrap().iter().find(|s| s["link"] == LINK_AB).unwrap();
     let virt =
         a_stores["stores"].as_array().unwrap().iter().find(|s| s["link"] == VIRT_AC).unwrap();
@@ -175,13 +175,13 @@ async fn saes_at_the_ends_of_a_relayed_link_get_identical_keys() {
         ab["consumed"].as_u64().unwrap() >= virt["filled"].as_u64().unwrap(),
         "one pad per relayed key: {a_stores}"
     );
-    let relays = management_json(&a, "/v1/kms/relays").await;
+    let relays = api_json(&a, "/v1/kms/relays").await;
     let virt_relays = &relays["relays"][0];
     assert_eq!(virt_relays["link"], VIRT_AC, "{relays}");
     assert!(virt_relays["relays"].as_u64().unwrap() >= 1, "{relays}");
     assert!(virt_relays["keys"].as_u64().unwrap() >= 1, "{relays}");
     assert!(virt_relays["latency_p50_ms"].as_f64().unwrap() > 0.0, "{relays}");
-    let c_stores = management_json(&c, "/v1/kms/stores").await;
+    let c_stores = api_json(&c, "/v1/kms/stores").await;
     let virt_c =
         c_stores["stores"].as_array().unwrap().iter().find(|s| s["link"] == VIRT_AC).unwrap();
     assert_eq!(virt_c["remote"], NODE_A);

@@ -45,7 +45,7 @@ async fn store_thresholds_raise_and_clear_015_alarms() {
     let high = link_notifications(&seen.lock().unwrap(), "alarm", "nearly full")[0].clone();
     assert_eq!(high["qkdl_id"], LINK_AB);
     assert_eq!(high["severity"], "etsi-qkd-node-types:MINOR");
-    let stores = management_json(&a.agent, "/v1/kms/stores").await;
+    let stores = api_json(&a.agent, "/v1/kms/stores").await;
     let store = &stores["stores"][0];
     assert!(store["fill_bps"].as_f64().unwrap() > 0.0, "{stores}");
     assert!(store["fill_ratio"].as_f64().unwrap() > 0.6, "{stores}");
@@ -75,7 +75,7 @@ async fn store_thresholds_raise_and_clear_015_alarms() {
     .await;
     let low = link_notifications(&seen.lock().unwrap(), "alarm", "key store low")[0].clone();
     assert_eq!(low["severity"], "etsi-qkd-node-types:MAJOR");
-    let stores = management_json(&a.agent, "/v1/kms/stores").await;
+    let stores = api_json(&a.agent, "/v1/kms/stores").await;
     assert!(stores["stores"][0]["alarms"].as_array().unwrap().contains(&json!("low")), "{stores}");
     assert!(stores["stores"][0]["consumption_bps"].as_f64().unwrap() > 0.0, "{stores}");
 

@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use qkdn_yang::pki::{self, Authority, Usage};
+use qkdn_kit::pki::{self, Authority, Usage};
+use qkdn_kit::{Identity, Role};
 
 use super::topology::Topology;
 
@@ -244,6 +245,11 @@ impl Plan {
         (self.pki().join(format!("{name}.crt")), self.pki().join(format!("{name}.key")))
     }
 
+    /// The simulated devices' network secret.
+    pub(crate) fn simulator_secret(&self) -> PathBuf {
+        self.pki().join("simulator-secret")
+    }
+
     /// The configuration file of service `name`.
     pub(crate) fn config_file(&self, name: &str) -> PathBuf {
         self.dir.join("config").join(format!("{name}.toml"))
@@ -277,47 +283,47 @@ impl Plan {
         }
         let ca = load_or_create_ca(&pki_dir)?;
         let hosts = ["localhost", "127.0.0.1"];
-        let issue = |name: &str, uri: Option<&str>, usage: Usage, hosts: &[&str]| {
-            ca.issue(name, hosts, uri, usage)
+        // Every certificate names one typed identity: what the services authorize by.
+        let issue = |name: &str, identity: Identity, usage: Usage, hosts: &[&str]| {
+            ca.issue_identity(&identity, hosts, usage)
                 .and_then(|c| c.write(&pki_dir, name))
                 .map_err(|e| format!("{}: {e}", pki_dir.display()))
         };
+        let secret = |file: &Path| -> Result<(), String> {
+            if file.exists() {
+                return Ok(());
+            }
+            pki::write_new_secret(file).map_err(|e| format!("{}: {e}", file.display()))
+        };
         for n in &self.nodes {
+            let id =
+                n.id.parse().map_err(|_| format!("node {}: {} is not a UUID", n.name, n.id))?;
             issue(
                 &format!("node-{}", n.name.to_ascii_lowercase()),
-                Some(&pki::node_uri(&n.id)),
+                Identity::Node(id),
                 Usage::Service,
                 &hosts,
             )?;
-            let store_key = pki_dir.join(format!("store-{}.key", n.name.to_ascii_lowercase()));
-            if !store_key.exists() {
-                let key = pki::random_key_hex().map_err(|e| e.to_string())?;
-                pki::write_private(&store_key, &format!("{key}\n")).map_err(|e| e.to_string())?;
-            }
+            secret(&pki_dir.join(format!("store-{}.key", n.name.to_ascii_lowercase())))?;
         }
         for c in &self.controllers {
             let name = self.controller_name(&c.domain);
-            issue(&name, None, Usage::Service, &hosts)?;
-            issue(&format!("{name}-client"), None, Usage::Client, &[])?;
+            issue(&name, Identity::Controller(c.domain.clone()), Usage::Service, &hosts)?;
         }
         if self.orchestrator.is_some() {
-            issue("orchestrator", None, Usage::Service, &hosts)?;
-            issue("orchestrator-client", None, Usage::Client, &[])?;
+            issue("orchestrator", Identity::Orchestrator("lab".into()), Usage::Service, &hosts)?;
         }
-        issue("operator", None, Usage::Client, &[])?;
+        issue("operator", Identity::operator("operator", Role::Admin), Usage::Client, &[])?;
+        issue("viewer", Identity::operator("viewer", Role::Viewer), Usage::Client, &[])?;
         for s in &self.saes {
-            issue(&s.id, None, Usage::Client, &[])?;
+            issue(&s.id, Identity::Sae(s.id.clone()), Usage::Client, &[])?;
         }
-        let secret_file = pki_dir.join("simulator-secret");
-        if !secret_file.exists() {
-            let secret = pki::random_key_hex().map_err(|e| e.to_string())?;
-            pki::write_private(&secret_file, &secret).map_err(|e| e.to_string())?;
-        }
-        let secret = std::fs::read_to_string(&secret_file)
-            .map_err(|e| format!("{}: {e}", secret_file.display()))?;
+        // The simulated devices' shared secret: generated at the first start, kept out of the
+        // configuration files.
+        secret(&self.simulator_secret())?;
         let mut files = Vec::new();
         for n in &self.nodes {
-            files.push((Self::agent_name(&n.name), self.agent_config(n, secret.trim())));
+            files.push((Self::agent_name(&n.name), self.agent_config(n)));
         }
         for c in &self.controllers {
             files.push((self.controller_name(&c.domain), self.controller_config(c)));
@@ -345,7 +351,7 @@ impl Plan {
         )
     }
 
-    fn agent_config(&self, n: &PlannedNode, secret: &str) -> String {
+    fn agent_config(&self, n: &PlannedNode) -> String {
         let lower = n.name.to_ascii_lowercase();
         let identity = format!("node-{lower}");
         let (server, client) = (self.tls(&identity, true), self.tls(&identity, false));
@@ -358,9 +364,9 @@ impl Plan {
              data_dir = {data:?}\n\n[node]\nid = \"{id}\"\nlocation = {location:?}\n\n\
              [restconf]\nlisten = \"127.0.0.1:{restconf}\"\ntls = {server}\n\n\
              [management]\nlisten = \"127.0.0.1:{management}\"\n\n\
-             [controller]\nurls = [\"https://localhost:{controller_port}\"]\ntls = {client}\n\n\
+             [controller]\nurls = [\"https://localhost:{controller_port}\"]\ntls = {client}\ndomains = {domains:?}\n\n\
              [notifications]\nperformance_period = \"2s\"\n\n\
-             [simulator]\nnetwork_secret = \"{secret}\"\nepoch = \"2026-01-01T00:00:00Z\"\ntime_scale = 1.0\nslot = \"1s\"\n\n\
+             [simulator]\nnetwork_secret_file = {secret:?}\nepoch = \"2026-01-01T00:00:00Z\"\ntime_scale = 1.0\nslot = \"1s\"\n\n\
              [peer]\nlisten = \"127.0.0.1:{peer}\"\ntls = {server}\nclient_tls = {client}\n\n\
              [kms]\nlisten = \"127.0.0.1:{kms}\"\ntls = {server}\nstore_key_file = {store_key:?}\n\n",
             name = n.name,
@@ -372,6 +378,8 @@ impl Plan {
             peer = n.peer,
             kms = n.kms,
             store_key = store_key.display().to_string(),
+            domains = n.domains,
+            secret = self.simulator_secret().display().to_string(),
         );
         for l in &self.links {
             let (local, remote) = match &l.ends {
@@ -411,7 +419,7 @@ impl Plan {
             api = c.ports.api,
             server = self.tls(&name, true),
             management = c.ports.management,
-            client = self.tls(&format!("{name}-client"), false),
+            client = self.tls(&name, false),
         );
         // Gateways registered elsewhere are followed as static agents.
         for n in self.nodes.iter().filter(|n| n.domains[1..].contains(&c.domain)) {
@@ -440,7 +448,7 @@ impl Plan {
                 "\n[[domains]]\nname = \"{}\"\nurl = \"https://localhost:{}\"\ntls = {}\n",
                 c.domain,
                 c.ports.api,
-                self.tls("orchestrator-client", false)
+                self.tls("orchestrator", false)
             );
         }
         text

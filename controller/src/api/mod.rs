@@ -1,7 +1,9 @@
 //! The controller's REST API under `/api/v1` (described by the OpenAPI document at
 //! `/api/v1/openapi.json`): agent registration, applications (register, list, get, change
-//! QoS, remove), and read-only nodes, links, paths, candidate paths, events and monitoring. Errors are RFC
-//! 9457 problem details. Writes go to the core as commands; reads use its latest view.
+//! QoS, remove), and read-only nodes, links, paths, candidate paths, events and monitoring.
+//! Errors are RFC 9457 problem details. Writes go to the core as commands; reads use its latest
+//! view. Every request passed the authorization gate first; handlers judge the conditions it
+//! left to them (an agent registers only itself, an SAE reads only its applications).
 
 mod applications;
 pub mod monitoring;
@@ -9,9 +11,8 @@ mod network;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{StatusCode, header};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::Value as Json;
@@ -24,17 +25,15 @@ use crate::error::ApiError;
 pub struct ApiState {
     /// The core.
     pub core: CoreHandle,
-    /// Accepted bearer tokens (none: no token needed).
-    pub tokens: std::sync::Arc<Vec<String>>,
 }
 
 /// The OpenAPI 3.1 document of this API.
 pub const OPENAPI: &str = include_str!("openapi.json");
 
 /// The router of `/api/v1`; every other path goes to `restconf` (the ETSI 018 northbound). Both
-/// need the same credentials.
-pub fn router(state: ApiState, restconf: Router) -> Router {
-    Router::new()
+/// are behind `gate` (the authorization policy, [`crate::access`]).
+pub fn router(state: ApiState, restconf: Router, gate: qkdn_kit::Gate) -> Router {
+    let router = Router::new()
         .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/nodes", get(network::nodes).post(network::register))
         .route("/api/v1/nodes/{id}", get(network::node))
@@ -53,8 +52,8 @@ pub fn router(state: ApiState, restconf: Router) -> Router {
         .route("/api/{*rest}", axum::routing::any(not_found))
         .method_not_allowed_fallback(not_allowed)
         .fallback_service(restconf)
-        .layer(middleware::from_fn_with_state(state.clone(), authorise))
-        .with_state(state)
+        .with_state(state);
+    gate.protect(router)
 }
 
 async fn openapi() -> Response {
@@ -72,33 +71,14 @@ async fn not_allowed(request: Request) -> Response {
     (status, [(header::CONTENT_TYPE, "application/problem+json")], body.to_string()).into_response()
 }
 
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
+/// What the gate allowed the request as (present on every request that reached a handler).
+pub(crate) type Auth = axum::Extension<qkdn_kit::Authorized>;
 
-/// Requests carry a client certificate (mutual TLS) or, when tokens are configured, one of
-/// them as a bearer token. The OpenAPI document is public.
-async fn authorise(State(state): State<ApiState>, request: Request, next: Next) -> Response {
-    if state.tokens.is_empty()
-        || request.uri().path() == "/api/v1/openapi.json"
-        || request.extensions().get::<qkdn_yang::tls::PeerCertificates>().is_some()
-    {
-        return next.run(request).await;
-    }
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    match presented {
-        Some(t) if state.tokens.iter().any(|k| same(k.as_bytes(), t.as_bytes())) => {
-            next.run(request).await
-        }
-        Some(_) => ApiError::Unauthorized("the bearer token is not valid".into()).into_response(),
-        None => ApiError::Unauthorized("a client certificate or a bearer token is required".into())
-            .into_response(),
-    }
+/// A refusal of a condition the policy left to a handler, as an API error (logged and counted
+/// by the gate's path).
+pub(crate) fn refused(auth: &qkdn_kit::Authorized, what: &str, detail: &str) -> ApiError {
+    let refused = auth.refuse(auth.condition.map_or("handler", |c| c.as_str()), what, detail);
+    ApiError::Forbidden(refused.message)
 }
 
 /// A JSON body, or a problem naming what is wrong with it.

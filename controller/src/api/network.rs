@@ -5,20 +5,21 @@
 
 use std::collections::HashMap;
 
-use axum::Json as JsonBody;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::{Extension, Json as JsonBody};
 use serde_json::{Value as Json, json};
 use uuid::Uuid;
 
-use super::{ApiState, json_body, uuid_param};
+use super::{ApiState, Auth, json_body, refused, uuid_param};
 use crate::core::{Command, Registration, View};
 use crate::error::ApiError;
 use crate::routing::{self, Demand};
 
 pub(super) async fn register(
     State(s): State<ApiState>,
+    Extension(auth): Auth,
     body: Bytes,
 ) -> Result<(StatusCode, JsonBody<Json>), ApiError> {
     let doc = json_body(&body)?;
@@ -26,6 +27,28 @@ pub(super) async fn register(
         ApiError::field("", format!("not a registration {{node_id, restconf_url, kms, ...}}: {e}"))
     })?;
     let node = registration.node_id;
+    // An agent registers only itself, with URLs the controller reaches over TLS.
+    if !auth.is_insecure_loopback() {
+        let what = format!("registration of node {node}");
+        let caller = auth.identity().and_then(qkdn_kit::Identity::node);
+        if caller != Some(node) {
+            return Err(refused(
+                &auth,
+                &what,
+                &format!("a node's certificate registers that node only, not node {node}"),
+            ));
+        }
+        let plain = std::iter::once(&registration.restconf_url)
+            .chain(registration.management_url.iter())
+            .find(|url| !url.starts_with("https://"));
+        if let Some(url) = plain {
+            return Err(refused(
+                &auth,
+                &what,
+                &format!("{url}: an agent's RESTCONF and API URLs must be https"),
+            ));
+        }
+    }
     let created = s.core.ask(|r| Command::RegisterAgent(registration, r)).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, JsonBody(json!({"node_id": node, "registered": true}))))
@@ -64,9 +87,20 @@ pub(super) async fn nodes(State(s): State<ApiState>) -> JsonBody<Json> {
 
 pub(super) async fn node(
     State(s): State<ApiState>,
+    Extension(auth): Auth,
     Path(id): Path<String>,
 ) -> Result<JsonBody<Json>, ApiError> {
     let id = uuid_param("node", &id)?;
+    // An agent reads its own registration only (its heartbeat).
+    if let Some(caller) = auth.identity().and_then(qkdn_kit::Identity::node)
+        && caller != id
+    {
+        return Err(refused(
+            &auth,
+            &format!("node {id}"),
+            "a node reads its own registration only",
+        ));
+    }
     node_json(&s.core.view(), id)
         .map(JsonBody)
         .ok_or_else(|| ApiError::NotFound(format!("node {id} is not known to the controller")))

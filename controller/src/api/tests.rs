@@ -10,6 +10,8 @@ use serde_json::Value as Json;
 use tower::ServiceExt;
 
 use super::*;
+use qkdn_kit::authz::ConnectionIdentity;
+use qkdn_kit::{Identity, Role};
 
 #[tokio::test]
 async fn every_documented_operation_is_routed() {
@@ -17,7 +19,8 @@ async fn every_documented_operation_is_routed() {
     let mut config: crate::config::ControllerConfig = toml_edit::de::from_str("").unwrap();
     config.data_dir = dir.path().to_path_buf();
     let core = crate::core::start(Arc::new(config)).unwrap();
-    let router = router(ApiState { core, tokens: Arc::new(Vec::new()) }, Router::new());
+    let gate = qkdn_kit::Gate::new(crate::access::classify, Arc::default());
+    let router = router(ApiState { core }, Router::new(), gate);
     let doc: Json = serde_json::from_str(OPENAPI).unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
     let mut operations = 0;
@@ -28,10 +31,18 @@ async fn every_documented_operation_is_routed() {
             }
             operations += 1;
             let uri = path.replace("{id}", "00000000-0000-4000-8000-000000000001");
+            // A caller the policy lets through to the handler: the node for a registration,
+            // an admin for everything else.
+            let caller = if method == "post" && path == "/api/v1/nodes" {
+                Identity::Node("00000000-0000-4000-8000-000000000001".parse().unwrap())
+            } else {
+                Identity::operator("admin", Role::Admin)
+            };
             let request = Request::builder()
                 .method(method.to_uppercase().as_str())
                 .uri(&uri)
                 .header("content-type", "application/json")
+                .extension(ConnectionIdentity(Arc::new(Ok(caller))))
                 .body(Body::from("{}"))
                 .unwrap();
             let response = router.clone().oneshot(request).await.unwrap();
@@ -51,6 +62,7 @@ async fn every_documented_operation_is_routed() {
             };
             let text = String::from_utf8_lossy(&body);
             assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {uri}: {text}");
+            assert_ne!(status, StatusCode::FORBIDDEN, "{method} {uri}: {text}");
             assert!(
                 !text.contains("no resource"),
                 "{method} {uri} is documented but not routed: {text}"

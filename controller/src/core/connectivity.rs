@@ -32,6 +32,10 @@ impl Core {
             let _ = reply.send(answer);
             return;
         }
+        if let Err(e) = self.pair_free(&spec) {
+            let _ = reply.send(Err(e));
+            return;
+        }
         for node in std::iter::once(spec.server.node).chain(spec.clients.iter().map(|c| c.node)) {
             if !self.network.nodes.contains_key(&node) {
                 let _ = reply.send(Err(ApiError::NotFound(format!(

@@ -106,6 +106,10 @@ impl Core {
             ))));
             return;
         }
+        if let Err(e) = self.pair_free(&spec) {
+            let _ = reply.send(Err(e));
+            return;
+        }
         let legs = match self.route_app(&spec, None) {
             Ok(legs) => legs,
             Err(e) => {
@@ -127,6 +131,27 @@ impl Core {
         self.apps.insert(id, app);
         self.dirty = true;
         self.converge(id, Pending::Create(reply), ops).await;
+    }
+
+    /// Refuses `spec` when another application serves one of its SAE pairs (master, slave):
+    /// one application per pair, so no application id a client chooses can change which
+    /// application serves a pair.
+    pub(super) fn pair_free(&self, spec: &AppSpec) -> Result<(), ApiError> {
+        let master = &spec.server.sae_id;
+        for client in &spec.clients {
+            let holder = self.apps.values().find(|a| {
+                a.spec.app_id != spec.app_id
+                    && a.spec.server.sae_id == *master
+                    && a.spec.clients.iter().any(|c| c.sae_id == client.sae_id)
+            });
+            if let Some(holder) = holder {
+                return Err(ApiError::Conflict(format!(
+                    "the SAE pair {master} -> {} is served by application {}; an admin may replace it (POST with ?replace=true) or delete it first",
+                    client.sae_id, holder.spec.app_id
+                )));
+            }
+        }
+        Ok(())
     }
 
     pub(super) async fn update_qos(

@@ -45,6 +45,10 @@ impl Core {
             )));
             return;
         }
+        if let Err(e) = self.pair_free(&spec) {
+            let _ = reply.send(Err(e));
+            return;
+        }
         let links = match self.segment_links(&nodes, &segment, spec.qos.demand_bps()) {
             Ok(l) => l,
             Err(e) => {

@@ -31,7 +31,7 @@ fn restconf_error(e: ApiError) -> DataError {
         ApiError::NotFound(m) => (ErrorTag::InvalidValue, m),
         ApiError::Conflict(m) => (ErrorTag::ResourceDenied, m),
         ApiError::Agent(m) => (ErrorTag::OperationFailed, m),
-        ApiError::Unauthorized(m) => (ErrorTag::AccessDenied, m),
+        ApiError::Unauthorized(m) | ApiError::Forbidden(m) => (ErrorTag::AccessDenied, m),
         ApiError::Unavailable(m) => (ErrorTag::ResourceDenied, m),
     };
     DataError::new(tag, message).with_status(status)

@@ -75,7 +75,7 @@ async fn an_orchestrator_joins_two_domains_at_their_gateway() {
         dir.path().join("orchestrator-data").display()
     );
     for (name, net) in &domains {
-        let (cert, key) = net.pki.client("orchestrator");
+        let (cert, key) = net.pki.orchestrator("orchestrator");
         config.push_str(&format!(
             "\n[[domains]]\nname = \"{name}\"\nurl = \"{}\"\ntls = {{ cert = \"{}\", key = \"{}\", ca = \"{}\" }}\n",
             net.url(""),

@@ -47,7 +47,11 @@ async fn saes_in_two_domains_get_identical_keys_through_the_gateway() {
     let two = net.other_controller_ports("two");
     for b in ["b1", "b2"] {
         net.agent_controller.insert(b.to_owned(), two.api);
+        net.agent_domains.insert(b.to_owned(), vec!["two".into()]);
     }
+    // The gateway is written by both domains' controllers.
+    net.agent_domains
+        .insert("g".into(), vec![qkdn_tests::network::MAIN_DOMAIN.into(), "two".into()]);
     net.start_controller("");
     let statics = format!(
         "[[static_agents]]\nrestconf_url = \"https://127.0.0.1:{}\"\n",
@@ -61,7 +65,7 @@ async fn saes_in_two_domains_get_identical_keys_through_the_gateway() {
         "data_dir = \"{}\"\nmanagement_listen = \"127.0.0.1:{management}\"\nloss_timeout = \"3s\"\n[api]\nlisten = \"127.0.0.1:{api}\"\n",
         dir.path().join("orchestrator-data").display()
     );
-    let (cert, key) = net.pki.client("orchestrator");
+    let (cert, key) = net.pki.orchestrator("orchestrator");
     for (name, port) in [("one", net.controller_ports.api), ("two", two.api)] {
         config.push_str(&format!(
             "\n[[domains]]\nname = \"{name}\"\nurl = \"https://localhost:{port}\"\ntls = {{ cert = \"{}\", key = \"{}\", ca = \"{}\" }}\n",

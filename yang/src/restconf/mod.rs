@@ -1,14 +1,11 @@
-//! RESTCONF (RFC 8040): the server ([`server`]), a client ([`client`]), and serving a router on
-//! a TCP listener with the timeouts and graceful shutdown a long-running service needs
-//! ([`serve()`]).
+//! RESTCONF (RFC 8040): the server ([`server`]) and a client ([`client`]). Services serve the
+//! server's router with the service kit's hardened server (`qkdn_kit::server`).
 
 pub mod client;
-mod serve;
 pub mod server;
 pub mod sse;
 
 pub use client::{ClientError, RestconfClient};
-pub use serve::{ServeOptions, serve};
 pub use server::{
     EventStreams, NotificationPublisher, OperationHandler, RestconfOptions, RestconfServer,
     RestconfServerBuilder,

@@ -2,10 +2,10 @@
 
 use std::path::{Path, PathBuf};
 
+use qkdn_kit::ErrorFormat;
+use qkdn_kit::server::{ServeOptions, serve};
 use qkdn_yang::datastore::{ContentFilter, Datastore};
-use qkdn_yang::restconf::{
-    RestconfOptions, RestconfServer, RestconfServerBuilder, ServeOptions, serve,
-};
+use qkdn_yang::restconf::{RestconfOptions, RestconfServer, RestconfServerBuilder};
 use qkdn_yang::{DataPath, YangContext};
 use serde_json::Value as Json;
 use tokio::sync::oneshot;
@@ -107,6 +107,7 @@ impl TestServer {
             .expect("server");
         let (stop, stopped) = oneshot::channel::<()>();
         let router = server.router();
+        let serve_options = ServeOptions { format_of: |_| ErrorFormat::Restconf, ..serve_options };
         tokio::spawn(async move {
             let _ = serve(listener, router, serve_options, async {
                 let _ = stopped.await;

@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
+use qkdn_kit::server::{Edge, ServeOptions};
 use qkdn_yang::YangContext;
-use qkdn_yang::restconf::{RestconfOptions, ServeOptions};
+use qkdn_yang::restconf::RestconfOptions;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::harness::{TestServer, example_node, fingerprint};
@@ -57,9 +58,19 @@ async fn raw_exchange(base: &str, request: &[u8], wait: Duration) -> String {
 
 #[tokio::test]
 async fn a_body_that_never_arrives_gets_408() {
+    // The edge of the server (the service kit) reads bodies first, within its body timeout,
+    // and answers in the RESTCONF format.
     let options =
         RestconfOptions { body_timeout: Duration::from_millis(300), ..RestconfOptions::default() };
-    let server = TestServer::start_with(example_node(), options, |b| b).await;
+    let serve = ServeOptions {
+        edge: Edge { body_timeout: Duration::from_millis(300), ..Edge::api() },
+        ..ServeOptions::default()
+    };
+    let ds = qkdn_yang::Datastore::builder(YangContext::qkdn().unwrap())
+        .data(example_node())
+        .build()
+        .unwrap();
+    let server = TestServer::serve_full(ds, options, serve, |b| b, None).await;
     let request =
         b"PUT /restconf/data/etsi-qkd-sdn-node:qkd_node/qkdn_version HTTP/1.1\r\nHost: x\r\n\
         Content-Type: application/yang-data+json\r\nContent-Length: 100\r\n\r\n{\"etsi";
@@ -71,8 +82,10 @@ async fn a_body_that_never_arrives_gets_408() {
 #[tokio::test]
 async fn a_client_that_never_finishes_its_headers_is_disconnected() {
     let ctx = YangContext::qkdn().unwrap();
-    let serve =
-        ServeOptions { header_read_timeout: Duration::from_millis(300), ..ServeOptions::default() };
+    let serve = ServeOptions {
+        edge: Edge { header_timeout: Duration::from_millis(300), ..Edge::api() },
+        ..ServeOptions::default()
+    };
     let server = TestServer::start_on(ctx, RestconfOptions::default(), serve, |b| b).await;
     let started = std::time::Instant::now();
     let answer = raw_exchange(

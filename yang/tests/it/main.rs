@@ -10,5 +10,4 @@ mod limits;
 mod operations;
 mod property;
 mod reference;
-mod tls;
 mod tools;

@@ -2,9 +2,10 @@
 
 use std::time::Duration;
 
+use qkdn_kit::server::{Edge, ServeOptions};
 use qkdn_yang::modules::QKDN_MODULES;
 use qkdn_yang::restconf::client::{Backoff, StreamEvent};
-use qkdn_yang::restconf::{RestconfClient, RestconfOptions, ServeOptions};
+use qkdn_yang::restconf::{RestconfClient, RestconfOptions};
 use qkdn_yang::{DataError, YangContext};
 use serde_json::{Value as Json, json};
 
@@ -202,7 +203,10 @@ async fn a_subscription_reconnects_after_the_server_returns() {
     let first = TestServer::serve_full(
         ds.clone(),
         RestconfOptions::default(),
-        ServeOptions { shutdown_grace: Duration::from_millis(50), ..ServeOptions::default() },
+        ServeOptions {
+            edge: Edge { shutdown_grace: Duration::from_millis(50), ..Edge::api() },
+            ..ServeOptions::default()
+        },
         |b| b.stream("NETCONF", "x"),
         None,
     )

@@ -93,7 +93,7 @@ pub struct KmeClient {
 impl KmeClient {
     /// A client of the KME at `url` (`https://host[:port]`), authenticating with `tls`.
     pub fn new(url: &str, tls: &ClientTls) -> Result<KmeClient, String> {
-        let config = qkdn_yang::tls::client_config(&tls.ca, Some((&tls.cert, &tls.key)))
+        let config = qkdn_kit::tls::client_config(&tls.ca, Some((&tls.cert, &tls.key)))
             .map_err(|e| e.to_string())?;
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(config)
@@ -175,9 +175,7 @@ async fn checked(
 ) -> Result<Zeroizing<Vec<u8>>, KmeError> {
     let response = response.map_err(|e| KmeError::Unreachable(error_chain(&e)))?;
     let status = response.status();
-    let body = Zeroizing::new(
-        response.bytes().await.map_err(|e| KmeError::Unreachable(error_chain(&e)))?.to_vec(),
-    );
+    let body = read_wiped(response).await?;
     if status.is_success() {
         return Ok(body);
     }
@@ -185,6 +183,35 @@ async fn checked(
         .map(|e| e.message)
         .unwrap_or_else(|_| String::from_utf8_lossy(&body).chars().take(200).collect());
     Err(KmeError::Refused { status: status.as_u16(), message })
+}
+
+/// The most a KME's answer may hold (a container of 1,024 keys of 8,192 bits is about 1.5 MB).
+const MAX_BODY: usize = 4 << 20;
+
+/// Reads a response body into a buffer that is wiped when dropped, chunk by chunk: each chunk
+/// is wiped once copied (when nothing else holds it), and when the buffer must grow the old one
+/// is wiped too, so no copy of the keys' encoding is left behind in freed memory.
+async fn read_wiped(mut response: reqwest::Response) -> Result<Zeroizing<Vec<u8>>, KmeError> {
+    let declared = response.content_length().unwrap_or(16 << 10) as usize;
+    let mut body = Zeroizing::new(Vec::with_capacity(declared.min(MAX_BODY)));
+    while let Some(chunk) =
+        response.chunk().await.map_err(|e| KmeError::Unreachable(error_chain(&e)))?
+    {
+        let needed = body.len() + chunk.len();
+        if needed > MAX_BODY {
+            return Err(KmeError::Malformed(format!("the answer is larger than {MAX_BODY} bytes")));
+        }
+        if needed > body.capacity() {
+            let mut bigger = Zeroizing::new(Vec::with_capacity(needed.max(2 * body.capacity())));
+            bigger.extend_from_slice(&body);
+            body = bigger;
+        }
+        body.extend_from_slice(&chunk);
+        if let Ok(mut owned) = chunk.try_into_mut() {
+            owned.as_mut().zeroize();
+        }
+    }
+    Ok(body)
 }
 
 /// Decodes a key container whose keys must all be `size_bits` long.

@@ -259,7 +259,8 @@ impl LinkRun {
 
     /// The slave end: fetch what the master end announces.
     async fn slave(mut self, peers: PeerLinks) {
-        let (mut announcements, _attached) = peers.hub.attach(self.spec.link);
+        let (mut announcements, _attached) =
+            peers.hub.attach(self.spec.link, self.spec.remote_node);
         // Without announcements for this long, the link is considered down.
         let silence = (self.params.poll_interval * 10).max(Duration::from_secs(5));
         let mut measure =

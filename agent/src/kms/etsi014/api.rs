@@ -1,5 +1,9 @@
 //! The handlers of the 014 API. Each checks the request completely before touching a store, so
-//! a refused request consumes nothing.
+//! a refused request consumes nothing. The calling SAE is the one the authorization gate found
+//! in its certificate ([`Authorized`]); a request for a pair it is not part of is refused
+//! through the gate's refusal path (logged and counted). Error bodies name no internal
+//! identifier (links, nodes), and a key ID the caller may not read gets the same answer as one
+//! that does not exist.
 
 use axum::Extension;
 use axum::body::{Body, Bytes};
@@ -7,7 +11,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
-use qkdn_yang::tls::PeerCertificates;
+use qkdn_kit::Authorized;
 use serde_json::json;
 use uuid::Uuid;
 use zeroize::Zeroizing;
@@ -16,36 +20,48 @@ use super::wire::*;
 use super::{Route, ServerState};
 use crate::kms::store::{Issued, StoreError, Take};
 
-type Certs = Option<Extension<PeerCertificates>>;
+type Auth = Extension<Authorized>;
 
-/// The calling SAE, from its certificate.
-fn caller(state: &ServerState, certs: &Certs) -> Result<String, ApiError> {
-    let cert = certs
-        .as_ref()
-        .and_then(|c| c.0.0.first().cloned())
-        .ok_or_else(|| ApiError::unauthorized("a client certificate is required"))?;
-    state
-        .identity
-        .sae_of(&cert)
-        .ok_or_else(|| ApiError::unauthorized("the client certificate names no known SAE"))
+/// The calling SAE, from its certificate (the gate lets only SAEs through).
+fn caller(auth: &Auth) -> Result<String, ApiError> {
+    auth.0
+        .identity()
+        .and_then(|i| i.sae())
+        .map(str::to_owned)
+        .ok_or_else(|| ApiError::unauthorized("a client certificate naming an SAE is required"))
 }
 
-fn route(state: &ServerState, local: &str, remote: &str) -> Result<Route, ApiError> {
+/// The route of the pair, or the refusal (the policy's `sae-pair` condition).
+fn pair_route(
+    state: &ServerState,
+    auth: &Auth,
+    local: &str,
+    remote: &str,
+) -> Result<Route, ApiError> {
     state.route(local, remote).ok_or_else(|| {
-        ApiError::unauthorized(format!("SAE {local} has no key association with SAE {remote}"))
+        let refused = auth.0.refuse(
+            "sae-pair",
+            &format!("keys of SAE {local} with SAE {remote}"),
+            &format!("SAE {local} has no key association with SAE {remote}"),
+        );
+        ApiError::unauthorized(refused.message)
     })
 }
 
 fn store_error(e: StoreError) -> ApiError {
     match e {
-        StoreError::NotFound => ApiError::bad_request(KEYS_NOT_FOUND),
-        StoreError::NotAuthorized => {
-            ApiError::unauthorized("the keys were not delivered for this SAE")
+        // Unknown, already fetched, expired, or delivered for someone else: one answer, so
+        // that nobody learns whether a key ID they may not read exists.
+        StoreError::NotFound | StoreError::NotAuthorized => ApiError::bad_request(KEYS_NOT_FOUND),
+        StoreError::NotEnough { .. } | StoreError::KeptForOthers { .. } => {
+            ApiError::unavailable(e.to_string())
         }
-        StoreError::NotEnough { .. }
-        | StoreError::Peer(_)
-        | StoreError::Unusable(_)
-        | StoreError::NoLink(_) => ApiError::unavailable(e.to_string()),
+        StoreError::Peer(_) | StoreError::Unusable(_) | StoreError::NoLink(_) => {
+            tracing::warn!(reason = %e, "keys not available");
+            ApiError::unavailable(
+                "keys are not available now: the other end of the key association did not confirm them; retry",
+            )
+        }
         StoreError::Db(reason) => {
             tracing::error!(%reason, "key store failure");
             ApiError::unavailable("key data access error")
@@ -53,24 +69,52 @@ fn store_error(e: StoreError) -> ApiError {
     }
 }
 
-/// `{"keys": [...]}` in a buffer that is wiped when the response is dropped.
+/// The length of `{"keys":[...]}` for `keys`: the response buffer is allocated at this size
+/// once and never grows (a growing buffer would leave unwiped copies of keys behind).
+fn container_len(keys: &[Issued]) -> usize {
+    let entries: usize = keys
+        .iter()
+        .map(|(_, key)| {
+            r#"{"key_ID":""#.len()
+                + 36
+                + r#"","key":""#.len()
+                + base64::encoded_len(key.len(), true).unwrap_or(0)
+                + r#""}"#.len()
+        })
+        .sum();
+    r#"{"keys":["#.len() + entries + keys.len().saturating_sub(1) + "]}".len()
+}
+
+/// `{"keys": [...]}` in a buffer of exactly its size, wiped when the response is dropped; keys
+/// are encoded straight into it (no intermediate copy).
 fn key_container(keys: Vec<Issued>) -> Response {
     let engine = base64::engine::general_purpose::STANDARD;
-    let mut body = Zeroizing::new(Vec::with_capacity(keys.len() * 96 + 16));
-    body.extend_from_slice(b"{\"keys\":[");
+    let mut body = Zeroizing::new(vec![0u8; container_len(&keys)]);
+    let mut at = 0;
+    fn put(body: &mut [u8], at: &mut usize, bytes: &[u8]) {
+        body[*at..*at + bytes.len()].copy_from_slice(bytes);
+        *at += bytes.len();
+    }
+    put(&mut body, &mut at, br#"{"keys":["#);
     for (i, (id, key)) in keys.iter().enumerate() {
         if i > 0 {
-            body.push(b',');
+            put(&mut body, &mut at, b",");
         }
-        body.extend_from_slice(b"{\"key_ID\":\"");
-        body.extend_from_slice(id.to_string().as_bytes());
-        body.extend_from_slice(b"\",\"key\":\"");
-        let mut encoded = Zeroizing::new(engine.encode(key.as_slice()));
-        body.extend_from_slice(encoded.as_bytes());
-        encoded.clear();
-        body.extend_from_slice(b"\"}");
+        put(&mut body, &mut at, br#"{"key_ID":""#);
+        put(
+            &mut body,
+            &mut at,
+            id.hyphenated().encode_lower(&mut Uuid::encode_buffer()).as_bytes(),
+        );
+        put(&mut body, &mut at, br#"","key":""#);
+        at += engine
+            .encode_slice(key.as_slice(), &mut body[at..])
+            .expect("the buffer was sized for the encoding");
+        put(&mut body, &mut at, br#""}"#);
     }
-    body.extend_from_slice(b"]}");
+    put(&mut body, &mut at, b"]}");
+    debug_assert_eq!(at, body.len());
+    drop(keys);
     let mut response = Response::new(Body::from(Bytes::from_owner(body)));
     response
         .headers_mut()
@@ -78,17 +122,25 @@ fn key_container(keys: Vec<Issued>) -> Response {
     response
 }
 
-fn query_pairs(query: &Option<String>) -> Vec<(String, String)> {
-    query
-        .as_deref()
-        .unwrap_or_default()
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| match p.split_once('=') {
-            Some((k, v)) => (k.to_owned(), v.to_owned()),
-            None => (p.to_owned(), String::new()),
-        })
-        .collect()
+/// The query's parameters, percent-decoded; a parameter given twice is refused.
+fn query_pairs(query: &Option<String>) -> Result<Vec<(String, String)>, ApiError> {
+    let decode = |text: &str| {
+        percent_encoding::percent_decode_str(text).decode_utf8().map(|c| c.into_owned()).map_err(
+            |_| ApiError::bad_request("bad request format: the query string is not valid UTF-8"),
+        )
+    };
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    for part in query.as_deref().unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = part.split_once('=').unwrap_or((part, ""));
+        let (key, value) = (decode(key)?, decode(value)?);
+        if pairs.iter().any(|(k, _)| *k == key) {
+            return Err(ApiError::bad_request(format!(
+                "bad request format: query parameter {key} is given more than once"
+            )));
+        }
+        pairs.push((key, value));
+    }
+    Ok(pairs)
 }
 
 fn parse_json<T: serde::de::DeserializeOwned + Default>(body: &Bytes) -> Result<T, ApiError> {
@@ -102,11 +154,11 @@ fn parse_json<T: serde::de::DeserializeOwned + Default>(body: &Bytes) -> Result<
 /// `GET {slave}/status`.
 pub(super) async fn status(
     State(state): State<ServerState>,
-    certs: Certs,
+    auth: Auth,
     Path(slave): Path<String>,
 ) -> Result<Response, ApiError> {
-    let master = caller(&state, &certs)?;
-    let route = route(&state, &master, &slave)?;
+    let master = caller(&auth)?;
+    let route = pair_route(&state, &auth, &master, &slave)?;
     let limits = &state.limits;
     let target = state.stores.remote_of(route.link).map(|n| n.to_string()).unwrap_or_default();
     let status = Status {
@@ -128,12 +180,12 @@ pub(super) async fn status(
 /// `GET {slave}/enc_keys[?number=N&size=S]`.
 pub(super) async fn enc_keys_get(
     State(state): State<ServerState>,
-    certs: Certs,
+    auth: Auth,
     Path(slave): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let mut request = KeyRequest::default();
-    for (key, value) in query_pairs(&query) {
+    for (key, value) in query_pairs(&query)? {
         let number = value.parse::<u64>().map_err(|_| {
             ApiError::bad_request(format!("bad request format: {key} must be a positive integer"))
         });
@@ -147,27 +199,27 @@ pub(super) async fn enc_keys_get(
             }
         }
     }
-    enc_keys(state, certs, slave, request).await
+    enc_keys(state, auth, slave, request).await
 }
 
 /// `POST {slave}/enc_keys`.
 pub(super) async fn enc_keys_post(
     State(state): State<ServerState>,
-    certs: Certs,
+    auth: Auth,
     Path(slave): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let request = parse_json(&body)?;
-    enc_keys(state, certs, slave, request).await
+    enc_keys(state, auth, slave, request).await
 }
 
 async fn enc_keys(
     state: ServerState,
-    certs: Certs,
+    auth: Auth,
     slave: String,
     request: KeyRequest,
 ) -> Result<Response, ApiError> {
-    let master = caller(&state, &certs)?;
+    let master = caller(&auth)?;
     let limits = &state.limits;
     if !request.extension_mandatory.is_empty() {
         let details = request
@@ -208,8 +260,8 @@ async fn enc_keys(
         }
     }
     let started = std::time::Instant::now();
-    let route = route(&state, &master, &slave)?;
-    let result = deliver(&state, &master, &slaves, &route, number, size).await;
+    let route = pair_route(&state, &auth, &master, &slave)?;
+    let result = deliver(&state, &auth, &master, &slaves, &route, number, size).await;
     if let Some(app) = route.app {
         let keys = result.as_ref().ok().map(|_| number as usize);
         state.usage.record(app, started.elapsed(), keys);
@@ -220,6 +272,7 @@ async fn enc_keys(
 /// The keys of an `enc_keys` request whose route is known.
 async fn deliver(
     state: &ServerState,
+    auth: &Auth,
     master: &str,
     slaves: &[String],
     route: &Route,
@@ -228,12 +281,21 @@ async fn deliver(
 ) -> Result<Response, ApiError> {
     let slave = &slaves[0];
     for extra in &slaves[1..] {
-        if route_link(state, master, extra)? != route.link {
+        if pair_route(state, auth, master, extra)?.link != route.link {
             return Err(ApiError::bad_request(format!(
-                "SAE {extra} is not reached by the same link as SAE {slave}"
+                "SAE {extra} is not reached by the same key association as SAE {slave}"
             )));
         }
     }
+    let applications = state.applications.borrow().clone();
+    let keep_for_others = super::limits::guaranteed_to_others(
+        &applications,
+        &state.pairs,
+        route.link,
+        route.quota,
+        size as u32,
+        state.defaults,
+    );
     let take = Take {
         link: route.link,
         master,
@@ -241,30 +303,14 @@ async fn deliver(
         number: number as usize,
         size_bits: size as u32,
         ttl: route.ttl,
+        keep_for_others,
     };
-    let applications = state.applications.borrow().clone();
-    let guaranteed =
-        super::limits::guaranteed_to_others(&applications, route.link, route.app, size as u32);
-    if guaranteed > 0 {
-        let available = state.stores.available(route.link, size as u32);
-        if available < number as usize + guaranteed {
-            return Err(ApiError::unavailable(format!(
-                "not enough keys: {available} available, {guaranteed} of them kept for the \
-                 min_bandwidth of other applications on link {}",
-                route.link
-            )));
-        }
-    }
     let bits = number * size;
-    if let (Some(app), Some(rate)) = (route.app, route.rate) {
-        state.limiter.admit(app, rate, bits).map_err(ApiError::unavailable)?;
-    }
+    state.limiter.admit(route.quota, route.rate, bits).map_err(ApiError::unavailable)?;
     let keys = match state.stores.take(&take, state.peer.as_ref()).await {
         Ok(keys) => keys,
         Err(e) => {
-            if let (Some(app), Some(rate)) = (route.app, route.rate) {
-                state.limiter.refund(app, rate, bits);
-            }
+            state.limiter.refund(route.quota, route.rate, bits);
             return Err(store_error(e));
         }
     };
@@ -277,18 +323,14 @@ async fn deliver(
     Ok(key_container(keys))
 }
 
-fn route_link(state: &ServerState, master: &str, slave: &str) -> Result<Uuid, ApiError> {
-    route(state, master, slave).map(|r| r.link)
-}
-
 /// `GET {master}/dec_keys?key_ID=...`.
 pub(super) async fn dec_keys_get(
     State(state): State<ServerState>,
-    certs: Certs,
+    auth: Auth,
     Path(master): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    let pairs = query_pairs(&query);
+    let pairs = query_pairs(&query)?;
     let ids: Vec<String> = match pairs.as_slice() {
         [(key, value)] if key == "key_ID" => vec![value.clone()],
         _ => {
@@ -297,38 +339,50 @@ pub(super) async fn dec_keys_get(
             ));
         }
     };
-    dec_keys(state, certs, master, ids).await
+    dec_keys(state, auth, master, ids).await
 }
 
 /// `POST {master}/dec_keys`.
 pub(super) async fn dec_keys_post(
     State(state): State<ServerState>,
-    certs: Certs,
+    auth: Auth,
     Path(master): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let request: KeyIds = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("bad request format: {e}")))?;
     let ids = request.key_IDs.into_iter().map(|k| k.key_ID).collect();
-    dec_keys(state, certs, master, ids).await
+    dec_keys(state, auth, master, ids).await
 }
 
 async fn dec_keys(
     state: ServerState,
-    certs: Certs,
+    auth: Auth,
     master: String,
     ids: Vec<String>,
 ) -> Result<Response, ApiError> {
-    let slave = caller(&state, &certs)?;
+    let slave = caller(&auth)?;
     if ids.is_empty() {
         return Err(ApiError::bad_request("bad request format: key_IDs is empty"));
+    }
+    let most = state.limits.max_keys_per_request as usize;
+    if ids.len() > most {
+        return Err(ApiError::bad_request(format!(
+            "bad request format: at most {most} key IDs per request (max_key_per_request)"
+        )));
     }
     // An ID that is not a UUID cannot name a key of this KME.
     let ids: Vec<Uuid> = ids
         .iter()
         .map(|id| Uuid::parse_str(id).map_err(|_| ApiError::bad_request(KEYS_NOT_FOUND)))
         .collect::<Result<_, _>>()?;
-    let route = route(&state, &slave, &master)?;
+    let mut distinct = ids.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if distinct.len() != ids.len() {
+        return Err(ApiError::bad_request("bad request format: a key ID is named twice"));
+    }
+    let route = pair_route(&state, &auth, &slave, &master)?;
     let keys = state.stores.fetch(route.link, &slave, &master, &ids).await.map_err(store_error)?;
     if let Some(app) = route.app {
         let bits: u64 = keys.iter().map(|(_, k)| k.len() as u64 * 8).sum();
@@ -343,4 +397,33 @@ pub(super) async fn unknown() -> ApiError {
     ApiError::bad_request(
         "bad request format: the API is /api/v1/keys/{SAE_ID}/status, enc_keys and dec_keys",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_container_is_exactly_as_long_as_its_json() {
+        for (n, bytes) in [(0usize, 32usize), (1, 32), (3, 1), (5, 2), (2, 1024)] {
+            let keys: Vec<Issued> = (0..n)
+                .map(|i| (Uuid::from_u128(i as u128), Zeroizing::new(vec![i as u8; bytes])))
+                .collect();
+            let expected = json!({"keys": keys.iter().map(|(id, k)| json!({"key_ID": id.to_string(),
+                "key": base64::engine::general_purpose::STANDARD.encode(k.as_slice())})).collect::<Vec<_>>()})
+            .to_string();
+            assert_eq!(container_len(&keys), expected.len(), "{n} keys of {bytes} bytes");
+        }
+    }
+
+    #[test]
+    fn query_parameters_are_decoded_and_not_repeated() {
+        let q = |s: &str| query_pairs(&Some(s.to_owned()));
+        assert_eq!(
+            q("number=2&size=%32%35%36").unwrap(),
+            [("number".into(), "2".into()), ("size".into(), "256".into())]
+        );
+        assert!(q("number=1&number=2").is_err());
+        assert!(q("number=%ff").is_err());
+    }
 }

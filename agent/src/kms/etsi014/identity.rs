@@ -1,7 +1,9 @@
 //! An SAE's identity, taken from the client certificate it authenticated with (ETSI 014: "the
-//! KME determines the SAE ID from the certificate"), never from the URL: the subject's common
-//! name, the first URI subject alternative name, or the certificate's SHA-256 fingerprint looked
-//! up in a table.
+//! KME determines the SAE ID from the certificate"), never from the URL. A certificate with a
+//! qkdn identity says it itself (`urn:qkdn:sae:<ID>`, read by the service kit); for
+//! certificates of other CAs without one, this map reads, as `kms.sae_identity` configures,
+//! the subject's common name, the first URI subject alternative name, or the certificate's
+//! SHA-256 fingerprint looked up in a table (or nothing, the default).
 
 use std::collections::BTreeMap;
 
@@ -26,11 +28,17 @@ impl IdentityMap {
         IdentityMap { mode, fingerprints }
     }
 
+    /// Whether the map reads SAE IDs from certificates at all.
+    pub fn reads_anything(&self) -> bool {
+        self.mode != SaeIdentity::None
+    }
+
     /// The SAE ID of the holder of `cert`, if the certificate names one.
     pub fn sae_of(&self, cert: &CertificateDer<'_>) -> Option<String> {
         match self.mode {
+            SaeIdentity::None => None,
             SaeIdentity::Fingerprint => {
-                self.fingerprints.get(&qkdn_yang::tls::fingerprint(cert)).cloned()
+                self.fingerprints.get(&qkdn_kit::tls::fingerprint(cert)).cloned()
             }
             SaeIdentity::CommonName => {
                 let (_, parsed) = X509Certificate::from_der(cert.as_ref()).ok()?;
@@ -52,7 +60,7 @@ impl IdentityMap {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use qkdn_yang::pki::{Authority, Usage};
+    use qkdn_kit::pki::{Authority, Usage};
     use rustls::pki_types::pem::PemObject;
 
     #[test]
@@ -71,7 +79,7 @@ mod tests {
         );
         assert_eq!(IdentityMap::new(SaeIdentity::Fingerprint, &none).sae_of(&cert), None);
         let table = BTreeMap::from([(
-            qkdn_yang::tls::fingerprint(&cert).to_uppercase(),
+            qkdn_kit::tls::fingerprint(&cert).to_uppercase(),
             "gamma".to_owned(),
         )]);
         assert_eq!(

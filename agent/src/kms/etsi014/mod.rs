@@ -67,10 +67,12 @@ pub struct Route {
     pub link: Uuid,
     /// The application, when the pair is one.
     pub app: Option<Uuid>,
+    /// Whose quota it uses.
+    pub quota: limits::QuotaKey,
     /// The application's key TTL.
     pub ttl: Option<Duration>,
-    /// The application's `max_bandwidth`, bit/s.
-    pub rate: Option<u32>,
+    /// The most the pair may take, bit/s (`max_bandwidth`, else the default).
+    pub rate: u32,
 }
 
 /// What the handlers share.
@@ -90,12 +92,16 @@ pub struct ServerState {
     pub limits: Limits,
     /// Usage per application.
     pub usage: Arc<Usage>,
-    /// Rate limits per application.
+    /// Rate limits per SAE pair.
     pub limiter: Arc<limits::RateLimiter>,
+    /// The quotas of pairs whose application sets none.
+    pub defaults: limits::DefaultRates,
 }
 
 impl ServerState {
-    /// The route of the pair (SAE at this node, SAE at the other end).
+    /// The route of the pair (SAE at this node, SAE at the other end). One application serves
+    /// a pair: the node's rules refuse a second one for the same SAEs, so no application id a
+    /// client chooses can take over another's pair.
     pub fn route(&self, local: &str, remote: &str) -> Option<Route> {
         let apps = self.applications.borrow().clone();
         for app in apps.iter() {
@@ -110,17 +116,26 @@ impl ServerState {
                 return Some(Route {
                     link: *link,
                     app: Some(app.id),
+                    quota: limits::QuotaKey::App(app.id),
                     ttl: app.ttl.map(|t| Duration::from_secs(u64::from(t))),
-                    rate: app.max_bandwidth.filter(|r| *r > 0),
+                    rate: app
+                        .max_bandwidth
+                        .filter(|r| *r > 0)
+                        .unwrap_or(self.defaults.max_bandwidth_bps),
                 });
             }
         }
-        self.pairs.iter().find(|p| p.local_sae == local && p.remote_sae == remote).map(|p| Route {
-            link: p.link,
-            app: None,
-            ttl: None,
-            rate: None,
-        })
+        self.pairs
+            .iter()
+            .enumerate()
+            .find(|(_, p)| p.local_sae == local && p.remote_sae == remote)
+            .map(|(i, p)| Route {
+                link: p.link,
+                app: None,
+                quota: limits::QuotaKey::Pair(i),
+                ttl: None,
+                rate: self.defaults.max_bandwidth_bps,
+            })
     }
 }
 

@@ -1,13 +1,19 @@
 //! A small certificate authority for qkdn deployments and tests (rcgen): a CA, and certificates
 //! it issues to services (server and client use, with the DNS names and IP addresses clients
-//! reach them by, since standard clients check the host name) and to clients such as SAEs.
+//! reach them by, since standard clients check the host name) and to clients such as SAEs and
+//! operators. Every certificate [`Authority::issue_identity`] makes carries exactly one typed
+//! identity ([`crate::identity`]) as a URI subject alternative name; that is what services
+//! authorize by.
 //!
 //! Keys are ECDSA P-256. Everything comes out as PEM, ready for the TLS files of
-//! [`crate::tls`].
+//! [`crate::tls`]; private keys are written readable by their owner only.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
+use zeroize::Zeroizing;
+
+use crate::identity::Identity;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, SanType,
@@ -19,6 +25,9 @@ pub enum PkiError {
     /// rcgen refused the parameters.
     #[error("certificate generation: {0}")]
     Generate(#[from] rcgen::Error),
+    /// The identity cannot be written in a certificate.
+    #[error("{0}")]
+    Identity(crate::identity::IdentityError),
     /// A file could not be written.
     #[error("{path}: {source}")]
     Write {
@@ -57,16 +66,28 @@ impl Issued {
 }
 
 fn write_file(path: &Path, text: &str, private: bool) -> Result<(), PkiError> {
+    use std::io::Write;
     let fail = |source| PkiError::Write { path: path.to_path_buf(), source };
-    std::fs::write(path, text).map_err(fail)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
     #[cfg(unix)]
-    if private {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(fail)?;
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        // A private file is created readable by its owner only (never readable by others, not
+        // even for a moment); one that existed already is narrowed before it is written.
+        if private {
+            options.mode(0o600);
+            if path.exists() {
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                    .map_err(fail)?;
+            }
+        }
     }
     #[cfg(not(unix))]
     let _ = private;
-    Ok(())
+    let mut file = options.open(path).map_err(fail)?;
+    file.write_all(text.as_bytes()).map_err(fail)?;
+    file.sync_all().map_err(fail)
 }
 
 /// What an issued certificate is for.
@@ -115,14 +136,39 @@ impl Authority {
         Issued { cert_pem: self.cert_pem.clone(), key_pem: self.key_pem.clone() }
     }
 
-    /// Issues a certificate for `common_name`, valid for `hosts` (DNS names or IP addresses,
-    /// written as subject alternative names), with an optional URI SAN (an SAE identity such
-    /// as `urn:qkdn:sae:sae-a`, or a node's `urn:qkdn:node:<uuid>`, see [`node_uri`]).
+    /// Issues the certificate of `identity` (its URI as the one typed identity), valid for
+    /// `hosts` (DNS names or IP addresses, written as subject alternative names); its common
+    /// name is [`common_name`] of the identity.
+    pub fn issue_identity(
+        &self,
+        identity: &Identity,
+        hosts: &[&str],
+        usage: Usage,
+    ) -> Result<Issued, PkiError> {
+        identity.validate().map_err(PkiError::Identity)?;
+        self.issue_with_uris(&common_name(identity), hosts, &[&identity.uri()], usage)
+    }
+
+    /// Issues a certificate for `common_name`, valid for `hosts`, with an optional URI SAN.
+    /// Services authorize only certificates with one typed identity: use
+    /// [`issue_identity`](Self::issue_identity) for them; this is for certificates of other
+    /// kinds (a third-party device's, a test's).
     pub fn issue(
         &self,
         common_name: &str,
         hosts: &[&str],
         uri: Option<&str>,
+        usage: Usage,
+    ) -> Result<Issued, PkiError> {
+        self.issue_with_uris(common_name, hosts, uri.as_slice(), usage)
+    }
+
+    /// Issues a certificate for `common_name`, valid for `hosts`, with these URI SANs.
+    pub fn issue_with_uris(
+        &self,
+        common_name: &str,
+        hosts: &[&str],
+        uris: &[&str],
         usage: Usage,
     ) -> Result<Issued, PkiError> {
         let key = KeyPair::generate()?;
@@ -135,8 +181,8 @@ impl Authority {
             };
             params.subject_alt_names.push(san);
         }
-        if let Some(uri) = uri {
-            params.subject_alt_names.push(SanType::URI(uri.try_into()?));
+        for uri in uris {
+            params.subject_alt_names.push(SanType::URI((*uri).try_into()?));
         }
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = match usage {
@@ -157,22 +203,43 @@ fn name(common_name: &str) -> DistinguishedName {
     dn
 }
 
-/// The URI subject alternative name that names a QKD node in its certificate.
-pub fn node_uri(node: &str) -> String {
-    format!("urn:qkdn:node:{node}")
+/// The common name of an identity's certificate: the SAE ID for an SAE (so that KMSs reading
+/// SAE IDs from common names agree), else the kind and the name (`node-<uuid>`,
+/// `controller-<domain>`, `orchestrator-<name>`, `operator-<name>`).
+pub fn common_name(identity: &Identity) -> String {
+    match identity {
+        Identity::Node(id) => format!("node-{id}"),
+        Identity::Sae(id) => id.clone(),
+        Identity::Controller(d) => format!("controller-{d}"),
+        Identity::Orchestrator(n) => format!("orchestrator-{n}"),
+        Identity::Operator { name, .. } => format!("operator-{name}"),
+    }
 }
 
-/// A fresh 256-bit key in hex (for the KMS key store encryption key).
-pub fn random_key_hex() -> Result<String, PkiError> {
+/// A fresh 256-bit secret in hex (a KMS key store encryption key, a simulator network secret),
+/// wiped from memory when dropped.
+pub fn random_key_hex() -> Result<Zeroizing<String>, PkiError> {
     use aws_lc_rs::rand::SecureRandom;
-    let mut bytes = [0u8; 32];
-    aws_lc_rs::rand::SystemRandom::new().fill(&mut bytes).map_err(|_| PkiError::Write {
+    let mut bytes = Zeroizing::new([0u8; 32]);
+    aws_lc_rs::rand::SystemRandom::new().fill(bytes.as_mut()).map_err(|_| PkiError::Write {
         path: PathBuf::new(),
         source: std::io::Error::other("no randomness"),
     })?;
-    let hex = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    bytes.fill(0);
+    let mut hex = Zeroizing::new(String::with_capacity(65));
+    for b in bytes.iter() {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        hex.push(DIGITS[usize::from(b >> 4)] as char);
+        hex.push(DIGITS[usize::from(b & 15)] as char);
+    }
     Ok(hex)
+}
+
+/// Writes a fresh secret ([`random_key_hex`], one line) to `path`, created readable by its
+/// owner only.
+pub fn write_new_secret(path: &Path) -> Result<(), PkiError> {
+    let mut secret = random_key_hex()?;
+    secret.push('\n');
+    write_file(path, &secret, true)
 }
 
 /// Writes `text` to `path`, readable by the owner only.
