@@ -1,5 +1,5 @@
-//! `qkdn pki`: a CA, node, service and SAE certificates and a store key, usable by the TLS policy
-//! of every qkdn service.
+//! `qkdn pki`: a CA, certificates of every kind of identity (each naming exactly the identity
+//! asked for), a store key and a secret, usable by the TLS policy of every qkdn service.
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
@@ -38,7 +38,48 @@ fn the_pki_commands_make_a_working_pki() {
     let key = out.join(format!("node-{node}.key"));
     assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
     assert!(qkdn(&["pki", "sae", "--dir", ca_arg, "--name", "sae-1"]).status.success());
-    assert!(qkdn(&["pki", "service", "--dir", ca_arg, "--name", "controller"]).status.success());
+    // Every kind, each certificate naming exactly its identity.
+    let kinds: [(&[&str], &str, &str); 5] = [
+        (&["node", "--id", node], &format!("node-{node}"), &format!("urn:qkdn:node:{node}")),
+        (&["sae", "--name", "sae-1"], "sae-1", "urn:qkdn:sae:sae-1"),
+        (&["controller", "--domain", "metro"], "controller-metro", "urn:qkdn:controller:metro"),
+        (&["orchestrator", "--name", "top"], "orchestrator-top", "urn:qkdn:orchestrator:top"),
+        (
+            &["operator", "--name", "ann", "--role", "viewer"],
+            "operator-ann",
+            "urn:qkdn:operator:viewer:ann",
+        ),
+    ];
+    for (args, file, uri) in kinds {
+        let mut command = vec!["pki", "issue"];
+        command.extend_from_slice(&args[..1]);
+        command.extend(["--dir", ca_arg]);
+        command.extend_from_slice(&args[1..]);
+        let issued = qkdn(&command);
+        assert!(
+            issued.status.success(),
+            "{command:?}: {}",
+            String::from_utf8_lossy(&issued.stderr)
+        );
+        let pem = std::fs::read_to_string(ca.join(format!("{file}.crt"))).unwrap();
+        let der = rustls::pki_types::CertificateDer::from(
+            rustls::pki_types::pem::PemObject::from_pem_slice(pem.as_bytes())
+                .map(|c: rustls::pki_types::CertificateDer<'_>| c.to_vec())
+                .unwrap(),
+        );
+        let identity = qkdn_kit::Identity::from_certificate(&der).unwrap();
+        assert_eq!(identity.uri(), uri);
+        let key = ca.join(format!("{file}.key"));
+        assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    // Names a certificate could not carry are refused.
+    let bad = qkdn(&["pki", "issue", "controller", "--dir", ca_arg, "--domain", "a b"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("is not a qkdn identity"));
+    // --file names the files.
+    let named = qkdn(&["pki", "sae", "--dir", ca_arg, "--name", "sae-9", "--file", "nine"]);
+    assert!(named.status.success());
+    assert!(ca.join("nine.crt").exists());
     let bad = qkdn(&["pki", "node", "--dir", ca_arg, "--id", "node-a"]);
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("expected a UUID"));
@@ -80,4 +121,8 @@ fn the_pki_commands_make_a_working_pki() {
         qkdn(&["pki", "store-key", "--out", store_key.to_str().unwrap()]).status.code(),
         Some(2)
     );
+    let secret = dir.path().join("simulator-secret");
+    assert!(qkdn(&["pki", "secret", "--out", secret.to_str().unwrap()]).status.success());
+    assert_eq!(std::fs::read_to_string(&secret).unwrap().trim().len(), 64);
+    assert_eq!(std::fs::metadata(&secret).unwrap().permissions().mode() & 0o777, 0o600);
 }

@@ -259,7 +259,7 @@ pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<ControllerConf
     let config: ControllerConfig = figment.extract().map_err(|err| ConfigError {
         problems: err.into_iter().map(|e| describe(&e, file, text.as_deref())).collect(),
     })?;
-    let mut problems = config.api.listener().problems(config.insecure_allow_unauthenticated);
+    let mut problems = config.api.listener().problem_lines(config.insecure_allow_unauthenticated);
     if let Err(mut token_problems) = qkdn_kit::authz::Tokens::from_config(&config.api.tokens) {
         problems.extend(token_problems.drain(..).map(|p| format!("api.{p}")));
     }

@@ -32,6 +32,22 @@ fn configuration_problems_name_the_file_line_and_key() {
     let (code, err) = run(&file);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains(&format!("{}:5: links.qber_threshold", file.display())), "{err}");
+    // An API that authenticates nobody is refused, unless the loopback escape hatch is set.
+    std::fs::write(&file, "[api]\nlisten = \"127.0.0.1:1\"\n").unwrap();
+    let (code, err) = run(&file);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("api.tls: missing: nobody calling 127.0.0.1:1 would be authenticated"),
+        "{err}"
+    );
+    std::fs::write(
+        &file,
+        "[api]\nlisten = \"127.0.0.1:1\"\ntokens = [{ name = \"ci\", role = \"root\", sha256 = \"00\" }]\n",
+    )
+    .unwrap();
+    let (code, err) = run(&file);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("api.tokens"), "{err}");
     std::fs::write(
         &file,
         "[api]\nlisten = \"0.0.0.0:8450\"\n[[static_agents]]\nrestconf_url = \"ftp://x\"\n",
@@ -39,7 +55,10 @@ fn configuration_problems_name_the_file_line_and_key() {
     .unwrap();
     let (code, err) = run(&file);
     assert_eq!(code, 2);
-    assert!(err.contains("api.listen: 0.0.0.0:8450 is not a loopback address"), "{err}");
+    assert!(
+        err.contains("api.listen: 0.0.0.0:8450: plain HTTP is allowed on loopback only"),
+        "{err}"
+    );
     assert!(err.contains("static_agents[0].restconf_url"), "{err}");
     std::fs::write(&file, "[api\n").unwrap();
     let (code, err) = run(&file);
@@ -55,7 +74,7 @@ fn it_starts_serves_and_stops_cleanly() {
     std::fs::write(
         &file,
         format!(
-            "data_dir = \"{}\"\n[api]\nlisten = \"127.0.0.1:{api}\"\n[management]\nlisten = \"127.0.0.1:{management}\"\n",
+            "data_dir = \"{}\"\ninsecure_allow_unauthenticated = true\n[api]\nlisten = \"127.0.0.1:{api}\"\n[management]\nlisten = \"127.0.0.1:{management}\"\n",
             dir.path().join("data").display()
         ),
     )
@@ -96,6 +115,8 @@ fn it_starts_serves_and_stops_cleanly() {
     let mut log = String::new();
     child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
     assert!(log.lines().count() >= 2, "{log}");
+    // The escape hatch is announced loudly.
+    assert!(log.contains("INSECURE"), "{log}");
     for line in log.lines() {
         let entry: serde_json::Value = serde_json::from_str(line).expect(line);
         assert!(entry["level"].is_string() && entry["timestamp"].is_string(), "{line}");

@@ -37,35 +37,49 @@ impl ListenerSettings<'_> {
         insecure_allow_unauthenticated && !self.authenticates()
     }
 
-    /// The problems of these settings (with `insecure_allow_unauthenticated` as configured).
-    pub fn problems(&self, insecure_allow_unauthenticated: bool) -> Vec<String> {
+    /// The problems of these settings (with `insecure_allow_unauthenticated` as configured):
+    /// each the key below the listener's (`listen`, `tls`, `tls.client_ca`) and what is wrong.
+    pub fn problems(&self, insecure_allow_unauthenticated: bool) -> Vec<(&'static str, String)> {
         let key = self.key;
         let loopback = self.listen.ip().is_loopback();
         let mut problems = Vec::new();
         if self.tls.is_none() && !loopback {
-            problems.push(format!(
-                "{key}.listen: {} is not a loopback address, so {key}.tls is required (plain HTTP is allowed on loopback only)",
-                self.listen
+            problems.push((
+                "listen",
+                format!(
+                    "{}: plain HTTP is allowed on loopback only; configure {key}.tls (with a client_ca) or listen on 127.0.0.1",
+                    self.listen
+                ),
             ));
         } else if !self.authenticates() {
-            let what = if self.tls.is_some() {
-                format!("{key}.tls has no client_ca")
-            } else {
-                format!("{key} has no tls")
-            };
-            if !loopback {
-                problems.push(format!(
-                    "{what}: callers on {} would not be authenticated; give {key}.tls a client_ca",
-                    self.listen
+            if self.tls.is_some() && !loopback {
+                problems.push((
+                    "tls.client_ca",
+                    format!(
+                        "missing: callers on {} would not be authenticated; give {key}.tls the CA of the callers' certificates",
+                        self.listen
+                    ),
                 ));
             } else if !insecure_allow_unauthenticated {
-                problems.push(format!(
-                    "{what}: nobody calling {} would be authenticated; give {key}.tls a client_ca, or set insecure_allow_unauthenticated = true for loopback development",
-                    self.listen
+                let field = if self.tls.is_some() { "tls.client_ca" } else { "tls" };
+                problems.push((
+                    field,
+                    format!(
+                        "missing: nobody calling {} would be authenticated; configure {key}.tls with a client_ca, or set insecure_allow_unauthenticated = true for loopback development",
+                        self.listen
+                    ),
                 ));
             }
         }
         problems
+    }
+
+    /// [`problems`](Self::problems) as `key.field: message` lines.
+    pub fn problem_lines(&self, insecure_allow_unauthenticated: bool) -> Vec<String> {
+        self.problems(insecure_allow_unauthenticated)
+            .into_iter()
+            .map(|(field, message)| format!("{}.{field}: {message}", self.key))
+            .collect()
     }
 }
 
@@ -106,12 +120,12 @@ mod tests {
         }
         assert!(at("0.0.0.0:1", Some(&mutual), false).problems(false).is_empty());
         assert!(at("0.0.0.0:1", Some(&server_only), true).problems(false).is_empty());
-        let p = at("0.0.0.0:1", Some(&server_only), false).problems(true);
-        assert!(p[0].contains("api.tls has no client_ca"), "{p:?}");
-        let p = at("0.0.0.0:1", None, false).problems(true);
-        assert!(p[0].contains("api.tls is required"), "{p:?}");
-        let p = at("127.0.0.1:1", None, false).problems(false);
-        assert!(p[0].contains("insecure_allow_unauthenticated"), "{p:?}");
+        let p = at("0.0.0.0:1", Some(&server_only), false).problem_lines(true);
+        assert!(p[0].starts_with("api.tls.client_ca: missing: callers on"), "{p:?}");
+        let p = at("0.0.0.0:1", None, false).problem_lines(true);
+        assert!(p[0].starts_with("api.listen: 0.0.0.0:1: plain HTTP"), "{p:?}");
+        let p = at("127.0.0.1:1", None, false).problem_lines(false);
+        assert!(p[0].starts_with("api.tls: missing") && p[0].contains("insecure_allow"), "{p:?}");
         let hatch = at("127.0.0.1:1", None, false);
         assert!(hatch.problems(true).is_empty());
         assert!(hatch.insecure(true));

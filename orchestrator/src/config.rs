@@ -197,7 +197,7 @@ pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<OrchestratorCo
             })
             .collect(),
     })?;
-    let mut problems = config.api.listener().problems(config.insecure_allow_unauthenticated);
+    let mut problems = config.api.listener().problem_lines(config.insecure_allow_unauthenticated);
     let mut names = std::collections::BTreeSet::new();
     for (i, d) in config.domains.iter().enumerate() {
         if !names.insert(d.name.as_str()) {

@@ -40,6 +40,8 @@ fn configuration_problems_are_named() {
         "domains[0].url",
         "domains[1].name: \"one\" is used by another domain",
         "inter_domain_links[0].b: no domain named \"nowhere\"",
+        // Plain HTTP on loopback authenticates nobody: refused without the escape hatch.
+        "api.tls: missing: nobody calling 127.0.0.1:8460 would be authenticated",
     ] {
         assert!(err.contains(expected), "{expected} missing in: {err}");
     }
@@ -58,6 +60,8 @@ fn it_starts_serves_and_stops_cleanly() {
             "--management-listen",
             &format!("127.0.0.1:{management}"),
         ])
+        // Plain HTTP on loopback, open to every caller (development only).
+        .env("QKDN_INSECURE_ALLOW_UNAUTHENTICATED", "true")
         .stderr(Stdio::null())
         .spawn()
         .unwrap();

@@ -24,8 +24,10 @@ pub(crate) fn check(config: &AgentConfig) -> Vec<(KeyPath, String)> {
     if let Some(path) = &config.startup_data {
         check_file(&mut problem, root.key("startup_data"), path);
     }
-    for message in restconf_listener(config).problems(config.insecure_allow_unauthenticated) {
-        problem(root.key("restconf"), message);
+    for (field, message) in
+        restconf_listener(config).problems(config.insecure_allow_unauthenticated)
+    {
+        problem(field.split('.').fold(root.key("restconf"), |at, k| at.key(k)), message);
     }
     if let Some(tls) = &config.restconf.tls {
         let at = root.key("restconf").key("tls");
@@ -215,12 +217,6 @@ fn check_simulator(config: &AgentConfig, problem: &mut impl FnMut(KeyPath, Strin
     let sim = &config.simulator;
     let uses_simulator =
         config.interfaces.iter().any(|i| matches!(i.device, Some(DeviceConfig::Simulator(_))));
-    if sim.network_secret.is_some() && sim.network_secret_file.is_some() {
-        problem(
-            at.key("network_secret_file"),
-            "set network_secret or network_secret_file, not both".into(),
-        );
-    }
     match &sim.network_secret {
         Some(secret) if secret.len() == 64 && secret.chars().all(|c| c.is_ascii_hexdigit()) => {}
         Some(_) => {
@@ -395,8 +391,8 @@ fn check_peer(config: &AgentConfig, problem: &mut impl FnMut(KeyPath, String)) {
     let root = KeyPath::default();
     let peer = &config.peer;
     if let Some(listener) = peer_listener(config) {
-        for message in listener.problems(config.insecure_allow_unauthenticated) {
-            problem(root.key("peer"), message);
+        for (field, message) in listener.problems(config.insecure_allow_unauthenticated) {
+            problem(field.split('.').fold(root.key("peer"), |at, k| at.key(k)), message);
         }
     }
     if let Some(tls) = &peer.tls {

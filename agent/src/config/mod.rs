@@ -138,15 +138,13 @@ fn load_from(
     })?;
     let mut problems = Vec::new();
     if let Some(secret_file) = &config.simulator.network_secret_file {
+        let at = locate::KeyPath::default().key("simulator").key("network_secret_file");
         match std::fs::read_to_string(secret_file) {
-            Ok(secret) if config.simulator.network_secret.is_none() => {
-                config.simulator.network_secret = Some(secret.trim().to_owned());
+            Ok(_) if config.simulator.network_secret.is_some() => {
+                problems.push((at, "set network_secret or network_secret_file, not both".into()))
             }
-            Ok(_) => {}
-            Err(e) => problems.push((
-                locate::KeyPath::default().key("simulator").key("network_secret_file"),
-                format!("{}: {e}", secret_file.display()),
-            )),
+            Ok(secret) => config.simulator.network_secret = Some(secret.trim().to_owned()),
+            Err(e) => problems.push((at, format!("{}: {e}", secret_file.display()))),
         }
     }
     problems.extend(check::check(&config));

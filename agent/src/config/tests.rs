@@ -5,6 +5,7 @@ use std::path::Path;
 use super::load_file;
 
 const HEAD: &str = r#"data_dir = "/tmp/qkdn-test"
+insecure_allow_unauthenticated = true
 [node]
 id = "00000001-0000-0000-0000-000000000000"
 "#;
@@ -38,15 +39,40 @@ fn a_minimal_configuration_is_valid() {
 fn unknown_keys_and_bad_values_are_placed_and_explained() {
     assert_eq!(
         one("[restconf]\nlisen = \"127.0.0.1:1\"\n"),
-        "FILE:5: restconf.lisen: unknown key `lisen`; expected one of: listen, tls, compat_unprefixed, advertised_url"
+        "FILE:6: restconf.lisen: unknown key `lisen`; expected one of: listen, tls, compat_unprefixed, advertised_url"
     );
     let plain = one("[restconf]\nlisten = \"0.0.0.0:8441\"\n");
     assert!(
         plain.starts_with(
-            "FILE:5: restconf.listen: 0.0.0.0:8441: plain HTTP is allowed on loopback only"
+            "FILE:6: restconf.listen: 0.0.0.0:8441: plain HTTP is allowed on loopback only"
         ),
         "{plain}"
     );
+}
+
+#[test]
+fn a_listener_that_authenticates_nobody_is_refused() {
+    // Without the escape hatch, plain HTTP on loopback authenticates nobody.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("agent.toml");
+    let text = HEAD.replace("insecure_allow_unauthenticated = true\n", "");
+    std::fs::write(&file, &text).unwrap();
+    let found: Vec<String> =
+        load_file(&file).unwrap_err().problems.iter().map(ToString::to_string).collect();
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(found[0].contains("restconf.tls: missing: nobody calling 127.0.0.1:8441"), "{found:?}");
+    // TLS without a client CA beyond loopback: nobody authenticated either, escape hatch or not.
+    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+    let found = problems(&format!(
+        "[peer]\nlisten = \"0.0.0.0:7441\"\ntls = {{ cert = \"{manifest}\", key = \"{manifest}\" }}\n"
+    ));
+    assert!(
+        found.iter().any(|p| p.contains("peer.tls.client_ca: missing: callers on 0.0.0.0:7441")),
+        "{found:#?}"
+    );
+    // A controller URL without a domain that may write the node.
+    let found = problems("[controller]\nurls = [\"https://c:8450\"]\n");
+    assert!(found.is_empty(), "plain RESTCONF (escape hatch) lets anyone write: {found:?}");
 }
 
 #[test]
@@ -57,8 +83,8 @@ fn tls_files_must_exist_and_parse() {
     assert_eq!(
         found,
         [
-            "FILE:5: restconf.tls.cert: /nonexistent/a.crt: no such file",
-            "FILE:5: restconf.tls.key: /nonexistent/a.key: no such file"
+            "FILE:6: restconf.tls.cert: /nonexistent/a.crt: no such file",
+            "FILE:6: restconf.tls.key: /nonexistent/a.key: no such file"
         ]
     );
     // Present but not PEM: the file is named with what is wrong.
@@ -117,11 +143,27 @@ length_km = 10.0
     );
 }
 
+/// The example node `node`'s configuration, with its simulator secret made as its header
+/// says (in a temporary folder instead of `qkdn-example/`).
+fn example(node: &str, secrets: &Path) -> std::path::PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let text = std::fs::read_to_string(root.join(format!("deploy/agents/node-{node}.toml")))
+        .unwrap()
+        .replace("qkdn-example/", &format!("{}/", secrets.display()));
+    let secret = secrets.join("simulator-secret");
+    if !secret.exists() {
+        qkdn_kit::pki::write_new_secret(&secret).unwrap();
+    }
+    let file = secrets.join(format!("node-{node}.toml"));
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
 #[test]
 fn the_example_network_is_valid() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let secrets = tempfile::tempdir().unwrap();
     for node in ["a", "b", "c"] {
-        let file = root.join(format!("deploy/agents/node-{node}.toml"));
+        let file = example(node, secrets.path());
         if let Err(e) = load_file(&file) {
             panic!("{}: {e}", file.display());
         }
@@ -132,14 +174,9 @@ fn the_example_network_is_valid() {
 fn the_environment_is_read_for_configuration_keys_only() {
     // Every top-level key of the model is listed (a key missing from the list could not be set
     // from the environment).
-    let serialized = serde_json::to_value(
-        super::load_file(Path::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../deploy/agents/node-a.toml"
-        )))
-        .unwrap(),
-    )
-    .unwrap();
+    let secrets = tempfile::tempdir().unwrap();
+    let serialized =
+        serde_json::to_value(super::load_file(&example("a", secrets.path())).unwrap()).unwrap();
     let mut keys: Vec<&str> = serialized.as_object().unwrap().keys().map(String::as_str).collect();
     keys.sort_unstable();
     let mut listed = super::TOP_LEVEL_KEYS.to_vec();

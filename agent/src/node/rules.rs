@@ -294,6 +294,25 @@ impl NodeRules {
                     &format!("{}/local_qkdn_id", app_at(*id)),
                 ));
             }
+            // One application per SAE pair (server SAE here, client SAE there): the KMS serves
+            // a pair by its application, so no application id can take over another's pair.
+            if let Some(server) = &app.server_sae {
+                let taken = catalog.apps.values().find(|other| {
+                    other.id != app.id
+                        && other.server_sae.as_ref() == Some(server)
+                        && other.client_saes.iter().any(|c| app.client_saes.contains(c))
+                });
+                if let Some(other) = taken {
+                    return Err(DataError::new(
+                        ErrorTag::DataExists,
+                        format!(
+                            "the SAE pair of {server} is served by application {}; delete it first",
+                            other.id
+                        ),
+                    )
+                    .at(format!("{}/client_app_id", app_at(*id))));
+                }
+            }
             if let (Some(min), Some(max)) = (app.min_bandwidth, app.max_bandwidth)
                 && min > max
             {

@@ -72,10 +72,14 @@ fn an_invalid_configuration_exits_with_the_key_value_and_expectation() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("QKDN_NODE__ID"), "{err}");
-    // The example network's files are valid.
+    // The example network's files are valid, once their simulator secret is made as they say.
+    let workdir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(workdir.path().join("qkdn-example")).unwrap();
+    qkdn_kit::pki::write_new_secret(&workdir.path().join("qkdn-example/simulator-secret")).unwrap();
     for node in ["a", "b", "c"] {
         let example = repo().join(format!("deploy/agents/node-{node}.toml"));
         let ok = Command::new(env!("CARGO_BIN_EXE_qkdn-agent"))
+            .current_dir(workdir.path())
             .arg("check-config")
             .arg(&example)
             .output()

@@ -71,7 +71,7 @@ async fn an_orchestrator_joins_two_domains_at_their_gateway() {
     // The orchestrator reaches each controller with a client certificate of that domain's CA.
     let (api, management) = (free_port(), free_port());
     let mut config = format!(
-        "data_dir = \"{}\"\nmanagement_listen = \"127.0.0.1:{management}\"\nloss_timeout = \"2s\"\n[api]\nlisten = \"127.0.0.1:{api}\"\n",
+        "data_dir = \"{}\"\ninsecure_allow_unauthenticated = true\nmanagement_listen = \"127.0.0.1:{management}\"\nloss_timeout = \"2s\"\n[api]\nlisten = \"127.0.0.1:{api}\"\n",
         dir.path().join("orchestrator-data").display()
     );
     for (name, net) in &domains {

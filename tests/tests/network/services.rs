@@ -62,7 +62,7 @@ async fn saes_in_two_domains_get_identical_keys_through_the_gateway() {
 
     let (api, management) = (free_port(), free_port());
     let mut config = format!(
-        "data_dir = \"{}\"\nmanagement_listen = \"127.0.0.1:{management}\"\nloss_timeout = \"3s\"\n[api]\nlisten = \"127.0.0.1:{api}\"\n",
+        "data_dir = \"{}\"\ninsecure_allow_unauthenticated = true\nmanagement_listen = \"127.0.0.1:{management}\"\nloss_timeout = \"3s\"\n[api]\nlisten = \"127.0.0.1:{api}\"\n",
         dir.path().join("orchestrator-data").display()
     );
     let (cert, key) = net.pki.orchestrator("orchestrator");
