@@ -63,6 +63,11 @@ impl TestPki {
         self.issue(id, &Identity::Sae(id.into()), Usage::Client)
     }
 
+    /// A client certificate of this CA that names no qkdn identity (a third party's).
+    pub fn untyped(&self, name: &str) -> (PathBuf, PathBuf) {
+        self.ca.issue(name, &[], None, Usage::Client).unwrap().write(&self.dir, name).unwrap()
+    }
+
     /// The CA certificate file.
     pub fn ca(&self) -> PathBuf {
         self.dir.join("ca.crt")

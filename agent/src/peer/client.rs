@@ -43,7 +43,8 @@ impl PeerClients {
         }
     }
 
-    pub(crate) fn channel(&self, node: Uuid) -> Result<Channel, String> {
+    /// The channel to `node` (connected lazily, then kept).
+    pub fn channel(&self, node: Uuid) -> Result<Channel, String> {
         if let Some(channel) = self.channels.lock().expect("channels lock").get(&node) {
             return Ok(channel.clone());
         }

@@ -4,11 +4,13 @@
 
 mod crash;
 mod etsi014;
+mod exhaustion;
 mod harness;
 mod keys;
 mod kms;
 mod lifecycle;
 mod notifications;
+mod peer_auth;
 mod registration;
 mod relay;
 mod restconf;

@@ -1,6 +1,7 @@
 //! Networks of real processes: agents with simulated devices and KMSs, a controller, SAEs,
 //! and a third-party RESTCONF server, all over their real interfaces.
 
+mod authorization;
 mod domains;
 mod lab;
 mod provisioning;
