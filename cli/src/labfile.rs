@@ -36,9 +36,11 @@ pub(crate) struct NodeEntry {
     pub(crate) restconf: String,
     /// Its KMS's ETSI 014 server (`/api/v1/keys/...` below it).
     pub(crate) kms_014: String,
+    /// The agent's API beside RESTCONF (`/v1/kms/stores`, `/v1/links`, ...; authenticated).
+    pub(crate) api: String,
     /// Prometheus metrics.
     pub(crate) metrics: String,
-    /// The agent's management root (`/v1/kms/stores`, `/v1/links`, ...).
+    /// The agent's management root (`/healthz`, `/readyz`, `/metrics`; plain HTTP).
     pub(crate) management: String,
 }
 

@@ -225,8 +225,36 @@ async fn saes_get_the_same_keys_at_both_ends_exactly_as_etsi_014_says() {
     let stolen = stranger.get(&format!("sae-a/dec_keys?key_ID={id}")).await;
     assert_eq!(stolen.status, 401, "{}", stolen.body);
     assert!(stolen.body["message"].is_string());
+    // Another SAE at B paired with sae-a, but not named in the delivery: the same answer as for
+    // a key ID that does not exist, so it learns nothing.
+    pair_saes(&b, "aaaa0000-0000-4000-8000-0000000000b2", "sae-b2", "sae-a").await;
+    let sibling = Sae::new(&pki, "sae-b2", kms_b);
+    let not_named = sibling.get(&format!("sae-a/dec_keys?key_ID={id}")).await;
+    let unknown = sibling.get(&format!("sae-a/dec_keys?key_ID={}", uuid::Uuid::from_u128(7))).await;
+    assert_eq!((not_named.status, &not_named.body), (400, &unknown.body));
+    assert_eq!(unknown.body, json!({"message": "one or more keys specified are not found on KME"}));
     let got = sae_b.get(&format!("sae-a/dec_keys?key_ID={id}")).await;
     assert_eq!(key_bytes(&got), key_bytes(&enc));
+    // Query strings are percent-decoded; a parameter given twice is refused.
+    let decoded = sae_a.get("sae-b/enc_keys?%6Eumber=%32").await;
+    assert_eq!((decoded.status, key_ids(&decoded).len()), (200, 2), "{}", decoded.body);
+    let twice = sae_a.get("sae-b/enc_keys?number=1&number=2").await;
+    assert_eq!(twice.status, 400);
+    assert!(twice.body["message"].as_str().unwrap().contains("more than once"), "{}", twice.body);
+    // At most max_key_per_request IDs, each once.
+    let many: Vec<Json> = (0..1025u32)
+        .map(|i| json!({"key_ID": uuid::Uuid::from_u128(0x5eed_0000 + u128::from(i)).to_string()}))
+        .collect();
+    let too_many = sae_b.post("sae-a/dec_keys", &json!({ "key_IDs": many })).await;
+    assert_eq!(too_many.status, 400);
+    assert!(
+        too_many.body["message"].as_str().unwrap().contains("at most 1024"),
+        "{}",
+        too_many.body
+    );
+    let dup = json!({"key_IDs": [{"key_ID": id}, {"key_ID": id}]});
+    let twice = sae_b.post("sae-a/dec_keys", &dup).await;
+    assert_eq!(twice.status, 400, "{}", twice.body);
 
     // The other direction, B as master: other keys (B's half of the stream).
     wait_for_keys(&sae_b, "sae-a", 5).await;

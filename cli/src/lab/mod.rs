@@ -410,6 +410,7 @@ fn describe(plan: &Plan) -> LabFile {
                 domains: n.domains.clone(),
                 restconf: format!("https://localhost:{}/restconf", n.ports.api),
                 kms_014: format!("https://localhost:{}", n.kms),
+                api: format!("https://localhost:{}/api", n.ports.api),
                 metrics: format!("http://127.0.0.1:{}/metrics", n.ports.management),
                 management: format!("http://127.0.0.1:{}", n.ports.management),
             })

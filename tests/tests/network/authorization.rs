@@ -19,6 +19,8 @@ use serde_json::{Value as Json, json};
 
 const APP_X: &str = "a0000000-0000-4000-8000-0000000000a1";
 const APP_Y: &str = "a0000000-0000-4000-8000-0000000000a2";
+const APP_Z: &str = "a0000000-0000-4000-8000-0000000000a3";
+const APP_Z2: &str = "a0000000-0000-4000-8000-0000000000a4";
 /// A 015 application written straight to node A by an admin, for the RESTCONF write cells.
 const DUMMY: &str = "d0000000-0000-4000-8000-0000000000d1";
 
@@ -539,6 +541,7 @@ async fn every_identity_gets_exactly_what_the_policy_allows_on_every_interface()
     };
     assert_eq!(own(SaeOther).await, vec![json!(APP_Y)]);
     assert_eq!(own(Viewer).await.len(), 1, "APP_X was deleted by the admin last");
+    assert_eq!(own(SaeOfPair).await, Vec::<Json>::new());
     // A node cannot register another node, nor with plain-HTTP URLs.
     let c_as_a = send(
         &callers.client(NodeC),
@@ -550,6 +553,34 @@ async fn every_identity_gets_exactly_what_the_policy_allows_on_every_interface()
     .unwrap();
     assert_refused(Format::Problem, "node C registering itself over http", &c_as_a);
     assert!(c_as_a.1["detail"].as_str().unwrap().contains("must be https"), "{:?}", c_as_a.1);
+
+    // One application per SAE pair: a second registration for sae-x -> sae-b is a conflict,
+    // whatever its app_id; an admin's explicit replacement takes the pair over.
+    let z = json!({"app_id": APP_Z, "server": {"sae_id": "sae-x", "node": a},
+        "clients": [{"sae_id": "sae-b", "node": b}], "qos": {"rate_bps": 1000}});
+    let (status, body) = net.call(Method::POST, "/api/v1/applications", Some(&z)).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body["detail"].as_str().unwrap().contains(APP_Y), "{body}");
+    let (status, body) =
+        net.call(Method::POST, "/api/v1/applications?replace=true", Some(&z)).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, _) = net.call(Method::GET, &format!("/api/v1/applications/{APP_Y}"), None).await;
+    assert_eq!(status, 404, "the replaced application is gone");
+    // The node too: a second 015 application for the pair of the dummy one is refused.
+    let second = json!({"etsi-qkd-sdn-node:qkd_app": [{"app_id": APP_Z2, "server_app_id": "sae-m",
+        "client_app_id": ["sae-n"], "backing_qkdl_id": [link_ab]}]});
+    let url = format!(
+        "{agent_a}/restconf/data/etsi-qkd-sdn-node:qkd_node/qkd_applications/qkd_app={APP_Z2}"
+    );
+    let answer = admin
+        .put(&url)
+        .header("content-type", "application/yang-data+json")
+        .body(second.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 409);
+    assert!(answer.text().await.unwrap().contains(DUMMY));
 
     // The peer service: only nodes, and a node only for itself (the peer test goes further).
     let b_node: uuid::Uuid = b.parse().unwrap();

@@ -106,6 +106,12 @@ fn curl(args: &[&str]) -> String {
     text
 }
 
+/// curl's output for a request that may fail (with `-w %{http_code}` the status comes last).
+fn curl_any(args: &[&str]) -> String {
+    let out = Command::new("curl").args(["-sS", "--max-time", "20"]).args(args).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn path(v: &Json) -> &str {
     v.as_str().unwrap()
 }
@@ -227,6 +233,54 @@ fn the_default_lab_is_usable_from_lab_json_with_curl_and_the_cli() {
     assert!(
         !refused.status.success() || !String::from_utf8_lossy(&refused.stdout).contains("qkdn_id")
     );
+
+    // The agent's API (KMS figures) with the operator's certificate.
+    let stores_url = format!("{}/v1/kms/stores", path(&node["api"]));
+    assert!(curl(&[&tls[..], &[stores_url.as_str()]].concat()).contains("\"stores\""));
+    // The attack: an SAE's certificate cannot delete an application at the controller
+    // nor a node's applications, and the demo application still serves its SAEs afterwards.
+    let sae = &described["saes"].as_array().unwrap()[1];
+    let sae_tls = [
+        "--cacert",
+        path(&described["ca_cert"]),
+        "--cert",
+        path(&sae["cert"]),
+        "--key",
+        path(&sae["key"]),
+    ];
+    let app_url = format!(
+        "{}/applications/{}",
+        path(&described["controller"]["rest"]),
+        path(&described["apps"][0]["id"])
+    );
+    let apps_url =
+        format!("{}/data/etsi-qkd-sdn-node:qkd_node/qkd_applications", path(&node["restconf"]));
+    for url in [&app_url, &apps_url] {
+        let answer = curl_any(
+            &[&sae_tls[..], &["-X", "DELETE", "-w", "%{http_code}", url.as_str()]].concat(),
+        );
+        assert!(
+            answer.ends_with("403") && answer.contains("access denied"),
+            "DELETE {url}: {answer}"
+        );
+    }
+    // The lab's secrets are files only their owner reads, and no configuration holds one.
+    let pki_dir = Path::new(path(&described["ca_cert"])).parent().unwrap().to_path_buf();
+    for entry in std::fs::read_dir(&pki_dir).unwrap() {
+        let file = entry.unwrap().path();
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        if name.ends_with(".key") || name == "simulator-secret" {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{name}");
+        }
+    }
+    let secret = std::fs::read_to_string(pki_dir.join("simulator-secret")).unwrap();
+    let config_dir = pki_dir.parent().unwrap().join("config");
+    for entry in std::fs::read_dir(&config_dir).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        assert!(!text.contains(secret.trim()), "a configuration file holds the simulator secret");
+    }
 
     // Metrics of a node and of the controller.
     let node_metrics = curl(&[path(&node["metrics"])]);
