@@ -1,8 +1,14 @@
 //! KMS benchmark: prints figures for BENCHMARKS.md.
 //!
 //! ```text
-//! cargo bench -p qkdn-agent --bench kms [-- --seconds N] [--only enc|hops|chain]
+//! cargo bench -p qkdn-agent --bench kms [-- --seconds N] [--only enc|restconf|hops|chain]
+//!     [--agent PATH [--legacy]]
 //! ```
+//!
+//! `--agent` runs the agents from another build of `qkdn-agent` (to measure two builds with the
+//! same load, one after the other); `--legacy` for builds from before typed identities and
+//! quotas (their configuration has no quota settings). Every agent serves RESTCONF, ETSI 014
+//! and the peer service over mutual TLS, with the certificates of one CA.
 //!
 //! * `enc`: two `qkdn-agent` processes (bench profile) with their KMSs, A pinned to core 0 and
 //!   B (the other end of the link, which records every delivery A makes) to core 1 with the
@@ -11,6 +17,8 @@
 //!   mutual TLS with their own certificates) call `enc_keys` back to back from 1, 16 and 64
 //!   connections with one 256-bit key per request, then with `number=16`: requests/s, keys/s,
 //!   p50 and p99, and the CPU each agent used.
+//! * `restconf`: one agent (pinned to core 0); GETs of its `qkd_node` over RESTCONF (mutual TLS,
+//!   an operator's certificate, HTTP/1.1 keep-alive) from 1 and 16 connections on core 1.
 //! * `hops`: the work of a trusted node on one relayed key, in process on one core: take the
 //!   pads of the incoming hop (the keys the previous node used), remove them, pad again with
 //!   keys of the outgoing hop erased durably first: key-hops/s for relay blocks of 64 and 1024
@@ -38,6 +46,18 @@ use qkdn_kit::pki::{Authority, Usage};
 use serde_json::{Value as Json, json};
 use uuid::Uuid;
 use zeroize::Zeroizing;
+
+/// Which agent binary the runs start, and whether it predates typed identities and quotas.
+struct Build {
+    agent: PathBuf,
+    legacy: bool,
+}
+
+static BUILD: std::sync::OnceLock<Build> = std::sync::OnceLock::new();
+
+fn build() -> &'static Build {
+    BUILD.get_or_init(|| Build { agent: env!("CARGO_BIN_EXE_qkdn-agent").into(), legacy: false })
+}
 
 /// The agent's allocator, so that the in-process part measures what the agent runs.
 #[global_allocator]
@@ -105,6 +125,13 @@ impl Pki {
             .unwrap()
     }
 
+    /// An operator admin's client certificate (RESTCONF and the agents' API).
+    fn admin(&self) -> (PathBuf, PathBuf) {
+        let identity = qkdn_kit::Identity::operator("bench", qkdn_kit::Role::Admin);
+        let issued = self.ca.issue_identity(&identity, &[], Usage::Client).unwrap();
+        issued.write(&self.dir, "operator-bench").unwrap()
+    }
+
     fn ca(&self) -> PathBuf {
         self.dir.join("ca.crt")
     }
@@ -126,6 +153,8 @@ struct Agent {
     restconf: u16,
     management: u16,
     kms: u16,
+    /// An operator admin's HTTPS client, for RESTCONF and the agent's API.
+    admin: reqwest::Client,
 }
 
 impl Drop for Agent {
@@ -140,6 +169,9 @@ fn start_agents(dir: &Path, pki: &Pki, specs: &[NodeSpec]) -> Vec<Agent> {
     let epoch = humantime::format_rfc3339(std::time::SystemTime::now()).to_string();
     let peers: Vec<u16> = specs.iter().map(|_| free_port()).collect();
     let mut agents: Vec<Agent> = Vec::new();
+    let (admin_cert, admin_key) = pki.admin();
+    let admin_tls =
+        qkdn_kit::tls::client_config(&pki.ca(), Some((&admin_cert, &admin_key))).unwrap();
     for spec in specs {
         let node = node_id(spec.index);
         let (cert, key) = pki.node(&node);
@@ -155,7 +187,7 @@ fn start_agents(dir: &Path, pki: &Pki, specs: &[NodeSpec]) -> Vec<Agent> {
             ca.display()
         );
         let mut text = format!(
-            "data_dir = \"{data}\"\ninsecure_allow_unauthenticated = true\n[node]\nid = \"{node}\"\n[restconf]\nlisten = \"127.0.0.1:{restconf}\"\n\
+            "data_dir = \"{data}\"\n[node]\nid = \"{node}\"\n[restconf]\nlisten = \"127.0.0.1:{restconf}\"\ntls = {tls}\n\
              [management]\nlisten = \"127.0.0.1:{management}\"\n[notifications]\nperformance_period = \"1h\"\n\
              [simulator]\nnetwork_secret = \"{SECRET}\"\nepoch = \"{epoch}\"\ntime_scale = {scale}\nslot = \"1s\"\n\
              [peer]\nlisten = \"127.0.0.1:{peer}\"\ntls = {tls}\nclient_tls = {{ cert = \"{cert}\", key = \"{key}\", ca = \"{ca}\" }}\n",
@@ -186,14 +218,20 @@ fn start_agents(dir: &Path, pki: &Pki, specs: &[NodeSpec]) -> Vec<Agent> {
         std::fs::write(&file, text).unwrap();
         let log = std::fs::File::create(dir.join(format!("agent-{}.log", spec.index))).unwrap();
         let child = Command::new("taskset")
-            .args(["-c", spec.core, env!("CARGO_BIN_EXE_qkdn-agent"), "--config"])
+            .args(["-c", spec.core])
+            .arg(&build().agent)
+            .arg("--config")
             .arg(&file)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("taskset and qkdn-agent");
-        agents.push(Agent { child, restconf, management, kms });
+        let admin = reqwest::Client::builder()
+            .tls_backend_preconfigured(admin_tls.clone())
+            .build()
+            .unwrap();
+        agents.push(Agent { child, restconf, management, kms, admin });
     }
     for (i, agent) in agents.iter_mut().enumerate() {
         let deadline = Instant::now() + Duration::from_secs(120);
@@ -214,8 +252,9 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 async fn restconf_write(agent: &Agent, method: reqwest::Method, path: &str, body: Json) {
-    let url = format!("http://127.0.0.1:{}{NODE_PATH}{path}", agent.restconf);
-    let response = reqwest::Client::new()
+    let url = format!("https://localhost:{}{NODE_PATH}{path}", agent.restconf);
+    let response = agent
+        .admin
         .request(method, url)
         .header("content-type", "application/yang-data+json")
         .body(body.to_string())
@@ -226,10 +265,10 @@ async fn restconf_write(agent: &Agent, method: reqwest::Method, path: &str, body
     assert!(status.is_success(), "{status}: {}", response.text().await.unwrap());
 }
 
-/// A resource of the agent's API (on its loopback RESTCONF listener, opened to the benchmark).
+/// A resource of the agent's API (beside RESTCONF), read by the operator.
 async fn agent_api(agent: &Agent, path: &str) -> Json {
-    let url = format!("http://127.0.0.1:{}/api{path}", agent.restconf);
-    reqwest::get(url).await.unwrap().json().await.unwrap()
+    let url = format!("https://localhost:{}/api{path}", agent.restconf);
+    agent.admin.get(url).send().await.unwrap().json().await.unwrap()
 }
 
 /// CPU time (user + system) of a process, seconds.
@@ -339,9 +378,10 @@ fn bench_enc(dir: &Path, seconds: f64) {
     let pki = Pki::new(dir);
     let (sae_cert, sae_key) = pki.sae("sae-a");
     let pairs = |local: &str, remote: &str| {
+        // The pair's quota (a rate limit every pair has) set beyond what is measured.
+        let quota = if build().legacy { "" } else { "default_max_bandwidth_bps = 4000000000\n" };
         format!(
-            "store_capacity = 6000000\n# The pair's quota (a rate limit every pair has) set beyond what is measured.\n\
-             default_max_bandwidth_bps = 4000000000\n\
+            "store_capacity = 6000000\n{quota}\
              pairs = [{{ local_sae = \"{local}\", remote_sae = \"{remote}\", link = \"{}\" }}]",
             link_id(0)
         )
@@ -419,6 +459,40 @@ fn bench_enc(dir: &Path, seconds: f64) {
             load.latency.value_at_quantile(0.5) as f64 / 1000.0,
             load.latency.value_at_quantile(0.99) as f64 / 1000.0,
             load.failed,
+        );
+    }
+    println!();
+}
+
+/// GETs of one agent's `qkd_node` over RESTCONF (mutual TLS, an operator's certificate).
+fn bench_restconf(dir: &Path, seconds: f64) {
+    let pki = Pki::new(dir);
+    let specs = [NodeSpec {
+        index: 0,
+        links: Vec::new(),
+        pulse_rate_hz: 1e6,
+        time_scale: 1.0,
+        kms_extra: String::new(),
+        core: "0",
+    }];
+    let agents = start_agents(dir, &pki, &specs);
+    let a = &agents[0];
+    let (admin_cert, admin_key) = pki.admin();
+    let admin =
+        Arc::new(qkdn_kit::tls::client_config(&pki.ca(), Some((&admin_cert, &admin_key))).unwrap());
+    println!("| GETs of the qkd_node | requests/s | p50 | p99 | CPU of the agent |");
+    println!("|---|---|---|---|---|");
+    for connections in [1usize, 16] {
+        let pa = a.child.id();
+        let (ca0, t0) = (cpu_seconds(pa), Instant::now());
+        let load = enc_load(admin.clone(), a.restconf, NODE_PATH, connections, seconds);
+        let cpu_a = (cpu_seconds(pa) - ca0) / t0.elapsed().as_secs_f64() * 100.0;
+        assert_eq!(load.failed, 0, "RESTCONF GETs failed");
+        println!(
+            "| {connections} connection(s) | {:.0} | {:.2} ms | {:.2} ms | {cpu_a:.0} % |",
+            load.requests as f64 / load.seconds,
+            load.latency.value_at_quantile(0.5) as f64 / 1000.0,
+            load.latency.value_at_quantile(0.99) as f64 / 1000.0,
         );
     }
     println!();
@@ -564,8 +638,8 @@ fn bench_chain(dir: &Path, length: usize, seconds: f64) -> Json {
             }
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let url = format!("http://127.0.0.1:{}/api/v1/kms/relays", agents[0].restconf);
-        reqwest::Client::new().delete(url).send().await.unwrap();
+        let url = format!("https://localhost:{}/api/v1/kms/relays", agents[0].restconf);
+        agents[0].admin.delete(url).send().await.unwrap();
         let cpu0: f64 = agents.iter().map(|a| cpu_seconds(a.child.id())).sum();
         let t0 = Instant::now();
         tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
@@ -580,14 +654,20 @@ fn bench_chain(dir: &Path, length: usize, seconds: f64) -> Json {
 fn main() {
     let mut args = std::env::args().skip(1);
     let (mut seconds, mut only) = (5.0f64, None::<String>);
+    let (mut agent, mut legacy) = (None::<PathBuf>, false);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--seconds" => seconds = args.next().and_then(|s| s.parse().ok()).expect("--seconds N"),
             "--only" => only = args.next(),
+            "--agent" => agent = Some(args.next().expect("--agent PATH").into()),
+            "--legacy" => legacy = true,
             "--bench" => {}
             other => panic!("unknown argument {other}"),
         }
     }
+    let agent = agent.unwrap_or_else(|| env!("CARGO_BIN_EXE_qkdn-agent").into());
+    println!("agent: {} ({})\n", agent.display(), if legacy { "legacy" } else { "current" });
+    let _ = BUILD.set(Build { agent, legacy });
     let runs = |part: &str| only.as_deref().is_none_or(|o| o == part);
     let dir = tempfile::tempdir().unwrap();
     if std::env::var_os("QKDN_BENCH_KEEP").is_some() {
@@ -598,6 +678,12 @@ fn main() {
         let sub = dir.path().join("enc");
         std::fs::create_dir_all(&sub).unwrap();
         bench_enc(&sub, seconds);
+    }
+    if runs("restconf") {
+        println!("## RESTCONF over mutual TLS ({seconds} s per load)\n");
+        let sub = dir.path().join("restconf");
+        std::fs::create_dir_all(&sub).unwrap();
+        bench_restconf(&sub, seconds);
     }
     if runs("hops") {
         println!("## relay hops in process ({seconds} s per block size)\n");

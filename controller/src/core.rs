@@ -48,7 +48,7 @@ pub struct Registration {
     /// Its version.
     #[serde(default)]
     pub agent_version: Option<String>,
-    /// Base URL of its management endpoints (KMS figures).
+    /// Base URL of its API (KMS figures; `https://.../api`).
     #[serde(default)]
     pub management_url: Option<String>,
 }

@@ -1,8 +1,10 @@
 //! The KMS figures of an agent, for the controller's monitoring: its key stores (fill level,
 //! fill and consumption rates, time to empty, alarms), its relays (per virtual link it sources:
 //! relays, keys, failures, latency) and its applications (key bits delivered, `enc_keys`
-//! requests, success ratio, latency), read from the agent's management endpoints every
-//! `kms_poll_interval` and sent to the core as one document.
+//! requests, success ratio, latency), read from the agent's API (the `management_url` it
+//! registered, `https://.../api`, with the controller's client certificate: the agent lets the
+//! controllers of its domains read it) every `kms_poll_interval` and sent to the core as one
+//! document.
 
 use std::time::Duration;
 

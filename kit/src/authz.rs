@@ -17,8 +17,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, Method, StatusCode, header};
 use rustls::pki_types::CertificateDer;
@@ -28,16 +27,31 @@ use crate::identity::{Identity, IdentityError, Kind, Role};
 use crate::policy::{self, Condition, Decision, Interface, Operation};
 use crate::tls::PeerCertificates;
 
-/// The typed identity of a TLS connection's client certificate, parsed once when the connection
-/// is accepted ([`crate::server`] inserts it into every request of the connection).
+/// A TLS connection's client certificates and the typed identity of the first, parsed once when
+/// the connection is accepted ([`crate::server`] inserts it into every request of the
+/// connection; cloning it costs reference counts).
 #[derive(Clone, Debug)]
-pub struct ConnectionIdentity(pub Arc<Result<Identity, IdentityError>>);
+pub struct ConnectionIdentity {
+    /// The identity, or why the certificate has none.
+    pub identity: Result<Arc<Identity>, Arc<IdentityError>>,
+    /// The certificates, leaf first.
+    pub certificates: PeerCertificates,
+}
+
+impl ConnectionIdentity {
+    /// The identity of a connection whose client presented `certificates` (leaf first).
+    pub fn of(certificates: PeerCertificates) -> Option<ConnectionIdentity> {
+        let leaf = certificates.0.first()?;
+        let identity = Identity::from_certificate(leaf).map(Arc::new).map_err(Arc::new);
+        Some(ConnectionIdentity { identity, certificates })
+    }
+}
 
 /// Who is calling.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Caller {
     /// Authenticated as this identity.
-    Known(Identity),
+    Known(Arc<Identity>),
     /// Authenticated by the CA, but the credential names no qkdn identity (why).
     Unrecognised(String),
     /// No credential at all.
@@ -51,7 +65,7 @@ impl Caller {
     /// The identity, when known.
     pub fn identity(&self) -> Option<&Identity> {
         match self {
-            Caller::Known(identity) => Some(identity),
+            Caller::Known(identity) => Some(identity.as_ref()),
             _ => None,
         }
     }
@@ -283,7 +297,7 @@ pub enum TokenRole {
 /// The bearer tokens a service accepts.
 #[derive(Clone, Debug, Default)]
 pub struct Tokens {
-    entries: Vec<([u8; 32], Identity)>,
+    entries: Vec<([u8; 32], Arc<Identity>)>,
 }
 
 impl Tokens {
@@ -302,7 +316,7 @@ impl Tokens {
                 continue;
             }
             match hex32(&c.sha256) {
-                Some(digest) => entries.push((digest, identity)),
+                Some(digest) => entries.push((digest, Arc::new(identity))),
                 None => problems.push(format!(
                     "tokens[{i}].sha256: expected 64 hex digits (the SHA-256 of the token)"
                 )),
@@ -317,7 +331,7 @@ impl Tokens {
     }
 
     /// The identity `token` stands for.
-    pub fn identity_of(&self, token: &str) -> Option<&Identity> {
+    pub fn identity_of(&self, token: &str) -> Option<&Arc<Identity>> {
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
         // Every entry is compared (in constant time) so the time taken says nothing.
         let mut found = None;
@@ -401,23 +415,19 @@ impl Gate {
 
     /// `router` behind this gate: every request is judged before any handler sees it.
     pub fn protect(self, router: axum::Router) -> axum::Router {
-        router.layer(axum::middleware::from_fn_with_state(Arc::new(self), enforce))
+        router.layer(GateLayer(Arc::new(self)))
     }
 
     /// Who is calling on `request`'s connection.
     pub fn caller(&self, request: &Request) -> Caller {
-        if let Some(ConnectionIdentity(identity)) = request.extensions().get::<ConnectionIdentity>()
-        {
-            return match identity.as_ref() {
+        if let Some(connection) = request.extensions().get::<ConnectionIdentity>() {
+            return match &connection.identity {
                 Ok(identity) => Caller::Known(identity.clone()),
-                Err(IdentityError::Missing) => {
-                    let cert = request
-                        .extensions()
-                        .get::<PeerCertificates>()
-                        .and_then(|c| c.0.first().cloned());
+                Err(e) if **e == IdentityError::Missing => {
+                    let cert = connection.certificates.0.first();
                     match (&self.fallback, cert) {
-                        (Some(fallback), Some(cert)) => match fallback(&cert) {
-                            Some(identity) => Caller::Known(identity),
+                        (Some(fallback), Some(cert)) => match fallback(cert) {
+                            Some(identity) => Caller::Known(Arc::new(identity)),
                             None => Caller::Unrecognised(
                                 "the client certificate names no known SAE".into(),
                             ),
@@ -564,13 +574,54 @@ impl Authorized {
     }
 }
 
-async fn enforce(State(gate): State<Arc<Gate>>, mut request: Request, next: Next) -> Response {
-    match gate.judge(&request) {
-        Ok(authorized) => {
-            request.extensions_mut().insert(authorized);
-            next.run(request).await
+/// The gate as a tower layer (what [`Gate::protect`] puts in front of a router's routes).
+#[derive(Clone)]
+struct GateLayer(Arc<Gate>);
+
+impl<S> tower::Layer<S> for GateLayer {
+    type Service = GateService<S>;
+
+    fn layer(&self, inner: S) -> GateService<S> {
+        GateService { gate: self.0.clone(), inner }
+    }
+}
+
+/// A route behind the gate: the request reaches it with its [`Authorized`], or is answered
+/// with its refusal (no allocation or copy beyond the judgement itself).
+#[derive(Clone)]
+struct GateService<S> {
+    gate: Arc<Gate>,
+    inner: S,
+}
+
+impl<S> tower::Service<Request> for GateService<S>
+where
+    S: tower::Service<Request, Response = Response, Error = std::convert::Infallible>,
+{
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = futures_util::future::Either<
+        std::future::Ready<Result<Response, std::convert::Infallible>>,
+        S::Future,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request) -> Self::Future {
+        match self.gate.judge(&request) {
+            Ok(authorized) => {
+                request.extensions_mut().insert(authorized);
+                futures_util::future::Either::Right(self.inner.call(request))
+            }
+            Err(refused) => {
+                futures_util::future::Either::Left(std::future::ready(Ok(refused.into_response())))
+            }
         }
-        Err(refused) => refused.into_response(),
     }
 }
 
@@ -600,8 +651,11 @@ mod tests {
             TokenConfig { name: "grafana".into(), role: TokenRole::Viewer, sha256: digest("ro") },
         ])
         .unwrap();
-        assert_eq!(tokens.identity_of("s3cret"), Some(&Identity::operator("ci", Role::Admin)));
-        assert_eq!(tokens.identity_of("ro").map(Identity::kind), Some(Kind::Viewer));
+        assert_eq!(
+            tokens.identity_of("s3cret").map(|i| i.as_ref()),
+            Some(&Identity::operator("ci", Role::Admin))
+        );
+        assert_eq!(tokens.identity_of("ro").map(|i| i.kind()), Some(Kind::Viewer));
         assert_eq!(tokens.identity_of("guess"), None);
         let problems = Tokens::from_config(&[TokenConfig {
             name: "bad name".into(),

@@ -25,7 +25,12 @@ pub struct ListenerSettings<'a> {
     pub other_authentication: bool,
 }
 
-impl ListenerSettings<'_> {
+impl<'a> ListenerSettings<'a> {
+    /// The settings of listener `key` on `listen` with `tls`, authenticating by TLS only.
+    pub fn new(key: &'a str, listen: SocketAddr, tls: Option<&'a ServerTls>) -> Self {
+        ListenerSettings { key, listen, tls, other_authentication: false }
+    }
+
     /// Whether callers present client certificates or tokens.
     pub fn authenticates(&self) -> bool {
         self.other_authentication || self.tls.is_some_and(|t| t.client_ca.is_some())

@@ -224,12 +224,34 @@ pub static RULES: &[Rule] = &[
     rule(OrchestratorRestconf, Read, ORCHESTRATOR, Allow),
 ];
 
+/// Interfaces, operations and kinds there are.
+const INTERFACES: usize = Interface::ALL.len();
+const OPERATIONS: usize = Operation::CommitRelay as usize + 1;
+const KINDS: usize = Kind::ALL.len();
+
+type Table = [[[Decision; KINDS]; OPERATIONS]; INTERFACES];
+
+/// [`RULES`] as an array indexed by interface, operation and kind (built once).
+fn table() -> &'static Table {
+    static TABLE: std::sync::OnceLock<Table> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut table = [[[Decision::Deny; KINDS]; OPERATIONS]; INTERFACES];
+        for rule in RULES {
+            for kind in rule.kinds {
+                let cell =
+                    &mut table[rule.interface as usize][rule.operation as usize][*kind as usize];
+                if *cell == Decision::Deny {
+                    *cell = rule.decision;
+                }
+            }
+        }
+        table
+    })
+}
+
 /// What the table says about `kind` doing `operation` on `interface`.
 pub fn decide(interface: Interface, operation: Operation, kind: Kind) -> Decision {
-    RULES
-        .iter()
-        .find(|r| r.interface == interface && r.operation == operation && r.kinds.contains(&kind))
-        .map_or(Decision::Deny, |r| r.decision)
+    table()[interface as usize][operation as usize][kind as usize]
 }
 
 /// The operations an interface has, in table order.
@@ -273,6 +295,25 @@ pub fn markdown() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_indexed_table_says_what_the_rules_say() {
+        for interface in Interface::ALL {
+            for operation in operations(interface) {
+                for kind in Kind::ALL {
+                    let listed = RULES
+                        .iter()
+                        .find(|r| {
+                            r.interface == interface
+                                && r.operation == operation
+                                && r.kinds.contains(&kind)
+                        })
+                        .map_or(Decision::Deny, |r| r.decision);
+                    assert_eq!(decide(interface, operation, kind), listed);
+                }
+            }
+        }
+    }
 
     #[test]
     fn every_interface_has_rules_and_no_call_is_listed_twice() {

@@ -20,8 +20,8 @@
 //!   [`Edge::max_concurrent_streams`] requests at once.
 //!
 //! Refusals of the edge come in the interface's own error format ([`ErrorFormat`]). With mutual
-//! TLS the client's certificates reach handlers as the [`PeerCertificates`] request extension
-//! and its typed identity, parsed once per connection, as [`ConnectionIdentity`].
+//! TLS the client's certificates and their typed identity, parsed once per connection, reach
+//! handlers as the [`ConnectionIdentity`] request extension.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -41,10 +41,9 @@ use hyper::body::{Frame, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
 
 use crate::authz::{ConnectionIdentity, ErrorFormat, Refusal, Refused};
-use crate::identity::Identity;
 use crate::tls::PeerCertificates;
 
 /// The limits of one listener.
@@ -131,16 +130,31 @@ impl Default for ServeOptions {
     }
 }
 
-/// What a connection is doing, for eviction and idleness.
+/// Why a connection is told to end.
+const EVICTED: u8 = 1;
+const IDLE: u8 = 2;
+const STOPPING: u8 = 3;
+
+/// What a connection is doing, for eviction and idleness. Requests only touch atomics; the
+/// listener's reaper reads them and signals the connection through `control` when it must end,
+/// so nothing but the connection itself is polled while it serves.
 struct Activity {
     handshaken: AtomicBool,
     requests: AtomicU64,
     in_flight: AtomicUsize,
-    /// Milliseconds since the server started when the last request started or ended.
+    /// Milliseconds since the server started when the connection was made or the last request
+    /// ended.
     last_active_ms: AtomicU64,
-    evicted: Notify,
-    /// A request started or ended (the connection's timer is set again).
-    changed: Notify,
+    /// Why it must end ([`EVICTED`], [`IDLE`], [`STOPPING`]), once `control` is notified.
+    reason: std::sync::atomic::AtomicU8,
+    control: Notify,
+}
+
+impl Activity {
+    fn tell(&self, reason: u8) {
+        self.reason.store(reason, Ordering::Relaxed);
+        self.control.notify_one();
+    }
 }
 
 /// The connections of a listener, oldest first.
@@ -167,7 +181,7 @@ impl Connections {
                 .or_else(|| open.1.iter().find(|(_, a)| a.in_flight.load(Ordering::Relaxed) == 0))
                 .map(|(id, _)| *id)?;
             if let Some(activity) = open.1.remove(&victim) {
-                activity.evicted.notify_one();
+                activity.tell(EVICTED);
             }
         }
         let id = open.0;
@@ -177,8 +191,8 @@ impl Connections {
             requests: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
             last_active_ms: AtomicU64::new(self.now_ms()),
-            evicted: Notify::new(),
-            changed: Notify::new(),
+            reason: std::sync::atomic::AtomicU8::new(0),
+            control: Notify::new(),
         });
         open.1.insert(id, activity.clone());
         Some(Slot { connections: self.clone(), id, activity })
@@ -186,6 +200,38 @@ impl Connections {
 
     fn len(&self) -> usize {
         self.open.lock().unwrap_or_else(|p| p.into_inner()).1.len()
+    }
+
+    /// Tells the connections that have been idle too long to end: no request in flight since
+    /// the header timeout (before their first request) or the idle timeout (after).
+    fn reap(&self, edge: &Edge) {
+        let now = self.now_ms();
+        let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        for activity in open.1.values() {
+            if !activity.handshaken.load(Ordering::Relaxed)
+                || activity.in_flight.load(Ordering::Relaxed) > 0
+                || activity.reason.load(Ordering::Relaxed) != 0
+            {
+                continue;
+            }
+            let limit = if activity.requests.load(Ordering::Relaxed) == 0 {
+                edge.header_timeout
+            } else {
+                edge.idle_timeout
+            };
+            let idle = now.saturating_sub(activity.last_active_ms.load(Ordering::Relaxed));
+            if idle >= limit.as_millis() as u64 {
+                activity.tell(IDLE);
+            }
+        }
+    }
+
+    /// Tells every connection to end (the server stops).
+    fn stop_all(&self) {
+        let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        for activity in open.1.values() {
+            activity.tell(STOPPING);
+        }
     }
 }
 
@@ -214,7 +260,7 @@ fn open_files_limit() -> usize {
             && limit.current != Some(max)
         {
             limit.current = Some(max);
-            let _ = setrlimit(Resource::Nofile, limit.clone());
+            let _ = setrlimit(Resource::Nofile, limit);
         }
         let current = getrlimit(Resource::Nofile).current.unwrap_or(1 << 20);
         usize::try_from(current).unwrap_or(usize::MAX)
@@ -236,7 +282,21 @@ pub async fn serve(
         max,
         open: Mutex::new((0, BTreeMap::new())),
     });
-    let (stop_tx, stop_rx) = watch::channel(false);
+    // The reaper looks at every connection a few times per shortest limit (at least every
+    // second), so a limit is enforced at most that late.
+    let tick = (options.edge.header_timeout.min(options.edge.idle_timeout) / 4)
+        .clamp(Duration::from_millis(20), Duration::from_secs(1));
+    let reaper = tokio::spawn({
+        let (connections, edge) = (connections.clone(), options.edge.clone());
+        async move {
+            let mut interval = tokio::time::interval(tick);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                interval.tick().await;
+                connections.reap(&edge);
+            }
+        }
+    });
     let mut tasks = tokio::task::JoinSet::new();
     let mut builder = Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(options.edge.header_timeout);
@@ -266,14 +326,15 @@ pub async fn serve(
                     continue;
                 };
                 let _ = stream.set_nodelay(true);
-                tasks.spawn(connection(shared.clone(), slot, stream, peer, stop_rx.clone()));
+                tasks.spawn(connection(shared.clone(), slot, stream, peer));
             }
             Some(_) = tasks.join_next() => {}
             () = &mut shutdown => break,
         }
     }
     drop(listener);
-    let _ = stop_tx.send(true);
+    reaper.abort();
+    connections.stop_all();
     let grace = shared.options.edge.shutdown_grace;
     let drained = async { while tasks.join_next().await.is_some() {} };
     if tokio::time::timeout(grace + Duration::from_secs(1), drained).await.is_err() {
@@ -299,14 +360,13 @@ async fn connection(
     slot: Slot,
     stream: TcpStream,
     peer: std::net::SocketAddr,
-    stop: watch::Receiver<bool>,
 ) {
     let activity = slot.activity.clone();
     let edge = &shared.options.edge;
     match &shared.options.tls {
         None => {
             let service = ConnService::new(&shared, &slot, None);
-            drive(&shared, &slot, TokioIo::new(stream), service, stop).await;
+            drive(&shared, &slot, TokioIo::new(stream), service).await;
         }
         Some(config) => {
             let acceptor = tokio_rustls::TlsAcceptor::from(config.clone());
@@ -323,8 +383,8 @@ async fn connection(
                         return;
                     }
                 },
-                () = activity.evicted.notified() => {
-                    tracing::debug!(%peer, "connection still in its handshake closed for a new one");
+                () = activity.control.notified() => {
+                    tracing::debug!(%peer, "connection still in its handshake closed");
                     return;
                 }
             };
@@ -334,81 +394,52 @@ async fn connection(
                 PeerCertificates(Arc::new(c.iter().map(|d| d.clone().into_owned()).collect()))
             });
             let service = ConnService::new(&shared, &slot, certificates);
-            drive(&shared, &slot, TokioIo::new(tls), service, stop).await;
+            drive(&shared, &slot, TokioIo::new(tls), service).await;
         }
     }
 }
 
 /// Runs the HTTP connection until it ends, is evicted, stays idle too long, or the server
-/// stops.
-async fn drive<I>(
-    shared: &Shared,
-    slot: &Slot,
-    io: TokioIo<I>,
-    service: ConnService,
-    mut stop: watch::Receiver<bool>,
-) where
+/// stops (the last two close it gracefully, within the shutdown grace).
+async fn drive<I>(shared: &Shared, slot: &Slot, io: TokioIo<I>, service: ConnService)
+where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let edge = &shared.options.edge;
     let activity = &slot.activity;
     let hyper_service = hyper::service::service_fn(move |request| service.call(request));
     let connection = shared.builder.serve_connection_with_upgrades(io, hyper_service);
     tokio::pin!(connection);
-    let mut closing = false;
-    loop {
-        // The first request must come soon; later ones within the idle timeout.
-        let limit = if activity.requests.load(Ordering::Relaxed) == 0 {
-            edge.header_timeout
-        } else {
-            edge.idle_timeout
-        };
-        let last = activity.last_active_ms.load(Ordering::Relaxed);
-        let idle_for = slot.connections.now_ms().saturating_sub(last);
-        let wait = Duration::from_millis((limit.as_millis() as u64).saturating_sub(idle_for));
-        tokio::select! {
-            result = connection.as_mut() => {
-                if let Err(err) = result {
-                    tracing::debug!(%err, "connection ended with an error");
-                }
-                return;
+    tokio::select! {
+        biased;
+        result = connection.as_mut() => {
+            if let Err(err) = result {
+                tracing::debug!(%err, "connection ended with an error");
             }
-            () = activity.evicted.notified() => {
-                tracing::debug!("idle connection closed for a new one");
-                return;
-            }
-            () = activity.changed.notified() => {}
-            changed = stop.changed(), if !closing => {
-                if changed.is_err() || *stop.borrow() {
-                    closing = true;
-                    connection.as_mut().graceful_shutdown();
-                }
-            }
-            () = tokio::time::sleep(wait), if !closing => {
-                let busy = activity.in_flight.load(Ordering::Relaxed) > 0;
-                let still_idle = activity.last_active_ms.load(Ordering::Relaxed) == last;
-                if !busy && still_idle {
-                    tracing::debug!(idle_ms = idle_for + wait.as_millis() as u64, "idle connection closed");
-                    closing = true;
-                    connection.as_mut().graceful_shutdown();
-                } else if busy {
-                    // Counted again from the end of what is in flight.
-                    activity.last_active_ms.store(slot.connections.now_ms(), Ordering::Relaxed);
-                }
-            }
-            () = tokio::time::sleep(edge.shutdown_grace), if closing => return,
+            return;
         }
+        () = activity.control.notified() => {}
     }
+    match activity.reason.load(Ordering::Relaxed) {
+        EVICTED => {
+            tracing::debug!("idle connection closed for a new one");
+            return;
+        }
+        IDLE => tracing::debug!("idle connection closed"),
+        _ => {}
+    }
+    connection.as_mut().graceful_shutdown();
+    let _ = tokio::time::timeout(shared.options.edge.shutdown_grace, connection).await;
 }
 
 /// The per-connection service: request extensions (certificates, identity), activity
-/// tracking, and the body limits, around the router.
+/// tracking, and the body limits, around the router. Cloned per request as one reference.
 #[derive(Clone)]
-struct ConnService {
+struct ConnService(Arc<ConnShared>);
+
+struct ConnShared {
     router: Router,
     connections: Arc<Connections>,
     activity: Arc<Activity>,
-    certificates: Option<PeerCertificates>,
     identity: Option<ConnectionIdentity>,
     edge: Edge,
     format_of: fn(&str) -> ErrorFormat,
@@ -416,19 +447,15 @@ struct ConnService {
 
 impl ConnService {
     fn new(shared: &Shared, slot: &Slot, certificates: Option<PeerCertificates>) -> ConnService {
-        let identity = certificates
-            .as_ref()
-            .and_then(|c| c.0.first())
-            .map(|leaf| ConnectionIdentity(Arc::new(Identity::from_certificate(leaf))));
-        ConnService {
+        let identity = certificates.and_then(ConnectionIdentity::of);
+        ConnService(Arc::new(ConnShared {
             router: shared.router.clone(),
             connections: slot.connections.clone(),
             activity: slot.activity.clone(),
-            certificates,
             identity,
             edge: shared.options.edge.clone(),
             format_of: shared.options.format_of,
-        }
+        }))
     }
 
     fn call(
@@ -436,25 +463,45 @@ impl ConnService {
         mut request: http::Request<Incoming>,
     ) -> impl Future<Output = Result<http::Response<Body>, std::convert::Infallible>> + Send + use<>
     {
+        use futures_util::FutureExt;
+        use hyper::body::Body as _;
         use tower::ServiceExt;
-        let this = self.clone();
-        let guard = InFlight::start(&this.connections, &this.activity);
-        async move {
-            if let Some(c) = &this.certificates {
-                request.extensions_mut().insert(c.clone());
-            }
-            if let Some(i) = &this.identity {
-                request.extensions_mut().insert(i.clone());
-            }
-            let request = match this.limited_body(request).await {
+        let this = self.0.clone();
+        if let Some(i) = &this.identity {
+            request.extensions_mut().insert(i.clone());
+        }
+        let router = this.router.clone();
+        let guard = InFlight::start(this);
+        // Most requests (GETs) have no body: straight to the router, nothing to wait for.
+        if request.body().is_end_stream() {
+            let request = request.map(|_| Body::empty());
+            let answer = router
+                .oneshot(request)
+                .map(move |r| Ok(finish(r.unwrap_or_else(|e| match e {}), guard)));
+            return futures_util::future::Either::Left(answer);
+        }
+        futures_util::future::Either::Right(async move {
+            let request = match guard.0.limited_body(request).await {
                 Ok(request) => request,
                 Err(refused) => return Ok(refused.into_response()),
             };
-            let response = this.router.oneshot(request).await.unwrap_or_else(|e| match e {});
-            Ok(response.map(|body| Body::new(TrackedBody { inner: body, _guard: guard })))
-        }
+            let response = router.oneshot(request).await.unwrap_or_else(|e| match e {});
+            Ok(finish(response, guard))
+        })
     }
+}
 
+/// The response as sent: a body of known length is sent at once (the request ends here); one
+/// that streams (an event stream) keeps the request in flight until the body is dropped.
+fn finish(response: http::Response<Body>, guard: InFlight) -> http::Response<Body> {
+    if axum::body::HttpBody::size_hint(response.body()).exact().is_some() {
+        drop(guard);
+        return response;
+    }
+    response.map(|body| Body::new(TrackedBody { inner: body, _guard: guard }))
+}
+
+impl ConnShared {
     /// The request with its body read within the edge's size and time limits, or the refusal.
     async fn limited_body(
         &self,
@@ -505,27 +552,23 @@ impl ConnService {
     }
 }
 
-/// Counts a request in flight from its start until its response body is dropped.
-struct InFlight {
-    connections: Arc<Connections>,
-    activity: Arc<Activity>,
-}
+/// Counts a request in flight from its start until its response is sent (or, for a streamed
+/// body, until the body is dropped); a connection's idle time counts from the last end.
+struct InFlight(Arc<ConnShared>);
 
 impl InFlight {
-    fn start(connections: &Arc<Connections>, activity: &Arc<Activity>) -> InFlight {
-        activity.requests.fetch_add(1, Ordering::Relaxed);
-        activity.in_flight.fetch_add(1, Ordering::Relaxed);
-        activity.last_active_ms.store(connections.now_ms(), Ordering::Relaxed);
-        activity.changed.notify_one();
-        InFlight { connections: connections.clone(), activity: activity.clone() }
+    fn start(shared: Arc<ConnShared>) -> InFlight {
+        shared.activity.requests.fetch_add(1, Ordering::Relaxed);
+        shared.activity.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(shared)
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.activity.last_active_ms.store(self.connections.now_ms(), Ordering::Relaxed);
-        self.activity.in_flight.fetch_sub(1, Ordering::Relaxed);
-        self.activity.changed.notify_one();
+        let activity = &self.0.activity;
+        activity.last_active_ms.store(self.0.connections.now_ms(), Ordering::Relaxed);
+        activity.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -13,7 +13,7 @@ use qkdn_kit::authz::ConnectionIdentity;
 use qkdn_kit::identity::{Identity, Role};
 use qkdn_kit::pki::{Authority, Usage};
 use qkdn_kit::server::{ServeOptions, serve};
-use qkdn_kit::tls::{self, MinVersion, PeerCertificates, Protocols};
+use qkdn_kit::tls::{self, MinVersion, Protocols};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
@@ -186,16 +186,12 @@ async fn handlers_see_the_client_certificate_and_its_identity() {
     let pki = Pki::new();
     let router = Router::new().route(
         "/who",
-        get(
-            |certs: Option<axum::Extension<PeerCertificates>>,
-             identity: Option<axum::Extension<ConnectionIdentity>>| async move {
-                let fingerprint = certs.map(|c| tls::fingerprint(&c.0.0[0])).unwrap_or_default();
-                let identity = identity
-                    .and_then(|i| i.0.0.as_ref().as_ref().ok().map(Identity::uri))
-                    .unwrap_or_default();
-                format!("{fingerprint} {identity}")
-            },
-        ),
+        get(|connection: Option<axum::Extension<ConnectionIdentity>>| async move {
+            let Some(axum::Extension(connection)) = connection else { return String::new() };
+            let fingerprint = tls::fingerprint(&connection.certificates.0[0]);
+            let identity = connection.identity.as_ref().map(|i| i.uri()).unwrap_or_default();
+            format!("{fingerprint} {identity}")
+        }),
     );
     let (port, _stop) = serve_tls(&pki, &node(1), Protocols::default(), router).await;
     let (cert, key) = pki.issue("sae-a", &Identity::Sae("sae-a".into()), Usage::Client);

@@ -82,12 +82,7 @@ fn default_api() -> SocketAddr {
 impl ApiConfig {
     /// The listener, for the authentication check.
     pub fn listener(&self) -> qkdn_kit::listener::ListenerSettings<'_> {
-        qkdn_kit::listener::ListenerSettings {
-            key: "api",
-            listen: self.listen,
-            tls: self.tls.as_ref(),
-            other_authentication: false,
-        }
+        qkdn_kit::listener::ListenerSettings::new("api", self.listen, self.tls.as_ref())
     }
 }
 

@@ -76,17 +76,22 @@ impl TestPki {
     /// An HTTPS client presenting the certificate `files` (from [`issue`](Self::issue) and
     /// the like).
     pub fn https_client(&self, files: (PathBuf, PathBuf)) -> reqwest::Client {
-        let (cert, key) = files;
-        let config = qkdn_kit::tls::client_config(&self.ca(), Some((&cert, &key))).unwrap();
-        reqwest::Client::builder()
-            .tls_backend_preconfigured(config)
-            .timeout(std::time::Duration::from_secs(20))
-            .build()
-            .unwrap()
+        https_client(&self.ca(), Some((&files.0, &files.1)))
     }
 
     /// An HTTPS client of the admin operator `name`.
     pub fn admin_client(&self, name: &str) -> reqwest::Client {
         self.https_client(self.operator(name, Role::Admin))
     }
+}
+
+/// An HTTPS client trusting the CA certificate `ca` and presenting `identity` (certificate and
+/// key files; none: no client certificate); its requests give up after 20 s.
+pub fn https_client(ca: &Path, identity: Option<(&Path, &Path)>) -> reqwest::Client {
+    let config = qkdn_kit::tls::client_config(ca, identity).unwrap();
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(config)
+        .timeout(std::time::Duration::from_secs(20))
+        .build()
+        .unwrap()
 }

@@ -78,16 +78,8 @@ impl Drop for Project {
 }
 
 fn client(pki: &Path, name: &str) -> reqwest::Client {
-    let config = qkdn_kit::tls::client_config(
-        &pki.join("ca.crt"),
-        Some((&pki.join(format!("{name}.crt")), &pki.join(format!("{name}.key")))),
-    )
-    .unwrap();
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(config)
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap()
+    let (cert, key) = (pki.join(format!("{name}.crt")), pki.join(format!("{name}.key")));
+    qkdn_tests::pki::https_client(&pki.join("ca.crt"), Some((&cert, &key)))
 }
 
 async fn get(client: &reqwest::Client, url: &str) -> Json {

@@ -367,24 +367,16 @@ fn check_kms(kms: &KmsConfig, problem: &mut impl FnMut(KeyPath, String)) {
 
 /// The RESTCONF listener, for the authentication check.
 pub(crate) fn restconf_listener(config: &AgentConfig) -> qkdn_kit::listener::ListenerSettings<'_> {
-    qkdn_kit::listener::ListenerSettings {
-        key: "restconf",
-        listen: config.restconf.listen,
-        tls: config.restconf.tls.as_ref(),
-        other_authentication: false,
-    }
+    let restconf = &config.restconf;
+    qkdn_kit::listener::ListenerSettings::new("restconf", restconf.listen, restconf.tls.as_ref())
 }
 
 /// The peer listener, for the authentication check.
 pub(crate) fn peer_listener(
     config: &AgentConfig,
 ) -> Option<qkdn_kit::listener::ListenerSettings<'_>> {
-    config.peer.listen.map(|listen| qkdn_kit::listener::ListenerSettings {
-        key: "peer",
-        listen,
-        tls: config.peer.tls.as_ref(),
-        other_authentication: false,
-    })
+    let tls = config.peer.tls.as_ref();
+    config.peer.listen.map(|listen| qkdn_kit::listener::ListenerSettings::new("peer", listen, tls))
 }
 
 fn check_peer(config: &AgentConfig, problem: &mut impl FnMut(KeyPath, String)) {

@@ -19,9 +19,10 @@ use axum::routing::{get, post};
 use axum::{Extension, Json as JsonBody, Router};
 use base64::Engine;
 use qkdn_agent::device::KeyBlock;
+use qkdn_kit::authz::ConnectionIdentity;
 use qkdn_kit::pki::Usage;
 use qkdn_kit::server::{ServeOptions, serve};
-use qkdn_kit::tls::{self, PeerCertificates};
+use qkdn_kit::tls;
 use serde_json::{Value as Json, json};
 use uuid::Uuid;
 use zeroize::Zeroizing;
@@ -60,8 +61,8 @@ fn error(status: StatusCode, message: &str) -> Response {
 }
 
 impl Kme {
-    fn caller(&self, certs: &Option<Extension<PeerCertificates>>) -> Option<String> {
-        let fingerprint = tls::fingerprint(certs.as_ref()?.0.0.first()?);
+    fn caller(&self, certs: &Option<Extension<ConnectionIdentity>>) -> Option<String> {
+        let fingerprint = tls::fingerprint(certs.as_ref()?.0.certificates.0.first()?);
         self.state.lock().unwrap().saes.get(&fingerprint).cloned()
     }
 
@@ -76,7 +77,7 @@ impl Kme {
 
 async fn status(
     State(kme): State<Kme>,
-    certs: Option<Extension<PeerCertificates>>,
+    certs: Option<Extension<ConnectionIdentity>>,
     UrlPath(slave): UrlPath<String>,
 ) -> Response {
     let Some(master) = kme.caller(&certs) else {
@@ -96,7 +97,7 @@ async fn status(
 
 async fn enc_keys(
     State(kme): State<Kme>,
-    certs: Option<Extension<PeerCertificates>>,
+    certs: Option<Extension<ConnectionIdentity>>,
     UrlPath(slave): UrlPath<String>,
     JsonBody(request): JsonBody<Json>,
 ) -> Response {
@@ -134,7 +135,7 @@ async fn enc_keys(
 
 async fn dec_keys(
     State(kme): State<Kme>,
-    certs: Option<Extension<PeerCertificates>>,
+    certs: Option<Extension<ConnectionIdentity>>,
     UrlPath(master): UrlPath<String>,
     JsonBody(request): JsonBody<Json>,
 ) -> Response {

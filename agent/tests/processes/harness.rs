@@ -239,14 +239,12 @@ pub(crate) fn http_client() -> reqwest::Client {
 /// GETs a resource of `agent`'s API (`/api{path}` on its plain-HTTP RESTCONF listener) as
 /// JSON (null when the body is not JSON).
 pub(crate) async fn api_json(agent: &AgentProcess, path: &str) -> Json {
-    http_client()
-        .get(format!("http://127.0.0.1:{}/api{path}", agent.restconf))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap_or(Json::Null)
+    get_json(&http_client(), &format!("http://127.0.0.1:{}/api{path}", agent.restconf)).await
+}
+
+/// GETs `url` with `client` as JSON (null when the body is not JSON).
+pub(crate) async fn get_json(client: &reqwest::Client, url: &str) -> Json {
+    client.get(url).send().await.unwrap().json().await.unwrap_or(Json::Null)
 }
 
 /// The key ledger of the link A-B.

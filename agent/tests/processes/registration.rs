@@ -114,14 +114,7 @@ fn serve(controller: &Controller, addr: SocketAddr) -> Running {
 
 /// The registration state, read from the agent's API over mutual TLS by its controller.
 async fn registration_state(https: &reqwest::Client, agent: &AgentProcess) -> Json {
-    https
-        .get(format!("https://127.0.0.1:{}/api/v1/registration", agent.restconf))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap_or(Json::Null)
+    get_json(https, &format!("https://127.0.0.1:{}/api/v1/registration", agent.restconf)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -42,7 +42,10 @@ async fn every_documented_operation_is_routed() {
                 .method(method.to_uppercase().as_str())
                 .uri(&uri)
                 .header("content-type", "application/json")
-                .extension(ConnectionIdentity(Arc::new(Ok(caller))))
+                .extension(ConnectionIdentity {
+                    identity: Ok(Arc::new(caller)),
+                    certificates: qkdn_kit::tls::PeerCertificates(Arc::new(Vec::new())),
+                })
                 .body(Body::from("{}"))
                 .unwrap();
             let response = router.clone().oneshot(request).await.unwrap();

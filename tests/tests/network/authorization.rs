@@ -83,17 +83,11 @@ struct Callers {
 
 impl Callers {
     fn client(&self, who: Who) -> reqwest::Client {
-        let files = self.files.iter().find(|(w, _)| *w == who).unwrap().1.clone();
-        let config = qkdn_kit::tls::client_config(
+        let files = self.files(who);
+        qkdn_tests::pki::https_client(
             &self.ca,
             files.as_ref().map(|(c, k)| (c.as_path(), k.as_path())),
         )
-        .unwrap();
-        reqwest::Client::builder()
-            .tls_backend_preconfigured(config)
-            .timeout(Duration::from_secs(20))
-            .build()
-            .unwrap()
     }
 
     fn files(&self, who: Who) -> Option<(PathBuf, PathBuf)> {

@@ -55,7 +55,7 @@ pub fn guaranteed_to_others(
     let served_by_app = |p: &SaePair| {
         apps.iter().any(|a| {
             a.server_sae.as_deref() == Some(p.local_sae.as_str())
-                && a.client_saes.iter().any(|c| *c == p.remote_sae)
+                && a.client_saes.contains(&p.remote_sae)
         })
     };
     let pair_bits: u64 = pairs
