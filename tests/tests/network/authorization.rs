@@ -301,9 +301,27 @@ async fn every_identity_gets_exactly_what_the_policy_allows_on_every_interface()
             allowed: vec![(Admin, 204), (Controller, 204)],
         },
         Endpoint {
+            what: "agent RESTCONF write (PATCH an application)",
+            method: Method::PATCH,
+            url: dummy_path.clone(),
+            body: Some(
+                json!({"etsi-qkd-sdn-node:qkd_app": [{"app_id": DUMMY, "app_priority": 3}]}),
+            ),
+            format: Format::Restconf,
+            allowed: vec![(Admin, 204), (Controller, 204)],
+        },
+        Endpoint {
             what: "agent API read",
             method: Method::GET,
             url: format!("{agent_a}/api/v1/kms/stores"),
+            body: None,
+            format: Format::Problem,
+            allowed: readers(&[(Controller, 200)]),
+        },
+        Endpoint {
+            what: "agent API read links",
+            method: Method::GET,
+            url: format!("{agent_a}/api/v1/links"),
             body: None,
             format: Format::Problem,
             allowed: readers(&[(Controller, 200)]),
@@ -339,6 +357,46 @@ async fn every_identity_gets_exactly_what_the_policy_allows_on_every_interface()
             body: None,
             format: Format::Problem,
             allowed: readers(&[]),
+        },
+        Endpoint {
+            what: "controller read nodes",
+            method: Method::GET,
+            url: format!("{controller}/api/v1/nodes"),
+            body: None,
+            format: Format::Problem,
+            allowed: readers(&[]),
+        },
+        Endpoint {
+            what: "controller read paths",
+            method: Method::GET,
+            url: format!("{controller}/api/v1/paths"),
+            body: None,
+            format: Format::Problem,
+            allowed: readers(&[]),
+        },
+        Endpoint {
+            what: "controller read events",
+            method: Method::GET,
+            url: format!("{controller}/api/v1/events"),
+            body: None,
+            format: Format::Problem,
+            allowed: readers(&[]),
+        },
+        Endpoint {
+            what: "controller read monitoring",
+            method: Method::GET,
+            url: format!("{controller}/api/v1/monitoring"),
+            body: None,
+            format: Format::Problem,
+            allowed: readers(&[]),
+        },
+        Endpoint {
+            what: "controller write (PATCH an application's QoS)",
+            method: Method::PATCH,
+            url: format!("{controller}/api/v1/applications/{APP_Y}"),
+            body: Some(json!({"qos": {"rate_bps": 1500}})),
+            format: Format::Problem,
+            allowed: vec![(Admin, 200)],
         },
         Endpoint {
             what: "controller read applications",
@@ -405,6 +463,22 @@ async fn every_identity_gets_exactly_what_the_policy_allows_on_every_interface()
             body: Some(json!({})),
             format: Format::Problem,
             allowed: vec![(Admin, 400)],
+        },
+        Endpoint {
+            what: "orchestrator read services",
+            method: Method::GET,
+            url: format!("{orch}/api/v1/services"),
+            body: None,
+            format: Format::Problem,
+            allowed: vec![(Admin, 200), (Viewer, 200)],
+        },
+        Endpoint {
+            what: "orchestrator write (DELETE a service)",
+            method: Method::DELETE,
+            url: format!("{orch}/api/v1/services/{APP_Z}"),
+            body: None,
+            format: Format::Problem,
+            allowed: vec![(Admin, 404)],
         },
         Endpoint {
             what: "orchestrator 018 read",
@@ -508,6 +582,28 @@ async fn every_identity_gets_exactly_what_the_policy_allows_on_every_interface()
                     let (_, node) =
                         net.call(Method::GET, &format!("/api/v1/nodes/{a}"), None).await;
                     assert_eq!(node["reachable"], true, "{cell}: {node}");
+                }
+                "controller write (PATCH an application's QoS)" => {
+                    let (_, app) =
+                        net.call(Method::GET, &format!("/api/v1/applications/{APP_Y}"), None).await;
+                    let expected = if allowed { 1500 } else { 2000 };
+                    assert_eq!(app["qos"]["rate_bps"], expected, "{cell}: {app}");
+                    if allowed {
+                        let back = json!({"qos": {"rate_bps": 2000}});
+                        let path = format!("/api/v1/applications/{APP_Y}");
+                        assert_eq!(net.call(Method::PATCH, &path, Some(&back)).await.0, 200);
+                    }
+                }
+                "agent RESTCONF write (PATCH an application)" => {
+                    let body = admin.get(&dummy_path).send().await.unwrap().text().await.unwrap();
+                    let doc: Json = serde_json::from_str(&body).unwrap();
+                    let priority = &doc["etsi-qkd-sdn-node:qkd_app"][0]["app_priority"];
+                    if allowed {
+                        assert_eq!(priority, &json!(3), "{cell}: {doc}");
+                        put_dummy().await;
+                    } else {
+                        assert!(priority.is_null() || priority != &json!(3), "{cell}: {doc}");
+                    }
                 }
                 "orchestrator write (a service)" => {
                     let url = format!("{orch}/api/v1/services");
