@@ -190,7 +190,7 @@ impl Agent {
         config: AgentConfig,
         options: AgentOptions,
     ) -> Result<AgentHandle, AgentError> {
-        let ctx = YangContext::qkdn()?;
+        let ctx = YangContext::node_agent()?;
         let startup = match &config.startup_data {
             Some(path) => Some(load_startup(&ctx, path)?),
             None => None,
@@ -265,6 +265,7 @@ impl Agent {
                 ..RestconfOptions::default()
             })
             .stream("NETCONF", &format!("ETSI GS QKD 015 notifications of node {}", config.node.id))
+            .write_filter(crate::node::paths::next_hops_of_paths(config.node.id))
             .build()
             .await
             .map_err(|e| data_error("the RESTCONF server", e))?;

@@ -1,4 +1,5 @@
-//! The merged network over RESTCONF, in the same ETSI 018 modules the controllers serve, so
+//! The merged network over RESTCONF, in the ETSI 018 topology and inventory modules the
+//! controllers serve (the connectivity operations are the controllers' own), so
 //! orchestrators can be stacked and any RESTCONF client can read the whole network: written as
 //! operational state whenever the merged network changes (at most every [`SYNC_PERIOD`]).
 
@@ -29,7 +30,7 @@ pub async fn start(
     snapshot: watch::Receiver<Arc<Snapshot>>,
     base_url: String,
 ) -> Result<Router, NorthboundError> {
-    let ctx = YangContext::qkdn().map_err(|e| NorthboundError(e.to_string()))?;
+    let ctx = YangContext::network_view().map_err(|e| NorthboundError(e.to_string()))?;
     let ds = Datastore::builder(ctx).build().map_err(|e| NorthboundError(e.message))?;
     let server = RestconfServer::builder(ds.clone())
         .options(RestconfOptions { base_url, ..RestconfOptions::default() })

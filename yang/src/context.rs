@@ -10,7 +10,9 @@ use std::sync::{Arc, OnceLock};
 use yang5::context::{Context, ContextFlags};
 use yang5::schema::{SchemaInputFormat, SchemaModule};
 
-use crate::modules::{EmbeddedModule, QKDN_MODULES};
+use crate::modules::{
+    EmbeddedModule, NETWORK_VIEW_MODULES, NODE_AGENT_MODULES, NORTHBOUND_MODULES, QKDN_MODULES,
+};
 use crate::schema::{Schema, build};
 
 /// Why a context could not be built.
@@ -47,14 +49,39 @@ impl std::fmt::Debug for YangContext {
 }
 
 impl YangContext {
-    /// The context with every module qkdn services use, built once per process.
+    /// The context with every module qkdn knows, built once per process.
     pub fn qkdn() -> Result<YangContext, ContextError> {
         static QKDN: OnceLock<YangContext> = OnceLock::new();
-        if let Some(ctx) = QKDN.get() {
+        Self::cached(&QKDN, QKDN_MODULES)
+    }
+
+    /// The context a node agent serves: the 015 node model ([`NODE_AGENT_MODULES`]).
+    pub fn node_agent() -> Result<YangContext, ContextError> {
+        static AGENT: OnceLock<YangContext> = OnceLock::new();
+        Self::cached(&AGENT, NODE_AGENT_MODULES)
+    }
+
+    /// The context an ETSI 018 northbound serves ([`NORTHBOUND_MODULES`]).
+    pub fn northbound() -> Result<YangContext, ContextError> {
+        static NORTHBOUND: OnceLock<YangContext> = OnceLock::new();
+        Self::cached(&NORTHBOUND, NORTHBOUND_MODULES)
+    }
+
+    /// The context of a read-only 018 network view ([`NETWORK_VIEW_MODULES`]).
+    pub fn network_view() -> Result<YangContext, ContextError> {
+        static VIEW: OnceLock<YangContext> = OnceLock::new();
+        Self::cached(&VIEW, NETWORK_VIEW_MODULES)
+    }
+
+    fn cached(
+        cell: &OnceLock<YangContext>,
+        modules: &[EmbeddedModule],
+    ) -> Result<YangContext, ContextError> {
+        if let Some(ctx) = cell.get() {
             return Ok(ctx.clone());
         }
-        let ctx = YangContext::from_modules(QKDN_MODULES, &[])?;
-        Ok(QKDN.get_or_init(|| ctx).clone())
+        let ctx = YangContext::from_modules(modules, &[])?;
+        Ok(cell.get_or_init(|| ctx).clone())
     }
 
     /// A context with the given embedded modules followed by extra module texts (YANG syntax),

@@ -184,10 +184,11 @@ impl DataError {
             .with_status(404)
     }
 
-    /// `data-exists` (409): creating something that is already there.
+    /// `resource-denied` (409): creating something that is already there (the tag RFC 8040
+    /// §4.4.1 gives a POST of an existing resource).
     pub fn exists(path: impl Into<String>) -> DataError {
         let path = path.into();
-        DataError::new(ErrorTag::DataExists, format!("{path} already exists")).at(path)
+        DataError::new(ErrorTag::ResourceDenied, format!("{path} already exists")).at(path)
     }
 
     /// `operation-failed` (500).

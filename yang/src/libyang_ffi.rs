@@ -65,6 +65,14 @@ unsafe fn drain_schema_set(set: *mut ffi::ly_set, out: &mut Vec<SchemaAddr>) {
     }
 }
 
+/// Whether `node` carries a `when` statement (its own, or one inherited from a `uses` or an
+/// `augment`: libyang copies those onto every node they cover).
+pub(crate) fn has_when(node: &SchemaNode<'_>) -> bool {
+    // SAFETY: `raw` is a live compiled node of a context borrowed by `node`; `lysc_node_when`
+    // returns null or a libyang sized array owned by the context.
+    unsafe { sized_array_len(ffi::lysc_node_when(node.as_raw())) > 0 }
+}
+
 /// Collects the schema nodes read by the `when`, `must`, leafref and `unique` constraints
 /// defined on `node`.
 pub(crate) fn constraint_atoms(node: &SchemaNode<'_>) -> ConstraintAtoms {

@@ -5,7 +5,10 @@
 //! Nothing reaches libyang without passing here. Input is refused before the call if it holds a
 //! NUL byte (libyang reads C strings, and the yang5 binding would abort on one).
 
-use yang5::data::{DataFormat, DataOperation, DataParserFlags, DataTree, DataValidationFlags};
+use yang5::data::{
+    Data, DataFormat, DataOperation, DataParserFlags, DataPrinterFlags, DataTree,
+    DataValidationFlags,
+};
 
 use crate::context::YangContext;
 use crate::error::{DataError, ErrorTag};
@@ -73,13 +76,29 @@ pub fn validate_rpc(ctx: &YangContext, json: &str, reply: bool) -> Result<(), Da
 
 /// Validates a notification given as `{"module:notification-name": {...}}`.
 pub fn validate_notification(ctx: &YangContext, json: &str) -> Result<(), DataError> {
+    parse_notification(ctx, json).map(|_| ())
+}
+
+/// Validates a notification given as `{"module:notification-name": {...}}` and returns it as
+/// libyang writes it: every value in its canonical form (decimal64 `0.01`, not `0.010`), members
+/// in schema order, the same text the datastore would hold.
+pub fn canonical_notification(ctx: &YangContext, json: &str) -> Result<String, DataError> {
+    let tree = parse_notification(ctx, json)?;
+    let flags = DataPrinterFlags::WITH_SIBLINGS
+        | DataPrinterFlags::SHRINK
+        | DataPrinterFlags::KEEP_EMPTY_CONT;
+    tree.print_string(DataFormat::JSON, flags).map_err(|e| ly_error(e, "notification"))
+}
+
+fn parse_notification<'a>(ctx: &'a YangContext, json: &str) -> Result<DataTree<'a>, DataError> {
     refuse_nul(json)?;
     let op = DataOperation::NotificationYang;
     let tree =
         DataTree::parse_op_string(ctx.ly(), json, DataFormat::JSON, DataParserFlags::STRICT, op)
             .map_err(|e| ly_error(e, "notification"))?;
     crate::libyang_ffi::validate_operation(ctx.ly(), &tree, op)
-        .map_err(|e| ly_error(e, "notification"))
+        .map_err(|e| ly_error(e, "notification"))?;
+    Ok(tree)
 }
 
 fn refuse_nul(text: &str) -> Result<(), DataError> {

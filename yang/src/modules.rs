@@ -74,7 +74,41 @@ pub const ETSI_QKD_SDN_CONNECTIVITY: EmbeddedModule = EmbeddedModule {
     text: include_str!("../modules/etsi-qkd-sdn-connectivity@2022-04-01.yang"),
 };
 
-/// Every module a qkdn service loads, in load order.
+/// The modules a node agent implements: the 015 node model and RESTCONF's own, in load order.
+pub const NODE_AGENT_MODULES: &[EmbeddedModule] = &[
+    IETF_INET_TYPES_2013,
+    IETF_RESTCONF,
+    IETF_RESTCONF_MONITORING,
+    ETSI_QKD_NODE_TYPES,
+    ETSI_QKD_SDN_NODE,
+];
+
+/// The modules a controller implements on its ETSI 018 northbound: topology,
+/// inventory and connectivity, and RESTCONF's own, in load order.
+pub const NORTHBOUND_MODULES: &[EmbeddedModule] = &[
+    IETF_INET_TYPES_2013,
+    IETF_RESTCONF,
+    IETF_RESTCONF_MONITORING,
+    ETSI_QKD_NODE_TYPES,
+    ETSI_QKD_SDN_TOPOLOGY,
+    ETSI_QKD_SDN_INVENTORY,
+    ETSI_QKD_SDN_CONNECTIVITY,
+];
+
+/// The modules of a read-only ETSI 018 network view (an orchestrator's merged network): topology
+/// and inventory, without the connectivity operations it does not serve.
+pub const NETWORK_VIEW_MODULES: &[EmbeddedModule] = &[
+    IETF_INET_TYPES_2013,
+    IETF_RESTCONF,
+    IETF_RESTCONF_MONITORING,
+    ETSI_QKD_NODE_TYPES,
+    ETSI_QKD_SDN_TOPOLOGY,
+    ETSI_QKD_SDN_INVENTORY,
+];
+
+/// Every module qkdn knows, in load order (the CLI's validator and tests use them together; a
+/// service implements only its own set, so that its `ietf-yang-library` claims nothing it
+/// does not serve).
 pub const QKDN_MODULES: &[EmbeddedModule] = &[
     IETF_INET_TYPES_2013,
     IETF_RESTCONF,

@@ -75,6 +75,42 @@ impl Routes {
     }
 }
 
+impl Routes {
+    /// Virtual `link` as this node routes a message about it arriving from neighbour `sender`
+    /// on behalf of `origin` (the link's other end): this node's own id for the link, and the
+    /// route. A link this node does not hold may be the other end's name for one that ends
+    /// here: TeraFlowSDN names the two directions of a path with two ids, and writes each at
+    /// every node but its destination, so the destination of one holds only the other, which
+    /// starts here and goes back over the same first hop to the same node. That link, found by
+    /// its far end and its first hop among the links this node sources, stands for the
+    /// message's link, with this node as its far end. More than one such link is refused as
+    /// ambiguous.
+    pub fn resolve(
+        &self,
+        link: Uuid,
+        sender: Uuid,
+        origin: Option<Uuid>,
+    ) -> Result<(Uuid, VirtRoute), String> {
+        if let Some(route) = self.virt.get(&link) {
+            return Ok((link, route.clone()));
+        }
+        let mut twins = self
+            .virt
+            .iter()
+            .filter(|(_, r)| r.prev.is_none() && r.next == Some(sender) && r.far_end == origin);
+        match (twins.next(), twins.next()) {
+            (Some((id, route)), None) => {
+                Ok((*id, VirtRoute { prev: Some(sender), next: None, ..route.clone() }))
+            }
+            (None, _) => Err(format!("no virtual link {link} here")),
+            (Some((one, _)), Some((two, _))) => Err(format!(
+                "virtual link {link} is not held here, and links {one} and {two} both lead back \
+                 to its other end over the same hop: give its far end an entry of its own"
+            )),
+        }
+    }
+}
+
 /// Why a relay step failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
@@ -245,8 +281,9 @@ impl Relay {
         let link = parse(&request.virt_link_id, "virt_link_id")?;
         let sender = parse(&request.sender_node_id, "sender_node_id")?;
         let hop_link = parse(&request.hop_link_id, "hop_link_id")?;
+        let source = parse(&request.source_node_id, "source_node_id")?;
         let routes = self.routes.borrow().clone();
-        let route = from_previous_hop(&routes, link, sender)?;
+        let (link, route) = from_previous_hop(&routes, link, sender, Some(source))?;
         if routes.neighbours.get(&sender) != Some(&hop_link) {
             return Err(RelayError::Refused(format!(
                 "link {hop_link} does not reach node {sender}"
@@ -254,7 +291,6 @@ impl Relay {
         }
         if route.next.is_none() {
             // The far end: the keys come from the other end of the virtual link.
-            let source = parse(&request.source_node_id, "source_node_id")?;
             if self.stores.remote_of(link) != Some(source) {
                 return Err(RelayError::Refused(format!(
                     "node {source} is not the other end of virtual link {link}"
@@ -320,7 +356,11 @@ impl Relay {
         let relay = parse(&request.relay_id, "relay_id")?;
         let link = parse(&request.virt_link_id, "virt_link_id")?;
         let sender = parse(&request.sender_node_id, "sender_node_id")?;
-        let next = from_previous_hop(&self.routes.borrow(), link, sender)?.next;
+        // A commit names no source: a link held under another name here is the one the relay
+        // was stored under.
+        let origin = self.stores.pending_relay_link(relay).and_then(|l| self.stores.remote_of(l));
+        let (link, route) = from_previous_hop(&self.routes.borrow(), link, sender, origin)?;
+        let next = route.next;
         match next {
             None => Ok(self.stores.commit_relay(link, relay).await?),
             Some(next) => {
@@ -387,18 +427,21 @@ impl Relay {
     }
 }
 
-/// Virtual link `link` as this node routes it, when `sender` is its previous hop.
-fn from_previous_hop(routes: &Routes, link: Uuid, sender: Uuid) -> Result<&VirtRoute, RelayError> {
-    let route = routes
-        .virt
-        .get(&link)
-        .ok_or_else(|| RelayError::Refused(format!("no virtual link {link} here")))?;
+/// Virtual link `link` as this node routes it (its id here, and its route), when `sender` is
+/// its previous hop, for a message on behalf of `origin` (see [`Routes::resolve`]).
+fn from_previous_hop(
+    routes: &Routes,
+    link: Uuid,
+    sender: Uuid,
+    origin: Option<Uuid>,
+) -> Result<(Uuid, VirtRoute), RelayError> {
+    let (here, route) = routes.resolve(link, sender, origin).map_err(RelayError::Refused)?;
     if route.prev != Some(sender) {
         return Err(RelayError::Refused(format!(
             "node {sender} is not the previous hop of virtual link {link}"
         )));
     }
-    Ok(route)
+    Ok((here, route))
 }
 
 fn parse(text: &str, field: &str) -> Result<Uuid, RelayError> {
@@ -458,5 +501,42 @@ mod sequence_tests {
             }
         }
         assert_eq!((owned[&one], owned[&two]), (25, 25));
+    }
+}
+
+#[cfg(test)]
+mod resolve_tests {
+    use super::*;
+
+    fn source(next: u128, far_end: u128) -> VirtRoute {
+        VirtRoute {
+            prev: None,
+            next: Some(Uuid::from_u128(next)),
+            far_end: Some(Uuid::from_u128(far_end)),
+            bandwidth: 0,
+            enabled: true,
+        }
+    }
+
+    #[test]
+    fn a_link_named_by_the_other_end_resolves_to_the_one_leading_back_or_is_refused() {
+        let (b, a, d) = (Uuid::from_u128(2), Uuid::from_u128(1), Uuid::from_u128(4));
+        let (forward, backward, other) =
+            (Uuid::from_u128(10), Uuid::from_u128(11), Uuid::from_u128(12));
+        let mut routes = Routes::default();
+        routes.virt.insert(backward, source(2, 1));
+        // Held here: itself.
+        assert_eq!(routes.resolve(backward, b, Some(a)).unwrap(), (backward, source(2, 1)));
+        // Named by the other end: the link back over the same hop, seen from its far end.
+        let (here, route) = routes.resolve(forward, b, Some(a)).unwrap();
+        assert_eq!(here, backward);
+        assert_eq!((route.prev, route.next), (Some(b), None));
+        // From another neighbour, or for another origin: nothing.
+        assert!(routes.resolve(forward, d, Some(a)).is_err());
+        assert!(routes.resolve(forward, b, Some(d)).is_err());
+        // Two links back to the same node over the same hop: ambiguous, refused.
+        routes.virt.insert(other, source(2, 1));
+        let err = routes.resolve(forward, b, Some(a)).unwrap_err();
+        assert!(err.contains("both lead back"), "{err}");
     }
 }

@@ -1138,6 +1138,11 @@ impl KeyStores {
         Ok(true)
     }
 
+    /// The link a pending relay's keys are stored under, if the relay is pending here.
+    pub fn pending_relay_link(&self, relay: Uuid) -> Option<Uuid> {
+        self.relays.lock().unwrap_or_else(|p| p.into_inner()).get(&relay).map(|p| p.link)
+    }
+
     /// Erases a relay's keys (it will never be committed).
     pub fn abandon_relay(&self, relay: Uuid) {
         let Some(pending) = self.relays.lock().unwrap_or_else(|p| p.into_inner()).remove(&relay)

@@ -226,11 +226,19 @@ impl NodeRules {
                 }
             }
             if let Some(v) = catalog.virt.get(id) {
+                // At an end, qkdl_local is this node; a node in the middle may name the link's
+                // source there instead (TeraFlowSDN writes the link's ends at every node).
+                let middle = v.prev_hop.is_some() && !v.next_hops.is_empty();
                 if let Some(local) = v.local_node
                     && local != self.node
+                    && (!middle || Some(local) == v.remote_node)
                 {
                     return Err(refuse(
-                        &format!("{local} is not this node ({})", self.node),
+                        &format!(
+                            "{local} is not this node ({}); only a node in the middle of a \
+                             virtual link may name the link's other end in qkdl_local",
+                            self.node
+                        ),
                         &format!("{}/qkdl_local/qkdn_id", link_at(*id)),
                     ));
                 }
@@ -349,7 +357,6 @@ impl NodeRules {
         Ok(())
     }
 
-    /// Refuses when the physical links `hops` cannot carry what is committed on them.
     /// A link's far end: present, and not this node.
     fn check_far_end(
         &self,
@@ -367,6 +374,7 @@ impl NodeRules {
         }
     }
 
+    /// Refuses when the physical links `hops` cannot carry what is committed on them.
     fn check_capacity(
         &self,
         catalog: &Catalog,

@@ -156,11 +156,21 @@ impl Peer for PeerService {
         let link = uuid_of("link_id", &r.link_id)?;
         let owner = uuid_of("owner_node_id", &r.owner_node_id)?;
         let what = format!("ReserveKeys on link {link}");
-        let route = kms.routes.borrow().virt.get(&link).cloned();
+        // A virtual link, perhaps held here under another name (see `Routes::resolve`); a link
+        // with a store here and no route is physical.
+        let route = {
+            let routes = kms.routes.borrow();
+            if routes.virt.contains_key(&link) || kms.stores.remote_of(link).is_none() {
+                routes.resolve(link, sender, Some(owner)).ok()
+            } else {
+                None
+            }
+        };
+        let mut here = link;
         match &route {
             // A node in the middle of a virtual link passes the request on, away from the
             // neighbour on the path that sent it.
-            Some(v) if v.prev.is_some() && v.next.is_some() => {
+            Some((_, v)) if v.prev.is_some() && v.next.is_some() => {
                 let next = kms.routes.borrow().toward(link, Some(sender));
                 let next = next.ok_or_else(|| {
                     refuse(&auth, &what, &format!("node {sender} is not on the path of {link}"))
@@ -171,7 +181,8 @@ impl Peer for PeerService {
                 return Ok(Response::new(reply));
             }
             // An end of a virtual link: from its neighbour on the path, for the other end.
-            Some(v) => {
+            Some((id, v)) => {
+                here = *id;
                 let neighbour = v.prev.or(v.next);
                 require(
                     &auth,
@@ -181,7 +192,7 @@ impl Peer for PeerService {
                 )?;
                 require(
                     &auth,
-                    kms.stores.remote_of(link) == Some(owner),
+                    kms.stores.remote_of(here) == Some(owner),
                     &what,
                     &format!("node {owner} is not the other end of {link}"),
                 )?;
@@ -198,7 +209,7 @@ impl Peer for PeerService {
         }
         let deliveries =
             r.deliveries.iter().map(delivery_of).collect::<Result<Vec<_>, Status>>()?;
-        match kms.stores.reserve(owner, link, deliveries).await {
+        match kms.stores.reserve(owner, here, deliveries).await {
             Ok(()) => Ok(Response::new(ReserveKeysReply::default())),
             Err(ReserveError::Unusable(parts, earliest)) => Ok(Response::new(ReserveKeysReply {
                 unusable_part_ids: parts.iter().map(Uuid::to_string).collect(),

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use serde_json::json;
+use serde_json::{Value as Json, json};
 
 use crate::harness::*;
 use crate::kms::{Sae, key_bytes, key_ids, wait_for_keys};
@@ -85,14 +85,28 @@ pub(crate) async fn provision_virtual_link(a: &AgentProcess, b: &AgentProcess, c
 
 /// The application pairing `local` here with `remote` at the far end of the virtual link.
 pub(crate) async fn pair_over_virtual(agent: &AgentProcess, app: &str, local: &str, remote: &str) {
+    pair_over(agent, app, local, remote, VIRT_AC).await;
+}
+
+/// The application pairing `local` here with `remote` over `link`.
+async fn pair_over(agent: &AgentProcess, app: &str, local: &str, remote: &str, link: &str) {
     let body = json!({"etsi-qkd-sdn-node:qkd_app": [{"app_id": app, "server_app_id": local,
-        "client_app_id": [remote], "backing_qkdl_id": [VIRT_AC]}]});
+        "client_app_id": [remote], "backing_qkdl_id": [link]}]});
     let path = format!("{NODE_PATH}/qkd_applications/qkd_app={app}");
     restconf(agent).put(&path, &body).await.unwrap();
 }
 
 /// Starts the chain and the virtual link; returns the agents and the KMS ports of A and C.
 pub(crate) async fn chain(dir: &Path, pki: &TestPki) -> ([AgentProcess; 3], u16, u16) {
+    let ([a, b, c], ka, kc) = chain_nodes(dir, pki);
+    provision_virtual_link(&a, &b, &c).await;
+    pair_over_virtual(&a, "aaaa0000-0000-4000-8000-0000000000ac", "sae-a", "sae-c").await;
+    pair_over_virtual(&c, "aaaa0000-0000-4000-8000-0000000000ca", "sae-c", "sae-a").await;
+    ([a, b, c], ka, kc)
+}
+
+/// Starts the three nodes of the chain, with no virtual link yet.
+fn chain_nodes(dir: &Path, pki: &TestPki) -> ([AgentProcess; 3], u16, u16) {
     let (pa, pb, pc) = (free_port(), free_port(), free_port());
     let (ka, kb, kc) = (free_port(), free_port(), free_port());
     let a = start_chain_node(
@@ -131,9 +145,6 @@ pub(crate) async fn chain(dir: &Path, pki: &TestPki) -> ([AgentProcess; 3], u16,
             kms_port: kc,
         },
     );
-    provision_virtual_link(&a, &b, &c).await;
-    pair_over_virtual(&a, "aaaa0000-0000-4000-8000-0000000000ac", "sae-a", "sae-c").await;
-    pair_over_virtual(&c, "aaaa0000-0000-4000-8000-0000000000ca", "sae-c", "sae-a").await;
     ([a, b, c], ka, kc)
 }
 
@@ -190,4 +201,85 @@ async fn saes_at_the_ends_of_a_relayed_link_get_identical_keys() {
     delivered.extend(key_bytes(&sae_a.post("sae-c/enc_keys", &json!({"number": 2})).await));
     drop((a, b, c));
     assert_logs_hold_no_keys(dir.path(), &delivered, &named);
+}
+
+/// TeraFlowSDN's QKD service handler provisions a path A -- B -- C as two one-way virtual
+/// links, each written at its source and at every node in between but not at its destination,
+/// with `virt_next_hop` holding the rest of the path and the ends of the link in `qkdl_local`
+/// and `qkdl_remote` at every node; its driver POSTs each to `qkd_links/` (plain JSON, the
+/// target container named in the body, `null` for no previous hop, bandwidth 0). Written
+/// exactly so at the three agents, it relays keys: SAEs at A and C get identical keys both
+/// ways, each end holding the key association under its own link's name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_path_written_as_teraflowsdn_writes_it_relays_keys() {
+    const FORWARD: &str = "7f000000-0000-4000-8000-0000000000ac";
+    const BACKWARD: &str = "7b000000-0000-4000-8000-0000000000ca";
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::new(dir.path());
+    let ([a, b, c], ka, kc) = chain_nodes(dir.path(), &pki);
+    let http = http_client();
+    // The ends' interfaces on the path: A's towards B (101), C's towards B (301).
+    let (src, dst) = ((NODE_A, "101"), (NODE_C, "301"));
+    let link =
+        |id: &str, ends: ((&str, &str), (&str, &str)), prev: Option<&str>, next: Vec<&str>| {
+            let mut body = crate::tfs::tfs_link(id, ends.0, ends.1, prev, Some(next));
+            body["qkd_links"]["qkd_link"][0]["virt_bandwidth"] = json!(0);
+            body
+        };
+    let writes = [
+        (&a, link(FORWARD, (src, dst), None, vec![NODE_B, NODE_C])),
+        (&b, link(FORWARD, (src, dst), Some(NODE_A), vec![NODE_C])),
+        (&b, link(BACKWARD, (dst, src), Some(NODE_C), vec![NODE_A])),
+        (&c, link(BACKWARD, (dst, src), None, vec![NODE_B, NODE_A])),
+    ];
+    for (agent, body) in &writes {
+        crate::tfs::tfs_post(&http, agent, "qkd_links", body).await;
+    }
+    // Each node keeps what 015 means: the next hop (the datastore would sort the path).
+    for (agent, id) in [(&a, FORWARD), (&c, BACKWARD)] {
+        let link = restconf(agent)
+            .get(&format!("{NODE_PATH}/qkd_links/qkd_link={id}"), &[])
+            .await
+            .unwrap();
+        let link = &link["etsi-qkd-sdn-node:qkd_link"][0];
+        assert_eq!(link["virt_next_hop"], json!([NODE_B]), "{link}");
+        assert!(link.get("virt_prev_hop").is_none(), "{link}");
+    }
+    // A path that comes back through this node is refused.
+    let looping = link(
+        "7c000000-0000-4000-8000-0000000000ac",
+        (src, dst),
+        None,
+        vec![NODE_B, NODE_A, NODE_C],
+    );
+    let url = format!(
+        "http://127.0.0.1:{}/restconf/data/etsi-qkd-sdn-node:qkd_node/qkd_links/",
+        a.restconf
+    );
+    let refused = http.post(&url).json(&looping).send().await.unwrap();
+    assert_eq!(refused.status(), 400);
+    let text = refused.text().await.unwrap();
+    assert!(text.contains("comes back through this node"), "{text}");
+
+    pair_over(&a, "aaaa0000-0000-4000-8000-0000000000ac", "sae-a", "sae-c", FORWARD).await;
+    pair_over(&c, "aaaa0000-0000-4000-8000-0000000000ca", "sae-c", "sae-a", BACKWARD).await;
+    let (sae_a, sae_c) = (Sae::new(&pki, "sae-a", ka), Sae::new(&pki, "sae-c", kc));
+    for (master, slave, slave_id, master_id) in
+        [(&sae_a, &sae_c, "sae-c", "sae-a"), (&sae_c, &sae_a, "sae-a", "sae-c")]
+    {
+        wait_for_keys(master, slave_id, 4).await;
+        let enc = master.post(&format!("{slave_id}/enc_keys"), &json!({"number": 4})).await;
+        assert_eq!(enc.status, 200, "{}", enc.body);
+        let ids: Vec<Json> = key_ids(&enc).iter().map(|id| json!({"key_ID": id})).collect();
+        let dec = slave.post(&format!("{master_id}/dec_keys"), &json!({"key_IDs": ids})).await;
+        assert_eq!(dec.status, 200, "{}", dec.body);
+        assert_eq!(dec.body["keys"], enc.body["keys"], "same IDs, same bytes");
+    }
+    // Each end holds the association under its own name, with the other end as its remote.
+    for (agent, id, remote) in [(&a, FORWARD, NODE_C), (&c, BACKWARD, NODE_A)] {
+        let stores = api_json(agent, "/v1/kms/stores").await;
+        let store = stores["stores"].as_array().unwrap().iter().find(|s| s["link"] == id);
+        assert_eq!(store.map(|s| &s["remote"]), Some(&json!(remote)), "{stores}");
+    }
+    drop(b);
 }

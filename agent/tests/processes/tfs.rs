@@ -31,7 +31,7 @@ fn fixture(name: &str) -> Json {
 }
 
 /// The link as TeraFlowSDN's driver builds it (`create_connectivity_link`).
-fn tfs_link(
+pub(crate) fn tfs_link(
     id: &str,
     src: (&str, &str),
     dst: (&str, &str),
@@ -67,7 +67,12 @@ fn tfs_app(request: &Json, app_id: &str) -> Json {
     }]}})
 }
 
-async fn tfs_post(http: &reqwest::Client, agent: &AgentProcess, container: &str, body: &Json) {
+pub(crate) async fn tfs_post(
+    http: &reqwest::Client,
+    agent: &AgentProcess,
+    container: &str,
+    body: &Json,
+) {
     let url = format!(
         "http://127.0.0.1:{}/restconf/data/etsi-qkd-sdn-node:qkd_node/{container}/",
         agent.restconf
@@ -111,6 +116,43 @@ async fn teraflow_fixtures_load_into_three_agents_and_read_back() {
         })
         .collect();
     let http = http_client();
+
+    // Onboarding, as TeraFlowSDN's QKD driver reads a device: the node (`Connect`, then
+    // `fetch_node` with a trailing slash, reading `qkdn_id` at the top level), and the
+    // containers of interfaces, links and applications, empty on these nodes: each is a 200.
+    let qkd2 = |path: &str| {
+        format!(
+            "http://127.0.0.1:{}/restconf/data/etsi-qkd-sdn-node:qkd_node{path}",
+            agents[1].restconf
+        )
+    };
+    let get = |url: String| {
+        let http = http.clone();
+        async move {
+            let response = http.get(&url).header("accept", "*/*").send().await.unwrap();
+            let status = response.status();
+            (status.as_u16(), response.json::<Json>().await.unwrap_or(Json::Null), url)
+        }
+    };
+    let (status, connect, _) = get(qkd2("")).await;
+    assert_eq!((status, &connect["qkd_node"]["qkdn_id"]), (200, &json!(QKD[1])), "{connect}");
+    let (status, node, _) = get(qkd2("/")).await;
+    assert_eq!((status, &node["qkdn_id"]), (200, &json!(QKD[1])), "fetch_node: {node}");
+    for (container, list) in [("qkd_links", "qkd_link"), ("qkd_applications", "qkd_app")] {
+        let (status, body, url) = get(qkd2(&format!("/{container}/"))).await;
+        assert_eq!(status, 200, "{url}: {body}");
+        assert!(body[container].is_object() && body[container].get(list).is_none(), "{body}");
+    }
+    let (status, body, url) = get(format!(
+        "http://127.0.0.1:{}/restconf/data/etsi-qkd-sdn-node:qkd_node/qkd_applications/",
+        agents[0].restconf
+    ))
+    .await;
+    assert_eq!(
+        (status, body),
+        (200, json!({"etsi-qkd-sdn-node:qkd_applications": {}})),
+        "{url}: strict without the switch"
+    );
 
     // Direct links, each written at both ends as TeraFlowSDN's service handler does.
     let (q1, q2, q3) = (QKD[0], QKD[1], QKD[2]);
@@ -269,4 +311,16 @@ async fn teraflow_fixtures_load_into_three_agents_and_read_back() {
     assert_eq!(app["local_qkdn_id"], q1);
     // The fixture's interfaces have no QKD device here, so the application has no keys yet.
     assert_eq!(app["app_status"], "etsi-qkd-node-types:DISCONNECTED");
+
+    // DELETE of the whole application list is refused (write one entry at a time) and
+    // deletes nothing.
+    let url = format!(
+        "http://127.0.0.1:{}/restconf/data/etsi-qkd-sdn-node:qkd_node/qkd_applications/qkd_app",
+        agents[0].restconf
+    );
+    let refused = http.delete(&url).send().await.unwrap();
+    assert_eq!(refused.status(), 405);
+    assert_eq!(refused.headers()["allow"], "GET, HEAD, OPTIONS");
+    let node1 = node_of(&http, &agents[0]).await["etsi-qkd-sdn-node:qkd_node"].clone();
+    assert_eq!(ids(&node1, "qkd_applications", "qkd_app", "app_id"), vec![app_1.to_owned()]);
 }

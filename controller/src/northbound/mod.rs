@@ -35,7 +35,7 @@ pub struct NorthboundError(String);
 
 /// The RESTCONF router of the northbound, with its tasks running.
 pub async fn start(core: CoreHandle, base_url: String) -> Result<Router, NorthboundError> {
-    let ctx = YangContext::qkdn().map_err(|e| NorthboundError(e.to_string()))?;
+    let ctx = YangContext::northbound().map_err(|e| NorthboundError(e.to_string()))?;
     let ds = Datastore::builder(ctx).build().map_err(|e| NorthboundError(e.message))?;
     let builder = RestconfServer::builder(ds.clone())
         .options(RestconfOptions { base_url, ..RestconfOptions::default() })

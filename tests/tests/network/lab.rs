@@ -10,6 +10,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use qkdn_tests::process::{binary, free_port_block, test_dir};
+use qkdn_yang::YangContext;
+use qkdn_yang::ly::{Content, validate_data};
+use qkdn_yang::modules::{EmbeddedModule, QKDN_MODULES};
 use serde_json::Value as Json;
 
 /// A running `qkdn lab up`; stopped with SIGTERM when dropped.
@@ -114,6 +117,47 @@ fn curl_any(args: &[&str]) -> String {
 
 fn path(v: &Json) -> &str {
     v.as_str().unwrap()
+}
+
+/// The service at `restconf` (a RESTCONF root) advertises in `ietf-yang-library` the modules it
+/// implements: its whole datastore validates against exactly those (and libyang's own), every
+/// one of them is a module qkdn carries, and its operations resource lists every RPC they
+/// define.
+fn check_advertised_modules(lab: &Json, restconf: &str) {
+    let tls = [
+        "--cacert",
+        path(&lab["ca_cert"]),
+        "--cert",
+        path(&lab["client"]["cert"]),
+        "--key",
+        path(&lab["client"]["key"]),
+    ];
+    let get =
+        |url: &str| -> Json { serde_json::from_str(&curl(&[&tls[..], &[url]].concat())).unwrap() };
+    let data = get(&format!("{restconf}/data"));
+    let data = &data["ietf-restconf:data"];
+    let library = &data["ietf-yang-library:yang-library"]["module-set"][0];
+    let implemented: Vec<&str> =
+        library["module"].as_array().unwrap().iter().map(|m| path(&m["name"])).collect();
+    let built_in = YangContext::from_modules(&[], &[]).unwrap();
+    let built_in: Vec<&str> = built_in.schema().modules().iter().map(|m| m.name.as_str()).collect();
+    for name in &implemented {
+        assert!(
+            built_in.contains(name) || QKDN_MODULES.iter().any(|m| m.name == *name),
+            "{restconf} claims to implement {name}, a module qkdn does not carry"
+        );
+    }
+    let modules: Vec<EmbeddedModule> =
+        QKDN_MODULES.iter().filter(|m| implemented.contains(&m.name)).copied().collect();
+    let ctx = YangContext::from_modules(&modules, &[]).unwrap();
+    validate_data(&ctx, &data.to_string(), Content::All).unwrap_or_else(|e| {
+        panic!("{restconf}/data does not validate against its own modules {implemented:?}: {e}")
+    });
+    let operations = get(&format!("{restconf}/operations"));
+    let listed: Vec<&String> =
+        operations["ietf-restconf:operations"].as_object().unwrap().keys().collect();
+    let defined: Vec<&String> = ctx.schema().operations().keys().collect();
+    assert_eq!(listed, defined, "{restconf}: operations served vs defined by its modules");
 }
 
 /// `qkdn --lab FILE ARGS -o json`: (exit code, JSON output).
@@ -350,6 +394,13 @@ fn the_two_domain_lab_relays_a_service_through_the_gateway() {
     let service =
         described["apps"].as_array().unwrap().iter().find(|a| a["kind"] == "service").unwrap();
     keys_of_app(&described, &lab_json, service);
+    // Every service claims in ietf-yang-library exactly what it serves.
+    let mut roots = vec![path(&orchestrator["restconf"])];
+    roots.extend(described["controllers"].as_array().unwrap().iter().map(|c| path(&c["restconf"])));
+    roots.push(path(&described["nodes"][0]["restconf"]));
+    for root in roots {
+        check_advertised_modules(&described, root);
+    }
     let metrics = curl(&[path(&orchestrator["metrics"])]);
     assert!(metrics.contains("qkdn_domain_up{domain=\"east\"} 1"), "{metrics}");
     assert!(metrics.contains("qkdn_services{status=\"active\"} 1"), "{metrics}");

@@ -24,7 +24,7 @@ use crate::tree::{Child, Inner, Meta, NodeRef, lookup};
 /// The kind of an edit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EditOp {
-    /// Create a child resource; fails with `data-exists` if it is there.
+    /// Create a child resource; fails with `resource-denied` (409) if it is there.
     Create,
     /// Merge into the target (which must exist, except the datastore itself).
     Merge,
@@ -115,6 +115,19 @@ impl Edit {
         policy: InputPolicy,
     ) -> Result<Edit, DataError> {
         let schema = ctx.schema();
+        if let Some(step) = target.last() {
+            let def = schema.node(step.node);
+            if def.kind == NodeKind::List && step.selector == Selector::None {
+                return Err(DataError::new(
+                    crate::error::ErrorTag::OperationNotSupported,
+                    format!(
+                        "{} is a list: name one entry with its key values ({}=...)",
+                        def.name, def.name
+                    ),
+                )
+                .at(target.to_instance_identifier(schema)));
+            }
+        }
         if matches!(op, EditOp::Delete | EditOp::Remove) {
             if target.is_root() {
                 return Err(DataError::new(
@@ -133,16 +146,6 @@ impl Edit {
         let body = body.ok_or_else(|| DataError::malformed("this request needs a message body"))?;
         let content = if policy.allow_state { Content::All } else { Content::Config };
         let meta = Meta::now(0);
-        if let Some(step) = target.last() {
-            let def = schema.node(step.node);
-            if def.kind == NodeKind::List && step.selector == Selector::None {
-                return Err(DataError::invalid_value(format!(
-                    "{} is a list: name one entry with its key values ({}=...)",
-                    def.name, def.name
-                ))
-                .at(target.to_instance_identifier(schema)));
-            }
-        }
         match op {
             EditOp::Create => {
                 let parent_def = schema.node(target.schema_node());

@@ -22,7 +22,7 @@ use crate::path::{DataPath, Selector};
 use crate::schema::NodeKind;
 use crate::tree::diff::{ChangeOp, Dirty, reconcile};
 use crate::tree::edit::{graft_unit_lists, merge, put, split_state};
-use crate::tree::render::{Layers, Prune, render_document, render_unit_document};
+use crate::tree::render::{Layers, Prune, exists, render_document, render_unit_document};
 use crate::tree::{Child, Inner, Meta, NodeRef, lookup};
 
 /// Above this many units, one validation of the whole tree is cheaper than unit by unit.
@@ -384,7 +384,15 @@ fn check_existence(ctx: &YangContext, tree: &Inner, edit: &Edit) -> Result<bool,
     match edit.op {
         EditOp::Create if existed => Err(DataError::exists(at())),
         EditOp::Delete if !existed => Err(DataError::not_found(at())),
-        EditOp::Merge if !existed && !edit.target.is_root() => Err(DataError::not_found(at())),
+        // A non-presence container is there whenever its parent is, so a merge into an empty
+        // one is a merge, as a read of it is a read.
+        EditOp::Merge
+            if !existed
+                && !edit.target.is_root()
+                && !exists(schema, Layers { config: Some(tree), state: None }, &edit.target) =>
+        {
+            Err(DataError::not_found(at()))
+        }
         _ => Ok(existed),
     }
 }

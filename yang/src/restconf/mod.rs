@@ -8,5 +8,5 @@ pub mod sse;
 pub use client::{ClientError, RestconfClient};
 pub use server::{
     EventStreams, NotificationPublisher, OperationHandler, RestconfOptions, RestconfServer,
-    RestconfServerBuilder,
+    RestconfServerBuilder, WriteFilter,
 };

@@ -118,6 +118,7 @@ fn blank_def(
         keys: Vec::new(),
         user_ordered: false,
         presence: false,
+        implicit: false,
         mandatory: false,
         is_key: false,
         default_value: None,
@@ -184,6 +185,11 @@ impl Builder {
         def.mandatory = node.is_mandatory() || node.is_list_key();
         def.is_key = node.is_list_key();
         def.presence = kind == NodeKind::Container && !node.is_np_container();
+        def.implicit = kind == NodeKind::Container
+            && !def.presence
+            && !in_operation
+            && !libyang_ffi::has_when(node)
+            && !node.ancestors().next().is_some_and(|p| p.kind() == SchemaNodeKind::Case);
         if matches!(kind, NodeKind::List | NodeKind::LeafList) {
             def.user_ordered = node.is_user_ordered();
             def.min_elements = node.min_elements().unwrap_or(0);

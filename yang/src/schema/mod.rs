@@ -112,6 +112,10 @@ pub struct NodeDef {
     pub user_ordered: bool,
     /// Presence container.
     pub presence: bool,
+    /// A non-presence container that exists whenever its parent does (RFC 7950 §7.5.1): no
+    /// `when` on it and not inside a case. A read finds it, empty, even when nothing was set
+    /// below it.
+    pub implicit: bool,
     /// `mandatory true` (or a list key).
     pub mandatory: bool,
     /// This leaf is a key of its parent list.

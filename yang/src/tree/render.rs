@@ -83,6 +83,9 @@ pub struct RenderOptions<'a> {
     pub defaults: WithDefaults,
     /// Compatibility switch: write the outermost member name without its module prefix.
     pub unprefixed_top_level: bool,
+    /// Compatibility shape: a container's members without the object that names it
+    /// (`{"qkdn_id": ...}` instead of `{"qkd_node": {"qkdn_id": ...}}`).
+    pub members_only: bool,
 }
 
 /// The configuration and state trees of one interior node (either may be absent).
@@ -132,9 +135,17 @@ pub fn render_resource(
         w.out.push_str("}}");
         return Some(w.out);
     }
-    let target = locate(root, path)?;
+    let target = locate(schema, root, path)?;
     let last = path.last().map(|s| s.node).unwrap_or(SchemaId::ROOT);
     let def = schema.node(last);
+    if let (true, NodeKind::Container, Located::Inner(layers)) =
+        (options.members_only, def.kind, &target)
+    {
+        w.out.push('{');
+        w.members(*layers, Some(&def.module), 1, options.fields, &[]);
+        w.out.push('}');
+        return Some(w.out);
+    }
     let name = if options.unprefixed_top_level {
         def.name.clone()
     } else {
@@ -182,9 +193,10 @@ pub fn render_resource(
     Some(w.out)
 }
 
-/// Whether anything exists at `path` in either layer.
-pub fn exists(root: Layers<'_>, path: &DataPath) -> bool {
-    locate(root, path).is_some()
+/// Whether anything exists at `path` in either layer (a non-presence container exists as soon
+/// as its parent does: see [`crate::schema::NodeDef::implicit`]).
+pub fn exists(schema: &Schema, root: Layers<'_>, path: &DataPath) -> bool {
+    locate(schema, root, path).is_some()
 }
 
 /// Renders a complete datastore document for libyang, leaving out default values and the lists
@@ -224,7 +236,8 @@ enum Located<'a> {
     Any(&'a serde_json::Value),
 }
 
-fn locate<'a>(root: Layers<'a>, path: &DataPath) -> Option<Located<'a>> {
+fn locate<'a>(schema: &Schema, root: Layers<'a>, path: &DataPath) -> Option<Located<'a>> {
+    let (with_config, with_state) = (root.config.is_some(), root.state.is_some());
     let mut cur = root;
     let steps = path.steps();
     for (i, step) in steps.iter().enumerate() {
@@ -232,6 +245,16 @@ fn locate<'a>(root: Layers<'a>, path: &DataPath) -> Option<Located<'a>> {
         let cc = cur.config.and_then(|n| n.child(step.node));
         let sc = cur.state.and_then(|n| n.child(step.node));
         if cc.is_none() && sc.is_none() {
+            // An empty non-presence container is there all the same, if the layers read could
+            // hold something below it.
+            let def = schema.node(step.node);
+            if def.implicit
+                && step.selector == Selector::None
+                && ((with_config && def.has_config) || (with_state && def.has_state))
+            {
+                cur = Layers::default();
+                continue;
+            }
             return None;
         }
         let next = match &step.selector {

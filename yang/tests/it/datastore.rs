@@ -217,12 +217,18 @@ async fn state_is_validated_and_follows_its_configuration() {
     // Deleting a link deletes its state.
     let virt = "33333333-0000-0000-0000-000000000000";
     let virt_path = ds.path(&format!("{LINKS}/qkd_link={virt}")).unwrap();
+    let schema = ds.context().schema();
     assert!(qkdn_yang::tree::render::exists(
+        schema,
         ds.snapshot().layers(ContentFilter::NonConfig),
         &virt_path
     ));
     ds.remove_config(&format!("{LINKS}/qkd_link={virt}")).await.unwrap();
-    assert!(!qkdn_yang::tree::render::exists(ds.snapshot().layers(ContentFilter::All), &virt_path));
+    assert!(!qkdn_yang::tree::render::exists(
+        schema,
+        ds.snapshot().layers(ContentFilter::All),
+        &virt_path
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

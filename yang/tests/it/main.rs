@@ -3,6 +3,7 @@
 //! One test binary, so the libyang-heavy crate is linked once.
 
 mod client;
+mod containers;
 mod datastore;
 mod golden;
 mod harness;

@@ -159,6 +159,14 @@ async fn notifications_reach_subscribers_and_bad_ones_are_refused() {
     publisher
         .publish(json!({"etsi-qkd-sdn-node:sdqkdn_link_down": {"qkd_link": {"qkdl_id": "11111111-0000-0000-0000-000000000000", "reason": "fibre cut"}}}))
         .unwrap();
+    // Values go out in their canonical form, as the datastore prints them ("0.010" is 0.01).
+    publisher
+        .publish(json!({"etsi-qkd-sdn-node:sdqkdn_link_perf_update": {"qkd_link": {
+            "qkdl_id": "11111111-0000-0000-0000-000000000000",
+            "performance": {"skr": 10, "phys_perf": [
+                {"perf_type": "etsi-qkd-node-types:QBER", "value": "0.010"},
+                {"perf_type": "etsi-qkd-node-types:SNR", "value": "+14.20"}]}}}}))
+        .unwrap();
     let Some(StreamEvent::Notification(first)) = sub.next().await else {
         panic!("no notification")
     };
@@ -168,6 +176,12 @@ async fn notifications_reach_subscribers_and_bad_ones_are_refused() {
         panic!("no notification")
     };
     assert_eq!(second["etsi-qkd-sdn-node:sdqkdn_link_down"]["qkd_link"]["reason"], "fibre cut");
+    let Some(StreamEvent::Notification(third)) = sub.next().await else {
+        panic!("no notification")
+    };
+    let perf = &third["etsi-qkd-sdn-node:sdqkdn_link_perf_update"]["qkd_link"]["performance"];
+    assert_eq!(perf["phys_perf"][0]["value"], "0.01", "{third}");
+    assert_eq!(perf["phys_perf"][1]["value"], "14.2", "{third}");
 }
 
 #[tokio::test]

@@ -100,3 +100,31 @@ async fn tfs_fixtures_load_tolerantly_and_print_strictly() {
         assert_eq!(&got["etsi-qkd-sdn-node:qkd_node"]["qkdn_id"], &node["qkdn_id"]);
     }
 }
+
+/// The groupings a module defines and how often each is used, read from its text.
+fn groupings_and_uses(path: &std::path::Path) -> (Vec<String>, Vec<String>) {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let (mut groupings, mut uses) = (Vec::new(), Vec::new());
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        match (words.next(), words.next()) {
+            (Some("grouping"), Some(name)) => groupings.push(name.to_owned()),
+            (Some("uses"), Some(name)) => uses.push(name.trim_end_matches(';').to_owned()),
+            _ => {}
+        }
+    }
+    groupings.sort();
+    uses.sort();
+    (groupings, uses)
+}
+
+/// Beyond an equal schema tree, the 015 node module is built from the reference's groupings,
+/// used in the same places, so that other modules and tools that `uses` them find them.
+#[test]
+fn the_node_module_has_the_reference_groupings() {
+    let file = "etsi-qkd-sdn-node@2022-01-30.yang";
+    let ours = groupings_and_uses(&super::harness::repo_root().join("yang/modules").join(file));
+    let reference = groupings_and_uses(&reference_dir().join("yang").join(file));
+    assert_eq!(ours.0, reference.0, "groupings");
+    assert_eq!(ours.1, reference.1, "uses");
+}

@@ -30,6 +30,14 @@ pub(crate) fn check_content_type(headers: &HeaderMap) -> Result<(), DataError> {
     .with_status(415))
 }
 
+/// Whether `Accept` names `media` itself (not through a wildcard).
+pub(crate) fn accept_names(headers: &HeaderMap, media: &str) -> bool {
+    headers.get_all(header::ACCEPT).iter().any(|value| {
+        let text = value.to_str().unwrap_or("").to_ascii_lowercase();
+        text.split(',').any(|item| item.split(';').next().unwrap_or("").trim() == media)
+    })
+}
+
 /// Checks `Accept` against the media types a response can have; 406 when none is acceptable.
 pub(crate) fn check_accept(headers: &HeaderMap, offered: &[&str]) -> Result<(), DataError> {
     let Some(value) = headers.get(header::ACCEPT) else {

@@ -37,6 +37,7 @@ pub use streams::{EventStreams, NotificationPublisher};
 
 use crate::datastore::Datastore;
 use crate::error::DataError;
+use crate::path::DataPath;
 use errors::{ErrorResponse, YANG_JSON};
 
 /// Server settings.
@@ -106,12 +107,21 @@ impl ResponseCache {
     }
 }
 
+/// An application's adapter of write bodies: given the request's target and its JSON body
+/// (as the client sent it, before the datastore reads it), returns the body to write, or
+/// refuses the request. It lets an application read a client's dialect into what the model
+/// means where order or shape would otherwise be lost (for example an ordered path written into
+/// an `ordered-by system` leaf-list, which the datastore sorts).
+pub type WriteFilter =
+    dyn Fn(&DataPath, serde_json::Value) -> Result<serde_json::Value, DataError> + Send + Sync;
+
 pub(crate) struct ServerInner {
     pub(crate) ds: Datastore,
     pub(crate) options: RestconfOptions,
     pub(crate) streams: EventStreams,
     pub(crate) operations: BTreeMap<String, Arc<dyn OperationHandler>>,
     pub(crate) cache: ResponseCache,
+    pub(crate) write_filter: Option<Arc<WriteFilter>>,
 }
 
 pub(crate) type ServerState = Arc<ServerInner>;
@@ -122,6 +132,7 @@ pub struct RestconfServerBuilder {
     options: RestconfOptions,
     streams: Vec<(String, String)>,
     operations: BTreeMap<String, Arc<dyn OperationHandler>>,
+    write_filter: Option<Arc<WriteFilter>>,
 }
 
 impl RestconfServerBuilder {
@@ -134,6 +145,19 @@ impl RestconfServerBuilder {
     /// Adds an event stream.
     pub fn stream(mut self, name: &str, description: &str) -> Self {
         self.streams.push((name.to_owned(), description.to_owned()));
+        self
+    }
+
+    /// Passes every write body (PUT, POST, PATCH) through `filter` before the datastore reads
+    /// it (see [`WriteFilter`]).
+    pub fn write_filter(
+        mut self,
+        filter: impl Fn(&DataPath, serde_json::Value) -> Result<serde_json::Value, DataError>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Self {
+        self.write_filter = Some(Arc::new(filter));
         self
     }
 
@@ -170,6 +194,7 @@ impl RestconfServerBuilder {
                 streams,
                 operations: self.operations,
                 cache: ResponseCache::default(),
+                write_filter: self.write_filter,
             }),
         })
     }
@@ -195,6 +220,7 @@ impl RestconfServer {
             options: RestconfOptions::default(),
             streams: Vec::new(),
             operations: BTreeMap::new(),
+            write_filter: None,
         }
     }
 

@@ -17,7 +17,7 @@ use tokio::sync::broadcast;
 use crate::context::YangContext;
 use crate::error::DataError;
 use crate::input::normalize_notification;
-use crate::ly::validate_notification;
+use crate::ly::canonical_notification;
 
 /// How many notifications a slow subscriber may fall behind before it misses some.
 const STREAM_BUFFER: usize = 1024;
@@ -96,8 +96,14 @@ impl NotificationPublisher {
     pub fn publish(&self, notification: Json) -> Result<usize, DataError> {
         let (name, body) = normalize_notification(&self.ctx, notification)?;
         let mut single = serde_json::Map::new();
-        single.insert(name.clone(), body.clone());
-        validate_notification(&self.ctx, &Json::Object(single).to_string())?;
+        single.insert(name.clone(), body);
+        // What subscribers get is libyang's canonical rendering, so a value reads the same in
+        // a notification as in the datastore.
+        let canonical = canonical_notification(&self.ctx, &Json::Object(single).to_string())?;
+        let body = serde_json::from_str::<Json>(&canonical)
+            .ok()
+            .and_then(|mut doc| doc.get_mut(&name).map(Json::take))
+            .ok_or_else(|| DataError::internal(format!("libyang printed {name} as {canonical}")))?;
         let event_time = humantime::format_rfc3339_micros(SystemTime::now()).to_string();
         let envelope = json!({"ietf-restconf:notification": {"eventTime": event_time, name: body}});
         Ok(self.stream.sender.send(Arc::from(envelope.to_string())).unwrap_or(0))
