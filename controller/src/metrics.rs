@@ -62,6 +62,10 @@ fn applications(view: &View) {
     describe_counter!("qkdn_delivery_keys_total", "Keys delivered to the application's SAE.");
     describe_counter!("qkdn_delivery_bits_total", "Key bits delivered to the application's SAE.");
     describe_counter!("qkdn_delivery_failures_total", "Key requests that failed.");
+    describe_counter!(
+        "qkdn_delivery_fetched_keys_total",
+        "Keys fetched by slave SAEs (dec_keys), per application and node."
+    );
     let states = [
         (AppState::Provisioning, "provisioning"),
         (AppState::Active, "active"),
@@ -90,6 +94,7 @@ fn applications(view: &View) {
             counter!("qkdn_delivery_keys_total", &labels).absolute(count("delivered"));
             counter!("qkdn_delivery_bits_total", &labels).absolute(count("consumed_bits"));
             counter!("qkdn_delivery_failures_total", &labels).absolute(count("failed"));
+            counter!("qkdn_delivery_fetched_keys_total", &labels).absolute(count("fetched_keys"));
         }
     }
 }

@@ -7,7 +7,8 @@
 //! * [`Application`] and the application table: the node's applications (SAE pairs, backing
 //!   links, QoS) as the KMS needs them to map key requests to key stores, kept current by the
 //!   agent.
-//! * [`AppUsage`]: how many key bits each application consumed, for `app_statistics`.
+//! * [`AppUsage`]: how many key bits each application consumed, for `app_statistics`, and
+//!   whether it is starved, for `app_status`.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -26,10 +27,16 @@ pub trait KeySink: Send + Sync + 'static {
     fn flush(&self) {}
 }
 
-/// How many key bits applications consumed.
+/// How many key bits applications consumed, and whether they are starved.
 pub trait AppUsage: Send + Sync + 'static {
     /// Key bits delivered to application `app` so far.
     fn consumed_bits(&self, app: Uuid) -> u64;
+
+    /// How long application `app` has been refused for lack of key material, with no delivery
+    /// since and still asking; `None` when it is not.
+    fn starved_for(&self, _app: Uuid) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 /// Usage when nothing delivers keys to applications yet.

@@ -4,7 +4,8 @@
 //! threshold does not flap) sends an `event` that clears it.
 //!
 //! The high threshold watches the whole store (both ends' halves and the deliveries waiting for
-//! slaves) against its capacity: past the capacity, new keys are dropped. The low threshold
+//! slaves) against its capacity: at the capacity, the oldest keys of the larger half make room
+//! for new ones. The low threshold
 //! watches what this end may still hand out (its half of the stream) against its half of the
 //! capacity. The low alarm is armed only once a store has been above the low threshold: a
 //! store that is still filling after start-up is not an incident, one that drains is.
@@ -22,6 +23,9 @@ use crate::notify::{self, Severity, Subject};
 
 /// Weight of the newest second in the smoothed rates.
 const SMOOTHING: f64 = 0.3;
+/// Net drain below which a store counts as not draining, bit/s (smoothed rates decay towards
+/// zero without reaching it; a drain of a fraction of a bit per second empties nothing).
+const MIN_DRAIN_BPS: f64 = 1.0;
 
 /// Where the thresholds lie, in keys.
 #[derive(Clone, Copy, Debug)]
@@ -147,8 +151,8 @@ impl StoreMonitor {
             h.last_consumed = s.consumed;
             h.fill_ratio = s.stored as f64 / t.capacity.max(1) as f64;
             let draining = h.consumption_bps - h.fill_bps;
-            h.seconds_to_empty =
-                (draining > 0.0 && bits > 0.0).then(|| s.stored as f64 * bits / draining);
+            h.seconds_to_empty = (draining >= MIN_DRAIN_BPS && bits > 0.0)
+                .then(|| s.stored as f64 * bits / draining);
 
             let free = s.free_owned;
             if free > t.low_keys() + t.margin() {
@@ -187,8 +191,8 @@ impl StoreMonitor {
             if high != was_high {
                 let message = if high {
                     format!(
-                        "key store nearly full: {} keys, above {} ({:.1} % of the capacity); new \
-                         keys are dropped at {}",
+                        "key store nearly full: {} keys, above {} ({:.1} % of the capacity); at \
+                         {} the oldest keys of the larger half make room for new ones",
                         s.stored,
                         t.high_keys(),
                         t.high * 100.0,
@@ -282,6 +286,16 @@ mod tests {
         assert!((h.fill_bps - 25_600.0).abs() < 1.0, "{}", h.fill_bps);
         assert!((h.consumption_bps - 10_240.0).abs() < 1.0, "{}", h.consumption_bps);
         assert_eq!(h.seconds_to_empty, None);
+        // Draining, then consumption stops and the fill too: the smoothed rates decay towards
+        // zero, and a store that drains by a fraction of a bit per second is not draining.
+        for i in 31..=40u64 {
+            m.observe(&[stats(link, 1000, 500, 3000 + i, 1200 + i * 100)], Duration::from_secs(1));
+        }
+        assert!(m.health()[&link].seconds_to_empty.is_some());
+        for _ in 0..200 {
+            m.observe(&[stats(link, 1000, 500, 3040, 5200)], Duration::from_secs(1));
+        }
+        assert_eq!(m.health()[&link].seconds_to_empty, None, "{:?}", m.health()[&link]);
     }
 
     #[test]

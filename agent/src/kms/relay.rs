@@ -26,7 +26,7 @@ use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use super::relay_stats::RelayStats;
-use super::store::{KeyStores, StoreError, now_ms};
+use super::store::{KeyStores, Placement, StoreError, now_ms};
 use crate::peer::PeerClients;
 
 /// Keys per relayed block, at most.
@@ -178,11 +178,17 @@ impl Relay {
         self.remembered.lock().unwrap_or_else(|p| p.into_inner()).0.get(&relay).copied()
     }
 
-    /// Relays one block of `count` fresh keys over virtual `link` from this node (its source);
-    /// returns how many keys are now usable at both ends.
-    pub async fn relay_block(&self, link: Uuid, count: usize) -> Result<usize, RelayError> {
+    /// Relays one block of `count` fresh keys over virtual `link` from this node (its source),
+    /// all owned by `owner` (this node or the far end); returns how many keys are now usable at
+    /// both ends.
+    pub async fn relay_block(
+        &self,
+        link: Uuid,
+        count: usize,
+        owner: Uuid,
+    ) -> Result<usize, RelayError> {
         let started = Instant::now();
-        let result = self.relay_block_once(link, count).await;
+        let result = self.relay_block_once(link, count, owner).await;
         match &result {
             Ok(keys) => self.stats.committed(link, *keys, started.elapsed()),
             Err(e) => self.stats.failed(link, &e.to_string()),
@@ -190,7 +196,12 @@ impl Relay {
         result
     }
 
-    async fn relay_block_once(&self, link: Uuid, count: usize) -> Result<usize, RelayError> {
+    async fn relay_block_once(
+        &self,
+        link: Uuid,
+        count: usize,
+        owner: Uuid,
+    ) -> Result<usize, RelayError> {
         let routes = self.routes.borrow().clone();
         let route = routes
             .virt
@@ -218,7 +229,13 @@ impl Relay {
             self.random.fill(&mut b).expect("system randomness");
             b
         });
-        let sequence = self.sequences.next(link);
+        let far_end = route
+            .far_end
+            .ok_or_else(|| RelayError::Refused(format!("virtual link {link} names no far end")))?;
+        // The owner's positions: even for the smaller node ID (see `ownership`).
+        let even = owner == self.node.min(far_end);
+        let placement = self.sequences.block(link, count, even);
+        let sequence = placement.sequence;
         let request = RelayKeysRequest {
             relay_id: relay.to_string(),
             virt_link_id: link.to_string(),
@@ -234,6 +251,7 @@ impl Relay {
                 .collect(),
             ciphertext: padded(&keys, pads.iter().map(|p| p.bytes.as_slice())),
             expires_ms: now_ms() + PENDING_FOR.as_millis() as u64,
+            position_step: placement.step as u32,
         };
         // One retry with the same relay ID: the path answers it without new pads.
         let stored = match self.clients.relay_keys(next, request.clone()).await {
@@ -244,7 +262,7 @@ impl Relay {
             return Err(RelayError::Next(format!("the far end stored {stored} of {count} keys")));
         }
         let expires = now_ms() + PENDING_FOR.as_millis() as u64;
-        self.stores.put_relayed(link, relay, sequence, keys, expires, true).await?;
+        self.stores.put_relayed(link, relay, placement, keys, expires, true).await?;
         self.confirm(link, relay).await?;
         tracing::debug!(%link, %relay, keys = count, "relayed and committed");
         Ok(count)
@@ -302,9 +320,12 @@ impl Relay {
         if request.key_size_bits != self.key_bits
             || request.pads.len() != n
             || request.ciphertext.len() != n * key_bytes
+            || request.position_step > 2
         {
             return Err(RelayError::Refused("inconsistent relay request".into()));
         }
+        let placement =
+            Placement { sequence: request.sequence, step: u64::from(request.position_step.max(1)) };
         let pad_ids = request
             .pads
             .iter()
@@ -324,7 +345,7 @@ impl Relay {
         let stored = match route.next {
             None => {
                 self.stores
-                    .put_relayed(link, relay, request.sequence, keys, request.expires_ms, false)
+                    .put_relayed(link, relay, placement, keys, request.expires_ms, false)
                     .await?;
                 n as u32
             }
@@ -371,8 +392,11 @@ impl Relay {
         }
     }
 
-    /// Keeps the virtual links this node sources filled: up to `stock` keys each, at most at
-    /// their `virt_bandwidth`; also completes commits a crash interrupted. Runs until dropped.
+    /// Keeps the virtual links this node sources filled, at most at their `virt_bandwidth`:
+    /// each end's share (the keys it may hand out) up to half of `stock`, each block given
+    /// whole to the end whose share is further below that, so that what an application draws
+    /// from one end is what is refilled, and an end that draws nothing is not filled past its
+    /// half. Also completes commits a crash interrupted. Runs until dropped.
     pub async fn run(self: Arc<Self>, stock: usize) {
         let mut buckets: HashMap<Uuid, (f64, Instant)> = HashMap::new();
         let mut tick = tokio::time::interval(Duration::from_millis(50));
@@ -388,29 +412,37 @@ impl Relay {
                     tracing::debug!(%relay, error = %e, "relay commit not confirmed yet");
                 }
             }
-            let sourced: Vec<(Uuid, u32)> = {
+            let sourced: Vec<(Uuid, u32, Uuid)> = {
                 let routes = self.routes.borrow();
                 routes
                     .virt
                     .iter()
                     .filter(|(_, r)| r.enabled && r.prev.is_none() && r.next.is_some())
-                    .map(|(id, r)| (*id, r.bandwidth))
+                    .filter_map(|(id, r)| Some((*id, r.bandwidth, r.far_end?)))
                     .collect()
             };
+            let share = (stock / 2).max(1);
             let mut worked = false;
-            for (link, bandwidth) in sourced {
+            for (link, bandwidth, far_end) in sourced {
                 let rate = if bandwidth > 0 { f64::from(bandwidth) } else { 1.0e6 };
                 let (tokens, last) = buckets.entry(link).or_insert((0.0, Instant::now()));
                 *tokens = (*tokens + last.elapsed().as_secs_f64() * rate)
                     .min(rate.max(f64::from(self.key_bits) * MAX_BATCH as f64));
                 *last = Instant::now();
-                let missing = stock.saturating_sub(self.stores.stored(link));
+                let (here, there) = self.stores.shares(link);
+                let (missing_here, missing_there) =
+                    (share.saturating_sub(here), share.saturating_sub(there));
+                let (owner, missing) = if missing_here >= missing_there {
+                    (self.node, missing_here)
+                } else {
+                    (far_end, missing_there)
+                };
                 let affordable = (*tokens / f64::from(self.key_bits)) as usize;
                 let count = missing.min(affordable).min(MAX_BATCH);
                 if count == 0 {
                     continue;
                 }
-                match self.relay_block(link, count).await {
+                match self.relay_block(link, count, owner).await {
                     Ok(_) => {
                         *tokens -= (count as u32 * self.key_bits) as f64;
                         worked = true;
@@ -461,23 +493,26 @@ fn padded<'a>(
     out
 }
 
-/// The block sequence of each virtual link this node sources. Each link counts on its own, so
-/// the positions of its keys alternate and both ends own half of them (a counter shared by
-/// several links could give one link only even or only odd blocks, and so every key to one
-/// end). A link's count starts at the time in microseconds: later than any block of an earlier
-/// run, as a link never sources a block per microsecond.
+/// Where each block of the virtual links this node sources goes in its link's key stream.
+/// Every block has one owner, so its keys sit two positions apart on that owner's parity, and
+/// blocks never share a position. A link's count starts at the time in microseconds: later than
+/// any block of an earlier run, as a link never sources a block per microsecond.
 #[derive(Default)]
 struct LinkSequences(Mutex<HashMap<Uuid, u64>>);
 
 impl LinkSequences {
-    fn next(&self, link: Uuid) -> u64 {
+    /// The placement of a block of `count` keys of `link` on even (else odd) positions.
+    fn block(&self, link: Uuid, count: usize, even: bool) -> Placement {
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let next = map.entry(link).or_insert_with(|| {
             SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
         });
-        let sequence = *next;
-        *next += 1;
-        sequence
+        let mut sequence = *next;
+        if sequence.is_multiple_of(2) != even {
+            sequence += 1;
+        }
+        *next = sequence + 2 * count.max(1) as u64;
+        Placement { sequence, step: 2 }
     }
 }
 
@@ -487,20 +522,23 @@ mod sequence_tests {
     use crate::kms::ownership;
 
     #[test]
-    fn links_relayed_in_turn_each_give_both_ends_half_their_keys() {
+    fn each_block_belongs_to_its_owner_and_blocks_never_share_a_position() {
         let sequences = LinkSequences::default();
         let (source, far) = (Uuid::from_u128(1), Uuid::from_u128(4));
-        let (one, two) = (Uuid::from_u128(10), Uuid::from_u128(11));
-        let mut owned = HashMap::<Uuid, usize>::new();
-        // One-key blocks on two links in turn (what two applications of one SAE do).
-        for _ in 0..50 {
-            for link in [one, two] {
-                let position = ownership::position(sequences.next(link), 0);
-                *owned.entry(link).or_default() +=
-                    usize::from(ownership::owned_by(source, far, position));
+        let link = Uuid::from_u128(10);
+        let mut seen = std::collections::HashSet::new();
+        for round in 0..50 {
+            // The smaller node ID owns even positions.
+            let owner = if round % 3 == 0 { far } else { source };
+            let count = 1 + round % 5;
+            let placement = sequences.block(link, count, owner == source.min(far));
+            for index in 0..count {
+                let position = placement.sequence + placement.step * index as u64;
+                assert!(seen.insert(position), "position {position} given twice");
+                assert_eq!(ownership::owned_by(source, far, position), owner == source);
+                assert_eq!(ownership::owned_by(far, source, position), owner == far);
             }
         }
-        assert_eq!((owned[&one], owned[&two]), (25, 25));
     }
 }
 

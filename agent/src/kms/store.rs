@@ -141,6 +141,11 @@ struct LinkStore {
     key_bits: u32,
     /// Keys owned here and free, oldest first.
     free: VecDeque<Uuid>,
+    /// Keys the other end owns, oldest first (entries of keys since erased or held are skipped
+    /// when met, and swept out when they outnumber the keys).
+    others: VecDeque<Uuid>,
+    /// The store was full when a block last arrived (for logging state changes only).
+    full: bool,
     material: HashMap<Uuid, Material>,
     /// Keys held per block sequence (the earliest block held is its first entry).
     blocks: BTreeMap<u64, u32>,
@@ -166,6 +171,8 @@ impl LinkStore {
             remote,
             key_bits: 0,
             free: VecDeque::new(),
+            others: VecDeque::new(),
+            full: false,
             material: HashMap::new(),
             blocks: BTreeMap::new(),
             deliveries: HashMap::new(),
@@ -210,9 +217,66 @@ impl LinkStore {
     /// Holds `id`'s material.
     fn put_material(&mut self, id: Uuid, material: Material) {
         let sequence = material.sequence;
+        let theirs = !material.owned_here;
         if self.material.insert(id, material).is_none() {
             *self.blocks.entry(sequence).or_default() += 1;
+            if theirs {
+                self.others.push_back(id);
+            }
         }
+    }
+
+    /// Whether `id` is a key of the other end's share that nothing holds.
+    fn theirs_unheld(&self, id: &Uuid) -> bool {
+        self.material.get(id).is_some_and(|m| !m.owned_here) && !self.held.contains(id)
+    }
+
+    /// Keys this end may hand out, and keys of the other end's share held here for it that
+    /// nothing holds yet.
+    fn shares(&mut self) -> (usize, usize) {
+        self.sweep_others();
+        (self.free.len(), self.others.len())
+    }
+
+    /// Drops the entries of `others` that no longer stand for an unheld key of the other end.
+    fn sweep_others(&mut self) {
+        let mut others = std::mem::take(&mut self.others);
+        others.retain(|id| self.theirs_unheld(id));
+        self.others = others;
+    }
+
+    /// Makes room for `needed` keys by erasing the oldest unheld keys of the larger share (this
+    /// end's free keys, or the other end's): the share nobody draws from is the one that grows.
+    /// A key of the other end's share erased here is refused when that end delivers it, and it
+    /// then takes others. Returns the erase operations (fewer keys than `needed` when the rest
+    /// is held by deliveries).
+    fn evict_for(&mut self, link: Uuid, needed: usize) -> Vec<Op> {
+        let mut ops = Vec::new();
+        if self.others.len() > self.material.len() {
+            self.sweep_others();
+        }
+        while ops.len() < needed {
+            let ours = self.free.len();
+            let theirs = self.others.len();
+            let victim = if ours >= theirs && ours > 0 {
+                self.free.pop_front()
+            } else {
+                let mut found = None;
+                while let Some(id) = self.others.pop_front() {
+                    if self.theirs_unheld(&id) {
+                        found = Some(id);
+                        break;
+                    }
+                }
+                found.or_else(|| self.free.pop_front())
+            };
+            let Some(id) = victim else {
+                break;
+            };
+            ops.extend(self.erase(link, &id));
+        }
+        self.dropped_keys += ops.len() as u64;
+        ops
     }
 
     /// Erases `id` from memory; the operation that erases it on disk.
@@ -285,6 +349,29 @@ pub struct Take<'a> {
     /// (their guarantee): the request is refused rather than take them. Checked together with
     /// the take, so two requests cannot both pass the check and then take the same reserve.
     pub keep_for_others: usize,
+}
+
+/// Where a relayed block's keys sit in their virtual link's key stream (their positions decide
+/// their owner, see [`ownership`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Placement {
+    /// The block's sequence: the position of its first key.
+    pub sequence: u64,
+    /// Positions between consecutive keys: 1 (alternating owners) or 2 (one owner).
+    pub step: u64,
+}
+
+impl Placement {
+    /// The row of the block's key `index`: (sequence, index in the block). Keys two positions
+    /// apart are stored each as its own one-key block, so that their position survives a
+    /// restart as it is (sequence + index).
+    fn of(&self, index: usize) -> (u64, u32) {
+        if self.step > 1 {
+            (self.sequence.wrapping_add(self.step * index as u64), 0)
+        } else {
+            (self.sequence, index as u32)
+        }
+    }
 }
 
 /// Deliveries of a link waiting to be confirmed: link, other end, deliveries.
@@ -460,19 +547,34 @@ impl KeyStores {
     pub async fn ingest(&self, block: KeyBlock) -> Result<(), StoreError> {
         let created_ms = now_ms();
         let size_bits = (block.key_bytes() * 8) as u32;
-        let remote = {
+        let (remote, mut ops) = {
             let mut stores = self.lock();
             let Some(store) = stores.get_mut(&block.link) else {
                 return Err(StoreError::NoLink(block.link));
             };
-            if store.material.len() + block.len() > self.settings.capacity {
+            let over = (store.material.len() + block.len()).saturating_sub(self.settings.capacity);
+            let evicted = if over > 0 { store.evict_for(block.link, over) } else { Vec::new() };
+            if over > 0 && !store.full {
+                store.full = true;
+                tracing::warn!(
+                    link = %block.link,
+                    capacity = self.settings.capacity,
+                    "key store full: the oldest keys of the larger half make room for new ones"
+                );
+            } else if over == 0 && store.full {
+                store.full = false;
+                tracing::info!(link = %block.link, "key store no longer full");
+            }
+            if evicted.len() < over {
+                // Deliveries hold the rest: the block cannot be kept.
                 store.dropped_keys += block.len() as u64;
-                tracing::warn!(link = %block.link, keys = block.len(), "key store full: block dropped");
+                drop(stores);
+                self.db.write_detached(evicted);
                 return Ok(());
             }
-            store.remote
+            (store.remote, evicted)
         };
-        let mut ops = Vec::with_capacity(block.len());
+        ops.reserve(block.len());
         let mut fresh = Vec::with_capacity(block.len());
         for (index, (id, material)) in block.keys().enumerate() {
             let position = ownership::position(block.sequence, index);
@@ -1057,13 +1159,13 @@ impl KeyStores {
         Ok(out)
     }
 
-    /// Stores relayed keys of virtual link `link` (block `sequence`), not usable until
-    /// [`commit_relay`](Self::commit_relay). A relay already stored is not stored again.
+    /// Stores relayed keys of virtual link `link` at `placement` in its key stream, not usable
+    /// until [`commit_relay`](Self::commit_relay). A relay already stored is not stored again.
     pub async fn put_relayed(
         &self,
         link: Uuid,
         relay: Uuid,
-        sequence: u64,
+        placement: Placement,
         keys: Vec<Issued>,
         expires_ms: u64,
         source: bool,
@@ -1077,7 +1179,7 @@ impl KeyStores {
         for (index, (id, bytes)) in keys.iter().enumerate() {
             let sealed = self.seal.seal(link, *id, bytes);
             let size_bits = (bytes.len() * 8) as u32;
-            let index = index as u32;
+            let (sequence, index) = placement.of(index);
             ops.push(Op::PutKey(StoredKey {
                 link,
                 id: *id,
@@ -1099,11 +1201,11 @@ impl KeyStores {
         let mut stores = self.lock();
         let store = stores.get_mut(&link).ok_or(StoreError::NoLink(link))?;
         for (index, (id, bytes)) in keys.into_iter().enumerate() {
-            let owned_here =
-                ownership::owned_by(self.node, remote, ownership::position(sequence, index));
+            let (sequence, index) = placement.of(index);
+            let position = ownership::position(sequence, index as usize);
+            let owned_here = ownership::owned_by(self.node, remote, position);
             store.key_bits = (bytes.len() * 8) as u32;
             store.held.insert(id);
-            let index = index as u32;
             store.put_material(id, Material { bytes, created_ms, sequence, index, owned_here });
         }
         drop(stores);
@@ -1136,6 +1238,12 @@ impl KeyStores {
             store.filled_keys += pending.keys.len() as u64;
         }
         Ok(true)
+    }
+
+    /// Keys this end may hand out on `link`, and keys of the other end's share held here for it
+    /// and not yet delivered (what the other end may still hand out, as far as this end knows).
+    pub fn shares(&self, link: Uuid) -> (usize, usize) {
+        self.lock().get_mut(&link).map(LinkStore::shares).unwrap_or((0, 0))
     }
 
     /// The link a pending relay's keys are stored under, if the relay is pending here.

@@ -287,13 +287,51 @@ async fn key_bytes_are_not_in_the_database_file() {
 }
 
 #[tokio::test]
-async fn a_full_store_drops_new_blocks() {
-    let dir = tempfile::tempdir().unwrap();
-    let a = open(dir.path(), A, B, StoreSettings { capacity: 10, ..StoreSettings::default() });
+async fn a_full_store_makes_room_from_the_idle_share_and_keeps_serving_the_other() {
+    // Both ends hold at most 32 keys; A's master SAE consumes, B's never does. Forty blocks of
+    // eight keys pass: five times the capacity, and every key A owns is delivered.
+    let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let small = || StoreSettings { capacity: 32, ..StoreSettings::default() };
+    let a = open(dirs.0.path(), A, B, small());
+    let b = open(dirs.1.path(), B, A, small());
+    let to_b = Direct(b.clone(), A);
+    let mut delivered = 0;
+    for sequence in 0..40 {
+        a.ingest(block(sequence, 8)).await.unwrap();
+        b.ingest(block(sequence, 8)).await.unwrap();
+        // A owns the even positions: four keys of each block.
+        assert_eq!(a.available(LINK, 256), 4, "block {sequence}");
+        for _ in 0..4 {
+            let keys = a.take(&take("m", &slaves(&["s"]), 1, 256, None), &to_b).await.unwrap();
+            let fetched = b.fetch(LINK, "s", "m", &[keys[0].0]).await.unwrap();
+            assert_eq!(fetched[0].1, keys[0].1);
+            delivered += 1;
+        }
+    }
+    assert_eq!(delivered, 160);
+    for end in [&a, &b] {
+        let stats = &end.stats()[0];
+        assert!(stats.stored <= 32 && stats.dropped > 0, "{stats:?}");
+    }
+}
+
+#[tokio::test]
+async fn keys_held_by_deliveries_are_never_made_room_from() {
+    let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = open(dirs.0.path(), A, B, StoreSettings::default());
+    let b = open(dirs.1.path(), B, A, StoreSettings { capacity: 10, ..StoreSettings::default() });
     a.ingest(block(0, 8)).await.unwrap();
-    a.ingest(block(1, 8)).await.unwrap();
-    let stats = &a.stats()[0];
-    assert_eq!((stats.stored, stats.dropped), (8, 8));
+    b.ingest(block(0, 8)).await.unwrap();
+    // A delivers its four keys; B holds them for the slave, who has not fetched them yet.
+    let keys =
+        a.take(&take("m", &slaves(&["s"]), 4, 256, None), &Direct(b.clone(), A)).await.unwrap();
+    // Eight more keys need six places: B's own four free keys go, the held four stay, and the
+    // block cannot be kept.
+    b.ingest(block(1, 8)).await.unwrap();
+    let stats = &b.stats()[0];
+    assert_eq!((stats.stored, stats.dropped), (4, 12), "{stats:?}");
+    let ids: Vec<Uuid> = keys.iter().map(|(id, _)| *id).collect();
+    assert_eq!(b.fetch(LINK, "s", "m", &ids).await.unwrap().len(), 4);
 }
 
 #[tokio::test]

@@ -41,6 +41,9 @@ use crate::notify::{self, Severity, Subject, clamp32};
 const NODE: &str = "/etsi-qkd-sdn-node:qkd_node";
 /// Entries of `app_statistics` kept per application.
 const STATISTICS_KEPT: usize = 16;
+/// How long an application's requests are refused for lack of key material before it shows
+/// as not served (`DISCONNECTED`, with a MAJOR alarm).
+const STARVED_AFTER: Duration = Duration::from_secs(3);
 
 /// What the live node needs.
 pub struct LiveSetup {
@@ -480,20 +483,29 @@ impl Live {
         }
     }
 
-    fn app_state_of(&self, app: &Application) -> &'static str {
+    /// The application's `app_status`, and why it is not `ON`.
+    fn app_state_of(&self, app: &Application) -> (&'static str, String) {
         let expired = app
             .expiration_time
             .as_deref()
             .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
             .is_some_and(|t| t < SystemTime::now());
         if expired {
-            "OUT-OF-TIME"
-        } else if !app.backing_links.is_empty()
-            && app.backing_links.iter().all(|l| self.link_active(*l))
-        {
-            "ON"
-        } else {
-            "DISCONNECTED"
+            return ("OUT-OF-TIME", "the application is past its expiration time".into());
+        }
+        if app.backing_links.is_empty() || !app.backing_links.iter().all(|l| self.link_active(*l)) {
+            return ("DISCONNECTED", "a link backing the application carries no keys".into());
+        }
+        match self.setup.usage.starved_for(app.id) {
+            Some(starved) if starved >= STARVED_AFTER => (
+                "DISCONNECTED",
+                format!(
+                    "the key store cannot serve the application: its requests have been refused \
+                     for lack of key material for {} s",
+                    starved.as_secs()
+                ),
+            ),
+            _ => ("ON", String::new()),
         }
     }
 
@@ -505,19 +517,21 @@ impl Live {
         let end = humantime::format_rfc3339_seconds(now).to_string();
         let apps: Vec<Application> = self.catalog.apps.values().cloned().collect();
         for app in apps {
-            let status = self.app_state_of(&app);
+            let (status, why) = self.app_state_of(&app);
             let previous = self.app_status.insert(app.id, status);
             if previous == Some("ON") && status == "DISCONNECTED" {
+                tracing::warn!(app = %app.id, "application disconnected: {why}");
                 self.publish(notify::application_disconnected(app.id));
                 self.publish(notify::alarm(
                     &Subject::Application(app.id, "DISCONNECTED"),
-                    "a link backing the application carries no keys",
+                    &why,
                     Severity::Major,
                 ));
             } else if previous.is_some_and(|p| p != "ON") && status == "ON" {
+                tracing::info!(app = %app.id, "application served again");
                 self.publish(notify::event(
                     &Subject::Application(app.id, "ON"),
-                    "the application's links carry keys again",
+                    "the application's links carry keys again and its requests are served",
                     Severity::Minor,
                 ));
             }

@@ -23,6 +23,18 @@ use uuid::Uuid;
 use crate::kms::db::Delivery;
 use crate::kms::store::{PeerSync, ReserveError, ReserveFuture};
 
+/// Time allowed to connect to a neighbour (TCP and TLS).
+const CONNECT_WITHIN: Duration = Duration::from_secs(3);
+/// HTTP/2 ping period on a neighbour's connection.
+const PING_EVERY: Duration = Duration::from_secs(1);
+/// Time allowed to answer a ping before the connection counts as dead.
+const PING_ANSWER_WITHIN: Duration = Duration::from_secs(2);
+/// Time allowed to a reservation (it is small and answered at once by a live path).
+const RESERVE_WITHIN: Duration = Duration::from_secs(5);
+/// Times a reservation is sent again over a new path when its virtual link's path changes
+/// while it is in flight.
+const RESERVE_REROUTES: usize = 2;
+
 /// Clients of the neighbours' peer services.
 pub struct PeerClients {
     urls: HashMap<Uuid, String>,
@@ -49,10 +61,17 @@ impl PeerClients {
             return Ok(channel.clone());
         }
         let url = self.urls.get(&node).ok_or_else(|| format!("node {node} is not a neighbour"))?;
+        // A neighbour that stops answering (a host gone without closing its connections, a
+        // frozen process) is noticed within seconds by HTTP/2 pings, so calls in flight fail
+        // then rather than at the request timeout; a connection that does not come up within
+        // CONNECT_WITHIN is given up.
         let endpoint = Endpoint::from_shared(url.clone())
             .map_err(|e| format!("{url}: {e}"))?
-            .connect_timeout(Duration::from_secs(5))
+            .connect_timeout(CONNECT_WITHIN)
             .timeout(Duration::from_secs(15))
+            .http2_keep_alive_interval(PING_EVERY)
+            .keep_alive_timeout(PING_ANSWER_WITHIN)
+            .keep_alive_while_idle(true)
             .tcp_nodelay(true);
         let channel = if url.starts_with("https://") {
             let files = self.tls.as_ref().ok_or_else(|| format!("{url}: no peer.client_tls"))?;
@@ -157,7 +176,8 @@ impl PeerSync for GrpcPeerSync {
     ) -> ReserveFuture {
         let clients = self.clients.clone();
         let owner = self.node;
-        let hop = self.routes.borrow().toward(link, None).unwrap_or(remote);
+        let mut routes = self.routes.clone();
+        let mut hop = routes.borrow_and_update().toward(link, None).unwrap_or(remote);
         Box::pin(async move {
             let request = ReserveKeysRequest {
                 link_id: link.to_string(),
@@ -175,7 +195,35 @@ impl PeerSync for GrpcPeerSync {
                     })
                     .collect(),
             };
-            let reply = clients.reserve_keys(hop, request).await.map_err(ReserveError::Failed)?;
+            // A reservation in flight when its virtual link moves to another path (a reroute)
+            // is sent again over the new one (the other end takes a repeated reservation as
+            // the same); one that no live path answers in time fails, and says why.
+            let mut reroutes = 0;
+            let reply = loop {
+                let call = tokio::time::timeout(
+                    RESERVE_WITHIN,
+                    clients.reserve_keys(hop, request.clone()),
+                );
+                tokio::select! {
+                    reply = call => match reply {
+                        Ok(reply) => break reply.map_err(ReserveError::Failed)?,
+                        Err(_) => return Err(ReserveError::Failed(format!(
+                            "node {hop} did not answer the reservation within {} s",
+                            RESERVE_WITHIN.as_secs()
+                        ))),
+                    },
+                    moved = path_moved(&mut routes, link, hop) => match moved {
+                        Some(next) if reroutes < RESERVE_REROUTES => {
+                            tracing::info!(%link, from = %hop, to = %next, "reservation sent again over the new path");
+                            reroutes += 1;
+                            hop = next;
+                        }
+                        _ => return Err(ReserveError::Failed(format!(
+                            "the path of virtual link {link} changed while the reservation was in flight"
+                        ))),
+                    },
+                }
+            };
             if reply.unusable_part_ids.is_empty() {
                 return Ok(());
             }
@@ -183,5 +231,32 @@ impl PeerSync for GrpcPeerSync {
                 reply.unusable_part_ids.iter().filter_map(|p| Uuid::parse_str(p).ok()).collect();
             Err(ReserveError::Unusable(parts, reply.earliest_sequence))
         })
+    }
+}
+
+/// Waits until virtual `link` no longer leaves this node towards `hop`; the new first hop
+/// (`None`: the link is gone here). Never returns for a physical link.
+async fn path_moved(
+    routes: &mut tokio::sync::watch::Receiver<Arc<crate::kms::relay::Routes>>,
+    link: Uuid,
+    hop: Uuid,
+) -> Option<Uuid> {
+    if !routes.borrow().virt.contains_key(&link) {
+        return std::future::pending().await;
+    }
+    loop {
+        let next = {
+            let current = routes.borrow_and_update();
+            match current.virt.get(&link) {
+                None => return None,
+                Some(_) => current.toward(link, None),
+            }
+        };
+        if next != Some(hop) {
+            return next;
+        }
+        if routes.changed().await.is_err() {
+            return std::future::pending().await;
+        }
     }
 }

@@ -15,4 +15,5 @@ mod registration;
 mod relay;
 mod restconf;
 mod store_alarms;
+mod supply;
 mod tfs;

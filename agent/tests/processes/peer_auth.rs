@@ -71,6 +71,7 @@ fn relay_request(sender: &str, hop_link: &str) -> RelayKeysRequest {
         pads: vec![HopPad { key_ids: vec![Uuid::from_u128(0xcafe).to_string()] }],
         ciphertext: vec![0u8; 32],
         expires_ms: u64::MAX,
+        position_step: 2,
     }
 }
 

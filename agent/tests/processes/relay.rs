@@ -24,6 +24,8 @@ pub(crate) struct ChainNode<'a> {
     /// (node, peer port).
     pub(crate) neighbours: Vec<(&'a str, u16)>,
     pub(crate) kms_port: u16,
+    /// `kms.relay_stock_keys`.
+    pub(crate) relay_stock: usize,
 }
 
 /// Starts a chain node: simulated devices on each link, peer service and KMS over mutual TLS.
@@ -57,9 +59,10 @@ pub(crate) fn start_chain_node(dir: &Path, pki: &TestPki, n: &ChainNode<'_>) -> 
         ));
     }
     body.push_str(&format!(
-        "[kms]\nlisten = \"127.0.0.1:{}\"\ntls = {tls_server}\nstore_key_file = \"{}\"\nrelay_stock_keys = 256\n",
+        "[kms]\nlisten = \"127.0.0.1:{}\"\ntls = {tls_server}\nstore_key_file = \"{}\"\nrelay_stock_keys = {}\n",
         n.kms_port,
-        store_key.display()
+        store_key.display(),
+        n.relay_stock,
     ));
     start(&Spec { dir, name: n.name, body, restconf_extra: "" })
 }
@@ -98,15 +101,20 @@ async fn pair_over(agent: &AgentProcess, app: &str, local: &str, remote: &str, l
 
 /// Starts the chain and the virtual link; returns the agents and the KMS ports of A and C.
 pub(crate) async fn chain(dir: &Path, pki: &TestPki) -> ([AgentProcess; 3], u16, u16) {
-    let ([a, b, c], ka, kc) = chain_nodes(dir, pki);
+    let ([a, b, c], ka, kc) = chain_nodes(dir, pki, 256);
     provision_virtual_link(&a, &b, &c).await;
     pair_over_virtual(&a, "aaaa0000-0000-4000-8000-0000000000ac", "sae-a", "sae-c").await;
     pair_over_virtual(&c, "aaaa0000-0000-4000-8000-0000000000ca", "sae-c", "sae-a").await;
     ([a, b, c], ka, kc)
 }
 
-/// Starts the three nodes of the chain, with no virtual link yet.
-fn chain_nodes(dir: &Path, pki: &TestPki) -> ([AgentProcess; 3], u16, u16) {
+/// Starts the three nodes of the chain, with no virtual link yet, the relay's stock at
+/// `relay_stock` keys.
+pub(crate) fn chain_nodes(
+    dir: &Path,
+    pki: &TestPki,
+    relay_stock: usize,
+) -> ([AgentProcess; 3], u16, u16) {
     let (pa, pb, pc) = (free_port(), free_port(), free_port());
     let (ka, kb, kc) = (free_port(), free_port(), free_port());
     let a = start_chain_node(
@@ -119,6 +127,7 @@ fn chain_nodes(dir: &Path, pki: &TestPki) -> ([AgentProcess; 3], u16, u16) {
             peer_port: pa,
             neighbours: vec![(NODE_B, pb)],
             kms_port: ka,
+            relay_stock,
         },
     );
     let b = start_chain_node(
@@ -131,6 +140,7 @@ fn chain_nodes(dir: &Path, pki: &TestPki) -> ([AgentProcess; 3], u16, u16) {
             peer_port: pb,
             neighbours: vec![(NODE_A, pa), (NODE_C, pc)],
             kms_port: kb,
+            relay_stock,
         },
     );
     let c = start_chain_node(
@@ -143,6 +153,7 @@ fn chain_nodes(dir: &Path, pki: &TestPki) -> ([AgentProcess; 3], u16, u16) {
             peer_port: pc,
             neighbours: vec![(NODE_B, pb)],
             kms_port: kc,
+            relay_stock,
         },
     );
     ([a, b, c], ka, kc)
@@ -216,7 +227,7 @@ async fn a_path_written_as_teraflowsdn_writes_it_relays_keys() {
     const BACKWARD: &str = "7b000000-0000-4000-8000-0000000000ca";
     let dir = tempfile::tempdir().unwrap();
     let pki = TestPki::new(dir.path());
-    let ([a, b, c], ka, kc) = chain_nodes(dir.path(), &pki);
+    let ([a, b, c], ka, kc) = chain_nodes(dir.path(), &pki, 256);
     let http = http_client();
     // The ends' interfaces on the path: A's towards B (101), C's towards B (301).
     let (src, dst) = ((NODE_A, "101"), (NODE_C, "301"));

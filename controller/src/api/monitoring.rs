@@ -71,7 +71,9 @@ pub fn document(view: &View) -> Json {
                 let d = view.kms_entry(e.node, "applications", "app", e.id)?;
                 Some(json!({"node": e.node, "sae_id": e.body["server_app_id"], "consumed_bits": d["consumed_bits"],
                     "requests": d["requests"], "delivered": d["delivered"], "failed": d["failed"],
-                    "success_ratio": d["success_ratio"], "latency_p50_ms": d["latency_p50_ms"], "latency_p99_ms": d["latency_p99_ms"]}))
+                    "success_ratio": d["success_ratio"], "latency_p50_ms": d["latency_p50_ms"], "latency_p99_ms": d["latency_p99_ms"],
+                    "fetch_requests": d["fetch_requests"], "fetched_keys": d["fetched_keys"], "fetch_failed": d["fetch_failed"],
+                    "starved_s": d["starved_s"]}))
             })
             .collect();
         applications.push(json!({

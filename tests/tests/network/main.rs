@@ -9,3 +9,4 @@ mod qber;
 mod restart;
 mod services;
 mod static_agents;
+mod supply;

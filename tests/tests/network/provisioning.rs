@@ -249,6 +249,16 @@ async fn monitoring_follows_the_key_stores_relays_and_deliveries(net: &TestNetwo
     assert!(delivered >= 1.0, "{app}");
     assert!((at_a["success_ratio"].as_f64().unwrap() - delivered / requests).abs() < 1e-9, "{app}");
     assert!(at_a["latency_p99_ms"].as_f64().unwrap() > 0.0, "{app}");
+    // The slave's side counts its fetches.
+    let at_c = app["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["node"] == json!(net.nodes["c"].id))
+        .unwrap();
+    assert!(at_c["fetch_requests"].as_u64() >= Some(1), "{app}");
+    assert!(at_c["fetched_keys"].as_u64() >= Some(4), "{app}");
+    assert_eq!(at_c["fetch_failed"], 0, "{app}");
 
     // The same figures in the 018 inventory (refreshed every few seconds).
     let northbound =

@@ -16,6 +16,7 @@ use serde_json::json;
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
+use super::usage::Outcome;
 use super::wire::*;
 use super::{Route, ServerState};
 use crate::kms::store::{Issued, StoreError, Take};
@@ -53,9 +54,8 @@ fn store_error(e: StoreError) -> ApiError {
         // Unknown, already fetched, expired, or delivered for someone else: one answer, so
         // that nobody learns whether a key ID they may not read exists.
         StoreError::NotFound | StoreError::NotAuthorized => ApiError::bad_request(KEYS_NOT_FOUND),
-        StoreError::NotEnough { .. } | StoreError::KeptForOthers { .. } => {
-            ApiError::unavailable(e.to_string())
-        }
+        StoreError::NotEnough { .. } => ApiError::unavailable(e.to_string()).for_lack_of_keys(),
+        StoreError::KeptForOthers { .. } => ApiError::unavailable(e.to_string()),
         StoreError::Peer(_) | StoreError::Unusable(_) | StoreError::NoLink(_) => {
             tracing::warn!(reason = %e, "keys not available");
             ApiError::unavailable(
@@ -263,8 +263,12 @@ async fn enc_keys(
     let route = pair_route(&state, &auth, &master, &slave)?;
     let result = deliver(&state, &auth, &master, &slaves, &route, number, size).await;
     if let Some(app) = route.app {
-        let keys = result.as_ref().ok().map(|_| number as usize);
-        state.usage.record(app, started.elapsed(), keys);
+        let outcome = match &result {
+            Ok(_) => Outcome::Delivered(number as usize),
+            Err(e) if e.no_key_material => Outcome::NoKeyMaterial,
+            Err(_) => Outcome::Refused,
+        };
+        state.usage.record(app, started.elapsed(), outcome);
     }
     result
 }
@@ -383,7 +387,11 @@ async fn dec_keys(
         return Err(ApiError::bad_request("bad request format: a key ID is named twice"));
     }
     let route = pair_route(&state, &auth, &slave, &master)?;
-    let keys = state.stores.fetch(route.link, &slave, &master, &ids).await.map_err(store_error)?;
+    let fetched = state.stores.fetch(route.link, &slave, &master, &ids).await;
+    if let Some(app) = route.app {
+        state.usage.record_fetch(app, fetched.as_ref().ok().map(Vec::len));
+    }
+    let keys = fetched.map_err(store_error)?;
     if let Some(app) = route.app {
         let bits: u64 = keys.iter().map(|(_, k)| k.len() as u64 * 8).sum();
         state.usage.add(app, bits);

@@ -21,33 +21,38 @@ pub const MANDATORY_UNSUPPORTED: &str = "not all extension_mandatory parameters 
 pub struct ApiError {
     status: StatusCode,
     body: Json_,
+    /// A refusal for lack of key material (the application counts as starved).
+    pub no_key_material: bool,
 }
 
 impl ApiError {
     /// 400 Bad request.
     pub fn bad_request(message: impl Into<String>) -> Self {
-        ApiError { status: StatusCode::BAD_REQUEST, body: json!({"message": message.into()}) }
+        ApiError::new(StatusCode::BAD_REQUEST, json!({"message": message.into()}))
     }
 
     /// 400 with `details`.
     pub fn bad_request_details(message: &str, details: Vec<Json_>) -> Self {
-        ApiError {
-            status: StatusCode::BAD_REQUEST,
-            body: json!({"message": message, "details": details}),
-        }
+        ApiError::new(StatusCode::BAD_REQUEST, json!({"message": message, "details": details}))
     }
 
     /// 401 Unauthorized.
     pub fn unauthorized(message: impl Into<String>) -> Self {
-        ApiError { status: StatusCode::UNAUTHORIZED, body: json!({"message": message.into()}) }
+        ApiError::new(StatusCode::UNAUTHORIZED, json!({"message": message.into()}))
     }
 
     /// 503 Service unavailable.
     pub fn unavailable(message: impl Into<String>) -> Self {
-        ApiError {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            body: json!({"message": message.into()}),
-        }
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, json!({"message": message.into()}))
+    }
+
+    /// Marks a refusal for lack of key material.
+    pub fn for_lack_of_keys(self) -> Self {
+        ApiError { no_key_material: true, ..self }
+    }
+
+    fn new(status: StatusCode, body: Json_) -> Self {
+        ApiError { status, body, no_key_material: false }
     }
 }
 
