@@ -77,6 +77,26 @@ pub fn node_id(n: usize) -> String {
 }
 
 impl TestNetwork {
+    /// The six-node ring of the relay and reroute tests, with its controller and agents running
+    /// and the topology discovered:
+    ///
+    /// ```text
+    ///  a - b - c
+    ///  |       |
+    ///  d - e - f
+    /// ```
+    pub async fn ring_of_six(dir: &Path) -> TestNetwork {
+        let mut net = TestNetwork::new(
+            dir,
+            &["a", "b", "c", "d", "e", "f"],
+            &[("a", "b"), ("b", "c"), ("a", "d"), ("d", "e"), ("e", "f"), ("f", "c")],
+        );
+        net.start_controller("");
+        net.start_agents();
+        net.wait_for_topology(30).await;
+        net
+    }
+
     /// Nodes named `names` (ids from [`node_id`] in that order), physical links between the
     /// named pairs; nothing started yet.
     pub fn new(dir: &Path, names: &[&str], links: &[(&str, &str)]) -> TestNetwork {

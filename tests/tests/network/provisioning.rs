@@ -19,17 +19,7 @@ fn ids(net: &TestNetwork, names: &[&str]) -> Vec<Json> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn applications_get_relayed_keys_and_move_when_a_trusted_node_dies() {
     let dir = qkdn_tests::process::test_dir();
-    //  a - b - c
-    //  |       |
-    //  d - e - f
-    let mut net = TestNetwork::new(
-        dir.path(),
-        &["a", "b", "c", "d", "e", "f"],
-        &[("a", "b"), ("b", "c"), ("a", "d"), ("d", "e"), ("e", "f"), ("f", "c")],
-    );
-    net.start_controller("");
-    net.start_agents();
-    net.wait_for_topology(30).await;
+    let mut net = TestNetwork::ring_of_six(dir.path()).await;
 
     // Between non-adjacent nodes: the shortest key-aware path is a-b-c.
     let request = json!({"app_id": APP_AC, "server": {"sae_id": "sae-a", "node": net.nodes["a"].id},

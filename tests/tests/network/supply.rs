@@ -24,17 +24,7 @@ struct Sample {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_during_a_reroute_are_answered_within_seconds() {
     let dir = qkdn_tests::process::test_dir();
-    //  a - b - c
-    //  |       |
-    //  d - e - f
-    let mut net = TestNetwork::new(
-        dir.path(),
-        &["a", "b", "c", "d", "e", "f"],
-        &[("a", "b"), ("b", "c"), ("a", "d"), ("d", "e"), ("e", "f"), ("f", "c")],
-    );
-    net.start_controller("");
-    net.start_agents();
-    net.wait_for_topology(30).await;
+    let net = TestNetwork::ring_of_six(dir.path()).await;
     let request = json!({"app_id": APP_AC, "server": {"sae_id": "sae-a", "node": net.nodes["a"].id},
         "clients": [{"sae_id": "sae-c", "node": net.nodes["c"].id}],
         "qos": {"rate_bps": 20000, "ttl_s": 3600}});
