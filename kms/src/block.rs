@@ -1,0 +1,223 @@
+//! A block of keys, the unit in which a store keeps, seals and erases key material: the keys a
+//! device (or a relay) delivered together, each with its ID, their place in the link's key
+//! stream, and which of them are erased. A block is sealed as a whole under its own data key
+//! ([`crate::seal`]); its keys are erased one by one in a [`KeySet`], and when the last one goes
+//! the whole block, data key included, is deleted.
+
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+use crate::seal::{BlockPlace, DataKey, Keyring, SealError, WrappedKey};
+
+/// Where a block's keys sit in their link's key stream: key `i` is at position
+/// `sequence + step * i` (positions decide which end owns a key).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Placement {
+    /// The position of the block's first key.
+    pub sequence: u64,
+    /// Positions between consecutive keys: 1 (alternating owners) or 2 (one owner).
+    pub step: u64,
+}
+
+impl Placement {
+    /// The stream position of key `index`.
+    pub fn position(&self, index: usize) -> u64 {
+        self.sequence.wrapping_add(self.step.wrapping_mul(index as u64))
+    }
+}
+
+/// A set of key indexes within a block (which keys are erased), as a bitmap.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeySet {
+    words: Vec<u64>,
+    len: u32,
+}
+
+impl KeySet {
+    /// Whether `index` is in the set.
+    pub fn contains(&self, index: u32) -> bool {
+        self.words.get(index as usize / 64).is_some_and(|w| w & (1 << (index % 64)) != 0)
+    }
+
+    /// Adds `index`; whether it was new.
+    pub fn insert(&mut self, index: u32) -> bool {
+        let word = index as usize / 64;
+        if self.words.len() <= word {
+            self.words.resize(word + 1, 0);
+        }
+        let bit = 1u64 << (index % 64);
+        let new = self.words[word] & bit == 0;
+        self.words[word] |= bit;
+        self.len += new as u32;
+        new
+    }
+
+    /// How many indexes the set holds.
+    pub fn len(&self) -> u32 {
+        self.len
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The bitmap, little-endian words (the form on disk).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.words.iter().flat_map(|w| w.to_le_bytes()).collect()
+    }
+
+    /// From [`to_bytes`](Self::to_bytes); `None` when the length is not whole words.
+    pub fn from_bytes(bytes: &[u8]) -> Option<KeySet> {
+        if !bytes.len().is_multiple_of(8) {
+            return None;
+        }
+        let words: Vec<u64> = bytes
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+            .collect();
+        let len = words.iter().map(|w| w.count_ones()).sum();
+        Some(KeySet { words, len })
+    }
+}
+
+/// A block in memory: IDs and material of its keys (material wiped when dropped).
+pub struct Block {
+    /// Its link and ID.
+    pub place: BlockPlace,
+    /// Its keys' place in the key stream.
+    pub placement: Placement,
+    /// Bytes per key.
+    pub key_bytes: u32,
+    /// When it was stored, ms since the Unix epoch.
+    pub created_ms: u64,
+    /// The keys' IDs, in order.
+    pub ids: Vec<Uuid>,
+    /// The keys' material, concatenated in order.
+    pub material: Zeroizing<Vec<u8>>,
+    /// The keys erased so far.
+    pub erased: KeySet,
+}
+
+impl std::fmt::Debug for Block {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Block")
+            .field("place", &self.place)
+            .field("keys", &self.ids.len())
+            .field("erased", &self.erased.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Block {
+    /// Keys in the block.
+    pub fn count(&self) -> u32 {
+        self.ids.len() as u32
+    }
+
+    /// The material of key `index`.
+    pub fn key(&self, index: u32) -> &[u8] {
+        let size = self.key_bytes as usize;
+        &self.material[index as usize * size..(index as usize + 1) * size]
+    }
+
+    /// Whether every key is erased.
+    pub fn all_erased(&self) -> bool {
+        self.erased.len() >= self.count()
+    }
+
+    /// The block as written: material sealed under a fresh data key, wrapped by `ring`.
+    pub fn seal(&self, ring: &Keyring) -> SealedBlock {
+        let data = DataKey::generate();
+        SealedBlock {
+            place: self.place,
+            placement: self.placement,
+            key_bytes: self.key_bytes,
+            created_ms: self.created_ms,
+            ids: self.ids.clone(),
+            sealed: data.seal(self.place, &self.material),
+            wrapped: ring.wrap(self.place, &data),
+        }
+    }
+}
+
+/// A block as it is on disk: IDs in the clear (they are not secret), material sealed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SealedBlock {
+    /// Its link and ID.
+    pub place: BlockPlace,
+    /// Its keys' place in the key stream.
+    pub placement: Placement,
+    /// Bytes per key.
+    pub key_bytes: u32,
+    /// When it was stored, ms since the Unix epoch.
+    pub created_ms: u64,
+    /// The keys' IDs, in order.
+    pub ids: Vec<Uuid>,
+    /// The material under the block's data key.
+    pub sealed: Vec<u8>,
+    /// The block's data key, wrapped by a store key.
+    pub wrapped: WrappedKey,
+}
+
+impl SealedBlock {
+    /// The block in memory, with the keys `erased` already gone.
+    pub fn open(&self, ring: &Keyring, erased: KeySet) -> Result<Block, SealError> {
+        let material = ring.unwrap(self.place, &self.wrapped)?.open(self.place, &self.sealed)?;
+        if material.len() != self.ids.len() * self.key_bytes as usize {
+            return Err(SealError::Open { link: self.place.link, block: self.place.block });
+        }
+        Ok(Block {
+            place: self.place,
+            placement: self.placement,
+            key_bytes: self.key_bytes,
+            created_ms: self.created_ms,
+            ids: self.ids.clone(),
+            material,
+            erased,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::seal::StoreKey;
+
+    #[test]
+    fn key_sets_count_and_round_trip() {
+        let mut set = KeySet::default();
+        assert!(set.is_empty());
+        assert!(set.insert(3) && set.insert(64) && set.insert(130));
+        assert!(!set.insert(64), "already there");
+        assert_eq!(set.len(), 3);
+        assert!(set.contains(3) && set.contains(64) && set.contains(130) && !set.contains(4));
+        assert!(!set.contains(100_000));
+        let back = KeySet::from_bytes(&set.to_bytes()).unwrap();
+        assert_eq!(back, set);
+        assert!(KeySet::from_bytes(&[1, 2, 3]).is_none());
+    }
+
+    #[test]
+    fn a_sealed_block_opens_to_the_same_keys() {
+        let ring = Keyring::new(StoreKey::generate());
+        let place = BlockPlace { link: Uuid::from_u128(5), block: 9 };
+        let block = Block {
+            place,
+            placement: Placement { sequence: 40, step: 2 },
+            key_bytes: 4,
+            created_ms: 1,
+            ids: vec![Uuid::from_u128(1), Uuid::from_u128(2)],
+            material: Zeroizing::new(b"aaaabbbb".to_vec()),
+            erased: KeySet::default(),
+        };
+        let sealed = block.seal(&ring);
+        assert!(!sealed.sealed.windows(4).any(|w| w == b"aaaa"));
+        let opened = sealed.open(&ring, KeySet::default()).unwrap();
+        assert_eq!((opened.key(0), opened.key(1)), (&b"aaaa"[..], &b"bbbb"[..]));
+        assert_eq!(opened.placement.position(1), 42);
+        let mut moved = sealed.clone();
+        moved.place.block = 10;
+        assert!(moved.open(&ring, KeySet::default()).is_err(), "a block cannot be moved");
+    }
+}

@@ -1,0 +1,167 @@
+//! The key database against a model: random sequences of stores, erasures, drops, store-key
+//! rotations and reopenings, after each of which what the database loads (and opens) is what
+//! the model says; block IDs are never reused; no plaintext key reaches the file.
+
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+use qkdn_kms::block::{Block, KeySet, Placement};
+use qkdn_kms::disk::{Disk, DiskOp};
+use qkdn_kms::seal::{BlockPlace, Keyring, StoreKey};
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+#[derive(Clone, Debug)]
+enum Step {
+    /// Store a block of `keys` keys on link `link`.
+    Put { link: u8, keys: u8 },
+    /// Erase key `key` (modulo its size) of the `block`-th stored block (modulo their number).
+    Erase { block: usize, key: u8 },
+    /// Rotate the store key and re-wrap `batch` blocks per transaction.
+    Rotate { batch: usize },
+    /// Close the database and open it again.
+    Reopen,
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        3 => (0u8..3, 1u8..6).prop_map(|(link, keys)| Step::Put { link, keys }),
+        5 => (any::<usize>(), any::<u8>()).prop_map(|(block, key)| Step::Erase { block, key }),
+        1 => (1usize..4).prop_map(|batch| Step::Rotate { batch }),
+        1 => Just(Step::Reopen),
+    ]
+}
+
+/// What the model holds of a block: its material, key by key, and which keys are erased.
+struct Modelled {
+    ids: Vec<Uuid>,
+    keys: Vec<[u8; 16]>,
+    erased: KeySet,
+}
+
+/// Recognisable bytes, to look for in the file.
+const MARK: &[u8; 8] = b"PLAINKEY";
+
+fn material(n: u64) -> [u8; 16] {
+    let mut key = [0u8; 16];
+    key[..8].copy_from_slice(MARK);
+    key[8..].copy_from_slice(&n.to_be_bytes());
+    key
+}
+
+fn check(disk: &Disk, ring: &Keyring, model: &BTreeMap<BlockPlace, Modelled>) {
+    let loaded = disk.load().unwrap();
+    let places: Vec<BlockPlace> = loaded.iter().map(|s| s.block.place).collect();
+    assert_eq!(places, model.keys().copied().collect::<Vec<_>>(), "the blocks stored");
+    for stored in loaded {
+        let want = &model[&stored.block.place];
+        assert_eq!(stored.erased, want.erased);
+        assert_eq!(stored.block.ids, want.ids);
+        let block = stored.block.open(ring, stored.erased.clone()).unwrap();
+        for (i, key) in want.keys.iter().enumerate() {
+            assert_eq!(block.key(i as u32), key, "key {i} of {:?}", block.place);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn the_database_holds_what_the_model_says(steps in proptest::collection::vec(step(), 1..60)) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.redb");
+        let mut disk = Disk::open(&path).unwrap();
+        let mut ring = Keyring::new(StoreKey::generate());
+        let mut model: BTreeMap<BlockPlace, Modelled> = BTreeMap::new();
+        let mut issued: BTreeMap<u8, u64> = BTreeMap::new();
+        let mut counter = 0u64;
+        for step in steps {
+            match step {
+                Step::Put { link, keys } => {
+                    let link_id = Uuid::from_u128(link as u128 + 1);
+                    let block = disk.next_block(link_id).unwrap();
+                    let last = issued.get(&link).copied();
+                    prop_assert!(last.is_none_or(|l| block > l), "block IDs never reused");
+                    issued.insert(link, block);
+                    let place = BlockPlace { link: link_id, block };
+                    let mut bytes = Zeroizing::new(Vec::new());
+                    let mut ids = Vec::new();
+                    let mut modelled = Vec::new();
+                    for _ in 0..keys {
+                        counter += 1;
+                        let key = material(counter);
+                        bytes.extend_from_slice(&key);
+                        modelled.push(key);
+                        ids.push(Uuid::from_u128(counter as u128));
+                    }
+                    let block = Block {
+                        place,
+                        placement: Placement { sequence: counter, step: 1 },
+                        key_bytes: 16,
+                        created_ms: counter,
+                        ids: ids.clone(),
+                        material: bytes,
+                        erased: KeySet::default(),
+                    };
+                    disk.apply(&[DiskOp::Put(block.seal(&ring))]).unwrap();
+                    model.insert(place, Modelled { ids, keys: modelled, erased: KeySet::default() });
+                }
+                Step::Erase { block, key } => {
+                    if model.is_empty() {
+                        continue;
+                    }
+                    let place = *model.keys().nth(block % model.len()).unwrap();
+                    let entry = model.get_mut(&place).unwrap();
+                    entry.erased.insert(key as u32 % entry.keys.len() as u32);
+                    if entry.erased.len() as usize == entry.keys.len() {
+                        model.remove(&place);
+                        disk.apply(&[DiskOp::Drop(place)]).unwrap();
+                    } else {
+                        let erased = entry.erased.clone();
+                        disk.apply(&[DiskOp::Erase { place, erased }]).unwrap();
+                    }
+                }
+                Step::Rotate { batch } => {
+                    ring.rotate_to(StoreKey::generate());
+                    // Until the re-wrap is done, blocks open under either key.
+                    check(&disk, &ring, &model);
+                    let rewrapped = disk.rewrap_all(&ring, batch).unwrap();
+                    prop_assert_eq!(rewrapped, model.len());
+                    ring.forget_previous();
+                }
+                Step::Reopen => {
+                    drop(disk);
+                    disk = Disk::open(&path).unwrap();
+                }
+            }
+            check(&disk, &ring, &model);
+        }
+        drop(disk);
+        let file = std::fs::read(&path).unwrap();
+        prop_assert!(!file.windows(8).any(|w| w == MARK), "plaintext key material on disk");
+    }
+}
+
+#[test]
+fn a_block_under_an_unknown_store_key_is_reported_not_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = Disk::open(&dir.path().join("keys.redb")).unwrap();
+    let ring = Keyring::new(StoreKey::generate());
+    let place = BlockPlace { link: Uuid::from_u128(1), block: 0 };
+    let block = Block {
+        place,
+        placement: Placement { sequence: 0, step: 1 },
+        key_bytes: 4,
+        created_ms: 0,
+        ids: vec![Uuid::from_u128(9)],
+        material: Zeroizing::new(b"abcd".to_vec()),
+        erased: KeySet::default(),
+    };
+    disk.apply(&[DiskOp::Put(block.seal(&ring))]).unwrap();
+    let stored = disk.load().unwrap().remove(0);
+    let other = Keyring::new(StoreKey::generate());
+    let error = stored.block.open(&other, KeySet::default()).unwrap_err();
+    assert!(error.to_string().contains("not loaded"), "{error}");
+    assert!(!format!("{stored:?}").contains("abcd"));
+}
