@@ -6,7 +6,7 @@
 //! block) → the block's data key, wrapped by a store key` (small rows, so a rotation re-wraps
 //! them without rewriting material); `erased`, `(link, block) → bitmap of the block's erased
 //! keys`; `next-block`, `link → the next block ID` (IDs are never reused, even after the last
-//! block of a link is gone).
+//! block of a link is gone); `deliveries`, `(link, delivered key ID) → delivery` (no material).
 //!
 //! Erasing the last key of a block deletes its three rows in one transaction: the data key goes
 //! with them, and with it every copy of the block's material that free pages or a backup still
@@ -19,12 +19,14 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinitio
 use uuid::Uuid;
 
 use crate::block::{KeySet, Placement, SealedBlock};
+use crate::delivery::Delivery;
 use crate::seal::{BlockPlace, Keyring, SealError, StoreKeyId, WRAPPED_LEN, WrappedKey};
 
 const BLOCKS: TableDefinition<'_, &[u8; 24], &[u8]> = TableDefinition::new("blocks");
 const BLOCK_KEYS: TableDefinition<'_, &[u8; 24], &[u8]> = TableDefinition::new("block-keys");
 const ERASED: TableDefinition<'_, &[u8; 24], &[u8]> = TableDefinition::new("erased");
 const NEXT_BLOCK: TableDefinition<'_, &[u8; 16], u64> = TableDefinition::new("next-block");
+const DELIVERIES: TableDefinition<'_, &[u8; 32], &[u8]> = TableDefinition::new("deliveries");
 
 /// Bytes of a block's header row before its key IDs: sequence, step, key size, created, count.
 const HEADER_LEN: usize = 8 + 8 + 4 + 8 + 4;
@@ -62,6 +64,14 @@ fn row(place: BlockPlace) -> [u8; 24] {
     key
 }
 
+/// The row of a delivery: link, then its ID.
+fn delivery_row(link: Uuid, id: Uuid) -> [u8; 32] {
+    let mut key = [0u8; 32];
+    key[..16].copy_from_slice(link.as_bytes());
+    key[16..].copy_from_slice(id.as_bytes());
+    key
+}
+
 fn place_of(row: &[u8; 24]) -> BlockPlace {
     BlockPlace {
         link: Uuid::from_bytes(row[..16].try_into().expect("16 bytes")),
@@ -83,6 +93,20 @@ pub enum DiskOp {
     },
     /// Deletes a block, its data key and its erasures (its last key is gone).
     Drop(BlockPlace),
+    /// Records (or replaces) a delivery of `link`.
+    PutDelivery {
+        /// Its link.
+        link: Uuid,
+        /// The delivery.
+        delivery: Delivery,
+    },
+    /// Forgets a delivery.
+    RemoveDelivery {
+        /// Its link.
+        link: Uuid,
+        /// Its ID.
+        id: Uuid,
+    },
     /// Replaces a block's wrapped data key (a rotation).
     Rewrap {
         /// The block.
@@ -202,6 +226,7 @@ impl Disk {
             let mut keys = tx.open_table(BLOCK_KEYS).map_err(fail)?;
             let mut erased = tx.open_table(ERASED).map_err(fail)?;
             let mut next = tx.open_table(NEXT_BLOCK).map_err(fail)?;
+            let mut deliveries = tx.open_table(DELIVERIES).map_err(fail)?;
             for op in ops {
                 match op {
                     DiskOp::Put(block) => {
@@ -222,6 +247,16 @@ impl Disk {
                         blocks.remove(&at).map_err(fail)?;
                         keys.remove(&at).map_err(fail)?;
                         erased.remove(&at).map_err(fail)?;
+                    }
+                    DiskOp::PutDelivery { link, delivery } => {
+                        let id = delivery.id().ok_or_else(|| fail("a delivery without parts"))?;
+                        let json = serde_json::to_vec(delivery).map_err(fail)?;
+                        deliveries
+                            .insert(&delivery_row(*link, id), json.as_slice())
+                            .map_err(fail)?;
+                    }
+                    DiskOp::RemoveDelivery { link, id } => {
+                        deliveries.remove(&delivery_row(*link, *id)).map_err(fail)?;
                     }
                     DiskOp::Rewrap { place, wrapped } => {
                         let at = row(*place);
@@ -265,6 +300,23 @@ impl Disk {
                 block: decode_block(place, bytes.value(), wrapped)?,
                 erased: set,
             });
+        }
+        Ok(out)
+    }
+
+    /// Every delivery: link and delivery.
+    pub fn deliveries(&self) -> Result<Vec<(Uuid, Delivery)>, DiskError> {
+        let read = self.db.begin_read().map_err(fail)?;
+        let Some(table) = missing_is_empty(read.open_table(DELIVERIES))? else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for entry in table.iter().map_err(fail)? {
+            let (at, bytes) = entry.map_err(fail)?;
+            let link = Uuid::from_bytes(at.value()[..16].try_into().expect("16 bytes"));
+            let delivery = serde_json::from_slice(bytes.value())
+                .map_err(|e| fail(format!("a delivery of link {link}: {e}")))?;
+            out.push((link, delivery));
         }
         Ok(out)
     }

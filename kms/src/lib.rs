@@ -4,18 +4,26 @@
 //!
 //! Data flows one way through its modules: [`seal`] (envelope encryption: a data key per block,
 //! wrapped by the operator's store key) ← [`block`] (a block of keys, its place in the key
-//! stream, its erased keys) ← [`disk`] (blocks on disk, keyed by the block ID the store chose).
-//! No module imports a transport.
+//! stream, its erased keys) ← [`disk`] (blocks and [`delivery`] records on disk, keyed by the
+//! block ID the store chose) ← [`link`] (one link's store as its single owner holds it: every
+//! change a synchronous step that returns the write making it durable). No module imports a
+//! transport; the owner task, the relay and the agent's wiring come next.
 //!
 //! Where the invariants of DESIGN.md §7 are kept (so far):
 //!
 //! | invariant | kept by |
 //! |---|---|
-//! | 1. same key ID, same bytes at both ends | [`block`]: a block keeps the IDs and material a device delivered together, sealed as one record that cannot be moved to another block or link |
-//! | 4. nothing acknowledged is lost by `kill -9` | [`disk::Disk::apply`]: one durable transaction per batch |
+//! | 1. same key ID, same bytes at both ends | [`block`]: a block keeps the IDs and material a device delivered together, sealed as one record that cannot be moved to another block or link; [`link::LinkStore::ingest`] refuses a key ID the store holds |
+//! | 2. delivered once, only to its SAEs | [`link::LinkStore::take`] holds each key for one delivery; [`link::LinkStore::fetch`] gives it once to each named slave, all or nothing |
+//! | 4. nothing acknowledged is lost by `kill -9` | every [`link::LinkStore`] step returns its write, made durable by [`disk::Disk::apply`] (one transaction) before the answer; [`link::LinkStore::recoverable`] offers only deliveries whose request is gone |
+//! | 5. never the same key to two requests | [`link::LinkStore`]: a key's stream position decides its owner; only the owner takes it; [`link::LinkStore::reserve`] refuses parts the caller does not own, held or missing |
 //! | 6. key bytes never in logs; zeroized; encrypted at rest | [`seal`] (AES-256-GCM, a data key per block), [`block::Block`] (material in wiped buffers, no bytes in `Debug`) |
-//! | 7. expired keys erased | [`disk`]: a block's last erasure deletes its data key, so its material is unreadable in free pages and backups once the store key rotates |
+//! | 7. expired keys erased | [`link::LinkStore::sweep`] (deliveries past their expiry, keys past the link's largest age); [`disk`]: a block's last erasure deletes its data key, so its material is unreadable in free pages and backups once the store key rotates |
+//!
+//! Invariant 3 (a hop key pads one relayed key) moves here with the relay.
 
 pub mod block;
+pub mod delivery;
 pub mod disk;
+pub mod link;
 pub mod seal;

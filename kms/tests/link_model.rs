@@ -1,0 +1,494 @@
+//! The two ends of a link's key store against a model: random interleavings of device blocks
+//! (some reaching one end only), `enc_keys` takes at either end, reservations at the other end,
+//! peer failures, `dec_keys` fetches (by the right and by wrong slaves), sweeps as time passes,
+//! and crashes of either end (the store dropped and reopened from its database at any step).
+//!
+//! After every step the invariants of DESIGN.md §7 that a store keeps are checked:
+//!
+//! * 1: a fetched key has the bytes its master received;
+//! * 2: a key is fetched only by the slaves named for it, once each;
+//! * 4: after any crash, every answered key not yet fetched and not expired is still fetchable
+//!   (the model predicts each fetch's outcome exactly);
+//! * 5: no stored key is used by two answers, at either end, and a peer's claim of a key the
+//!   receiving end owns is refused without a change;
+//! * 7: expired deliveries and keys older than the largest age are gone after a sweep.
+//!
+//! And a delivery whose request is still waiting is never offered for recovery.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+
+use proptest::prelude::*;
+use qkdn_kms::block::Placement;
+use qkdn_kms::delivery::Delivery;
+use qkdn_kms::disk::{Disk, DiskOp};
+use qkdn_kms::link::{Issued, LinkSettings, LinkStore, NewBlock, ReserveError, StoreError, Take};
+use qkdn_kms::seal::{Keyring, StoreKey};
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+const LINK: Uuid = Uuid::from_u128(100);
+const KEY_BYTES: u32 = 4;
+const MAX_AGE_MS: u64 = 2_000;
+const SLAVES: [&str; 3] = ["s1", "s2", "s3"];
+
+fn settings() -> LinkSettings {
+    LinkSettings { capacity: 48, max_age_ms: Some(MAX_AGE_MS) }
+}
+
+#[derive(Clone, Debug)]
+enum Step {
+    /// A device block of `keys` keys reaches both ends (or only one, `lost_at` the other).
+    Feed { keys: usize, lost_at: Option<bool> },
+    /// `enc_keys` at an end: `number` keys of `parts` stored keys each (less a byte), for
+    /// `slaves` slaves, keeping `keep` keys for others.
+    Take { at_b: bool, number: usize, parts: u32, slaves: usize, keep: usize, ttl_ms: u64 },
+    /// The other end answers a waiting take's reservation.
+    Reserve { which: usize },
+    /// The other end cannot be reached for a waiting take.
+    Fail { which: usize },
+    /// A slave (`slave`, or one not named when `wrong`) fetches an answered key.
+    Fetch { which: usize, slave: usize, wrong: bool },
+    /// Time passes and both ends sweep.
+    Sweep { advance_ms: u64 },
+    /// An end crashes and restarts.
+    Crash { b: bool },
+    /// An end asks the other to reserve a key the other end owns (a peer that lies).
+    Claim { to_b: bool, which: usize },
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        4 => (1usize..8, prop_oneof![4 => Just(None), 1 => any::<bool>().prop_map(Some)])
+            .prop_map(|(keys, lost_at)| Step::Feed { keys, lost_at }),
+        4 => (any::<bool>(), 1usize..4, 1u32..3, 1usize..3, 0usize..3, 100u64..3_000).prop_map(
+            |(at_b, number, parts, slaves, keep, ttl_ms)| Step::Take {
+                at_b, number, parts, slaves, keep, ttl_ms
+            }
+        ),
+        3 => any::<usize>().prop_map(|which| Step::Reserve { which }),
+        1 => any::<usize>().prop_map(|which| Step::Fail { which }),
+        4 => (any::<usize>(), 0usize..3, prop::bool::weighted(0.2))
+            .prop_map(|(which, slave, wrong)| Step::Fetch { which, slave, wrong }),
+        2 => (0u64..1_500).prop_map(|advance_ms| Step::Sweep { advance_ms }),
+        1 => any::<bool>().prop_map(|b| Step::Crash { b }),
+        1 => (any::<bool>(), any::<usize>()).prop_map(|(to_b, which)| Step::Claim { to_b, which }),
+    ]
+}
+
+/// One end: its database and its store.
+struct End {
+    node: Uuid,
+    other: Uuid,
+    path: PathBuf,
+    disk: Option<Disk>,
+    store: LinkStore,
+}
+
+impl End {
+    fn open(node: Uuid, other: Uuid, path: PathBuf, ring: &Keyring) -> End {
+        let disk = Disk::open(&path).unwrap();
+        let mut store =
+            LinkStore::new(LINK, node, other, settings(), disk.next_block(LINK).unwrap());
+        let blocks = disk.load().unwrap();
+        let deliveries = disk.deliveries().unwrap().into_iter().map(|(_, d)| d).collect();
+        let failed = store.restore(ring, blocks, deliveries);
+        assert!(failed.is_empty(), "{failed:?}");
+        End { node, other, path, disk: Some(disk), store }
+    }
+
+    fn write(&self, ops: &[DiskOp]) {
+        self.disk.as_ref().unwrap().apply(ops).unwrap();
+    }
+
+    fn crash(&mut self, ring: &Keyring) {
+        self.disk = None;
+        *self = End::open(self.node, self.other, self.path.clone(), ring);
+    }
+}
+
+/// A key answered to a master.
+struct Answered {
+    bytes: Zeroizing<Vec<u8>>,
+    master: String,
+    slaves: Vec<String>,
+    fetched: HashSet<String>,
+    expires_ms: u64,
+    /// The end that holds it for the slaves.
+    at_b: bool,
+}
+
+/// A take whose reservation is under way: its end, deliveries and keys.
+struct Waiting {
+    at_b: bool,
+    deliveries: Vec<Delivery>,
+    issued: Vec<Issued>,
+}
+
+struct World {
+    ring: Keyring,
+    a: End,
+    b: End,
+    now: u64,
+    position: u64,
+    next_id: u128,
+    waiting: Vec<Waiting>,
+    answered: Vec<(Uuid, Answered)>,
+    /// Every stored key an answer used.
+    used_parts: HashSet<Uuid>,
+    /// Every key fed, with its stream position.
+    fed: Vec<(Uuid, u64)>,
+}
+
+impl World {
+    fn end(&mut self, b: bool) -> &mut End {
+        if b { &mut self.b } else { &mut self.a }
+    }
+
+    fn ends(&mut self, owner_b: bool) -> (&mut End, &mut End) {
+        if owner_b { (&mut self.b, &mut self.a) } else { (&mut self.a, &mut self.b) }
+    }
+
+    fn feed(&mut self, keys: usize, lost_at: Option<bool>) {
+        let ids: Vec<Uuid> = (0..keys)
+            .map(|_| {
+                self.next_id += 1;
+                Uuid::from_u128(self.next_id)
+            })
+            .collect();
+        let mut material = Vec::new();
+        for id in &ids {
+            material.extend_from_slice(&(id.as_u128() as u32).to_be_bytes());
+        }
+        let placement = Placement { sequence: self.position, step: 1 };
+        for (i, id) in ids.iter().enumerate() {
+            self.fed.push((*id, self.position + i as u64));
+        }
+        self.position += keys as u64;
+        let now = self.now;
+        for b in [false, true] {
+            if lost_at == Some(b) {
+                continue;
+            }
+            let block = NewBlock {
+                ids: ids.clone(),
+                material: Zeroizing::new(material.clone()),
+                key_bytes: KEY_BYTES,
+                placement,
+            };
+            let ring = &self.ring;
+            let end = if b { &mut self.b } else { &mut self.a };
+            match end.store.ingest(ring, block, now) {
+                Ok((block, ops)) => {
+                    end.write(&ops);
+                    end.store.stored(block);
+                }
+                Err(StoreError::Full) => {}
+                Err(e) => panic!("ingest: {e}"),
+            }
+        }
+    }
+
+    fn take(
+        &mut self,
+        at_b: bool,
+        number: usize,
+        parts: u32,
+        slaves: usize,
+        keep: usize,
+        ttl: u64,
+    ) {
+        let slaves: Vec<String> = SLAVES[..slaves].iter().map(|s| s.to_string()).collect();
+        let master = if at_b { "master-b" } else { "master-a" };
+        let request = Take {
+            master,
+            slaves: &slaves,
+            number,
+            size_bits: parts * KEY_BYTES * 8 - 8,
+            expires_ms: self.now + ttl,
+            keep_for_others: keep,
+        };
+        let end = self.end(at_b);
+        let free = end.store.stats().free_owned;
+        match end.store.take(&request) {
+            Ok(taken) => {
+                end.write(&taken.ops);
+                self.waiting.push(Waiting {
+                    at_b,
+                    deliveries: taken.deliveries,
+                    issued: taken.issued,
+                });
+            }
+            Err(StoreError::NotEnough { .. }) => {
+                assert!(free < number * parts as usize, "refused with {free} free keys");
+            }
+            Err(StoreError::KeptForOthers { .. }) => {
+                assert!(free < (number + keep) * parts as usize);
+                assert!(free >= number * parts as usize);
+            }
+            Err(e) => panic!("take: {e}"),
+        }
+    }
+
+    fn reserve(&mut self, which: usize) {
+        if self.waiting.is_empty() {
+            return;
+        }
+        let waiting = self.waiting.remove(which % self.waiting.len());
+        let ids: Vec<Uuid> = waiting.deliveries.iter().map(|d| d.parts[0]).collect();
+        let (owner, other) = self.ends(waiting.at_b);
+        match other.store.reserve(&waiting.deliveries) {
+            Ok(ops) => {
+                other.write(&ops);
+                let ops = owner.store.confirm(&ids);
+                owner.write(&ops);
+                for (delivery, (id, bytes)) in waiting.deliveries.iter().zip(waiting.issued) {
+                    assert_eq!(delivery.parts[0], id);
+                    for part in &delivery.parts {
+                        assert!(self.used_parts.insert(*part), "key {part} answered twice");
+                    }
+                    self.answered.push((
+                        id,
+                        Answered {
+                            bytes,
+                            master: delivery.master.clone(),
+                            slaves: delivery.slaves.clone(),
+                            fetched: HashSet::new(),
+                            expires_ms: delivery.expires_ms,
+                            at_b: !waiting.at_b,
+                        },
+                    ));
+                }
+            }
+            Err(ReserveError::Unusable(parts, _)) => {
+                assert!(!parts.is_empty());
+                let ops = owner.store.abort(&ids, &parts);
+                owner.write(&ops);
+            }
+            Err(e) => panic!("reserve: {e:?}"),
+        }
+    }
+
+    fn fail(&mut self, which: usize) {
+        if self.waiting.is_empty() {
+            return;
+        }
+        let waiting = self.waiting.remove(which % self.waiting.len());
+        let ids: Vec<Uuid> = waiting.deliveries.iter().map(|d| d.parts[0]).collect();
+        let owner = self.end(waiting.at_b);
+        let ops = owner.store.abort(&ids, &[]);
+        owner.write(&ops);
+    }
+
+    fn fetch(&mut self, which: usize, slave: usize, wrong: bool) {
+        if self.answered.is_empty() {
+            return;
+        }
+        let now = self.now;
+        let index = which % self.answered.len();
+        let (id, at_b, master, slave_name, expected) = {
+            let (id, a) = &self.answered[index];
+            let name = if wrong {
+                "not-named".to_string()
+            } else {
+                a.slaves[slave % a.slaves.len()].clone()
+            };
+            let expected = !wrong && !a.fetched.contains(&name) && a.expires_ms > now;
+            (*id, a.at_b, a.master.clone(), name, expected)
+        };
+        let end = self.end(at_b);
+        match end.store.fetch(&slave_name, &master, &[id], now) {
+            Ok((keys, ops)) => {
+                end.write(&ops);
+                assert!(expected, "{slave_name} fetched {id} it should not have");
+                let answered = &mut self.answered[index].1;
+                assert_eq!(keys.len(), 1);
+                assert_eq!(keys[0].0, id);
+                assert_eq!(keys[0].1.as_slice(), answered.bytes.as_slice(), "same bytes");
+                answered.fetched.insert(slave_name);
+            }
+            Err(StoreError::NotFound) => {
+                assert!(!expected, "{slave_name} could not fetch {id}");
+            }
+            Err(e) => panic!("fetch: {e}"),
+        }
+    }
+
+    fn sweep(&mut self, advance: u64) {
+        self.now += advance;
+        let now = self.now;
+        for b in [false, true] {
+            let end = self.end(b);
+            let ops = end.store.sweep(now);
+            end.write(&ops);
+            if let Some(oldest) = end.store.oldest_unheld_ms() {
+                assert!(oldest + MAX_AGE_MS > now, "a key older than the largest age is left");
+            }
+        }
+        let waiting: HashSet<Uuid> =
+            self.waiting.iter().flat_map(|w| w.deliveries.iter().map(|d| d.parts[0])).collect();
+        for (id, answered) in &self.answered {
+            if answered.expires_ms <= now && !waiting.contains(id) {
+                let end = if answered.at_b { &self.b } else { &self.a };
+                assert!(end.store.delivery(*id).is_none(), "expired delivery {id} kept");
+            }
+        }
+    }
+
+    /// The end that is not `to_b` claims a delivery of a key `to_b` owns: refused, nothing
+    /// changes.
+    fn claim(&mut self, to_b: bool, which: usize) {
+        // Node 1 (a) < node 2 (b): a owns even positions.
+        let owned: Vec<Uuid> = self
+            .fed
+            .iter()
+            .filter(|(_, position)| position.is_multiple_of(2) != to_b)
+            .map(|(id, _)| *id)
+            .collect();
+        if owned.is_empty() {
+            return;
+        }
+        let part = owned[which % owned.len()];
+        let delivery = Delivery {
+            state: qkdn_kms::delivery::DeliveryState::Delivering,
+            master: "liar".into(),
+            slaves: vec!["liar-slave".into()],
+            fetched: Vec::new(),
+            parts: vec![part],
+            size_bits: KEY_BYTES * 8,
+            expires_ms: self.now + 10_000,
+        };
+        let end = self.end(to_b);
+        let before = end.store.stats();
+        match end.store.reserve(&[delivery]) {
+            Err(ReserveError::Unusable(parts, _)) => assert_eq!(parts, vec![part]),
+            other => panic!("a claim of a key the receiver owns was not refused: {other:?}"),
+        }
+        assert_eq!(end.store.stats(), before);
+        assert!(end.store.delivery(part).is_none_or(|d| d.master != "liar"));
+    }
+
+    fn crash(&mut self, b: bool) {
+        // The crashed end's waiting requests are gone (never answered).
+        self.waiting.retain(|w| w.at_b != b);
+        let ring = &self.ring;
+        if b {
+            self.b.crash(ring)
+        } else {
+            self.a.crash(ring)
+        }
+        self.recover(b);
+    }
+
+    /// What the agent does after a restart: deliveries the end made whose reservation may not
+    /// have been confirmed are sent again, then erased here.
+    fn recover(&mut self, owner_b: bool) {
+        let (owner, other) = self.ends(owner_b);
+        let pending = owner.store.recoverable();
+        if pending.is_empty() {
+            return;
+        }
+        let ids: Vec<Uuid> = pending.iter().map(|d| d.parts[0]).collect();
+        owner.store.resending(&ids);
+        match other.store.reserve(&pending) {
+            Ok(ops) => other.write(&ops),
+            Err(ReserveError::Unusable(..)) => {}
+            Err(e) => panic!("recovery: {e:?}"),
+        }
+        let ops = owner.store.confirm(&ids);
+        owner.write(&ops);
+    }
+
+    fn check(&self) {
+        for end in [&self.a, &self.b] {
+            let recoverable: HashSet<Uuid> =
+                end.store.recoverable().iter().map(|d| d.parts[0]).collect();
+            for w in &self.waiting {
+                for d in &w.deliveries {
+                    assert!(
+                        !recoverable.contains(&d.parts[0]),
+                        "a delivery in flight offered for recovery"
+                    );
+                }
+            }
+            let stats = end.store.stats();
+            assert!(stats.stored <= settings().capacity, "over capacity: {stats:?}");
+        }
+    }
+
+    /// At the end: every answered, unexpired key is still fetchable by each slave that has
+    /// not fetched it.
+    fn drain(&mut self) {
+        for index in 0..self.answered.len() {
+            let slaves = self.answered[index].1.slaves.clone();
+            for slave in 0..slaves.len() {
+                self.fetch(index, slave, false);
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+
+    #[test]
+    fn both_ends_keep_the_invariants(steps in proptest::collection::vec(step(), 1..80)) {
+        let dir = tempfile::tempdir().unwrap();
+        let ring = Keyring::new(StoreKey::generate());
+        let (node_a, node_b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let a = End::open(node_a, node_b, dir.path().join("a.redb"), &ring);
+        let b = End::open(node_b, node_a, dir.path().join("b.redb"), &ring);
+        let mut world = World {
+            ring, a, b, now: 1_000_000, position: 0, next_id: 1_000, waiting: Vec::new(),
+            answered: Vec::new(), used_parts: HashSet::new(), fed: Vec::new(),
+        };
+        for step in steps {
+            match step {
+                Step::Feed { keys, lost_at } => world.feed(keys, lost_at),
+                Step::Take { at_b, number, parts, slaves, keep, ttl_ms } => {
+                    world.take(at_b, number, parts, slaves, keep, ttl_ms)
+                }
+                Step::Reserve { which } => world.reserve(which),
+                Step::Fail { which } => world.fail(which),
+                Step::Fetch { which, slave, wrong } => world.fetch(which, slave, wrong),
+                Step::Sweep { advance_ms } => world.sweep(advance_ms),
+                Step::Crash { b } => world.crash(b),
+                Step::Claim { to_b, which } => world.claim(to_b, which),
+            }
+            world.check();
+        }
+        world.drain();
+        let fetched: HashMap<Uuid, usize> =
+            world.answered.iter().map(|(id, a)| (*id, a.fetched.len())).collect();
+        prop_assert!(fetched.values().all(|n| *n <= SLAVES.len()));
+    }
+}
+
+#[test]
+fn a_repeated_key_id_is_refused_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let ring = Keyring::new(StoreKey::generate());
+    let mut end =
+        End::open(Uuid::from_u128(1), Uuid::from_u128(2), dir.path().join("a.redb"), &ring);
+    let block = |ids: &[u128]| NewBlock {
+        ids: ids.iter().map(|i| Uuid::from_u128(*i)).collect(),
+        material: Zeroizing::new(vec![7; ids.len() * KEY_BYTES as usize]),
+        key_bytes: KEY_BYTES,
+        placement: Placement { sequence: 0, step: 1 },
+    };
+    let (id, ops) = end.store.ingest(&ring, block(&[1, 2]), 0).unwrap();
+    end.write(&ops);
+    end.store.stored(id);
+    let before = end.store.stats();
+    assert_eq!(
+        end.store.ingest(&ring, block(&[3, 2]), 0).unwrap_err(),
+        StoreError::DuplicateKeyId(Uuid::from_u128(2))
+    );
+    assert_eq!(
+        end.store.ingest(&ring, block(&[4, 4]), 0).unwrap_err(),
+        StoreError::DuplicateKeyId(Uuid::from_u128(4))
+    );
+    assert_eq!(end.store.stats(), before);
+    end.crash(&ring);
+    assert_eq!(end.store.stats().stored, 2, "what was stored survives, nothing else");
+}
