@@ -6,8 +6,10 @@
 //! wrapped by the operator's store key) ← [`block`] (a block of keys, its place in the key
 //! stream, its erased keys) ← [`disk`] (blocks and [`delivery`] records on disk, keyed by the
 //! block ID the store chose) ← [`link`] (one link's store as its single owner holds it: every
-//! change a synchronous step that returns the write making it durable). No module imports a
-//! transport; the owner task, the relay and the agent's wiring come next.
+//! change a synchronous step that returns the write making it durable) ← [`owner`] (the task
+//! that owns a link's store, its handle, and the [`owner::Reserver`] trait through which the
+//! agent's transport reaches the other end) and [`writer`] (the database's one writer thread,
+//! group commit). No module imports a transport; the relay and the agent's wiring come next.
 //!
 //! Where the invariants of DESIGN.md §7 are kept (so far):
 //!
@@ -15,7 +17,7 @@
 //! |---|---|
 //! | 1. same key ID, same bytes at both ends | [`block`]: a block keeps the IDs and material a device delivered together, sealed as one record that cannot be moved to another block or link; [`link::LinkStore::ingest`] refuses a key ID the store holds |
 //! | 2. delivered once, only to its SAEs | [`link::LinkStore::take`] holds each key for one delivery; [`link::LinkStore::fetch`] gives it once to each named slave, all or nothing |
-//! | 4. nothing acknowledged is lost by `kill -9` | every [`link::LinkStore`] step returns its write, made durable by [`disk::Disk::apply`] (one transaction) before the answer; [`link::LinkStore::recoverable`] offers only deliveries whose request is gone |
+//! | 4. nothing acknowledged is lost by `kill -9` | every [`link::LinkStore`] step returns its write; [`owner`] answers only once it is durable ([`writer`], one transaction per group); [`link::LinkStore::recoverable`] offers only deliveries whose request is gone, and [`owner`] sends them again at start |
 //! | 5. never the same key to two requests | [`link::LinkStore`]: a key's stream position decides its owner; only the owner takes it; [`link::LinkStore::reserve`] refuses parts the caller does not own, held or missing |
 //! | 6. key bytes never in logs; zeroized; encrypted at rest | [`seal`] (AES-256-GCM, a data key per block), [`block::Block`] (material in wiped buffers, no bytes in `Debug`) |
 //! | 7. expired keys erased | [`link::LinkStore::sweep`] (deliveries past their expiry, keys past the link's largest age); [`disk`]: a block's last erasure deletes its data key, so its material is unreadable in free pages and backups once the store key rotates |
@@ -26,4 +28,6 @@ pub mod block;
 pub mod delivery;
 pub mod disk;
 pub mod link;
+pub mod owner;
 pub mod seal;
+pub mod writer;

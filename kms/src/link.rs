@@ -620,6 +620,13 @@ impl LinkStore {
         self.in_flight.extend(ids.iter().copied());
     }
 
+    /// A resend of recoverable deliveries `ids` failed: they are recoverable again.
+    pub fn resend_failed(&mut self, ids: &[Uuid]) {
+        for id in ids {
+            self.in_flight.remove(id);
+        }
+    }
+
     /// At the other end: records deliveries the owner made, after checking every part (exists
     /// here, belongs to the owner's half, nobody holds it). All or nothing; a retry of a
     /// reservation already made is accepted.

@@ -1,0 +1,84 @@
+//! The key database's one writer: a thread that owns the [`Disk`] and commits the batches every
+//! link's owner sends it. Batches that arrive while a commit runs share the next one (group
+//! commit), so many concurrent requests cost one fsync; batches are committed in the order
+//! they arrive, so a batch is durable once any later one is.
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::disk::{Disk, DiskError, DiskOp};
+
+/// Batches one commit may take.
+const MAX_GROUP: usize = 4096;
+
+type Batch = (Vec<DiskOp>, Option<oneshot::Sender<Result<(), DiskError>>>);
+
+/// A handle on the writer thread.
+#[derive(Clone)]
+pub struct Writer {
+    batches: mpsc::UnboundedSender<Batch>,
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Writer(..)")
+    }
+}
+
+fn stopped() -> DiskError {
+    DiskError::Database("the writer stopped".into())
+}
+
+impl Writer {
+    /// Starts the writer thread over `disk`; it stops when every handle is dropped.
+    pub fn start(disk: Disk) -> Result<Writer, DiskError> {
+        let (batches, incoming) = mpsc::unbounded_channel();
+        std::thread::Builder::new()
+            .name("kms-writer".into())
+            .spawn(move || write_loop(&disk, incoming))
+            .map_err(|e| DiskError::Database(e.to_string()))?;
+        Ok(Writer { batches })
+    }
+
+    /// Sends `ops`; the returned future resolves once they are durable (the ops are queued
+    /// when this returns, in call order, whether or not the future is awaited).
+    pub fn write(
+        &self,
+        ops: Vec<DiskOp>,
+    ) -> impl Future<Output = Result<(), DiskError>> + Send + 'static {
+        let (done, wait) = oneshot::channel();
+        let sent = self.batches.send((ops, Some(done))).is_ok();
+        async move {
+            if !sent {
+                return Err(stopped());
+            }
+            wait.await.map_err(|_| stopped())?
+        }
+    }
+
+    /// Queues `ops` without waiting for them.
+    pub fn write_detached(&self, ops: Vec<DiskOp>) -> Result<(), DiskError> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        self.batches.send((ops, None)).map_err(|_| stopped())
+    }
+}
+
+fn write_loop(disk: &Disk, mut incoming: mpsc::UnboundedReceiver<Batch>) {
+    while let Some(first) = incoming.blocking_recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match incoming.try_recv() {
+                Ok(batch) => group.push(batch),
+                Err(_) => break,
+            }
+        }
+        let ops: Vec<DiskOp> = group.iter_mut().flat_map(|(ops, _)| std::mem::take(ops)).collect();
+        let result = if ops.is_empty() { Ok(()) } else { disk.apply(&ops) };
+        for (_, done) in group {
+            if let Some(done) = done {
+                let _ = done.send(result.clone());
+            }
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! Link store owners over real databases: two ends of a link, each an owner task with its own
+//! database and writer, the reservation going from one owner to the other as the agents'
+//! peer service carries it. Concurrent `enc_keys` at both ends never hand out a key twice and
+//! every answered key reaches its slave with the same bytes; a stalled peer holds up only the
+//! requests waiting for it; a restart right after an answer keeps its keys for the slave and
+//! never hands them out again.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use qkdn_kms::block::Placement;
+use qkdn_kms::delivery::Delivery;
+use qkdn_kms::disk::Disk;
+use qkdn_kms::link::{Issued, LinkSettings, LinkStore, NewBlock, ReserveError, StoreError};
+use qkdn_kms::owner::{LinkHandle, OwnerError, PeerRefusal, ReserveFuture, Reserver, TakeRequest};
+use qkdn_kms::seal::{Keyring, StoreKey};
+use qkdn_kms::writer::Writer;
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+const LINK: Uuid = Uuid::from_u128(100);
+const A: Uuid = Uuid::from_u128(1);
+const B: Uuid = Uuid::from_u128(2);
+
+/// The peer transport between the two owners: a reservation goes to the other end's handle;
+/// it can be made to stall.
+#[derive(Default)]
+struct Wire {
+    other: Mutex<Option<LinkHandle>>,
+    stall_next: AtomicBool,
+}
+
+impl Reserver for Wire {
+    fn reserve(&self, _link: Uuid, deliveries: Vec<Delivery>) -> ReserveFuture {
+        let other = self.other.lock().unwrap().clone();
+        let stall = self.stall_next.swap(false, Ordering::SeqCst);
+        Box::pin(async move {
+            if stall {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            let Some(other) = other else {
+                return Err(PeerRefusal::Failed("not connected".into()));
+            };
+            match other.reserve(deliveries).await {
+                Ok(()) => Ok(()),
+                Err(ReserveError::Unusable(parts, _)) => Err(PeerRefusal::Unusable(parts)),
+                Err(ReserveError::Malformed(reason)) => Err(PeerRefusal::Failed(reason.into())),
+            }
+        })
+    }
+}
+
+struct Node {
+    handle: LinkHandle,
+    wire: Arc<Wire>,
+}
+
+fn start(node: Uuid, other: Uuid, dir: &std::path::Path, ring: &Arc<Keyring>) -> Node {
+    // A stopped owner's writer may still be closing the database.
+    let path = dir.join(format!("{node}.redb"));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let disk = loop {
+        match Disk::open(&path) {
+            Ok(disk) => break disk,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let settings = LinkSettings { capacity: 100_000, max_age_ms: None };
+    let mut store = LinkStore::new(LINK, node, other, settings, disk.next_block(LINK).unwrap());
+    let blocks = disk.load().unwrap();
+    let deliveries = disk.deliveries().unwrap().into_iter().map(|(_, d)| d).collect();
+    assert!(store.restore(ring, blocks, deliveries).is_empty());
+    let writer = Writer::start(disk).unwrap();
+    let wire = Arc::new(Wire::default());
+    let handle = LinkHandle::spawn(store, ring.clone(), writer, wire.clone());
+    Node { handle, wire }
+}
+
+fn connect(a: &Node, b: &Node) {
+    *a.wire.other.lock().unwrap() = Some(b.handle.clone());
+    *b.wire.other.lock().unwrap() = Some(a.handle.clone());
+}
+
+async fn feed(nodes: &[&Node], blocks: usize, keys: usize) {
+    let mut next = 1_000u128;
+    for block in 0..blocks {
+        let ids: Vec<Uuid> = (0..keys)
+            .map(|_| {
+                next += 1;
+                Uuid::from_u128(next)
+            })
+            .collect();
+        let material: Vec<u8> = ids.iter().flat_map(|id| id.as_u128().to_be_bytes()).collect();
+        for node in nodes {
+            let new = NewBlock {
+                ids: ids.clone(),
+                material: Zeroizing::new(material.clone()),
+                key_bytes: 16,
+                placement: Placement { sequence: (block * keys) as u64, step: 1 },
+            };
+            node.handle.ingest(new, 1).await.unwrap();
+        }
+    }
+}
+
+fn request(master: &str, number: usize) -> TakeRequest {
+    TakeRequest {
+        master: master.into(),
+        slaves: vec![format!("{master}-slave")],
+        number,
+        size_bits: 128,
+        expires_ms: u64::MAX,
+        keep_for_others: 0,
+    }
+}
+
+/// Takes keys from `node` until it runs out; every key answered.
+async fn drain(handle: LinkHandle, master: &'static str, number: usize) -> Vec<Issued> {
+    let mut all = Vec::new();
+    loop {
+        match handle.take(request(master, number)).await {
+            Ok(keys) => all.extend(keys),
+            Err(OwnerError::Store(StoreError::NotEnough { .. })) => return all,
+            Err(e) => panic!("take: {e}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_takes_at_both_ends_hand_out_each_key_once_and_slaves_get_the_same_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let ring = Arc::new(Keyring::new(StoreKey::generate()));
+    let (a, b) = (start(A, B, dir.path(), &ring), start(B, A, dir.path(), &ring));
+    connect(&a, &b);
+    feed(&[&a, &b], 20, 100).await;
+
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let number = 1 + i % 4;
+        tasks.push((true, tokio::spawn(drain(a.handle.clone(), "sae-a", number))));
+        tasks.push((false, tokio::spawn(drain(b.handle.clone(), "sae-b", number))));
+    }
+    let mut seen = HashSet::new();
+    let mut answered = 0;
+    for (from_a, task) in tasks {
+        let keys = task.await.unwrap();
+        let (holder, master) = if from_a { (&b.handle, "sae-a") } else { (&a.handle, "sae-b") };
+        for (id, bytes) in keys {
+            assert!(seen.insert(id), "key {id} handed out twice");
+            let fetched =
+                holder.fetch(&format!("{master}-slave"), master, vec![id], 2).await.unwrap();
+            assert_eq!(fetched[0].1.as_slice(), bytes.as_slice(), "same bytes at both ends");
+            answered += 1;
+        }
+    }
+    // Each end owns half of the 2,000 keys; requests of up to 4 keys leave at most 3 per end.
+    assert!(answered >= 2_000 - 6, "{answered} keys answered");
+    let (sa, sb) = (a.handle.stats().await.unwrap(), b.handle.stats().await.unwrap());
+    assert_eq!((sa.deliveries, sb.deliveries), (0, 0), "{sa:?} {sb:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_peer_holds_up_only_the_request_waiting_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let ring = Arc::new(Keyring::new(StoreKey::generate()));
+    let (a, b) = (start(A, B, dir.path(), &ring), start(B, A, dir.path(), &ring));
+    connect(&a, &b);
+    feed(&[&a, &b], 2, 100).await;
+
+    a.wire.stall_next.store(true, Ordering::SeqCst);
+    let stalled = tokio::spawn({
+        let handle = a.handle.clone();
+        async move { handle.take(request("sae-a", 1)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    for _ in 0..20 {
+        a.handle.take(request("sae-a", 1)).await.unwrap();
+    }
+    assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+    let keys = stalled.await.unwrap().unwrap();
+    let fetched = b.handle.fetch("sae-a-slave", "sae-a", vec![keys[0].0], 2).await.unwrap();
+    assert_eq!(fetched[0].1.as_slice(), keys[0].1.as_slice());
+    assert_eq!(a.handle.stats().await.unwrap().deliveries, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_sends_unconfirmed_deliveries_again_and_the_slave_still_gets_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let ring = Arc::new(Keyring::new(StoreKey::generate()));
+    let (a, b) = (start(A, B, dir.path(), &ring), start(B, A, dir.path(), &ring));
+    connect(&a, &b);
+    feed(&[&a, &b], 1, 50).await;
+    let keys = a.handle.take(request("sae-a", 3)).await.unwrap();
+    // A goes down at once: the erasures after the answer may not be written.
+    *b.wire.other.lock().unwrap() = None;
+    drop(a);
+    let a = start(A, B, dir.path(), &ring);
+    connect(&a, &b);
+    // Recovery runs at start; wait for it to confirm.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while a.handle.stats().await.unwrap().deliveries > 0 {
+        assert!(Instant::now() < deadline, "deliveries not confirmed after the restart");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let ids: Vec<Uuid> = keys.iter().map(|(id, _)| *id).collect();
+    let fetched = b.handle.fetch("sae-a-slave", "sae-a", ids.clone(), 2).await.unwrap();
+    for ((_, want), (_, got)) in keys.iter().zip(&fetched) {
+        assert_eq!(want.as_slice(), got.as_slice());
+    }
+    // None of them is handed out again.
+    let rest = drain(a.handle.clone(), "sae-a", 1).await;
+    assert!(rest.iter().all(|(id, _)| !ids.contains(id)));
+    assert!(matches!(
+        b.handle.fetch("sae-a-slave", "sae-a", ids, 2).await,
+        Err(OwnerError::Store(StoreError::NotFound))
+    ));
+}
