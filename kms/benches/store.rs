@@ -50,7 +50,7 @@ fn start(
     ring: &Arc<Keyring>,
 ) -> (LinkHandle, Arc<Wire>) {
     let disk = Disk::open(&dir.join(format!("{node}.redb"))).unwrap();
-    let settings = LinkSettings { capacity: 10_000_000, max_age_ms: None };
+    let settings = LinkSettings { capacity: 10_000_000, max_age_ms: None, relay_reserve: 0 };
     let store = LinkStore::new(LINK, node, other, settings, 0);
     let wire = Arc::new(Wire::default());
     let handle = LinkHandle::spawn(store, ring.clone(), Writer::start(disk).unwrap(), wire.clone());

@@ -1,6 +1,8 @@
 //! Deliveries: who received a key with `enc_keys` and who may still fetch it with `dec_keys`.
 //! A delivery carries no material: the parts' material stays in their blocks until every named
 //! slave has it. Its ID is the ID of its first part (the key ID the master SAE received).
+//! A pending relay is the other record of who may use keys: relayed keys stored at an end of
+//! a virtual link, held until the relay that brought them is committed at both ends.
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -45,4 +47,17 @@ impl Delivery {
     pub fn same_as(&self, other: &Delivery) -> bool {
         self.parts == other.parts && self.master == other.master && self.slaves == other.slaves
     }
+}
+
+/// Relayed keys stored at an end of a virtual link, not usable until the relay is committed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingRelay {
+    /// The relay's ID.
+    pub id: Uuid,
+    /// The block its keys are stored in.
+    pub block: u64,
+    /// Erased if not committed by then, ms since the Unix epoch.
+    pub expires_ms: u64,
+    /// This end generated them (it confirms the commit) or received them.
+    pub source: bool,
 }

@@ -6,7 +6,9 @@
 //! block) → the block's data key, wrapped by a store key` (small rows, so a rotation re-wraps
 //! them without rewriting material); `erased`, `(link, block) → bitmap of the block's erased
 //! keys`; `next-block`, `link → the next block ID` (IDs are never reused, even after the last
-//! block of a link is gone); `deliveries`, `(link, delivered key ID) → delivery` (no material).
+//! block of a link is gone); `deliveries`, `(link, delivered key ID) → delivery` (no material);
+//! `pending-relays`, `(link, relay ID) → the block of relayed keys not usable until the relay
+//! is committed at both ends`.
 //!
 //! Erasing the last key of a block deletes its three rows in one transaction: the data key goes
 //! with them, and with it every copy of the block's material that free pages or a backup still
@@ -19,7 +21,7 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinitio
 use uuid::Uuid;
 
 use crate::block::{KeySet, Placement, SealedBlock};
-use crate::delivery::Delivery;
+use crate::delivery::{Delivery, PendingRelay};
 use crate::seal::{BlockPlace, Keyring, SealError, StoreKeyId, WRAPPED_LEN, WrappedKey};
 
 const BLOCKS: TableDefinition<'_, &[u8; 24], &[u8]> = TableDefinition::new("blocks");
@@ -27,6 +29,7 @@ const BLOCK_KEYS: TableDefinition<'_, &[u8; 24], &[u8]> = TableDefinition::new("
 const ERASED: TableDefinition<'_, &[u8; 24], &[u8]> = TableDefinition::new("erased");
 const NEXT_BLOCK: TableDefinition<'_, &[u8; 16], u64> = TableDefinition::new("next-block");
 const DELIVERIES: TableDefinition<'_, &[u8; 32], &[u8]> = TableDefinition::new("deliveries");
+const RELAYS: TableDefinition<'_, &[u8; 32], &[u8]> = TableDefinition::new("pending-relays");
 
 /// Bytes of a block's header row before its key IDs: sequence, step, key size, created, count.
 const HEADER_LEN: usize = 8 + 8 + 4 + 8 + 4;
@@ -64,7 +67,7 @@ fn row(place: BlockPlace) -> [u8; 24] {
     key
 }
 
-/// The row of a delivery: link, then its ID.
+/// The row of a delivery or a relay: link, then its ID.
 fn delivery_row(link: Uuid, id: Uuid) -> [u8; 32] {
     let mut key = [0u8; 32];
     key[..16].copy_from_slice(link.as_bytes());
@@ -105,6 +108,20 @@ pub enum DiskOp {
         /// Its link.
         link: Uuid,
         /// Its ID.
+        id: Uuid,
+    },
+    /// Records a pending relay of `link`.
+    PutRelay {
+        /// Its link.
+        link: Uuid,
+        /// The relay.
+        relay: PendingRelay,
+    },
+    /// Forgets a pending relay (committed or abandoned).
+    RemoveRelay {
+        /// Its link.
+        link: Uuid,
+        /// The relay's ID.
         id: Uuid,
     },
     /// Replaces a block's wrapped data key (a rotation).
@@ -227,6 +244,7 @@ impl Disk {
             let mut erased = tx.open_table(ERASED).map_err(fail)?;
             let mut next = tx.open_table(NEXT_BLOCK).map_err(fail)?;
             let mut deliveries = tx.open_table(DELIVERIES).map_err(fail)?;
+            let mut relays = tx.open_table(RELAYS).map_err(fail)?;
             for op in ops {
                 match op {
                     DiskOp::Put(block) => {
@@ -257,6 +275,15 @@ impl Disk {
                     }
                     DiskOp::RemoveDelivery { link, id } => {
                         deliveries.remove(&delivery_row(*link, *id)).map_err(fail)?;
+                    }
+                    DiskOp::PutRelay { link, relay } => {
+                        let json = serde_json::to_vec(relay).map_err(fail)?;
+                        relays
+                            .insert(&delivery_row(*link, relay.id), json.as_slice())
+                            .map_err(fail)?;
+                    }
+                    DiskOp::RemoveRelay { link, id } => {
+                        relays.remove(&delivery_row(*link, *id)).map_err(fail)?;
                     }
                     DiskOp::Rewrap { place, wrapped } => {
                         let at = row(*place);
@@ -317,6 +344,23 @@ impl Disk {
             let delivery = serde_json::from_slice(bytes.value())
                 .map_err(|e| fail(format!("a delivery of link {link}: {e}")))?;
             out.push((link, delivery));
+        }
+        Ok(out)
+    }
+
+    /// Every pending relay: link and relay.
+    pub fn relays(&self) -> Result<Vec<(Uuid, PendingRelay)>, DiskError> {
+        let read = self.db.begin_read().map_err(fail)?;
+        let Some(table) = missing_is_empty(read.open_table(RELAYS))? else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for entry in table.iter().map_err(fail)? {
+            let (at, bytes) = entry.map_err(fail)?;
+            let link = Uuid::from_bytes(at.value()[..16].try_into().expect("16 bytes"));
+            let relay = serde_json::from_slice(bytes.value())
+                .map_err(|e| fail(format!("a pending relay of link {link}: {e}")))?;
+            out.push((link, relay));
         }
         Ok(out)
     }

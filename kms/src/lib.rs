@@ -1,6 +1,5 @@
 //! The qkdn KMS core: the key stores of a node's links, kept apart from the agent's node model,
-//! its devices and its transport (the agent wires them in). This crate grows in steps (issue
-//! 16); it holds today the storage layer that the link stores are being rebuilt on.
+//! its devices and its transport (the agent wires them in; issue 16 moves it onto this crate).
 //!
 //! Data flows one way through its modules: [`seal`] (envelope encryption: a data key per block,
 //! wrapped by the operator's store key) ← [`block`] (a block of keys, its place in the key
@@ -9,7 +8,8 @@
 //! change a synchronous step that returns the write making it durable) ← [`owner`] (the task
 //! that owns a link's store, its handle, and the [`owner::Reserver`] trait through which the
 //! agent's transport reaches the other end) and [`writer`] (the database's one writer thread,
-//! group commit). No module imports a transport; the relay and the agent's wiring come next.
+//! group commit). No module imports a transport; the relay protocol and the agent's wiring come
+//! next.
 //!
 //! Where the invariants of DESIGN.md §7 are kept (so far):
 //!
@@ -17,12 +17,11 @@
 //! |---|---|
 //! | 1. same key ID, same bytes at both ends | [`block`]: a block keeps the IDs and material a device delivered together, sealed as one record that cannot be moved to another block or link; [`link::LinkStore::ingest`] refuses a key ID the store holds |
 //! | 2. delivered once, only to its SAEs | [`link::LinkStore::take`] holds each key for one delivery; [`link::LinkStore::fetch`] gives it once to each named slave, all or nothing |
+//! | 3. a hop key pads one relayed key, then is erased | [`link::LinkStore::take_pads`] (only keys this end owns, erased by a write that [`owner`] makes durable before the pads are returned; pads erased ahead live only in memory), [`link::LinkStore::use_pads`] (only keys of the sender's share that nobody holds, erased); relayed keys stay held until [`link::LinkStore::commit_relay`] |
 //! | 4. nothing acknowledged is lost by `kill -9` | every [`link::LinkStore`] step returns its write; [`owner`] answers only once it is durable ([`writer`], one transaction per group); [`link::LinkStore::recoverable`] offers only deliveries whose request is gone, and [`owner`] sends them again at start |
 //! | 5. never the same key to two requests | [`link::LinkStore`]: a key's stream position decides its owner; only the owner takes it; [`link::LinkStore::reserve`] refuses parts the caller does not own, held or missing |
 //! | 6. key bytes never in logs; zeroized; encrypted at rest | [`seal`] (AES-256-GCM, a data key per block), [`block::Block`] (material in wiped buffers, no bytes in `Debug`) |
 //! | 7. expired keys erased | [`link::LinkStore::sweep`] (deliveries past their expiry, keys past the link's largest age); [`disk`]: a block's last erasure deletes its data key, so its material is unreadable in free pages and backups once the store key rotates |
-//!
-//! Invariant 3 (a hop key pads one relayed key) moves here with the relay.
 
 pub mod block;
 pub mod delivery;

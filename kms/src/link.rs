@@ -16,6 +16,10 @@
 //! * [`LinkStore::sweep`] erases expired deliveries and keys older than the link's largest age.
 //! * [`LinkStore::recoverable`] lists deliveries whose request is gone (found after a restart):
 //!   only those may be sent to the other end again, never one still in flight.
+//! * The relay: [`LinkStore::take_pads`] (the sending end of a hop; keys this end owns, from a
+//!   pool erased ahead by [`LinkStore::refill_pool`] first), [`LinkStore::use_pads`] (the
+//!   receiving end), [`LinkStore::put_relayed`] (relayed keys, held) and
+//!   [`LinkStore::commit_relay`] / [`LinkStore::abandon_relay`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
@@ -23,7 +27,7 @@ use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use crate::block::{Block, KeySet, Placement};
-use crate::delivery::{Delivery, DeliveryState};
+use crate::delivery::{Delivery, DeliveryState, PendingRelay};
 use crate::disk::{DiskOp, StoredBlock};
 use crate::seal::{BlockPlace, Keyring, SealError};
 
@@ -79,6 +83,46 @@ pub struct LinkSettings {
     pub capacity: usize,
     /// Largest key age, ms (the smallest TTL of the link's applications), if any.
     pub max_age_ms: Option<u64>,
+    /// Free keys `enc_keys` leaves for the relay's pads (pads erased ahead count towards it).
+    pub relay_reserve: usize,
+}
+
+/// Pads a link's pool holds at most.
+const MAX_PAD_POOL: usize = 16_384;
+
+/// Pad material for one relayed key: the hop keys it is made of, concatenated.
+pub struct Pad {
+    /// The hop keys.
+    pub ids: Vec<Uuid>,
+    /// Their material.
+    pub bytes: Zeroizing<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Pad {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pad").field("ids", &self.ids).finish_non_exhaustive()
+    }
+}
+
+/// A key erased on disk, kept in memory until it pads a relayed key: its ID and bytes.
+pub type PooledPad = (Uuid, Zeroizing<Vec<u8>>);
+
+/// The material of one pad, at the receiving end of a hop.
+pub type PadBytes = Zeroizing<Vec<u8>>;
+
+/// Relayed keys arriving at an end of a virtual link.
+#[derive(Clone, Copy, Debug)]
+pub struct Relayed<'a> {
+    /// The relay that brought them.
+    pub relay: Uuid,
+    /// Their place in the virtual link's key stream.
+    pub placement: Placement,
+    /// Their IDs and bytes.
+    pub keys: &'a [Issued],
+    /// When they are erased if the relay is not committed, ms since the Unix epoch.
+    pub expires_ms: u64,
+    /// This end generated them (it confirms the commit).
+    pub source: bool,
 }
 
 /// A block as a device (or a relay) delivered it.
@@ -141,6 +185,10 @@ pub struct LinkStats {
     pub consumed: u64,
     /// Keys dropped: full store, or lacking at the other end.
     pub dropped: u64,
+    /// Pads erased ahead for the relay, held in memory.
+    pub pad_pool: usize,
+    /// Relays whose keys are stored here but not usable yet.
+    pub pending_relays: usize,
 }
 
 /// A key's place: its block and its index there.
@@ -173,6 +221,11 @@ pub struct LinkStore {
     deliveries: HashMap<Uuid, Delivery>,
     /// Deliveries whose request is waiting for the other end.
     in_flight: HashSet<Uuid>,
+    /// Relays whose keys are stored here but not usable yet, by relay ID.
+    relays: HashMap<Uuid, PendingRelay>,
+    /// Pads ready for the relay: keys this end owned, already erased on disk, kept in memory
+    /// only until they pad a relayed key (a crash loses them, which is what erasure means).
+    pad_pool: VecDeque<PooledPad>,
     /// Keys held (not erased).
     stored: usize,
     key_bits: u32,
@@ -212,19 +265,22 @@ impl LinkStore {
             held: HashSet::new(),
             deliveries: HashMap::new(),
             in_flight: HashSet::new(),
+            relays: HashMap::new(),
+            pad_pool: VecDeque::new(),
             stored: 0,
             key_bits: 0,
             stats: LinkStats::default(),
         }
     }
 
-    /// Loads what the disk holds of this link: its blocks (opened under `ring`) and
-    /// deliveries. Blocks that fail to open are returned as errors and left out.
+    /// Loads what the disk holds of this link: its blocks (opened under `ring`), deliveries
+    /// and pending relays. Blocks that fail to open are returned as errors and left out.
     pub fn restore(
         &mut self,
         ring: &Keyring,
         blocks: Vec<StoredBlock>,
         deliveries: Vec<Delivery>,
+        relays: Vec<PendingRelay>,
     ) -> Vec<SealError> {
         let mut failed = Vec::new();
         for stored in blocks {
@@ -251,6 +307,10 @@ impl LinkStore {
             }
             self.deliveries.insert(id, delivery);
         }
+        for relay in relays {
+            self.hold_block(relay.block);
+            self.relays.insert(relay.id, relay);
+        }
         let ids: Vec<u64> = self.blocks.keys().copied().collect();
         for block in ids {
             self.release_block(block);
@@ -275,6 +335,8 @@ impl LinkStore {
             free_owned: self.free.len(),
             theirs: self.others.iter().filter(|at| self.theirs_unheld(**at)).count(),
             deliveries: self.deliveries.len(),
+            pad_pool: self.pad_pool.len(),
+            pending_relays: self.relays.len(),
             ..self.stats
         }
     }
@@ -326,6 +388,17 @@ impl LinkStore {
                 self.free.push_back(at);
             } else {
                 self.others.push_back(at);
+            }
+        }
+    }
+
+    /// Holds every live key of `block` (a pending relay's).
+    fn hold_block(&mut self, block: u64) {
+        if let Some(b) = self.blocks.get(&block) {
+            for index in 0..b.count() {
+                if !b.erased.contains(index) {
+                    self.held.insert(KeyAt { block, index });
+                }
             }
         }
     }
@@ -485,9 +558,217 @@ impl LinkStore {
         (out.len() == size_bits as usize / 8).then_some(out)
     }
 
-    /// Keys of `size_bits` this end could hand out now.
+    /// Keys of `size_bits` this end could hand out now (the relay's reserve apart).
     pub fn available(&self, size_bits: u32) -> usize {
-        self.free.len() / self.parts_per_key(size_bits)
+        self.free.len().saturating_sub(self.reserve_left()) / self.parts_per_key(size_bits)
+    }
+
+    /// Free keys `enc_keys` must leave: the relay's reserve, less what the pad pool holds.
+    fn reserve_left(&self) -> usize {
+        self.settings.relay_reserve.saturating_sub(self.pad_pool.len())
+    }
+
+    /// Keys this end may hand out, and keys of the other end's share nobody holds.
+    pub fn shares(&mut self) -> (usize, usize) {
+        let mut others = std::mem::take(&mut self.others);
+        others.retain(|at| self.theirs_unheld(*at));
+        self.others = others;
+        (self.free.len(), self.others.len())
+    }
+
+    /// Copies the material of keys `at` (before they are erased).
+    fn material_of(&self, keys: &[KeyAt]) -> Zeroizing<Vec<u8>> {
+        let total = keys.iter().map(|at| self.blocks[&at.block].key_bytes as usize).sum();
+        // Sized for every key, so it never grows (a grown buffer leaves an unwiped copy).
+        let mut out = Zeroizing::new(Vec::with_capacity(total));
+        for at in keys {
+            out.extend_from_slice(self.blocks[&at.block].key(at.index));
+        }
+        out
+    }
+
+    /// Pads for relaying `count` keys of `key_bits`: whole keys this end owns, from the pad
+    /// pool first, then free keys, erased. The pads may be used only once the returned write
+    /// is durable, so that no pad can be used twice, even across a crash.
+    pub fn take_pads(
+        &mut self,
+        count: usize,
+        key_bits: u32,
+    ) -> Result<(Vec<Pad>, Vec<DiskOp>), StoreError> {
+        let per_key = self.parts_per_key(key_bits);
+        let needed = per_key * count;
+        let have = self.pad_pool.len() + self.free.len();
+        if have < needed {
+            return Err(StoreError::NotEnough { available: have / per_key, needed: count });
+        }
+        let from_pool = needed.min(self.pad_pool.len());
+        let mut parts: Vec<PooledPad> = self.pad_pool.drain(..from_pool).collect();
+        let fresh: Vec<KeyAt> = self.free.drain(..needed - from_pool).collect();
+        let mut touched = BTreeSet::new();
+        for at in fresh {
+            let id = self.blocks[&at.block].ids[at.index as usize];
+            parts.push((id, self.material_of(&[at])));
+            self.erase(at, &mut touched);
+        }
+        self.stats.consumed += needed as u64;
+        let mut pads = Vec::with_capacity(count);
+        let mut parts = parts.into_iter();
+        for _ in 0..count {
+            let mine: Vec<PooledPad> = parts.by_ref().take(per_key).collect();
+            let mut bytes =
+                Zeroizing::new(Vec::with_capacity(mine.iter().map(|(_, m)| m.len()).sum()));
+            let mut ids = Vec::with_capacity(per_key);
+            for (id, material) in mine {
+                ids.push(id);
+                bytes.extend_from_slice(&material);
+            }
+            pads.push(Pad { ids, bytes });
+        }
+        Ok((pads, self.flush(touched)))
+    }
+
+    /// Pads to erase ahead so that the pool is at least half of the relay's reserve: the
+    /// keys' material and the write that erases them; once it is durable,
+    /// [`pool_filled`](Self::pool_filled) puts them in the pool. `None` when the pool is full
+    /// enough.
+    pub fn refill_pool(&mut self) -> Option<(Vec<PooledPad>, Vec<DiskOp>)> {
+        let target = self.settings.relay_reserve.min(MAX_PAD_POOL);
+        if self.pad_pool.len() >= target / 2 || self.free.is_empty() {
+            return None;
+        }
+        let take = (target - self.pad_pool.len()).min(self.free.len());
+        let keys: Vec<KeyAt> = self.free.drain(..take).collect();
+        let mut touched = BTreeSet::new();
+        let mut pads = Vec::with_capacity(take);
+        for at in keys {
+            let id = self.blocks[&at.block].ids[at.index as usize];
+            pads.push((id, self.material_of(&[at])));
+            self.erase(at, &mut touched);
+        }
+        Some((pads, self.flush(touched)))
+    }
+
+    /// Pads erased ahead are durable: they join the pool.
+    pub fn pool_filled(&mut self, pads: Vec<PooledPad>) {
+        self.pad_pool.extend(pads);
+    }
+
+    /// Pads erased ahead whose write failed: forgotten unused (after a restart they may come
+    /// back from disk as free keys, which is safe since none was used).
+    pub fn pool_not_filled(&mut self, pads: Vec<PooledPad>) {
+        self.stats.dropped += pads.len() as u64;
+    }
+
+    /// At the receiving end of a hop: the pads `pads` (each the hop keys of one relayed key),
+    /// which must be keys of the sender's share that nobody holds; they are erased. All or
+    /// nothing. The erasure need not be durable before use: a pad that reappears after a crash
+    /// belongs to the sender, which erased it durably before sending, so nobody can use it.
+    pub fn use_pads(
+        &mut self,
+        pads: &[Vec<Uuid>],
+    ) -> Result<(Vec<PadBytes>, Vec<DiskOp>), StoreError> {
+        let mut seen = HashSet::new();
+        for id in pads.iter().flatten() {
+            let usable =
+                self.index.get(id).is_some_and(|at| self.theirs_unheld(*at)) && seen.insert(*id);
+            if !usable {
+                return Err(StoreError::NotFound);
+            }
+        }
+        let mut touched = BTreeSet::new();
+        let mut out = Vec::with_capacity(pads.len());
+        for ids in pads {
+            let keys: Vec<KeyAt> = ids.iter().map(|id| self.index[id]).collect();
+            out.push(self.material_of(&keys));
+            for at in keys {
+                self.erase(at, &mut touched);
+            }
+            self.stats.consumed += ids.len() as u64;
+        }
+        Ok((out, self.flush(touched)))
+    }
+
+    /// Stores relayed keys (their IDs and bytes) at `placement`, held until
+    /// [`commit_relay`](Self::commit_relay); `None` when the relay is already stored here. The
+    /// returned write must be durable before the relay is acknowledged; then
+    /// [`stored`](Self::stored) (the keys stay held).
+    pub fn put_relayed(
+        &mut self,
+        ring: &Keyring,
+        relayed: Relayed<'_>,
+        now_ms: u64,
+    ) -> Result<Option<(u64, Vec<DiskOp>)>, StoreError> {
+        let Relayed { relay, placement, keys, expires_ms, source } = relayed;
+        if self.relays.contains_key(&relay) {
+            return Ok(None);
+        }
+        let key_bytes = keys.first().map(|(_, k)| k.len()).unwrap_or(0);
+        if keys.iter().any(|(_, k)| k.len() != key_bytes) {
+            return Err(StoreError::Malformed("relayed keys of different sizes"));
+        }
+        let mut material = Zeroizing::new(Vec::with_capacity(key_bytes * keys.len()));
+        for (_, bytes) in keys {
+            material.extend_from_slice(bytes);
+        }
+        let new = NewBlock {
+            ids: keys.iter().map(|(id, _)| *id).collect(),
+            material,
+            key_bytes: key_bytes as u32,
+            placement,
+        };
+        let (block, mut ops) = self.ingest(ring, new, now_ms)?;
+        self.hold_block(block);
+        let pending = PendingRelay { id: relay, block, expires_ms, source };
+        ops.push(DiskOp::PutRelay { link: self.link, relay: pending.clone() });
+        self.relays.insert(relay, pending);
+        Ok(Some((block, ops)))
+    }
+
+    /// Makes a relay's keys usable; `None` when the relay is not pending here (never stored,
+    /// expired, or already committed).
+    pub fn commit_relay(&mut self, relay: Uuid) -> Option<Vec<DiskOp>> {
+        let pending = self.relays.remove(&relay)?;
+        if let Some(b) = self.blocks.get(&pending.block) {
+            for index in 0..b.count() {
+                self.held.remove(&KeyAt { block: pending.block, index });
+            }
+            if !self.unwritten.contains(&pending.block) {
+                self.release_block(pending.block);
+            }
+        }
+        Some(vec![DiskOp::RemoveRelay { link: self.link, id: relay }])
+    }
+
+    /// Erases a relay's keys (it will never be committed).
+    pub fn abandon_relay(&mut self, relay: Uuid) -> Vec<DiskOp> {
+        let Some(pending) = self.relays.remove(&relay) else {
+            return Vec::new();
+        };
+        let mut touched = BTreeSet::new();
+        if let Some(b) = self.blocks.get(&pending.block) {
+            let keys: Vec<KeyAt> = (0..b.count())
+                .filter(|index| !b.erased.contains(*index))
+                .map(|index| KeyAt { block: pending.block, index })
+                .collect();
+            for at in keys {
+                self.erase(at, &mut touched);
+            }
+        }
+        let mut ops = self.flush(touched);
+        ops.push(DiskOp::RemoveRelay { link: self.link, id: relay });
+        ops
+    }
+
+    /// Whether relay `relay` is pending here.
+    pub fn has_relay(&self, relay: Uuid) -> bool {
+        self.relays.contains_key(&relay)
+    }
+
+    /// Relays this end generated whose commit is not confirmed yet.
+    pub fn unconfirmed_relays(&self) -> Vec<Uuid> {
+        let mut out: Vec<Uuid> = self.relays.values().filter(|r| r.source).map(|r| r.id).collect();
+        out.sort();
+        out
     }
 
     /// `enc_keys` at the owner: holds keys for new deliveries (checking the guarantee to the
@@ -496,7 +777,7 @@ impl LinkStore {
     pub fn take(&mut self, request: &Take<'_>) -> Result<Taken, StoreError> {
         let per_key = self.parts_per_key(request.size_bits);
         let needed = per_key * request.number;
-        let usable = self.free.len();
+        let usable = self.free.len().saturating_sub(self.reserve_left());
         if usable < needed {
             return Err(StoreError::NotEnough {
                 available: usable / per_key,
@@ -746,6 +1027,15 @@ impl LinkStore {
                 }
             }
             ops.push(DiskOp::RemoveDelivery { link: self.link, id });
+        }
+        let expired: Vec<Uuid> = self
+            .relays
+            .values()
+            .filter(|r| !r.source && r.expires_ms <= now_ms)
+            .map(|r| r.id)
+            .collect();
+        for relay in expired {
+            ops.extend(self.abandon_relay(relay));
         }
         if let Some(max_age) = self.settings.max_age_ms {
             let cutoff = now_ms.saturating_sub(max_age);

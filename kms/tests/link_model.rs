@@ -22,7 +22,9 @@ use proptest::prelude::*;
 use qkdn_kms::block::Placement;
 use qkdn_kms::delivery::Delivery;
 use qkdn_kms::disk::{Disk, DiskOp};
-use qkdn_kms::link::{Issued, LinkSettings, LinkStore, NewBlock, ReserveError, StoreError, Take};
+use qkdn_kms::link::{
+    Issued, LinkSettings, LinkStore, NewBlock, Relayed, ReserveError, StoreError, Take,
+};
 use qkdn_kms::seal::{Keyring, StoreKey};
 use uuid::Uuid;
 use zeroize::Zeroizing;
@@ -31,9 +33,11 @@ const LINK: Uuid = Uuid::from_u128(100);
 const KEY_BYTES: u32 = 4;
 const MAX_AGE_MS: u64 = 2_000;
 const SLAVES: [&str; 3] = ["s1", "s2", "s3"];
+const RELAY_RESERVE: usize = 4;
+const RELAY_TTL_MS: u64 = 5_000;
 
 fn settings() -> LinkSettings {
-    LinkSettings { capacity: 48, max_age_ms: Some(MAX_AGE_MS) }
+    LinkSettings { capacity: 48, max_age_ms: Some(MAX_AGE_MS), relay_reserve: RELAY_RESERVE }
 }
 
 #[derive(Clone, Debug)]
@@ -55,6 +59,17 @@ enum Step {
     Crash { b: bool },
     /// An end asks the other to reserve a key the other end owns (a peer that lies).
     Claim { to_b: bool, which: usize },
+    /// An end takes pads for `count` relayed keys of `parts` hop keys each and sends them;
+    /// the other end uses them (and a second use is refused).
+    Pads { from_b: bool, count: usize, parts: u32 },
+    /// An end erases pads ahead into its pool.
+    Refill { b: bool },
+    /// Relayed keys (owned by one end) arrive at both ends, pending.
+    RelayArrive { keys: usize, owner_b: bool },
+    /// A pending relay is committed at both ends.
+    RelayCommit { which: usize },
+    /// A pending relay is abandoned at both ends.
+    RelayAbandon { which: usize },
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -73,6 +88,13 @@ fn step() -> impl Strategy<Value = Step> {
         2 => (0u64..1_500).prop_map(|advance_ms| Step::Sweep { advance_ms }),
         1 => any::<bool>().prop_map(|b| Step::Crash { b }),
         1 => (any::<bool>(), any::<usize>()).prop_map(|(to_b, which)| Step::Claim { to_b, which }),
+        2 => (any::<bool>(), 1usize..3, 1u32..3)
+            .prop_map(|(from_b, count, parts)| Step::Pads { from_b, count, parts }),
+        1 => any::<bool>().prop_map(|b| Step::Refill { b }),
+        2 => (1usize..4, any::<bool>())
+            .prop_map(|(keys, owner_b)| Step::RelayArrive { keys, owner_b }),
+        2 => any::<usize>().prop_map(|which| Step::RelayCommit { which }),
+        1 => any::<usize>().prop_map(|which| Step::RelayAbandon { which }),
     ]
 }
 
@@ -92,7 +114,8 @@ impl End {
             LinkStore::new(LINK, node, other, settings(), disk.next_block(LINK).unwrap());
         let blocks = disk.load().unwrap();
         let deliveries = disk.deliveries().unwrap().into_iter().map(|(_, d)| d).collect();
-        let failed = store.restore(ring, blocks, deliveries);
+        let relays: Vec<_> = disk.relays().unwrap().into_iter().map(|(_, r)| r).collect();
+        let failed = store.restore(ring, blocks, deliveries, relays);
         assert!(failed.is_empty(), "{failed:?}");
         End { node, other, path, disk: Some(disk), store }
     }
@@ -138,6 +161,8 @@ struct World {
     used_parts: HashSet<Uuid>,
     /// Every key fed, with its stream position.
     fed: Vec<(Uuid, u64)>,
+    /// Pending relays: ID, keys, expiry.
+    relays: Vec<(Uuid, Vec<Uuid>, u64)>,
 }
 
 impl World {
@@ -209,7 +234,8 @@ impl World {
             keep_for_others: keep,
         };
         let end = self.end(at_b);
-        let free = end.store.stats().free_owned;
+        let stats = end.store.stats();
+        let free = stats.free_owned.saturating_sub(RELAY_RESERVE.saturating_sub(stats.pad_pool));
         match end.store.take(&request) {
             Ok(taken) => {
                 end.write(&taken.ops);
@@ -242,8 +268,14 @@ impl World {
                 other.write(&ops);
                 let ops = owner.store.confirm(&ids);
                 owner.write(&ops);
+                let pending: HashSet<Uuid> =
+                    self.relays.iter().flat_map(|(_, keys, _)| keys.clone()).collect();
                 for (delivery, (id, bytes)) in waiting.deliveries.iter().zip(waiting.issued) {
                     assert_eq!(delivery.parts[0], id);
+                    assert!(
+                        delivery.parts.iter().all(|p| !pending.contains(p)),
+                        "a pending relayed key delivered"
+                    );
                     for part in &delivery.parts {
                         assert!(self.used_parts.insert(*part), "key {part} answered twice");
                     }
@@ -368,6 +400,104 @@ impl World {
         assert!(end.store.delivery(part).is_none_or(|d| d.master != "liar"));
     }
 
+    /// Invariant 3: pads are keys the sender owns, used once, never also delivered.
+    fn pads(&mut self, from_b: bool, count: usize, parts: u32) {
+        let (sender, receiver) = self.ends(from_b);
+        let Ok((pads, ops)) = sender.store.take_pads(count, parts * KEY_BYTES * 8) else {
+            return;
+        };
+        // Erased durably before the pads are used.
+        sender.write(&ops);
+        let ids: Vec<Vec<Uuid>> = pads.iter().map(|p| p.ids.clone()).collect();
+        let outcome = receiver.store.use_pads(&ids);
+        if let Ok((bytes, ops)) = &outcome {
+            receiver.write(ops);
+            for (pad, received) in pads.iter().zip(bytes) {
+                assert_eq!(pad.bytes.as_slice(), received.as_slice(), "pads differ at the ends");
+            }
+            assert_eq!(
+                receiver.store.use_pads(&ids).unwrap_err(),
+                StoreError::NotFound,
+                "a pad used twice"
+            );
+        }
+        let pending: HashSet<Uuid> =
+            self.relays.iter().flat_map(|(_, keys, _)| keys.clone()).collect();
+        for id in ids.iter().flatten() {
+            assert!(!pending.contains(id), "a pending relayed key used as a pad");
+            assert!(self.used_parts.insert(*id), "key {id} used as a pad and elsewhere");
+            // Node 1 (a) < node 2 (b): a owns even positions.
+            if let Some((_, position)) = self.fed.iter().find(|(f, _)| f == id) {
+                assert_eq!(position.is_multiple_of(2), !from_b, "a pad the sender does not own");
+            }
+        }
+    }
+
+    fn refill(&mut self, b: bool) {
+        let end = self.end(b);
+        if let Some((pads, ops)) = end.store.refill_pool() {
+            end.write(&ops);
+            end.store.pool_filled(pads);
+        }
+    }
+
+    fn relay_arrive(&mut self, keys: usize, owner_b: bool) {
+        self.next_id += 1;
+        let relay = Uuid::from_u128(self.next_id);
+        let ids: Vec<Uuid> = (0..keys)
+            .map(|_| {
+                self.next_id += 1;
+                Uuid::from_u128(self.next_id)
+            })
+            .collect();
+        let issued: Vec<Issued> = ids
+            .iter()
+            .map(|id| (*id, Zeroizing::new((id.as_u128() as u32).to_be_bytes().to_vec())))
+            .collect();
+        // Every key of the block at the owner's parity, two positions apart.
+        let sequence = if owner_b { 1 } else { 0 } + 2 * self.position;
+        self.position += 2 * keys as u64;
+        let placement = Placement { sequence, step: 2 };
+        for (i, id) in ids.iter().enumerate() {
+            self.fed.push((*id, sequence + 2 * i as u64));
+        }
+        let expires_ms = self.now + RELAY_TTL_MS;
+        let now = self.now;
+        for b in [false, true] {
+            let relayed = Relayed { relay, placement, keys: &issued, expires_ms, source: !b };
+            let ring = &self.ring;
+            let end = if b { &mut self.b } else { &mut self.a };
+            match end.store.put_relayed(ring, relayed, now) {
+                Ok(Some((block, ops))) => {
+                    end.write(&ops);
+                    end.store.stored(block);
+                    assert_eq!(end.store.put_relayed(ring, relayed, now), Ok(None), "stored twice");
+                }
+                Ok(None) => panic!("a new relay reported as stored"),
+                Err(StoreError::Full) => {}
+                Err(e) => panic!("put_relayed: {e}"),
+            }
+        }
+        self.relays.push((relay, ids, expires_ms));
+    }
+
+    fn relay_end(&mut self, which: usize, commit: bool) {
+        if self.relays.is_empty() {
+            return;
+        }
+        let (relay, _, _) = self.relays.remove(which % self.relays.len());
+        for b in [false, true] {
+            let end = self.end(b);
+            let ops = if commit {
+                end.store.commit_relay(relay).unwrap_or_default()
+            } else {
+                end.store.abandon_relay(relay)
+            };
+            end.write(&ops);
+            assert!(!end.store.has_relay(relay));
+        }
+    }
+
     fn crash(&mut self, b: bool) {
         // The crashed end's waiting requests are gone (never answered).
         self.waiting.retain(|w| w.at_b != b);
@@ -440,7 +570,7 @@ proptest! {
         let b = End::open(node_b, node_a, dir.path().join("b.redb"), &ring);
         let mut world = World {
             ring, a, b, now: 1_000_000, position: 0, next_id: 1_000, waiting: Vec::new(),
-            answered: Vec::new(), used_parts: HashSet::new(), fed: Vec::new(),
+            answered: Vec::new(), used_parts: HashSet::new(), fed: Vec::new(), relays: Vec::new(),
         };
         for step in steps {
             match step {
@@ -454,6 +584,11 @@ proptest! {
                 Step::Sweep { advance_ms } => world.sweep(advance_ms),
                 Step::Crash { b } => world.crash(b),
                 Step::Claim { to_b, which } => world.claim(to_b, which),
+                Step::Pads { from_b, count, parts } => world.pads(from_b, count, parts),
+                Step::Refill { b } => world.refill(b),
+                Step::RelayArrive { keys, owner_b } => world.relay_arrive(keys, owner_b),
+                Step::RelayCommit { which } => world.relay_end(which, true),
+                Step::RelayAbandon { which } => world.relay_end(which, false),
             }
             world.check();
         }

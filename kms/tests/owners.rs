@@ -14,7 +14,9 @@ use qkdn_kms::block::Placement;
 use qkdn_kms::delivery::Delivery;
 use qkdn_kms::disk::Disk;
 use qkdn_kms::link::{Issued, LinkSettings, LinkStore, NewBlock, ReserveError, StoreError};
-use qkdn_kms::owner::{LinkHandle, OwnerError, PeerRefusal, ReserveFuture, Reserver, TakeRequest};
+use qkdn_kms::owner::{
+    LinkHandle, OwnerError, PeerRefusal, RelayedKeys, ReserveFuture, Reserver, TakeRequest,
+};
 use qkdn_kms::seal::{Keyring, StoreKey};
 use qkdn_kms::writer::Writer;
 use uuid::Uuid;
@@ -71,11 +73,12 @@ fn start(node: Uuid, other: Uuid, dir: &std::path::Path, ring: &Arc<Keyring>) ->
             Err(e) => panic!("{e}"),
         }
     };
-    let settings = LinkSettings { capacity: 100_000, max_age_ms: None };
+    let settings = LinkSettings { capacity: 100_000, max_age_ms: None, relay_reserve: 0 };
     let mut store = LinkStore::new(LINK, node, other, settings, disk.next_block(LINK).unwrap());
     let blocks = disk.load().unwrap();
     let deliveries = disk.deliveries().unwrap().into_iter().map(|(_, d)| d).collect();
-    assert!(store.restore(ring, blocks, deliveries).is_empty());
+    let relays: Vec<_> = disk.relays().unwrap().into_iter().map(|(_, r)| r).collect();
+    assert!(store.restore(ring, blocks, deliveries, relays).is_empty());
     let writer = Writer::start(disk).unwrap();
     let wire = Arc::new(Wire::default());
     let handle = LinkHandle::spawn(store, ring.clone(), writer, wire.clone());
@@ -221,4 +224,69 @@ async fn a_restart_sends_unconfirmed_deliveries_again_and_the_slave_still_gets_t
         b.handle.fetch("sae-a-slave", "sae-a", ids, 2).await,
         Err(OwnerError::Store(StoreError::NotFound))
     ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pad_is_the_senders_key_and_pads_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let ring = Arc::new(Keyring::new(StoreKey::generate()));
+    let (a, b) = (start(A, B, dir.path(), &ring), start(B, A, dir.path(), &ring));
+    connect(&a, &b);
+    feed(&[&a, &b], 1, 40).await;
+
+    // A hop: A's pads (its own keys, erased before they are returned), used once at B.
+    let pads = a.handle.take_pads(3, 256).await.unwrap();
+    assert!(pads.iter().all(|p| p.ids.len() == 2 && p.bytes.len() == 32));
+    let ids: Vec<Vec<Uuid>> = pads.iter().map(|p| p.ids.clone()).collect();
+    let at_b = b.handle.use_pads(ids.clone()).await.unwrap();
+    for (pad, bytes) in pads.iter().zip(&at_b) {
+        assert_eq!(pad.bytes.as_slice(), bytes.as_slice());
+    }
+    assert!(matches!(b.handle.use_pads(ids).await, Err(OwnerError::Store(StoreError::NotFound))));
+    // B cannot pad with A's keys.
+    let mine = a.handle.take_pads(1, 128).await.unwrap();
+    assert!(b.handle.use_pads(vec![mine[0].ids.clone()]).await.is_ok());
+    assert!(a.handle.use_pads(vec![mine[0].ids.clone()]).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relayed_keys_wait_for_their_commit_at_both_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let ring = Arc::new(Keyring::new(StoreKey::generate()));
+    let (a, b) = (start(A, B, dir.path(), &ring), start(B, A, dir.path(), &ring));
+    connect(&a, &b);
+    let relay = Uuid::from_u128(77);
+    let keys: Vec<Issued> =
+        (0..4u128).map(|i| (Uuid::from_u128(500 + i), Zeroizing::new(vec![i as u8; 16]))).collect();
+    for (handle, source) in [(&a.handle, true), (&b.handle, false)] {
+        let relayed = RelayedKeys {
+            relay,
+            // Even positions two apart: all A's.
+            placement: Placement { sequence: 0, step: 2 },
+            keys: keys.iter().map(|(id, k)| (*id, k.clone())).collect(),
+            expires_ms: u64::MAX,
+            source,
+            now_ms: 1,
+        };
+        assert!(handle.put_relayed(relayed).await.unwrap());
+    }
+    assert!(matches!(
+        a.handle.take(request("sae-a", 1)).await,
+        Err(OwnerError::Store(StoreError::NotEnough { .. }))
+    ));
+    assert_eq!(a.handle.unconfirmed_relays().await.unwrap(), vec![relay]);
+    assert!(b.handle.commit_relay(relay).await.unwrap());
+    assert!(a.handle.commit_relay(relay).await.unwrap());
+    assert!(!a.handle.commit_relay(relay).await.unwrap(), "committed once");
+    assert_eq!(a.handle.shares().await.unwrap(), (4, 0));
+    assert_eq!(b.handle.shares().await.unwrap(), (0, 4));
+    let taken = a.handle.take(request("sae-a", 4)).await.unwrap();
+    let got = b
+        .handle
+        .fetch("sae-a-slave", "sae-a", taken.iter().map(|(id, _)| *id).collect(), 2)
+        .await
+        .unwrap();
+    for ((_, want), (_, have)) in taken.iter().zip(&got) {
+        assert_eq!(want.as_slice(), have.as_slice());
+    }
 }

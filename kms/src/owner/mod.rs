@@ -24,6 +24,10 @@ use crate::link::{Issued, LinkStats, LinkStore, NewBlock, ReserveError, StoreErr
 use crate::seal::Keyring;
 use crate::writer::Writer;
 
+mod relay;
+
+pub use relay::RelayedKeys;
+
 /// Commands a handle may have waiting before senders wait.
 const QUEUE: usize = 1024;
 
@@ -114,6 +118,7 @@ enum Command {
     },
     Sweep(u64, oneshot::Sender<()>),
     Stats(oneshot::Sender<LinkStats>),
+    Relay(relay::RelayCommand),
 }
 
 /// A handle on a link store's owner.
@@ -391,6 +396,7 @@ impl Owner {
             Command::Stats(reply) => {
                 let _ = reply.send(self.store.stats());
             }
+            Command::Relay(command) => self.handle_relay(command),
         }
     }
 }

@@ -1,0 +1,213 @@
+//! The relay's commands to a link store's owner: pads at the sending end of a hop (erased
+//! durably before they are returned, from a pool erased ahead), pads at the receiving end,
+//! relayed keys stored pending and then committed or abandoned, and the figures the relay
+//! plans with (this end's and the other end's shares).
+
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use super::{Command, LinkHandle, Owner, OwnerError, Reply};
+use crate::block::Placement;
+use crate::link::{Issued, LinkSettings, Pad, PadBytes, PooledPad, Relayed};
+
+/// Relayed keys to store, owned (they cross into the owner task).
+#[derive(Debug)]
+pub struct RelayedKeys {
+    /// The relay that brought them.
+    pub relay: Uuid,
+    /// Their place in the virtual link's key stream.
+    pub placement: Placement,
+    /// Their IDs and bytes.
+    pub keys: Vec<Issued>,
+    /// When they are erased if the relay is not committed, ms since the Unix epoch.
+    pub expires_ms: u64,
+    /// This end generated them.
+    pub source: bool,
+    /// Now, ms since the Unix epoch.
+    pub now_ms: u64,
+}
+
+pub(super) enum RelayCommand {
+    TakePads(usize, u32, Reply<Vec<Pad>>),
+    UsePads(Vec<Vec<Uuid>>, Reply<Vec<PadBytes>>),
+    RefillPool,
+    PoolWritten(Vec<PooledPad>, bool),
+    PutRelayed(RelayedKeys, Reply<bool>),
+    Commit(Uuid, Reply<bool>),
+    Abandon(Uuid),
+    Unconfirmed(oneshot::Sender<Vec<Uuid>>),
+    HasRelay(Uuid, oneshot::Sender<bool>),
+    Shares(oneshot::Sender<(usize, usize)>),
+    Available(u32, oneshot::Sender<usize>),
+    Settings(LinkSettings),
+}
+
+impl LinkHandle {
+    async fn relay<T>(
+        &self,
+        command: impl FnOnce(oneshot::Sender<T>) -> RelayCommand,
+    ) -> Result<T, OwnerError> {
+        self.ask(|reply| Command::Relay(command(reply))).await
+    }
+
+    fn tell(&self, command: RelayCommand) {
+        // A full queue or a stopped owner: the command is dropped (each is retried by its
+        // caller's next round: refills, abandons of expired relays, settings).
+        let _ = self.commands.try_send(Command::Relay(command));
+    }
+
+    /// Pads for relaying `count` keys of `key_bits`: whole keys this end owns, erased durably
+    /// before they are returned.
+    pub async fn take_pads(&self, count: usize, key_bits: u32) -> Result<Vec<Pad>, OwnerError> {
+        self.relay(|reply| RelayCommand::TakePads(count, key_bits, reply)).await?
+    }
+
+    /// At the receiving end of a hop: the material of the pads `pads`, erased.
+    pub async fn use_pads(&self, pads: Vec<Vec<Uuid>>) -> Result<Vec<PadBytes>, OwnerError> {
+        self.relay(|reply| RelayCommand::UsePads(pads, reply)).await?
+    }
+
+    /// Erases pads ahead so that relaying through this node does not wait for the disk.
+    pub fn refill_pool(&self) {
+        self.tell(RelayCommand::RefillPool);
+    }
+
+    /// Stores relayed keys, pending; `false` when the relay was already stored. Returns once
+    /// they are durable.
+    pub async fn put_relayed(&self, keys: RelayedKeys) -> Result<bool, OwnerError> {
+        self.relay(|reply| RelayCommand::PutRelayed(keys, reply)).await?
+    }
+
+    /// Makes a relay's keys usable, once the commit is durable; `false` when it is not
+    /// pending here.
+    pub async fn commit_relay(&self, relay: Uuid) -> Result<bool, OwnerError> {
+        self.relay(|reply| RelayCommand::Commit(relay, reply)).await?
+    }
+
+    /// Erases a relay's keys (it will never be committed).
+    pub fn abandon_relay(&self, relay: Uuid) {
+        self.tell(RelayCommand::Abandon(relay));
+    }
+
+    /// Relays this end generated whose commit is not confirmed yet.
+    pub async fn unconfirmed_relays(&self) -> Result<Vec<Uuid>, OwnerError> {
+        self.relay(RelayCommand::Unconfirmed).await
+    }
+
+    /// Whether relay `relay` is pending here.
+    pub async fn has_relay(&self, relay: Uuid) -> Result<bool, OwnerError> {
+        self.relay(|reply| RelayCommand::HasRelay(relay, reply)).await
+    }
+
+    /// Keys this end may hand out, and keys of the other end's share nobody holds.
+    pub async fn shares(&self) -> Result<(usize, usize), OwnerError> {
+        self.relay(RelayCommand::Shares).await
+    }
+
+    /// Keys of `size_bits` this end could hand out now.
+    pub async fn available(&self, size_bits: u32) -> Result<usize, OwnerError> {
+        self.relay(|reply| RelayCommand::Available(size_bits, reply)).await
+    }
+
+    /// Changes the store's settings.
+    pub fn set_settings(&self, settings: LinkSettings) {
+        self.tell(RelayCommand::Settings(settings));
+    }
+}
+
+impl Owner {
+    pub(super) fn handle_relay(&mut self, command: RelayCommand) {
+        match command {
+            RelayCommand::TakePads(count, key_bits, reply) => {
+                match self.store.take_pads(count, key_bits) {
+                    Ok((pads, ops)) => {
+                        let durable = self.writer.write(ops);
+                        tokio::spawn(async move {
+                            let answer = durable.await.map(|()| pads).map_err(OwnerError::from);
+                            let _ = reply.send(answer);
+                        });
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e.into()));
+                    }
+                }
+            }
+            RelayCommand::UsePads(pads, reply) => {
+                let answer = self.store.use_pads(&pads).map(|(bytes, ops)| {
+                    self.detached(ops);
+                    bytes
+                });
+                let _ = reply.send(answer.map_err(OwnerError::from));
+            }
+            RelayCommand::RefillPool => {
+                if let Some((pads, ops)) = self.store.refill_pool() {
+                    let durable = self.writer.write(ops);
+                    let back = self.back();
+                    tokio::spawn(async move {
+                        let written = durable.await.is_ok();
+                        back(Command::Relay(RelayCommand::PoolWritten(pads, written)));
+                    });
+                }
+            }
+            RelayCommand::PoolWritten(pads, true) => self.store.pool_filled(pads),
+            RelayCommand::PoolWritten(pads, false) => self.store.pool_not_filled(pads),
+            RelayCommand::PutRelayed(keys, reply) => {
+                let relayed = Relayed {
+                    relay: keys.relay,
+                    placement: keys.placement,
+                    keys: &keys.keys,
+                    expires_ms: keys.expires_ms,
+                    source: keys.source,
+                };
+                match self.store.put_relayed(&self.ring, relayed, keys.now_ms) {
+                    Ok(Some((block, ops))) => {
+                        let durable = self.writer.write(ops);
+                        let back = self.back();
+                        tokio::spawn(async move {
+                            let result = durable.await;
+                            back(Command::Stored(block, result.is_ok()));
+                            let _ = reply.send(result.map(|()| true).map_err(OwnerError::from));
+                        });
+                    }
+                    Ok(None) => {
+                        let _ = reply.send(Ok(false));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e.into()));
+                    }
+                }
+            }
+            RelayCommand::Commit(relay, reply) => match self.store.commit_relay(relay) {
+                // Keys handed out after this commit are recorded by later writes, which the
+                // writer makes durable after this one.
+                Some(ops) => {
+                    let durable = self.writer.write(ops);
+                    tokio::spawn(async move {
+                        let answer = durable.await.map(|()| true).map_err(OwnerError::from);
+                        let _ = reply.send(answer);
+                    });
+                }
+                None => {
+                    let _ = reply.send(Ok(false));
+                }
+            },
+            RelayCommand::Abandon(relay) => {
+                let ops = self.store.abandon_relay(relay);
+                self.detached(ops);
+            }
+            RelayCommand::Unconfirmed(reply) => {
+                let _ = reply.send(self.store.unconfirmed_relays());
+            }
+            RelayCommand::HasRelay(relay, reply) => {
+                let _ = reply.send(self.store.has_relay(relay));
+            }
+            RelayCommand::Shares(reply) => {
+                let _ = reply.send(self.store.shares());
+            }
+            RelayCommand::Available(size_bits, reply) => {
+                let _ = reply.send(self.store.available(size_bits));
+            }
+            RelayCommand::Settings(settings) => self.store.set_settings(settings),
+        }
+    }
+}
