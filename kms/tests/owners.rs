@@ -32,15 +32,18 @@ const B: Uuid = Uuid::from_u128(2);
 struct Wire {
     other: Mutex<Option<LinkHandle>>,
     stall_next: AtomicBool,
+    /// Ends a stall.
+    release: Arc<tokio::sync::Notify>,
 }
 
 impl Reserver for Wire {
     fn reserve(&self, _link: Uuid, deliveries: Vec<Delivery>) -> ReserveFuture {
         let other = self.other.lock().unwrap().clone();
         let stall = self.stall_next.swap(false, Ordering::SeqCst);
+        let release = self.release.clone();
         Box::pin(async move {
             if stall {
-                tokio::time::sleep(Duration::from_secs(2)).await;
+                release.notified().await;
             }
             let Some(other) = other else {
                 return Err(PeerRefusal::Failed("not connected".into()));
@@ -181,12 +184,20 @@ async fn a_stalled_peer_holds_up_only_the_request_waiting_for_it() {
         let handle = a.handle.clone();
         async move { handle.take(request("sae-a", 1)).await }
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let started = Instant::now();
-    for _ in 0..20 {
-        a.handle.take(request("sae-a", 1)).await.unwrap();
+    while a.wire.stall_next.load(Ordering::SeqCst) {
+        tokio::task::yield_now().await;
     }
-    assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+    // The peer holds the first request; twenty others are served meanwhile.
+    let others = async {
+        for _ in 0..20 {
+            a.handle.take(request("sae-a", 1)).await.unwrap();
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), others)
+        .await
+        .expect("requests waited for a stalled peer they do not need");
+    assert!(!stalled.is_finished(), "the stalled request was answered before its peer");
+    a.wire.release.notify_one();
     let keys = stalled.await.unwrap().unwrap();
     let fetched = b.handle.fetch("sae-a-slave", "sae-a", vec![keys[0].0], 2).await.unwrap();
     assert_eq!(fetched[0].1.as_slice(), keys[0].1.as_slice());

@@ -93,7 +93,8 @@ type Reply<T> = oneshot::Sender<Result<T, OwnerError>>;
 
 enum Command {
     Ingest(NewBlock, u64, Reply<()>),
-    Stored(u64, bool),
+    /// A block's write is done; the keys are usable (or the block forgotten), then the reply.
+    Stored(u64, Result<(), DiskError>, Reply<()>),
     Take(TakeRequest, Reply<Vec<Issued>>),
     Settle {
         ids: Vec<Uuid>,
@@ -204,6 +205,17 @@ impl LinkHandle {
     }
 }
 
+/// Sends a command back to the owner from a task it spawned (nothing when it stopped).
+struct Back(mpsc::WeakSender<Command>);
+
+impl Back {
+    async fn send(self, command: Command) {
+        if let Some(sender) = self.0.upgrade() {
+            let _ = sender.send(command).await;
+        }
+    }
+}
+
 struct Owner {
     store: LinkStore,
     ring: Arc<Keyring>,
@@ -221,16 +233,9 @@ impl Owner {
         }
     }
 
-    /// Sends `command` back to the owner from a task it spawned.
-    fn back(&self) -> impl Fn(Command) + Send + 'static {
-        let to_self = self.to_self.clone();
-        move |command| {
-            if let Some(sender) = to_self.upgrade() {
-                tokio::spawn(async move {
-                    let _ = sender.send(command).await;
-                });
-            }
-        }
+    /// The way back to the owner for a task it spawns.
+    fn back(&self) -> Back {
+        Back(self.to_self.clone())
     }
 
     fn recover(&mut self) {
@@ -244,7 +249,7 @@ impl Owner {
         let back = self.back();
         tokio::spawn(async move {
             let outcome = reserve.await;
-            back(Command::Recovered { ids, outcome });
+            back.send(Command::Recovered { ids, outcome }).await;
         });
     }
 
@@ -263,9 +268,7 @@ impl Owner {
                         let durable = self.writer.write(ops);
                         let back = self.back();
                         tokio::spawn(async move {
-                            let result = durable.await;
-                            back(Command::Stored(block, result.is_ok()));
-                            let _ = reply.send(result.map_err(OwnerError::from));
+                            back.send(Command::Stored(block, durable.await, reply)).await;
                         });
                     }
                     Err(e) => {
@@ -273,8 +276,13 @@ impl Owner {
                     }
                 }
             }
-            Command::Stored(block, true) => self.store.stored(block),
-            Command::Stored(block, false) => self.store.not_stored(block),
+            Command::Stored(block, result, reply) => {
+                match result {
+                    Ok(()) => self.store.stored(block),
+                    Err(_) => self.store.not_stored(block),
+                }
+                let _ = reply.send(result.map_err(OwnerError::from));
+            }
             Command::Take(request, reply) => {
                 let take = Take {
                     master: &request.master,
@@ -300,13 +308,14 @@ impl Owner {
                 let back = self.back();
                 tokio::spawn(async move {
                     let (written, outcome) = tokio::join!(durable, reserve);
-                    back(Command::Settle {
+                    back.send(Command::Settle {
                         ids,
                         outcome,
                         unrecorded: written.err(),
                         issued,
                         reply,
-                    });
+                    })
+                    .await;
                 });
             }
             Command::Settle { ids, outcome, unrecorded: Some(e), reply, .. } => {
@@ -355,7 +364,7 @@ impl Owner {
                     let back = self.back();
                     tokio::spawn(async move {
                         tokio::time::sleep(RECOVERY_RETRY).await;
-                        back(Command::RetryRecovery);
+                        back.send(Command::RetryRecovery).await;
                     });
                 }
             },

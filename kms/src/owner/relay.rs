@@ -145,7 +145,7 @@ impl Owner {
                     let back = self.back();
                     tokio::spawn(async move {
                         let written = durable.await.is_ok();
-                        back(Command::Relay(RelayCommand::PoolWritten(pads, written)));
+                        back.send(Command::Relay(RelayCommand::PoolWritten(pads, written))).await;
                     });
                 }
             }
@@ -164,9 +164,10 @@ impl Owner {
                         let durable = self.writer.write(ops);
                         let back = self.back();
                         tokio::spawn(async move {
-                            let result = durable.await;
-                            back(Command::Stored(block, result.is_ok()));
-                            let _ = reply.send(result.map(|()| true).map_err(OwnerError::from));
+                            let (stored, done) = oneshot::channel();
+                            back.send(Command::Stored(block, durable.await, stored)).await;
+                            let answer = done.await.unwrap_or(Err(OwnerError::Stopped));
+                            let _ = reply.send(answer.map(|()| true));
                         });
                     }
                     Ok(None) => {
