@@ -365,6 +365,20 @@ impl Disk {
         Ok(out)
     }
 
+    /// The next block ID of every link that ever stored a block.
+    pub fn next_blocks(&self) -> Result<std::collections::HashMap<Uuid, u64>, DiskError> {
+        let read = self.db.begin_read().map_err(fail)?;
+        let Some(next) = missing_is_empty(read.open_table(NEXT_BLOCK))? else {
+            return Ok(Default::default());
+        };
+        let mut out = std::collections::HashMap::new();
+        for entry in next.iter().map_err(fail)? {
+            let (link, block) = entry.map_err(fail)?;
+            out.insert(Uuid::from_bytes(*link.value()), block.value());
+        }
+        Ok(out)
+    }
+
     /// The next block ID of `link`: above every ID it ever stored.
     pub fn next_block(&self, link: Uuid) -> Result<u64, DiskError> {
         let read = self.db.begin_read().map_err(fail)?;

@@ -8,8 +8,9 @@
 //! change a synchronous step that returns the write making it durable) ← [`owner`] (the task
 //! that owns a link's store, its handle, and the [`owner::Reserver`] trait through which the
 //! agent's transport reaches the other end) and [`writer`] (the database's one writer thread,
-//! group commit). No module imports a transport; the relay protocol and the agent's wiring come
-//! next.
+//! group commit) ← [`node`] (a node's stores: the database loaded and grouped by link, an
+//! owner started per configured link, the registry of their handles). No module imports a
+//! transport; the relay protocol and the agent's wiring come next.
 //!
 //! Where the invariants of DESIGN.md §7 are kept (so far):
 //!
@@ -27,6 +28,7 @@ pub mod block;
 pub mod delivery;
 pub mod disk;
 pub mod link;
+pub mod node;
 pub mod owner;
 pub mod seal;
 pub mod writer;

@@ -1,0 +1,223 @@
+//! A node's key stores: one owner per link, one database and its writer, and the registry of
+//! the owners' handles that the agent's interfaces look links up in. The registry holds
+//! handles only (no key state): it is replaced as a whole when the node's links change.
+//!
+//! At open, everything the database holds is loaded and grouped by link; a link's store is
+//! started when the node's configuration names the link (with its other end, which decides
+//! who owns which key), and what was stored for a link the configuration no longer names stays
+//! on disk, valid, until the link comes back.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use uuid::Uuid;
+
+use crate::delivery::{Delivery, PendingRelay};
+use crate::disk::{Disk, DiskError, StoredBlock};
+use crate::link::{Issued, LinkSettings, LinkStats, LinkStore, StoreError};
+use crate::owner::{LinkHandle, OwnerError, Reserver};
+use crate::seal::{Keyring, SealError};
+use crate::writer::Writer;
+
+/// A link of the node, as its configuration names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinkConfig {
+    /// The link.
+    pub link: Uuid,
+    /// Its other end.
+    pub remote: Uuid,
+    /// Its store's settings.
+    pub settings: LinkSettings,
+}
+
+/// A running link store.
+#[derive(Clone, Debug)]
+pub struct LinkEntry {
+    /// The link's other end.
+    pub remote: Uuid,
+    /// Its owner.
+    pub handle: LinkHandle,
+}
+
+/// What the database held of a link not started yet.
+#[derive(Default)]
+struct Loaded {
+    blocks: Vec<StoredBlock>,
+    deliveries: Vec<Delivery>,
+    relays: Vec<PendingRelay>,
+}
+
+/// A node's key stores.
+pub struct NodeStores {
+    node: Uuid,
+    ring: Arc<Keyring>,
+    writer: Writer,
+    peer: Arc<dyn Reserver>,
+    links: ArcSwap<HashMap<Uuid, LinkEntry>>,
+    /// Loaded data of links not started, and the next block ID of every link seen on disk.
+    waiting: Mutex<(HashMap<Uuid, Loaded>, HashMap<Uuid, u64>)>,
+}
+
+impl std::fmt::Debug for NodeStores {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeStores").field("node", &self.node).finish_non_exhaustive()
+    }
+}
+
+impl NodeStores {
+    /// Opens the database at `path` (created if missing) for `node`, with `peer` carrying
+    /// reservations to the other ends. Call [`set_links`](Self::set_links) to start stores.
+    pub fn open(
+        path: &Path,
+        node: Uuid,
+        ring: Keyring,
+        peer: Arc<dyn Reserver>,
+    ) -> Result<NodeStores, DiskError> {
+        let disk = Disk::open(path)?;
+        let mut loaded: HashMap<Uuid, Loaded> = HashMap::new();
+        for block in disk.load()? {
+            loaded.entry(block.block.place.link).or_default().blocks.push(block);
+        }
+        for (link, delivery) in disk.deliveries()? {
+            loaded.entry(link).or_default().deliveries.push(delivery);
+        }
+        for (link, relay) in disk.relays()? {
+            loaded.entry(link).or_default().relays.push(relay);
+        }
+        let next_blocks = disk.next_blocks()?;
+        Ok(NodeStores {
+            node,
+            ring: Arc::new(ring),
+            writer: Writer::start(disk)?,
+            peer,
+            links: ArcSwap::from_pointee(HashMap::new()),
+            waiting: Mutex::new((loaded, next_blocks)),
+        })
+    }
+
+    /// This node.
+    pub fn node(&self) -> Uuid {
+        self.node
+    }
+
+    /// Starts the stores of links not started yet and passes new settings to the others;
+    /// returns the blocks that could not be opened (wrong store key, or corrupted), which are
+    /// left out. Stores of links no longer named keep running (their keys stay valid).
+    /// Must be called from within a tokio runtime.
+    pub fn set_links(&self, links: &[LinkConfig]) -> Vec<SealError> {
+        let mut failed = Vec::new();
+        let current = self.links.load_full();
+        let mut next = (*current).clone();
+        let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        for config in links {
+            if let Some(entry) = current.get(&config.link) {
+                entry.handle.set_settings(config.settings);
+                continue;
+            }
+            let first = waiting.1.get(&config.link).copied().unwrap_or(0);
+            let mut store =
+                LinkStore::new(config.link, self.node, config.remote, config.settings, first);
+            let loaded = waiting.0.remove(&config.link).unwrap_or_default();
+            failed.extend(store.restore(
+                &self.ring,
+                loaded.blocks,
+                loaded.deliveries,
+                loaded.relays,
+            ));
+            let handle =
+                LinkHandle::spawn(store, self.ring.clone(), self.writer.clone(), self.peer.clone());
+            next.insert(config.link, LinkEntry { remote: config.remote, handle });
+        }
+        self.links.store(Arc::new(next));
+        failed
+    }
+
+    /// The running store of `link`.
+    pub fn link(&self, link: Uuid) -> Option<LinkEntry> {
+        self.links.load().get(&link).cloned()
+    }
+
+    /// Every running store, by link.
+    pub fn links(&self) -> Arc<HashMap<Uuid, LinkEntry>> {
+        self.links.load_full()
+    }
+
+    /// `dec_keys`: the keys `ids` for `slave` of `master`, from the store of `link` (the pair's
+    /// link now) or, for keys delivered before the pair moved to another link, from the store
+    /// that holds all of them. All or nothing within one store.
+    pub async fn fetch(
+        &self,
+        link: Uuid,
+        slave: &str,
+        master: &str,
+        ids: Vec<Uuid>,
+        now_ms: u64,
+    ) -> Result<Vec<Issued>, OwnerError> {
+        let links = self.links.load_full();
+        let primary = links.get(&link).ok_or(OwnerError::Store(StoreError::NotFound))?;
+        match primary.handle.fetch(slave, master, ids.clone(), now_ms).await {
+            Err(OwnerError::Store(StoreError::NotFound)) => {}
+            other => return other,
+        }
+        for (other, entry) in links.iter() {
+            if *other == link {
+                continue;
+            }
+            match entry.handle.fetch(slave, master, ids.clone(), now_ms).await {
+                Err(OwnerError::Store(StoreError::NotFound)) => continue,
+                found => return found,
+            }
+        }
+        Err(OwnerError::Store(StoreError::NotFound))
+    }
+
+    /// The link whose store holds pending relay `relay`.
+    pub async fn relay_link(&self, relay: Uuid) -> Option<Uuid> {
+        for (link, entry) in self.links.load_full().iter() {
+            if entry.handle.has_relay(relay).await.unwrap_or(false) {
+                return Some(*link);
+            }
+        }
+        None
+    }
+
+    /// Relays this node generated whose commit is not confirmed: relay and link.
+    pub async fn unconfirmed_relays(&self) -> Vec<(Uuid, Uuid)> {
+        let mut out = Vec::new();
+        for (link, entry) in self.links.load_full().iter() {
+            for relay in entry.handle.unconfirmed_relays().await.unwrap_or_default() {
+                out.push((relay, *link));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Erases what expired by `now_ms` in every store.
+    pub async fn sweep(&self, now_ms: u64) {
+        for entry in self.links.load_full().values() {
+            let _ = entry.handle.sweep(now_ms).await;
+        }
+    }
+
+    /// Asks every store to erase pads ahead for the relay.
+    pub fn refill_pools(&self) {
+        for entry in self.links.load_full().values() {
+            entry.handle.refill_pool();
+        }
+    }
+
+    /// Counters of every running store, by link.
+    pub async fn stats(&self) -> Vec<(Uuid, Uuid, LinkStats)> {
+        let mut out = Vec::new();
+        for (link, entry) in self.links.load_full().iter() {
+            if let Ok(stats) = entry.handle.stats().await {
+                out.push((*link, entry.remote, stats));
+            }
+        }
+        out.sort_by_key(|(link, _, _)| *link);
+        out
+    }
+}
