@@ -27,6 +27,7 @@
 pub mod block;
 pub mod delivery;
 pub mod disk;
+pub mod legacy;
 pub mod link;
 pub mod node;
 pub mod owner;

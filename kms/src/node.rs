@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use crate::delivery::{Delivery, PendingRelay};
 use crate::disk::{Disk, DiskError, StoredBlock};
+use crate::legacy::Migrated;
 use crate::link::{Issued, LinkSettings, LinkStats, LinkStore, StoreError};
 use crate::owner::{LinkHandle, OwnerError, Reserver};
 use crate::seal::{Keyring, SealError};
@@ -58,6 +59,7 @@ pub struct NodeStores {
     links: ArcSwap<HashMap<Uuid, LinkEntry>>,
     /// Loaded data of links not started, and the next block ID of every link seen on disk.
     waiting: Mutex<(HashMap<Uuid, Loaded>, HashMap<Uuid, u64>)>,
+    migrated: Option<Migrated>,
 }
 
 impl std::fmt::Debug for NodeStores {
@@ -68,14 +70,30 @@ impl std::fmt::Debug for NodeStores {
 
 impl NodeStores {
     /// Opens the database at `path` (created if missing) for `node`, with `peer` carrying
-    /// reservations to the other ends. Call [`set_links`](Self::set_links) to start stores.
+    /// reservations to the other ends. A store of the previous format at `legacy`, if there
+    /// is one, is migrated into it and then deleted. Call [`set_links`](Self::set_links) to
+    /// start stores.
     pub fn open(
         path: &Path,
+        legacy: Option<&Path>,
         node: Uuid,
         ring: Keyring,
         peer: Arc<dyn Reserver>,
     ) -> Result<NodeStores, DiskError> {
         let disk = Disk::open(path)?;
+        let migrated = match legacy {
+            Some(old) if old.exists() => {
+                let report = crate::legacy::migrate(old, &disk, &ring)?;
+                std::fs::remove_file(old).map_err(|e| {
+                    DiskError::Database(format!(
+                        "{}: migrated, but not deleted: {e}",
+                        old.display()
+                    ))
+                })?;
+                Some(report)
+            }
+            _ => None,
+        };
         let mut loaded: HashMap<Uuid, Loaded> = HashMap::new();
         for block in disk.load()? {
             loaded.entry(block.block.place.link).or_default().blocks.push(block);
@@ -94,7 +112,13 @@ impl NodeStores {
             peer,
             links: ArcSwap::from_pointee(HashMap::new()),
             waiting: Mutex::new((loaded, next_blocks)),
+            migrated,
         })
+    }
+
+    /// What was migrated from the previous format at open, if anything.
+    pub fn migrated(&self) -> Option<Migrated> {
+        self.migrated
     }
 
     /// This node.

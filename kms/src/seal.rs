@@ -169,6 +169,29 @@ impl StoreKey {
     pub fn id(&self) -> StoreKeyId {
         self.id
     }
+
+    /// Opens a key sealed by the agent's previous store format (before blocks had their own
+    /// data keys): each key sealed under the store key itself, its link and key ID the
+    /// associated data. Used only to migrate such a store.
+    pub fn open_legacy(
+        &self,
+        link: Uuid,
+        id: Uuid,
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, SealError> {
+        let mut aad = [0u8; 32];
+        aad[..16].copy_from_slice(link.as_bytes());
+        aad[16..].copy_from_slice(id.as_bytes());
+        open_with(&self.key, &aad, sealed).ok_or(SealError::Open { link, block: 0 })
+    }
+
+    /// Seals a key as the previous store format did (tests of the migration).
+    pub fn seal_legacy(&self, link: Uuid, id: Uuid, material: &[u8]) -> Vec<u8> {
+        let mut aad = [0u8; 32];
+        aad[..16].copy_from_slice(link.as_bytes());
+        aad[16..].copy_from_slice(id.as_bytes());
+        seal_with(&self.key, &aad, material)
+    }
 }
 
 /// A block's own data key; wiped when dropped.
@@ -238,6 +261,11 @@ impl Keyring {
     /// The current key's identifier.
     pub fn current_id(&self) -> StoreKeyId {
         self.current.id
+    }
+
+    /// The current key.
+    pub fn current(&self) -> &StoreKey {
+        &self.current
     }
 
     /// Wraps `data` for the block at `place` under the current key.

@@ -58,7 +58,7 @@ fn open(dir: &std::path::Path, node: Uuid, wire: Arc<Wire>) -> Arc<NodeStores> {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let ring = Keyring::new(StoreKey::from_hex(KEY_HEX).unwrap());
-        match NodeStores::open(&path, node, ring, wire.clone()) {
+        match NodeStores::open(&path, None, node, ring, wire.clone()) {
             Ok(stores) => return Arc::new(stores),
             Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
             Err(e) => panic!("{e}"),
@@ -133,7 +133,7 @@ async fn blocks_under_another_store_key_are_reported_not_opened() {
     let deadline = Instant::now() + Duration::from_secs(5);
     let other = loop {
         let ring = Keyring::new(StoreKey::generate());
-        match NodeStores::open(&path, A, ring, Arc::new(Wire::default())) {
+        match NodeStores::open(&path, None, A, ring, Arc::new(Wire::default())) {
             Ok(stores) => break stores,
             Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
             Err(e) => panic!("{e}"),
