@@ -31,12 +31,12 @@ struct Wire {
 }
 
 impl Reserver for Wire {
-    fn reserve(&self, _link: Uuid, deliveries: Vec<Delivery>) -> ReserveFuture {
+    fn reserve(&self, _link: Uuid, _remote: Uuid, deliveries: Vec<Delivery>) -> ReserveFuture {
         let other = self.other.lock().unwrap().clone();
         Box::pin(async move {
             let other = other.ok_or_else(|| PeerRefusal::Failed("not connected".into()))?;
             other.reserve(deliveries).await.map_err(|e| match e {
-                ReserveError::Unusable(parts, _) => PeerRefusal::Unusable(parts),
+                ReserveError::Unusable(parts, earliest) => PeerRefusal::Unusable(parts, earliest),
                 ReserveError::Malformed(reason) => PeerRefusal::Failed(reason.into()),
             })
         })

@@ -187,6 +187,8 @@ pub struct LinkStats {
     pub dropped: u64,
     /// Pads erased ahead for the relay, held in memory.
     pub pad_pool: usize,
+    /// Size of the stored keys, bits (0 before the first block).
+    pub key_bits: u32,
     /// Relays whose keys are stored here but not usable yet.
     pub pending_relays: usize,
 }
@@ -323,6 +325,16 @@ impl LinkStore {
         self.link
     }
 
+    /// The link's other end.
+    pub fn remote(&self) -> Uuid {
+        self.remote
+    }
+
+    /// Counts `keys` keys lost before they reached the store (a feed that could not keep up).
+    pub fn count_dropped(&mut self, keys: usize) {
+        self.stats.dropped += keys as u64;
+    }
+
     /// Changes the settings (the link's applications changed).
     pub fn set_settings(&mut self, settings: LinkSettings) {
         self.settings = settings;
@@ -336,6 +348,7 @@ impl LinkStore {
             theirs: self.others.iter().filter(|at| self.theirs_unheld(**at)).count(),
             deliveries: self.deliveries.len(),
             pad_pool: self.pad_pool.len(),
+            key_bits: self.key_bits,
             pending_relays: self.relays.len(),
             ..self.stats
         }
@@ -847,8 +860,9 @@ impl LinkStore {
 
     /// The other end did not reserve deliveries `ids`: their parts are free again, except
     /// `unusable` ones (the other end lacks them), which are erased with the free keys of
-    /// their blocks (a store drops whole blocks, so it lacks the rest too).
-    pub fn abort(&mut self, ids: &[Uuid], unusable: &[Uuid]) -> Vec<DiskOp> {
+    /// their blocks (a store drops whole blocks, so it lacks the rest too) and, when the
+    /// other end said where its stream starts (`earliest`), every free key before it.
+    pub fn abort(&mut self, ids: &[Uuid], unusable: &[Uuid], earliest: Option<u64>) -> Vec<DiskOp> {
         let mut touched = BTreeSet::new();
         let mut ops = Vec::new();
         let lacking: HashSet<Uuid> = unusable.iter().copied().collect();
@@ -869,9 +883,18 @@ impl LinkStore {
             }
             ops.push(DiskOp::RemoveDelivery { link: self.link, id: *id });
         }
-        if !lacking_blocks.is_empty() {
-            let (gone, kept): (Vec<KeyAt>, Vec<KeyAt>) =
-                self.free.drain(..).partition(|at| lacking_blocks.contains(&at.block));
+        if !lacking_blocks.is_empty() || earliest.is_some() {
+            let before = |store: &LinkStore, at: &KeyAt| {
+                earliest.is_some_and(|e| {
+                    store
+                        .blocks
+                        .get(&at.block)
+                        .is_some_and(|b| b.placement.position(at.index as usize) < e)
+                })
+            };
+            let (gone, kept): (Vec<KeyAt>, Vec<KeyAt>) = std::mem::take(&mut self.free)
+                .into_iter()
+                .partition(|at| lacking_blocks.contains(&at.block) || before(self, at));
             self.free = kept.into();
             self.stats.dropped += gone.len() as u64;
             for at in gone {

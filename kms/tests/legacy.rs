@@ -28,7 +28,7 @@ const B: Uuid = Uuid::from_u128(2);
 struct Nobody;
 
 impl Reserver for Nobody {
-    fn reserve(&self, _link: Uuid, _deliveries: Vec<Delivery>) -> ReserveFuture {
+    fn reserve(&self, _link: Uuid, _remote: Uuid, _deliveries: Vec<Delivery>) -> ReserveFuture {
         Box::pin(async { Err(PeerRefusal::Failed("no peer in this test".into())) })
     }
 }

@@ -292,9 +292,9 @@ impl World {
                     ));
                 }
             }
-            Err(ReserveError::Unusable(parts, _)) => {
+            Err(ReserveError::Unusable(parts, earliest)) => {
                 assert!(!parts.is_empty());
-                let ops = owner.store.abort(&ids, &parts);
+                let ops = owner.store.abort(&ids, &parts, earliest);
                 owner.write(&ops);
             }
             Err(e) => panic!("reserve: {e:?}"),
@@ -308,7 +308,7 @@ impl World {
         let waiting = self.waiting.remove(which % self.waiting.len());
         let ids: Vec<Uuid> = waiting.deliveries.iter().map(|d| d.parts[0]).collect();
         let owner = self.end(waiting.at_b);
-        let ops = owner.store.abort(&ids, &[]);
+        let ops = owner.store.abort(&ids, &[], None);
         owner.write(&ops);
     }
 

@@ -30,14 +30,14 @@ struct Wire {
 }
 
 impl Reserver for Wire {
-    fn reserve(&self, link: Uuid, deliveries: Vec<Delivery>) -> ReserveFuture {
+    fn reserve(&self, link: Uuid, _remote: Uuid, deliveries: Vec<Delivery>) -> ReserveFuture {
         let other = self.other.lock().unwrap().clone();
         Box::pin(async move {
             let entry = other
                 .and_then(|o| o.link(link))
                 .ok_or_else(|| PeerRefusal::Failed("no such link there".into()))?;
             entry.handle.reserve(deliveries).await.map_err(|e| match e {
-                ReserveError::Unusable(parts, _) => PeerRefusal::Unusable(parts),
+                ReserveError::Unusable(parts, earliest) => PeerRefusal::Unusable(parts, earliest),
                 ReserveError::Malformed(reason) => PeerRefusal::Failed(reason.into()),
             })
         })

@@ -37,7 +37,7 @@ struct Wire {
 }
 
 impl Reserver for Wire {
-    fn reserve(&self, _link: Uuid, deliveries: Vec<Delivery>) -> ReserveFuture {
+    fn reserve(&self, _link: Uuid, _remote: Uuid, deliveries: Vec<Delivery>) -> ReserveFuture {
         let other = self.other.lock().unwrap().clone();
         let stall = self.stall_next.swap(false, Ordering::SeqCst);
         let release = self.release.clone();
@@ -50,7 +50,9 @@ impl Reserver for Wire {
             };
             match other.reserve(deliveries).await {
                 Ok(()) => Ok(()),
-                Err(ReserveError::Unusable(parts, _)) => Err(PeerRefusal::Unusable(parts)),
+                Err(ReserveError::Unusable(parts, earliest)) => {
+                    Err(PeerRefusal::Unusable(parts, earliest))
+                }
                 Err(ReserveError::Malformed(reason)) => Err(PeerRefusal::Failed(reason.into())),
             }
         })

@@ -37,8 +37,8 @@ const RECOVERY_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 /// Why the other end did not reserve deliveries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PeerRefusal {
-    /// It lacks (or cannot give) these parts.
-    Unusable(Vec<Uuid>),
+    /// It lacks (or cannot give) these parts; the earliest stream position it holds.
+    Unusable(Vec<Uuid>, Option<u64>),
     /// Anything else (unreachable, refused): nothing is known to be reserved.
     Failed(String),
 }
@@ -48,8 +48,8 @@ pub type ReserveFuture = Pin<Box<dyn Future<Output = Result<(), PeerRefusal>> + 
 
 /// Asking the other end of a link to reserve deliveries (the agent's peer transport).
 pub trait Reserver: Send + Sync + 'static {
-    /// Asks the other end of `link` to reserve `deliveries`.
-    fn reserve(&self, link: Uuid, deliveries: Vec<Delivery>) -> ReserveFuture;
+    /// Asks `remote`, the other end of `link`, to reserve `deliveries`.
+    fn reserve(&self, link: Uuid, remote: Uuid, deliveries: Vec<Delivery>) -> ReserveFuture;
 }
 
 /// Why an owner's operation failed.
@@ -120,6 +120,7 @@ enum Command {
     Sweep(u64, oneshot::Sender<()>),
     Stats(oneshot::Sender<LinkStats>),
     Relay(relay::RelayCommand),
+    Dropped(usize),
 }
 
 /// A handle on a link store's owner.
@@ -203,6 +204,12 @@ impl LinkHandle {
     pub async fn stats(&self) -> Result<LinkStats, OwnerError> {
         self.ask(Command::Stats).await
     }
+
+    /// Counts `keys` keys lost before they reached the store (the feed could not keep up);
+    /// not counted when the owner's queue is full.
+    pub fn count_dropped(&self, keys: usize) {
+        let _ = self.commands.try_send(Command::Dropped(keys));
+    }
 }
 
 /// Sends a command back to the owner from a task it spawned (nothing when it stopped).
@@ -245,7 +252,7 @@ impl Owner {
         }
         let ids: Vec<Uuid> = pending.iter().map(|d| d.parts[0]).collect();
         self.store.resending(&ids);
-        let reserve = self.peer.reserve(self.store.link(), pending);
+        let reserve = self.peer.reserve(self.store.link(), self.store.remote(), pending);
         let back = self.back();
         tokio::spawn(async move {
             let outcome = reserve.await;
@@ -303,7 +310,8 @@ impl Owner {
                 // The record here and the reservation there are made at the same time; nothing
                 // is answered before both are durable.
                 let durable = self.writer.write(taken.ops);
-                let reserve = self.peer.reserve(self.store.link(), taken.deliveries);
+                let reserve =
+                    self.peer.reserve(self.store.link(), self.store.remote(), taken.deliveries);
                 let issued = taken.issued;
                 let back = self.back();
                 tokio::spawn(async move {
@@ -329,7 +337,7 @@ impl Owner {
                         .collect(),
                     Err(_) => Vec::new(),
                 };
-                let ops = self.store.abort(&ids, &parts);
+                let ops = self.store.abort(&ids, &parts, None);
                 self.detached(ops);
                 let _ = reply.send(Err(e.into()));
             }
@@ -340,13 +348,13 @@ impl Owner {
                         self.detached(ops);
                         Ok(issued)
                     }
-                    Err(PeerRefusal::Unusable(parts)) => {
-                        let ops = self.store.abort(&ids, &parts);
+                    Err(PeerRefusal::Unusable(parts, earliest)) => {
+                        let ops = self.store.abort(&ids, &parts, earliest);
                         self.detached(ops);
                         Err(OwnerError::Unusable(parts.len()))
                     }
                     Err(PeerRefusal::Failed(reason)) => {
-                        let ops = self.store.abort(&ids, &[]);
+                        let ops = self.store.abort(&ids, &[], None);
                         self.detached(ops);
                         Err(OwnerError::Peer(reason))
                     }
@@ -355,7 +363,7 @@ impl Owner {
             }
             Command::Recovered { ids, outcome } => match outcome {
                 // Reserved there, or impossible there: either way never handed out here.
-                Ok(()) | Err(PeerRefusal::Unusable(_)) => {
+                Ok(()) | Err(PeerRefusal::Unusable(..)) => {
                     let ops = self.store.confirm(&ids);
                     self.detached(ops);
                 }
@@ -406,6 +414,7 @@ impl Owner {
                 let _ = reply.send(self.store.stats());
             }
             Command::Relay(command) => self.handle_relay(command),
+            Command::Dropped(keys) => self.store.count_dropped(keys),
         }
     }
 }
