@@ -38,11 +38,11 @@ use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use qkdn_agent::device::KeyBlock;
-use qkdn_agent::kms::crypt::StoreKey;
-use qkdn_agent::kms::db::Db;
 use qkdn_agent::kms::ownership;
-use qkdn_agent::kms::store::{KeyStores, LinkSettings, StoreSettings};
+use qkdn_agent::kms::store::{Delivery, KeyStores, LinkSettings, StoreSettings};
 use qkdn_kit::pki::{Authority, Usage};
+use qkdn_kms::owner::{PeerRefusal, ReserveFuture, Reserver};
+use qkdn_kms::seal::StoreKey;
 use serde_json::{Value as Json, json};
 use uuid::Uuid;
 use zeroize::Zeroizing;
@@ -501,6 +501,15 @@ fn bench_restconf(dir: &Path, seconds: f64) {
 // ---------------------------------------------------------------------------------------------
 // hops
 
+/// The hops run reserves nothing at other nodes.
+struct NoReservations;
+
+impl Reserver for NoReservations {
+    fn reserve(&self, _link: Uuid, _remote: Uuid, _deliveries: Vec<Delivery>) -> ReserveFuture {
+        Box::pin(async { Err(PeerRefusal::Failed("no peer in this run".into())) })
+    }
+}
+
 fn bench_hops(dir: &Path, seconds: f64) {
     core_affinity::set_for_current(core_affinity::CoreId { id: 0 });
     let (me, prev, next) = (Uuid::from_u128(2), Uuid::from_u128(1), Uuid::from_u128(3));
@@ -512,10 +521,9 @@ fn bench_hops(dir: &Path, seconds: f64) {
         let data = dir.join(format!("hops-{batch}"));
         std::fs::create_dir_all(&data).unwrap();
         let seal = StoreKey::from_hex(&qkdn_kit::pki::random_key_hex().unwrap()).unwrap();
-        let db = Db::open(&data).unwrap();
         let settings = StoreSettings { capacity: 50_000_000, ..StoreSettings::default() };
-        let remotes = [(link_in, prev), (link_out, next)].into_iter().collect();
-        let stores = KeyStores::open(me, seal, db, settings, &remotes).unwrap();
+        let _runtime = rt.enter();
+        let stores = KeyStores::open(me, seal, &data, settings, Arc::new(NoReservations)).unwrap();
         let links = [(link_in, prev), (link_out, next)]
             .into_iter()
             .map(|(l, r)| (l, LinkSettings { remote: r, max_age: None, relay_reserve: 0 }))
@@ -558,7 +566,7 @@ fn bench_hops(dir: &Path, seconds: f64) {
                     break;
                 }
                 let ids: Vec<Vec<Uuid>> = chunk.iter().map(|id| vec![*id]).collect();
-                let pads_in = stores.use_pads(link_in, prev, &ids).unwrap();
+                let pads_in = stores.use_pads(link_in, prev, &ids).await.unwrap();
                 let pads_out = stores.take_pads(link_out, batch, 256).await.unwrap();
                 for (i, (a, b)) in pads_in.iter().zip(&pads_out).enumerate() {
                     let slot = &mut out[i * 32..(i + 1) * 32];

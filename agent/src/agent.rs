@@ -386,6 +386,7 @@ impl Agent {
         let kms_stores = kms.as_ref().map(|k| management::KmsView {
             stores: k.stores.clone(),
             health: k.health.clone(),
+            figures: k.figures.clone(),
             relay: k.peer.relay.clone(),
             usage: k.usage.clone(),
         });

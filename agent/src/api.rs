@@ -80,6 +80,7 @@ async fn kms_stores(State(state): State<ManagementState>) -> Response {
     let health = health.borrow().clone();
     let stores: Vec<serde_json::Value> = stores
         .stats()
+        .await
         .into_iter()
         .map(|s| {
             let mut entry = json!(s);

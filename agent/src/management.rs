@@ -27,6 +27,8 @@ pub struct KmsView {
     pub stores: Arc<KeyStores>,
     /// Their rates and alarms.
     pub health: HealthView,
+    /// Their counters, refreshed every second.
+    pub figures: watch::Receiver<Arc<Vec<crate::kms::store::StoreStats>>>,
     /// The relay engine.
     pub relay: Arc<Relay>,
     /// What the 014 server delivered to each application.

@@ -63,7 +63,7 @@ fn stores(kms: &KmsView) {
     describe_counter!("qkdn_key_store_consumed_keys_total", "Keys handed out since start.");
     describe_counter!("qkdn_key_store_dropped_keys_total", "Keys dropped (expired or full).");
     let health = kms.health.borrow().clone();
-    for s in kms.stores.stats() {
+    for s in kms.figures.borrow().iter() {
         let id = s.link.to_string();
         gauge!("qkdn_key_store_keys", "link" => id.clone()).set(s.stored as f64);
         gauge!("qkdn_key_store_free_keys", "link" => id.clone()).set(s.free_owned as f64);

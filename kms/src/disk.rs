@@ -228,10 +228,21 @@ fn missing_is_empty<T>(result: Result<T, TableError>) -> Result<Option<T>, DiskE
 }
 
 impl Disk {
-    /// Opens (or creates) the database at `path`.
+    /// Opens (or creates) the database at `path`, waiting up to two seconds for a previous
+    /// owner in this process to close it.
     pub fn open(path: &Path) -> Result<Disk, DiskError> {
-        let db = Database::create(path).map_err(|e| fail(format!("{}: {e}", path.display())))?;
-        Ok(Disk { db })
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        loop {
+            match Database::create(path) {
+                Ok(db) => return Ok(Disk { db }),
+                Err(redb::DatabaseError::DatabaseAlreadyOpen)
+                    if std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(e) => return Err(fail(format!("{}: {e}", path.display()))),
+            }
+        }
     }
 
     /// Applies `ops` in order, in one durable transaction.

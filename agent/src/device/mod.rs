@@ -46,6 +46,11 @@ impl KeyBlock {
         KeyBlock { link, sequence, key_bytes, ids, material }
     }
 
+    /// The keys' IDs and their material, concatenated.
+    pub fn into_parts(self) -> (Vec<Uuid>, Zeroizing<Vec<u8>>) {
+        (self.ids, self.material)
+    }
+
     /// Number of keys.
     pub fn len(&self) -> usize {
         self.ids.len()

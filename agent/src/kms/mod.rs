@@ -3,24 +3,17 @@
 //! agreement on who may hand out which key, and key delivery to applications over ETSI GS QKD
 //! 014.
 //!
-//! The invariants of DESIGN.md §7 are the design's spine; where each is kept:
-//!
-//! 1. same ID, same bytes at both ends: keys come from the devices (or the relay) with their IDs
-//!    and are never altered ([`store`]);
-//! 2. delivered once, to the named parties only: [`store`] states, kept in step with the
-//!    other end over the peer service (`crate::peer`);
-//! 3. hop keys pad one relayed key and are erased: [`relay`];
-//! 4. what a 2xx delivered survives `kill -9`: group-committed redb writes before every answer
-//!    ([`db`]);
-//! 5. no race between the ends: keys of a link are split between the two ends by position
-//!    ([`ownership`]);
-//! 6. key bytes never logged, zeroized, encrypted at rest ([`crypt`]);
-//! 7. expired keys erased at both ends ([`store`]).
+//! The stores themselves are the KMS core (`qkdn-kms`: one owner task per link store, blocks
+//! sealed under their own data keys); its crate documentation maps each invariant of DESIGN.md
+//! §7 to the module that keeps it. Here: [`store`], the facade the agent's interfaces use;
+//! [`crypt`], the operator's store key; [`relay`], the hop-by-hop relay over the peer service
+//! (`crate::peer`), which pads each relayed key with keys used once (invariant 3);
+//! [`ownership`], the split of a link's key stream between its ends (invariant 5);
+//! [`etsi014`], delivery to applications.
 //!
 //! [`monitor`] watches the stores' fill and rates and raises the 015 threshold alarms.
 
 pub mod crypt;
-pub mod db;
 pub mod etsi014;
 mod hooks;
 pub mod monitor;
@@ -31,6 +24,3 @@ pub mod service;
 pub mod store;
 
 pub use hooks::*;
-
-#[cfg(test)]
-mod store_tests;

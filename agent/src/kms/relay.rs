@@ -285,7 +285,7 @@ impl Relay {
             Ok(())
         } else {
             // The far end no longer has them: nobody may use them.
-            self.stores.abandon_relay(relay);
+            self.stores.abandon_relay(link, relay);
             Err(RelayError::Next(format!("relay {relay} expired at the far end")))
         }
     }
@@ -331,7 +331,7 @@ impl Relay {
             .iter()
             .map(|p| p.key_ids.iter().map(|id| parse(id, "pads")).collect::<Result<Vec<_>, _>>())
             .collect::<Result<Vec<_>, _>>()?;
-        let pads = self.stores.use_pads(hop_link, sender, &pad_ids)?;
+        let pads = self.stores.use_pads(hop_link, sender, &pad_ids).await?;
         if pads.iter().any(|p| p.len() < key_bytes) {
             return Err(RelayError::Refused("a pad is shorter than its key".into()));
         }
@@ -379,7 +379,8 @@ impl Relay {
         let sender = parse(&request.sender_node_id, "sender_node_id")?;
         // A commit names no source: a link held under another name here is the one the relay
         // was stored under.
-        let origin = self.stores.pending_relay_link(relay).and_then(|l| self.stores.remote_of(l));
+        let origin =
+            self.stores.pending_relay_link(relay).await.and_then(|l| self.stores.remote_of(l));
         let (link, route) = from_previous_hop(&self.routes.borrow(), link, sender, origin)?;
         let next = route.next;
         match next {
@@ -404,10 +405,8 @@ impl Relay {
         let mut idle_rounds = 0u32;
         loop {
             tick.tick().await;
-            if let Err(e) = self.stores.refill_pad_pools().await {
-                tracing::warn!(error = %e, "pad pools not refilled");
-            }
-            for (relay, link) in self.stores.unconfirmed_relays() {
+            self.stores.refill_pad_pools();
+            for (relay, link) in self.stores.unconfirmed_relays().await {
                 if let Err(e) = self.confirm(link, relay).await {
                     tracing::debug!(%relay, error = %e, "relay commit not confirmed yet");
                 }
@@ -429,7 +428,7 @@ impl Relay {
                 *tokens = (*tokens + last.elapsed().as_secs_f64() * rate)
                     .min(rate.max(f64::from(self.key_bits) * MAX_BATCH as f64));
                 *last = Instant::now();
-                let (here, there) = self.stores.shares(link);
+                let (here, there) = self.stores.shares(link).await;
                 let (missing_here, missing_there) =
                     (share.saturating_sub(here), share.saturating_sub(there));
                 let (owner, missing) = if missing_here >= missing_there {

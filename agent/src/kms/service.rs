@@ -18,13 +18,12 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use super::crypt::load_store_key;
-use super::db::Db;
 use super::etsi014::identity::IdentityMap;
 use super::etsi014::{Limits, ServerState, Usage};
 use super::hooks::{Application, KeySink};
 use super::monitor::{HealthView, StoreMonitor, Thresholds};
 use super::relay::{Relay, Routes, VirtRoute};
-use super::store::{KeyStores, LinkSettings, PeerSync, StoreSettings};
+use super::store::{KeyStores, LinkSettings, StoreSettings, StoreStats};
 use crate::config::KmsConfig;
 use crate::device::KeyBlock;
 use crate::node::catalog::Catalog;
@@ -51,6 +50,8 @@ pub struct Kms {
     pub peer: KmsPeer,
     /// Rates and alarm state of every store, refreshed every second.
     pub health: HealthView,
+    /// The stores' counters, refreshed every second (for scrapes, which cannot wait).
+    pub figures: watch::Receiver<Arc<Vec<StoreStats>>>,
     /// Background tasks; the first is the key feed, which ends once the sink is flushed.
     pub tasks: Vec<JoinHandle<()>>,
 }
@@ -183,16 +184,13 @@ pub fn start(
 ) -> Result<Kms, KmsStartError> {
     let seal = load_store_key(config.store_key_file.as_deref())
         .map_err(|e| KmsStartError(e.to_string()))?;
-    let db = Db::open(data_dir).map_err(|e| KmsStartError(e.to_string()))?;
     let settings =
         StoreSettings { capacity: config.store_capacity, delivery_ttl: config.delivery_ttl };
     let config_now = running(ds);
     let links = store_links(&config_now, config.key_size_bits);
     let (routes_tx, routes) = watch::channel(Arc::new(routes_of(&config_now)));
-    let peer: Arc<dyn PeerSync> =
-        Arc::new(GrpcPeerSync { clients: clients.clone(), node, routes: routes.clone() });
-    let remotes = links.iter().map(|(l, s)| (*l, s.remote)).collect();
-    let stores = KeyStores::open(node, seal, db, settings, &remotes)
+    let peer = Arc::new(GrpcPeerSync { clients: clients.clone(), node, routes: routes.clone() });
+    let stores = KeyStores::open(node, seal, data_dir, settings, peer)
         .map_err(|e| KmsStartError(e.to_string()))?;
     stores.set_links(&links);
 
@@ -239,23 +237,21 @@ pub fn start(
             }
         }
     }));
-    // Expired keys go, every second; deliveries a crash left unconfirmed are completed.
+    // Expired keys go, every second (each store's owner also completes, at start, the
+    // deliveries a crash left unconfirmed).
     tasks.push(tokio::spawn({
-        let (stores, peer) = (stores.clone(), peer.clone());
+        let stores = stores.clone();
         async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tick.tick().await;
-                let erased = stores.sweep();
-                if erased > 0 {
-                    tracing::info!(erased, "expired keys erased");
-                }
-                stores.finish_deliveries(peer.as_ref()).await;
+                stores.sweep().await;
             }
         }
     }));
     // Rates and thresholds, every second; crossings become 015 alarms and events.
     let (health_tx, health) = watch::channel(Arc::new(HashMap::new()));
+    let (figures_tx, figures) = watch::channel(Arc::new(Vec::<StoreStats>::new()));
     tasks.push(tokio::spawn({
         let (stores, ds) = (stores.clone(), ds.clone());
         let mut monitor = StoreMonitor::new(Thresholds {
@@ -269,7 +265,9 @@ pub fn start(
             loop {
                 tick.tick().await;
                 let now = tokio::time::Instant::now();
-                let crossings = monitor.observe(&stores.stats(), now - last);
+                let stats = stores.stats().await;
+                let crossings = monitor.observe(&stats, now - last);
+                figures_tx.send_replace(Arc::new(stats));
                 last = now;
                 if !crossings.is_empty() {
                     let config = running(&ds);
@@ -291,7 +289,6 @@ pub fn start(
     let usage = Arc::new(Usage::default());
     let server = ServerState {
         stores: stores.clone(),
-        peer,
         applications,
         pairs: Arc::new(config.pairs.clone()),
         identity: IdentityMap::new(config.sae_identity, &config.sae_fingerprints),
@@ -304,5 +301,5 @@ pub fn start(
         },
     };
     let peer = KmsPeer { node, stores: stores.clone(), relay, routes, clients };
-    Ok(Kms { stores, sink, usage, server, peer, health, tasks })
+    Ok(Kms { stores, sink, usage, server, peer, health, figures, tasks })
 }

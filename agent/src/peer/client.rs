@@ -20,8 +20,9 @@ use rustls::pki_types::ServerName;
 use tonic::transport::{Channel, Endpoint};
 use uuid::Uuid;
 
-use crate::kms::db::Delivery;
-use crate::kms::store::{PeerSync, ReserveError, ReserveFuture};
+use qkdn_kms::owner::{PeerRefusal, ReserveFuture, Reserver};
+
+use crate::kms::store::Delivery;
 
 /// Time allowed to connect to a neighbour (TCP and TLS).
 const CONNECT_WITHIN: Duration = Duration::from_secs(3);
@@ -167,13 +168,8 @@ pub struct GrpcPeerSync {
     pub routes: tokio::sync::watch::Receiver<Arc<crate::kms::relay::Routes>>,
 }
 
-impl PeerSync for GrpcPeerSync {
-    fn reserve(
-        &self,
-        remote: Uuid,
-        link: Uuid,
-        deliveries: Vec<(Uuid, Delivery)>,
-    ) -> ReserveFuture {
+impl Reserver for GrpcPeerSync {
+    fn reserve(&self, link: Uuid, remote: Uuid, deliveries: Vec<Delivery>) -> ReserveFuture {
         let clients = self.clients.clone();
         let owner = self.node;
         let mut routes = self.routes.clone();
@@ -185,8 +181,8 @@ impl PeerSync for GrpcPeerSync {
                 sender_node_id: owner.to_string(),
                 deliveries: deliveries
                     .iter()
-                    .map(|(id, d)| KeyDelivery {
-                        key_id: id.to_string(),
+                    .map(|d| KeyDelivery {
+                        key_id: d.parts[0].to_string(),
                         master_sae_id: d.master.clone(),
                         slave_sae_ids: d.slaves.clone(),
                         part_ids: d.parts.iter().map(Uuid::to_string).collect(),
@@ -206,8 +202,8 @@ impl PeerSync for GrpcPeerSync {
                 );
                 tokio::select! {
                     reply = call => match reply {
-                        Ok(reply) => break reply.map_err(ReserveError::Failed)?,
-                        Err(_) => return Err(ReserveError::Failed(format!(
+                        Ok(reply) => break reply.map_err(PeerRefusal::Failed)?,
+                        Err(_) => return Err(PeerRefusal::Failed(format!(
                             "node {hop} did not answer the reservation within {} s",
                             RESERVE_WITHIN.as_secs()
                         ))),
@@ -218,7 +214,7 @@ impl PeerSync for GrpcPeerSync {
                             reroutes += 1;
                             hop = next;
                         }
-                        _ => return Err(ReserveError::Failed(format!(
+                        _ => return Err(PeerRefusal::Failed(format!(
                             "the path of virtual link {link} changed while the reservation was in flight"
                         ))),
                     },
@@ -229,7 +225,7 @@ impl PeerSync for GrpcPeerSync {
             }
             let parts =
                 reply.unusable_part_ids.iter().filter_map(|p| Uuid::parse_str(p).ok()).collect();
-            Err(ReserveError::Unusable(parts, reply.earliest_sequence))
+            Err(PeerRefusal::Unusable(parts, reply.earliest_sequence))
         })
     }
 }

@@ -30,8 +30,8 @@ use qkdn_kit::Authorized;
 use qkdn_kit::authz::grpc_authorized;
 
 use super::{Announcement, PeerHub};
-use crate::kms::db::{Delivery, DeliveryState};
 use crate::kms::relay::{Relay, RelayError, Routes};
+use crate::kms::store::{Delivery, DeliveryState};
 use crate::kms::store::{KeyStores, ReserveError, StoreError};
 use crate::peer::PeerClients;
 
@@ -112,24 +112,25 @@ fn uuid_of(field: &str, text: &str) -> Result<Uuid, Status> {
 }
 
 /// A delivery from its wire form.
-pub fn delivery_of(d: &KeyDelivery) -> Result<(Uuid, Delivery), Status> {
+pub fn delivery_of(d: &KeyDelivery) -> Result<Delivery, Status> {
     let parts =
         d.part_ids.iter().map(|p| uuid_of("part_ids", p)).collect::<Result<Vec<Uuid>, Status>>()?;
     if parts.is_empty() || d.slave_sae_ids.is_empty() || d.size_bits == 0 {
         return Err(Status::invalid_argument("a delivery needs parts, slaves and a size"));
     }
-    Ok((
-        uuid_of("key_id", &d.key_id)?,
-        Delivery {
-            state: DeliveryState::Delivering,
-            master: d.master_sae_id.clone(),
-            slaves: d.slave_sae_ids.clone(),
-            fetched: Vec::new(),
-            parts,
-            size_bits: d.size_bits,
-            expires_ms: d.expires_ms,
-        },
-    ))
+    // A delivered key's ID is its first part's.
+    if uuid_of("key_id", &d.key_id)? != parts[0] {
+        return Err(Status::invalid_argument("a delivery's key_id must be its first part's ID"));
+    }
+    Ok(Delivery {
+        state: DeliveryState::Delivering,
+        master: d.master_sae_id.clone(),
+        slaves: d.slave_sae_ids.clone(),
+        fetched: Vec::new(),
+        parts,
+        size_bits: d.size_bits,
+        expires_ms: d.expires_ms,
+    })
 }
 
 fn relay_status(e: RelayError) -> Status {

@@ -167,7 +167,7 @@ pub(super) async fn status(
         master_SAE_ID: master,
         slave_SAE_ID: slave,
         key_size: limits.key_size,
-        stored_key_count: state.stores.available(route.link, limits.key_size) as u64,
+        stored_key_count: state.stores.available(route.link, limits.key_size).await as u64,
         max_key_count: limits.max_key_count,
         max_key_per_request: limits.max_keys_per_request,
         max_key_size: limits.max_key_size,
@@ -311,7 +311,7 @@ async fn deliver(
     };
     let bits = number * size;
     state.limiter.admit(route.quota, route.rate, bits).map_err(ApiError::unavailable)?;
-    let keys = match state.stores.take(&take, state.peer.as_ref()).await {
+    let keys = match state.stores.take(&take).await {
         Ok(keys) => keys,
         Err(e) => {
             state.limiter.refund(route.quota, route.rate, bits);

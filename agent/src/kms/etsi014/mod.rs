@@ -26,7 +26,7 @@ use uuid::Uuid;
 use self::identity::IdentityMap;
 pub use self::usage::{AppDelivery, Usage};
 use super::hooks::Application;
-use super::store::{KeyStores, PeerSync};
+use super::store::KeyStores;
 use crate::config::{KmsConfig, SaePair};
 
 /// Limits the server announces in `status` and enforces.
@@ -80,8 +80,6 @@ pub struct Route {
 pub struct ServerState {
     /// The key stores.
     pub stores: Arc<KeyStores>,
-    /// The other ends' reservations.
-    pub peer: Arc<dyn PeerSync>,
     /// The node's applications.
     pub applications: watch::Receiver<Arc<Vec<Application>>>,
     /// Static pairs.
