@@ -279,6 +279,17 @@ fn cpu_seconds(pid: u32) -> f64 {
     (fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap()) / 100.0
 }
 
+/// Resident memory of process `pid`, bytes.
+fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .unwrap_or(0)
+        * 1024
+}
+
 // ---------------------------------------------------------------------------------------------
 // enc_keys
 
@@ -406,6 +417,7 @@ fn bench_enc(dir: &Path, seconds: f64) {
     ];
     let agents = start_agents(dir, &pki, &specs);
     let (a, b) = (&agents[0], &agents[1]);
+    let rss_before = rss_bytes(a.child.id());
     let tls =
         Arc::new(qkdn_kit::tls::client_config(&pki.ca(), Some((&sae_cert, &sae_key))).unwrap());
     let rt = runtime();
@@ -434,6 +446,14 @@ fn bench_enc(dir: &Path, seconds: f64) {
         "stores filled with {needed} keys for A in {filled_in:.1} s ({:.0} keys/s stored at each end, \
          both halves, while serving nothing)",
         needed as f64 * 2.0 / filled_in
+    );
+    let grown = rss_bytes(a.child.id()).saturating_sub(rss_before);
+    println!(
+        "agent A's resident memory grew by {:.1} MiB while its store took {} keys of 256 bits \
+         (both halves): {:.0} bytes per stored key",
+        grown as f64 / 1048576.0,
+        needed * 2,
+        grown as f64 / (needed * 2) as f64
     );
     println!();
     println!("| load | requests/s | keys/s | p50 | p99 | refused | CPU A (core 0) | CPU B |");

@@ -230,6 +230,9 @@ pub struct LinkStore {
     pad_pool: VecDeque<PooledPad>,
     /// Keys held (not erased).
     stored: usize,
+    /// Keys of the other end's share that nobody holds (kept exact at every change, so that
+    /// figures cost nothing; `others` may also hold entries of keys since held or erased).
+    theirs: usize,
     key_bits: u32,
     stats: LinkStats,
 }
@@ -270,6 +273,7 @@ impl LinkStore {
             relays: HashMap::new(),
             pad_pool: VecDeque::new(),
             stored: 0,
+            theirs: 0,
             key_bits: 0,
             stats: LinkStats::default(),
         }
@@ -345,7 +349,7 @@ impl LinkStore {
         LinkStats {
             stored: self.stored,
             free_owned: self.free.len(),
-            theirs: self.others.iter().filter(|at| self.theirs_unheld(**at)).count(),
+            theirs: self.theirs,
             deliveries: self.deliveries.len(),
             pad_pool: self.pad_pool.len(),
             key_bits: self.key_bits,
@@ -401,6 +405,7 @@ impl LinkStore {
                 self.free.push_back(at);
             } else {
                 self.others.push_back(at);
+                self.theirs += 1;
             }
         }
     }
@@ -440,7 +445,7 @@ impl LinkStore {
         let mut ops = Vec::new();
         let over = (self.stored + count).saturating_sub(self.settings.capacity);
         if over > 0 {
-            let evictable = self.free.len() + self.stats().theirs;
+            let evictable = self.free.len() + self.theirs;
             if evictable < over {
                 self.stats.dropped += count as u64;
                 return Err(StoreError::Full);
@@ -496,8 +501,7 @@ impl LinkStore {
         let mut touched = BTreeSet::new();
         let mut evicted = 0;
         while evicted < needed {
-            let theirs = self.others.len();
-            let victim = if self.free.len() >= theirs && !self.free.is_empty() {
+            let victim = if self.free.len() >= self.theirs && !self.free.is_empty() {
                 self.free.pop_front()
             } else {
                 let mut found = None;
@@ -519,13 +523,45 @@ impl LinkStore {
 
     /// Marks `at` erased (its block's write follows in [`flush`](Self::flush)).
     fn erase(&mut self, at: KeyAt, touched: &mut BTreeSet<u64>) {
+        let counted = self.theirs_unheld(at);
         if let Some(block) = self.blocks.get_mut(&at.block)
             && block.erased.insert(at.index)
         {
             self.stored -= 1;
+            self.theirs -= usize::from(counted);
             touched.insert(at.block);
         }
         self.held.remove(&at);
+    }
+
+    /// Drops the entries of `others` that no longer stand for an unheld key of the other end
+    /// (once they outnumber those keys by far, so that the cost is spread over many changes).
+    fn compact_others(&mut self) {
+        if self.others.len() > 2 * self.theirs + 4096 {
+            let mut others = std::mem::take(&mut self.others);
+            others.retain(|at| self.theirs_unheld(*at));
+            self.others = others;
+        }
+    }
+
+    /// Recounts what the store keeps counts of and compares (for tests: linear in the keys).
+    pub fn audit(&self) -> Result<(), String> {
+        let theirs =
+            self.others.iter().filter(|at| self.theirs_unheld(**at)).collect::<HashSet<_>>().len();
+        let mut live = 0;
+        for b in self.blocks.values() {
+            live += (b.count() - b.erased.len()) as usize;
+        }
+        if theirs != self.theirs {
+            return Err(format!("{} keys of the other end counted, {theirs} there", self.theirs));
+        }
+        if live != self.stored {
+            return Err(format!("{} keys counted as stored, {live} there", self.stored));
+        }
+        if self.free.iter().any(|at| !self.live(*at) || self.held.contains(at)) {
+            return Err("a free key is erased or held".into());
+        }
+        Ok(())
     }
 
     /// The writes of the erasures in `touched` blocks: a block whose last key is gone is
@@ -583,10 +619,8 @@ impl LinkStore {
 
     /// Keys this end may hand out, and keys of the other end's share nobody holds.
     pub fn shares(&mut self) -> (usize, usize) {
-        let mut others = std::mem::take(&mut self.others);
-        others.retain(|at| self.theirs_unheld(*at));
-        self.others = others;
-        (self.free.len(), self.others.len())
+        self.compact_others();
+        (self.free.len(), self.theirs)
     }
 
     /// Copies the material of keys `at` (before they are erased).
@@ -973,11 +1007,14 @@ impl LinkStore {
                 ..delivery.clone()
             };
             for part in &reserved.parts {
-                self.held.insert(self.index[part]);
+                let at = self.index[part];
+                self.theirs -= usize::from(self.theirs_unheld(at));
+                self.held.insert(at);
             }
             ops.push(DiskOp::PutDelivery { link: self.link, delivery: reserved.clone() });
             self.deliveries.insert(reserved.parts[0], reserved);
         }
+        self.compact_others();
         Ok(ops)
     }
 

@@ -543,6 +543,9 @@ impl World {
             }
             let stats = end.store.stats();
             assert!(stats.stored <= settings().capacity, "over capacity: {stats:?}");
+            if let Err(e) = end.store.audit() {
+                panic!("the store's counts are wrong: {e}");
+            }
         }
     }
 
