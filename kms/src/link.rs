@@ -90,6 +90,9 @@ pub struct LinkSettings {
 /// Pads a link's pool holds at most.
 const MAX_PAD_POOL: usize = 16_384;
 
+/// Keys a stored block holds at most (a device's larger blocks are cut).
+pub const MAX_BLOCK_KEYS: usize = 1024;
+
 /// Pad material for one relayed key: the hop keys it is made of, concatenated.
 pub struct Pad {
     /// The hop keys.
@@ -428,7 +431,7 @@ impl LinkStore {
         ring: &Keyring,
         new: NewBlock,
         now_ms: u64,
-    ) -> Result<(u64, Vec<DiskOp>), StoreError> {
+    ) -> Result<(std::ops::Range<u64>, Vec<DiskOp>), StoreError> {
         let count = new.ids.len();
         if count == 0 || new.key_bytes == 0 {
             return Err(StoreError::Malformed("no keys"));
@@ -452,47 +455,64 @@ impl LinkStore {
             }
             ops.extend(self.evict(over));
         }
-        let block = self.next_block;
-        self.next_block += 1;
-        let place = BlockPlace { link: self.link, block };
-        let stored = Block {
-            place,
-            placement: new.placement,
-            key_bytes: new.key_bytes,
-            created_ms: now_ms,
-            ids: new.ids,
-            material: new.material,
-            erased: KeySet::default(),
-        };
-        ops.push(DiskOp::Put(stored.seal(ring)));
-        for (index, id) in stored.ids.iter().enumerate() {
-            self.index.insert(*id, KeyAt { block, index: index as u32 });
+        // Stored in blocks of at most MAX_BLOCK_KEYS keys, so that erasing a key rewrites a
+        // small bitmap and a block's data key goes as soon as its few keys are used.
+        let first = self.next_block;
+        let key_bytes = new.key_bytes as usize;
+        for (chunk, ids) in new.ids.chunks(MAX_BLOCK_KEYS).enumerate() {
+            let offset = chunk * MAX_BLOCK_KEYS;
+            let block = self.next_block;
+            self.next_block += 1;
+            let material = Zeroizing::new(
+                new.material[offset * key_bytes..(offset + ids.len()) * key_bytes].to_vec(),
+            );
+            let placement = Placement {
+                sequence: new.placement.position(offset),
+                step: new.placement.step,
+            };
+            let stored = Block {
+                place: BlockPlace { link: self.link, block },
+                placement,
+                key_bytes: new.key_bytes,
+                created_ms: now_ms,
+                ids: ids.to_vec(),
+                material,
+                erased: KeySet::default(),
+            };
+            ops.push(DiskOp::Put(stored.seal(ring)));
+            for (index, id) in stored.ids.iter().enumerate() {
+                self.index.insert(*id, KeyAt { block, index: index as u32 });
+            }
+            self.blocks.insert(block, stored);
+            self.unwritten.insert(block);
         }
         self.key_bits = new.key_bytes * 8;
         self.stored += count;
         self.stats.filled += count as u64;
-        self.blocks.insert(block, stored);
-        self.unwritten.insert(block);
-        Ok((block, ops))
+        Ok((first..self.next_block, ops))
     }
 
-    /// The write of block `block` is durable: its keys become usable.
-    pub fn stored(&mut self, block: u64) {
-        if self.unwritten.remove(&block) {
-            self.release_block(block);
+    /// The write of blocks `blocks` is durable: their keys become usable.
+    pub fn stored(&mut self, blocks: std::ops::Range<u64>) {
+        for block in blocks {
+            if self.unwritten.remove(&block) {
+                self.release_block(block);
+            }
         }
     }
 
-    /// The write of block `block` failed: it is forgotten.
-    pub fn not_stored(&mut self, block: u64) {
-        if self.unwritten.remove(&block)
-            && let Some(b) = self.blocks.remove(&block)
-        {
-            for id in &b.ids {
-                self.index.remove(id);
+    /// The write of blocks `blocks` failed: they are forgotten.
+    pub fn not_stored(&mut self, blocks: std::ops::Range<u64>) {
+        for block in blocks {
+            if self.unwritten.remove(&block)
+                && let Some(b) = self.blocks.remove(&block)
+            {
+                for id in &b.ids {
+                    self.index.remove(id);
+                }
+                self.stored -= b.count() as usize;
+                self.stats.filled -= b.count() as u64;
             }
-            self.stored -= b.count() as usize;
-            self.stats.filled -= b.count() as u64;
         }
     }
 
@@ -763,7 +783,11 @@ impl LinkStore {
             key_bytes: key_bytes as u32,
             placement,
         };
-        let (block, mut ops) = self.ingest(ring, new, now_ms)?;
+        if keys.len() > MAX_BLOCK_KEYS {
+            return Err(StoreError::Malformed("more relayed keys than a block holds"));
+        }
+        let (blocks, mut ops) = self.ingest(ring, new, now_ms)?;
+        let block = blocks.start;
         self.hold_block(block);
         let pending = PendingRelay { id: relay, block, expires_ms, source };
         ops.push(DiskOp::PutRelay { link: self.link, relay: pending.clone() });

@@ -470,7 +470,7 @@ impl World {
             match end.store.put_relayed(ring, relayed, now) {
                 Ok(Some((block, ops))) => {
                     end.write(&ops);
-                    end.store.stored(block);
+                    end.store.stored(block..block + 1);
                     assert_eq!(end.store.put_relayed(ring, relayed, now), Ok(None), "stored twice");
                 }
                 Ok(None) => panic!("a new relay reported as stored"),

@@ -146,7 +146,8 @@ async fn concurrent_takes_at_both_ends_hand_out_each_key_once_and_slaves_get_the
     let ring = Arc::new(Keyring::new(StoreKey::generate()));
     let (a, b) = (start(A, B, dir.path(), &ring), start(B, A, dir.path(), &ring));
     connect(&a, &b);
-    feed(&[&a, &b], 20, 100).await;
+    // One block of 2,000 keys: stored as two blocks (1,024 and 976 keys).
+    feed(&[&a, &b], 1, 2_000).await;
 
     let mut tasks = Vec::new();
     for i in 0..8 {

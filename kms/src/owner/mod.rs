@@ -94,7 +94,7 @@ type Reply<T> = oneshot::Sender<Result<T, OwnerError>>;
 enum Command {
     Ingest(NewBlock, u64, Reply<()>),
     /// A block's write is done; the keys are usable (or the block forgotten), then the reply.
-    Stored(u64, Result<(), DiskError>, Reply<()>),
+    Stored(std::ops::Range<u64>, Result<(), DiskError>, Reply<()>),
     Take(TakeRequest, Reply<Vec<Issued>>),
     Settle {
         ids: Vec<Uuid>,
