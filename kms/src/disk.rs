@@ -6,7 +6,8 @@
 //! block) → the block's data key, wrapped by a store key` (small rows, so a rotation re-wraps
 //! them without rewriting material); `erased`, `(link, block) → bitmap of the block's erased
 //! keys`; `next-block`, `link → the next block ID` (IDs are never reused, even after the last
-//! block of a link is gone); `deliveries`, `(link, delivered key ID) → delivery` (no material);
+//! block of a link is gone); `deliveries-by-expiry`, `(link, expiry, delivered key ID) →
+//! delivery` (no material);
 //! `pending-relays`, `(link, relay ID) → the block of relayed keys not usable until the relay
 //! is committed at both ends`.
 //!
@@ -28,7 +29,8 @@ const BLOCKS: TableDefinition<'_, &[u8; 24], &[u8]> = TableDefinition::new("bloc
 const BLOCK_KEYS: TableDefinition<'_, &[u8; 24], &[u8]> = TableDefinition::new("block-keys");
 const ERASED: TableDefinition<'_, &[u8; 24], &[u8]> = TableDefinition::new("erased");
 const NEXT_BLOCK: TableDefinition<'_, &[u8; 16], u64> = TableDefinition::new("next-block");
-const DELIVERIES: TableDefinition<'_, &[u8; 32], &[u8]> = TableDefinition::new("deliveries");
+const DELIVERIES: TableDefinition<'_, &[u8; 40], &[u8]> =
+    TableDefinition::new("deliveries-by-expiry");
 const RELAYS: TableDefinition<'_, &[u8; 32], &[u8]> = TableDefinition::new("pending-relays");
 
 /// Bytes of a block's header row before its key IDs: sequence, step, key size, created, count.
@@ -67,8 +69,19 @@ fn row(place: BlockPlace) -> [u8; 24] {
     key
 }
 
-/// The row of a delivery or a relay: link, then its ID.
-fn delivery_row(link: Uuid, id: Uuid) -> [u8; 32] {
+/// The row of a delivery: link, expiry (big-endian, so that new deliveries, which mostly expire
+/// later than earlier ones, append to the table instead of landing at random places in it),
+/// then its ID.
+fn delivery_row(link: Uuid, expires_ms: u64, id: Uuid) -> [u8; 40] {
+    let mut key = [0u8; 40];
+    key[..16].copy_from_slice(link.as_bytes());
+    key[16..24].copy_from_slice(&expires_ms.to_be_bytes());
+    key[24..].copy_from_slice(id.as_bytes());
+    key
+}
+
+/// The row of a pending relay: link, then its ID.
+fn relay_row(link: Uuid, id: Uuid) -> [u8; 32] {
     let mut key = [0u8; 32];
     key[..16].copy_from_slice(link.as_bytes());
     key[16..].copy_from_slice(id.as_bytes());
@@ -109,6 +122,8 @@ pub enum DiskOp {
         link: Uuid,
         /// Its ID.
         id: Uuid,
+        /// Its expiry (part of its row).
+        expires_ms: u64,
     },
     /// Records a pending relay of `link`.
     PutRelay {
@@ -281,20 +296,20 @@ impl Disk {
                         let id = delivery.id().ok_or_else(|| fail("a delivery without parts"))?;
                         let json = serde_json::to_vec(delivery).map_err(fail)?;
                         deliveries
-                            .insert(&delivery_row(*link, id), json.as_slice())
+                            .insert(&delivery_row(*link, delivery.expires_ms, id), json.as_slice())
                             .map_err(fail)?;
                     }
-                    DiskOp::RemoveDelivery { link, id } => {
-                        deliveries.remove(&delivery_row(*link, *id)).map_err(fail)?;
+                    DiskOp::RemoveDelivery { link, id, expires_ms } => {
+                        deliveries.remove(&delivery_row(*link, *expires_ms, *id)).map_err(fail)?;
                     }
                     DiskOp::PutRelay { link, relay } => {
                         let json = serde_json::to_vec(relay).map_err(fail)?;
                         relays
-                            .insert(&delivery_row(*link, relay.id), json.as_slice())
+                            .insert(&relay_row(*link, relay.id), json.as_slice())
                             .map_err(fail)?;
                     }
                     DiskOp::RemoveRelay { link, id } => {
-                        relays.remove(&delivery_row(*link, *id)).map_err(fail)?;
+                        relays.remove(&relay_row(*link, *id)).map_err(fail)?;
                     }
                     DiskOp::Rewrap { place, wrapped } => {
                         let at = row(*place);

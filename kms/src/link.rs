@@ -466,10 +466,8 @@ impl LinkStore {
             let material = Zeroizing::new(
                 new.material[offset * key_bytes..(offset + ids.len()) * key_bytes].to_vec(),
             );
-            let placement = Placement {
-                sequence: new.placement.position(offset),
-                step: new.placement.step,
-            };
+            let placement =
+                Placement { sequence: new.placement.position(offset), step: new.placement.step };
             let stored = Block {
                 place: BlockPlace { link: self.link, block },
                 placement,
@@ -909,7 +907,11 @@ impl LinkStore {
                 }
             }
             self.stats.consumed += delivery.parts.len() as u64;
-            ops.push(DiskOp::RemoveDelivery { link: self.link, id: *id });
+            ops.push(DiskOp::RemoveDelivery {
+                link: self.link,
+                id: *id,
+                expires_ms: delivery.expires_ms,
+            });
         }
         let mut erasures = self.flush(touched);
         erasures.extend(ops);
@@ -939,7 +941,11 @@ impl LinkStore {
                     self.free.push_front(at);
                 }
             }
-            ops.push(DiskOp::RemoveDelivery { link: self.link, id: *id });
+            ops.push(DiskOp::RemoveDelivery {
+                link: self.link,
+                id: *id,
+                expires_ms: delivery.expires_ms,
+            });
         }
         if !lacking_blocks.is_empty() || earliest.is_some() {
             let before = |store: &LinkStore, at: &KeyAt| {
@@ -1081,7 +1087,11 @@ impl LinkStore {
                     }
                 }
                 self.stats.consumed += delivery.parts.len() as u64;
-                ops.push(DiskOp::RemoveDelivery { link: self.link, id: *id });
+                ops.push(DiskOp::RemoveDelivery {
+                    link: self.link,
+                    id: *id,
+                    expires_ms: delivery.expires_ms,
+                });
             } else {
                 ops.push(DiskOp::PutDelivery { link: self.link, delivery: delivery.clone() });
                 self.deliveries.insert(*id, delivery);
@@ -1110,7 +1120,11 @@ impl LinkStore {
                     self.erase(at, &mut touched);
                 }
             }
-            ops.push(DiskOp::RemoveDelivery { link: self.link, id });
+            ops.push(DiskOp::RemoveDelivery {
+                link: self.link,
+                id,
+                expires_ms: delivery.expires_ms,
+            });
         }
         let expired: Vec<Uuid> = self
             .relays

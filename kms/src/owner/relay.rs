@@ -165,7 +165,8 @@ impl Owner {
                         let back = self.back();
                         tokio::spawn(async move {
                             let (stored, done) = oneshot::channel();
-                            back.send(Command::Stored(block..block + 1, durable.await, stored)).await;
+                            back.send(Command::Stored(block..block + 1, durable.await, stored))
+                                .await;
                             let answer = done.await.unwrap_or(Err(OwnerError::Stopped));
                             let _ = reply.send(answer.map(|()| true));
                         });
