@@ -40,18 +40,23 @@ impl Writer {
     }
 
     /// Sends `ops`; the returned future resolves once they are durable (the ops are queued
-    /// when this returns, in call order, whether or not the future is awaited).
+    /// when this returns, in call order, whether or not the future is awaited; no ops resolve
+    /// at once).
     pub fn write(
         &self,
         ops: Vec<DiskOp>,
     ) -> impl Future<Output = Result<(), DiskError>> + Send + 'static {
-        let (done, wait) = oneshot::channel();
-        let sent = self.batches.send((ops, Some(done))).is_ok();
+        // Nothing to write: nothing to wait for (no hand-off to the writer thread).
+        let wait = (!ops.is_empty()).then(|| {
+            let (done, wait) = oneshot::channel();
+            self.batches.send((ops, Some(done))).ok().map(|()| wait)
+        });
         async move {
-            if !sent {
-                return Err(stopped());
+            match wait {
+                None => Ok(()),
+                Some(None) => Err(stopped()),
+                Some(Some(wait)) => wait.await.map_err(|_| stopped())?,
             }
-            wait.await.map_err(|_| stopped())?
         }
     }
 

@@ -120,6 +120,10 @@ impl Owner {
         match command {
             RelayCommand::TakePads(count, key_bits, reply) => {
                 match self.store.take_pads(count, key_bits) {
+                    // All from the pool, erased already: no write to wait for.
+                    Ok((pads, ops)) if ops.is_empty() => {
+                        let _ = reply.send(Ok(pads));
+                    }
                     Ok((pads, ops)) => {
                         let durable = self.writer.write(ops);
                         tokio::spawn(async move {
