@@ -901,21 +901,27 @@ impl LinkStore {
         for id in ids {
             self.in_flight.remove(id);
             let Some(delivery) = self.deliveries.remove(id) else { continue };
-            for part in &delivery.parts {
-                if let Some(at) = self.index.get(part).copied() {
-                    self.erase(at, &mut touched);
-                }
-            }
-            self.stats.consumed += delivery.parts.len() as u64;
-            ops.push(DiskOp::RemoveDelivery {
-                link: self.link,
-                id: *id,
-                expires_ms: delivery.expires_ms,
-            });
+            ops.push(self.consume(&delivery, &mut touched));
         }
         let mut erasures = self.flush(touched);
         erasures.extend(ops);
         erasures
+    }
+
+    /// Erases the parts of a delivery that is done (confirmed at the owner, or fetched by every
+    /// slave); the write that forgets its record.
+    fn consume(&mut self, delivery: &Delivery, touched: &mut BTreeSet<u64>) -> DiskOp {
+        for part in &delivery.parts {
+            if let Some(at) = self.index.get(part).copied() {
+                self.erase(at, touched);
+            }
+        }
+        self.stats.consumed += delivery.parts.len() as u64;
+        DiskOp::RemoveDelivery {
+            link: self.link,
+            id: delivery.parts[0],
+            expires_ms: delivery.expires_ms,
+        }
     }
 
     /// The other end did not reserve deliveries `ids`: their parts are free again, except
@@ -1081,17 +1087,7 @@ impl LinkStore {
             issued.push((*id, bytes));
             delivery.fetched.push(slave.to_owned());
             if delivery.fetched.len() >= delivery.slaves.len() {
-                for part in &delivery.parts {
-                    if let Some(at) = self.index.get(part).copied() {
-                        self.erase(at, &mut touched);
-                    }
-                }
-                self.stats.consumed += delivery.parts.len() as u64;
-                ops.push(DiskOp::RemoveDelivery {
-                    link: self.link,
-                    id: *id,
-                    expires_ms: delivery.expires_ms,
-                });
+                ops.push(self.consume(&delivery, &mut touched));
             } else {
                 ops.push(DiskOp::PutDelivery { link: self.link, delivery: delivery.clone() });
                 self.deliveries.insert(*id, delivery);
