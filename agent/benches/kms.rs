@@ -543,7 +543,8 @@ fn bench_hops(dir: &Path, seconds: f64) {
         let seal = StoreKey::from_hex(&qkdn_kit::pki::random_key_hex().unwrap()).unwrap();
         let settings = StoreSettings { capacity: 50_000_000, ..StoreSettings::default() };
         let _runtime = rt.enter();
-        let stores = KeyStores::open(me, seal, &data, settings, Arc::new(NoReservations)).unwrap();
+        let ring = qkdn_kms::seal::Keyring::new(seal);
+        let stores = KeyStores::open(me, ring, &data, settings, Arc::new(NoReservations)).unwrap();
         let links = [(link_in, prev), (link_out, next)]
             .into_iter()
             .map(|(l, r)| (l, LinkSettings { remote: r, max_age: None, relay_reserve: 0 }))

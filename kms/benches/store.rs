@@ -53,7 +53,8 @@ fn start(
     let settings = LinkSettings { capacity: 10_000_000, max_age_ms: None, relay_reserve: 0 };
     let store = LinkStore::new(LINK, node, other, settings, 0);
     let wire = Arc::new(Wire::default());
-    let handle = LinkHandle::spawn(store, ring.clone(), Writer::start(disk).unwrap(), wire.clone());
+    let ring = qkdn_kms::seal::shared((**ring).clone());
+    let handle = LinkHandle::spawn(store, ring, Writer::start(disk).unwrap(), wire.clone());
     (handle, wire)
 }
 

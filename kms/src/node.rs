@@ -19,7 +19,7 @@ use crate::disk::{Disk, DiskError, StoredBlock};
 use crate::legacy::Migrated;
 use crate::link::{Issued, LinkSettings, LinkStats, LinkStore, StoreError};
 use crate::owner::{LinkHandle, OwnerError, Reserver};
-use crate::seal::{Keyring, SealError};
+use crate::seal::{Keyring, SealError, SharedKeyring};
 use crate::writer::Writer;
 
 /// A link of the node, as its configuration names it.
@@ -53,7 +53,7 @@ struct Loaded {
 /// A node's key stores.
 pub struct NodeStores {
     node: Uuid,
-    ring: Arc<Keyring>,
+    ring: SharedKeyring,
     writer: Writer,
     peer: Arc<dyn Reserver>,
     links: ArcSwap<HashMap<Uuid, LinkEntry>>,
@@ -107,7 +107,7 @@ impl NodeStores {
         let next_blocks = disk.next_blocks()?;
         Ok(NodeStores {
             node,
-            ring: Arc::new(ring),
+            ring: crate::seal::shared(ring),
             writer: Writer::start(disk)?,
             peer,
             links: ArcSwap::from_pointee(HashMap::new()),
@@ -145,7 +145,7 @@ impl NodeStores {
                 LinkStore::new(config.link, self.node, config.remote, config.settings, first);
             let loaded = waiting.0.remove(&config.link).unwrap_or_default();
             failed.extend(store.restore(
-                &self.ring,
+                &self.ring.load(),
                 loaded.blocks,
                 loaded.deliveries,
                 loaded.relays,
@@ -156,6 +156,23 @@ impl NodeStores {
         }
         self.links.store(Arc::new(next));
         failed
+    }
+
+    /// Ends a store key rotation begun at open (a keyring with previous keys): every block's
+    /// data key is re-wrapped under the current key, in order with the writes (the stores
+    /// serve meanwhile), then the previous keys are dropped. Returns how many blocks were
+    /// re-wrapped (0 without previous keys). Call after [`set_links`](Self::set_links) has
+    /// opened the blocks the previous keys wrapped.
+    pub async fn finish_rotation(&self) -> Result<usize, DiskError> {
+        let ring = self.ring.load_full();
+        if !ring.has_previous() {
+            return Ok(0);
+        }
+        let rewrapped = self.writer.rewrap(ring.clone()).await?;
+        let mut current = (*ring).clone();
+        current.forget_previous();
+        self.ring.store(Arc::new(current));
+        Ok(rewrapped)
     }
 
     /// The running store of `link`.

@@ -69,6 +69,14 @@ impl BlockPlace {
     }
 }
 
+/// A keyring shared by a node's stores, replaced as a whole when a rotation ends.
+pub type SharedKeyring = std::sync::Arc<arc_swap::ArcSwap<Keyring>>;
+
+/// `ring`, to be shared.
+pub fn shared(ring: Keyring) -> SharedKeyring {
+    std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(ring))
+}
+
 /// The associated-data purpose of a wrapped data key.
 const WRAP: u8 = 1;
 /// The associated-data purpose of sealed material.
@@ -127,6 +135,13 @@ fn open_with(key: &LessSafeKey, aad: &[u8], sealed: &[u8]) -> Option<Zeroizing<V
 pub struct StoreKey {
     key: LessSafeKey,
     id: StoreKeyId,
+    bytes: Zeroizing<[u8; 32]>,
+}
+
+impl Clone for StoreKey {
+    fn clone(&self) -> Self {
+        StoreKey::from_bytes(&self.bytes)
+    }
 }
 
 impl std::fmt::Debug for StoreKey {
@@ -144,7 +159,7 @@ impl StoreKey {
         let hash = digest(&SHA256, &input);
         let mut id = [0u8; 8];
         id.copy_from_slice(&hash.as_ref()[..8]);
-        StoreKey { key: aead_key(bytes), id: StoreKeyId(id) }
+        StoreKey { key: aead_key(bytes), id: StoreKeyId(id), bytes: Zeroizing::new(*bytes) }
     }
 
     /// From 64 hexadecimal digits (surrounding whitespace ignored).
@@ -234,7 +249,7 @@ impl DataKey {
 
 /// The store keys a KMS holds: the current one wraps new blocks; earlier ones only open blocks
 /// not yet re-wrapped by a rotation.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Keyring {
     current: StoreKey,
     previous: Vec<StoreKey>,
@@ -244,6 +259,17 @@ impl Keyring {
     /// A keyring whose current key is `current`.
     pub fn new(current: StoreKey) -> Keyring {
         Keyring { current, previous: Vec::new() }
+    }
+
+    /// A keyring whose current key is `current`, still opening what `previous` keys wrapped
+    /// (a rotation begun at start: the current key re-wraps them, then they can go).
+    pub fn with_previous(current: StoreKey, previous: Vec<StoreKey>) -> Keyring {
+        Keyring { current, previous }
+    }
+
+    /// Whether it holds keys other than the current one.
+    pub fn has_previous(&self) -> bool {
+        !self.previous.is_empty()
     }
 
     /// Makes `next` the current key; the current one stays to open what it wrapped until

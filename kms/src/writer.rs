@@ -6,16 +6,27 @@
 use tokio::sync::{mpsc, oneshot};
 
 use crate::disk::{Disk, DiskError, DiskOp};
+use crate::seal::Keyring;
 
 /// Batches one commit may take.
 const MAX_GROUP: usize = 4096;
 
-type Batch = (Vec<DiskOp>, Option<oneshot::Sender<Result<(), DiskError>>>);
+/// Blocks re-wrapped per transaction during a store key rotation.
+const REWRAP_BATCH: usize = 1024;
+
+/// A job of the writer thread.
+enum Job {
+    /// Ops to commit, and who waits for them.
+    Ops(Vec<DiskOp>, Option<oneshot::Sender<Result<(), DiskError>>>),
+    /// Re-wrap every block's data key under the keyring's current key (in order with the
+    /// writes before it); the number of blocks re-wrapped.
+    Rewrap(std::sync::Arc<Keyring>, oneshot::Sender<Result<usize, DiskError>>),
+}
 
 /// A handle on the writer thread.
 #[derive(Clone)]
 pub struct Writer {
-    batches: mpsc::UnboundedSender<Batch>,
+    batches: mpsc::UnboundedSender<Job>,
 }
 
 impl std::fmt::Debug for Writer {
@@ -49,7 +60,7 @@ impl Writer {
         // Nothing to write: nothing to wait for (no hand-off to the writer thread).
         let wait = (!ops.is_empty()).then(|| {
             let (done, wait) = oneshot::channel();
-            self.batches.send((ops, Some(done))).ok().map(|()| wait)
+            self.batches.send(Job::Ops(ops, Some(done))).ok().map(|()| wait)
         });
         async move {
             match wait {
@@ -65,16 +76,44 @@ impl Writer {
         if ops.is_empty() {
             return Ok(());
         }
-        self.batches.send((ops, None)).map_err(|_| stopped())
+        self.batches.send(Job::Ops(ops, None)).map_err(|_| stopped())
+    }
+
+    /// Re-wraps every stored block's data key under `ring`'s current key, between the writes
+    /// queued before and after; returns how many blocks were re-wrapped.
+    pub async fn rewrap(&self, ring: std::sync::Arc<Keyring>) -> Result<usize, DiskError> {
+        let (done, wait) = oneshot::channel();
+        self.batches.send(Job::Rewrap(ring, done)).map_err(|_| stopped())?;
+        wait.await.map_err(|_| stopped())?
     }
 }
 
-fn write_loop(disk: &Disk, mut incoming: mpsc::UnboundedReceiver<Batch>) {
-    while let Some(first) = incoming.blocking_recv() {
-        let mut group = vec![first];
+fn write_loop(disk: &Disk, mut incoming: mpsc::UnboundedReceiver<Job>) {
+    let mut next: Option<Job> = None;
+    loop {
+        let first = match next.take() {
+            Some(job) => job,
+            None => match incoming.blocking_recv() {
+                Some(job) => job,
+                None => return,
+            },
+        };
+        let (ops, done) = match first {
+            Job::Rewrap(ring, done) => {
+                let _ = done.send(disk.rewrap_all(&ring, REWRAP_BATCH));
+                continue;
+            }
+            Job::Ops(ops, done) => (ops, done),
+        };
+        let mut group = vec![(ops, done)];
         while group.len() < MAX_GROUP {
             match incoming.try_recv() {
-                Ok(batch) => group.push(batch),
+                Ok(Job::Ops(ops, done)) => group.push((ops, done)),
+                // A rewrap waits for the writes before it.
+                Ok(rewrap) => {
+                    next = Some(rewrap);
+                    break;
+                }
                 Err(_) => break,
             }
         }

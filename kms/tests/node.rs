@@ -144,3 +144,48 @@ async fn blocks_under_another_store_key_are_reported_not_opened() {
     assert!(failed[0].to_string().contains("not loaded"), "{}", failed[0]);
     assert_eq!(other.link(AB).unwrap().handle.stats().await.unwrap().stored, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_key_rotation_rewraps_every_block_while_the_stores_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(format!("{A}.redb"));
+    let (old, new) = (StoreKey::generate(), StoreKey::generate());
+    let open_with = |ring: Keyring| loop {
+        match NodeStores::open(&path, None, A, ring.clone(), Arc::new(Wire::default())) {
+            Ok(stores) => break stores,
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    };
+    let stores = open_with(Keyring::new(old.clone()));
+    assert!(stores.set_links(&[config(AB, B)]).is_empty());
+    for (n, first) in [100u128, 2_000].into_iter().enumerate() {
+        stores
+            .link(AB)
+            .unwrap()
+            .handle
+            .ingest(block(first, 1_500, n as u64 * 1_500), 1)
+            .await
+            .unwrap();
+    }
+    drop(stores);
+
+    // Started with the new key and the old one as previous: everything opens, new blocks are
+    // sealed under the new key, and the rotation re-wraps the rest.
+    let stores = open_with(Keyring::with_previous(new.clone(), vec![old.clone()]));
+    assert!(stores.set_links(&[config(AB, B)]).is_empty());
+    let handle = stores.link(AB).unwrap().handle;
+    handle.ingest(block(9_000, 10, 3_000), 1).await.unwrap();
+    assert_eq!(stores.finish_rotation().await.unwrap(), 4, "the two device blocks, cut in four");
+    assert_eq!(stores.finish_rotation().await.unwrap(), 0, "done once");
+    let stored = handle.stats().await.unwrap().stored;
+    drop((handle, stores));
+
+    // The old key is no longer needed.
+    let stores = open_with(Keyring::new(new));
+    assert!(stores.set_links(&[config(AB, B)]).is_empty());
+    assert_eq!(stores.link(AB).unwrap().handle.stats().await.unwrap().stored, stored);
+    drop(stores);
+    // Without the rotation, the old key would have been: the new key alone opens nothing of it.
+    let stores = open_with(Keyring::new(old));
+    assert_eq!(stores.set_links(&[config(AB, B)]).len(), 5, "every block is under the new key");
+}

@@ -86,7 +86,8 @@ fn start(node: Uuid, other: Uuid, dir: &std::path::Path, ring: &Arc<Keyring>) ->
     assert!(store.restore(ring, blocks, deliveries, relays).is_empty());
     let writer = Writer::start(disk).unwrap();
     let wire = Arc::new(Wire::default());
-    let handle = LinkHandle::spawn(store, ring.clone(), writer, wire.clone());
+    let handle =
+        LinkHandle::spawn(store, qkdn_kms::seal::shared((**ring).clone()), writer, wire.clone());
     Node { handle, wire }
 }
 

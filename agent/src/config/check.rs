@@ -296,6 +296,9 @@ fn check_kms(kms: &KmsConfig, problem: &mut impl FnMut(KeyPath, String)) {
     if let Some(file) = &kms.store_key_file {
         check_file(problem, at.key("store_key_file"), file);
     }
+    for file in &kms.previous_store_key_files {
+        check_file(problem, at.key("previous_store_key_files"), file);
+    }
     for (key, value) in [
         ("key_size_bits", kms.key_size_bits),
         ("min_key_size_bits", kms.min_key_size_bits),

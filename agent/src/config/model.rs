@@ -95,6 +95,11 @@ pub struct KmsConfig {
     /// `QKDN_KMS_STORE_KEY` takes precedence.
     #[serde(default)]
     pub store_key_file: Option<PathBuf>,
+    /// Store keys being rotated away: at start, the blocks they wrapped are opened and their
+    /// data keys re-wrapped under the store key (the stores serve meanwhile); the agent logs
+    /// when that is done, and these files can then be removed from the configuration.
+    #[serde(default)]
+    pub previous_store_key_files: Vec<PathBuf>,
     /// Default key size, bits (`key_size` of the 014 status).
     #[serde(default = "default_key_size")]
     pub key_size_bits: u32,

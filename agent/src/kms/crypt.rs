@@ -1,13 +1,32 @@
 //! The store key: the operator's 256-bit key (a file or an environment variable, 64 hex
-//! digits) that wraps the data key of every stored block of keys (`qkdn_kms::seal`).
+//! digits) that wraps the data key of every stored block of keys (`qkdn_kms::seal`), and the
+//! keys being rotated away.
 
-use qkdn_kms::seal::StoreKey;
+use qkdn_kms::seal::{Keyring, StoreKey};
 use zeroize::Zeroize;
 
 /// Why the store key could not be loaded.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct CryptError(pub String);
+
+/// Reads the store key and the keys being rotated away (`previous`): the keyring of the stores.
+pub fn load_keyring(
+    file: Option<&std::path::Path>,
+    previous: &[std::path::PathBuf],
+) -> Result<Keyring, CryptError> {
+    let current = load_store_key(file)?;
+    let mut old = Vec::with_capacity(previous.len());
+    for path in previous {
+        let mut text = std::fs::read_to_string(path)
+            .map_err(|e| CryptError(format!("{}: {e}", path.display())))?;
+        let key =
+            StoreKey::from_hex(&text).map_err(|e| CryptError(format!("{}: {e}", path.display())));
+        text.zeroize();
+        old.push(key?);
+    }
+    Ok(Keyring::with_previous(current, old))
+}
 
 /// Reads the store key: `QKDN_KMS_STORE_KEY` wins over the file.
 pub fn load_store_key(file: Option<&std::path::Path>) -> Result<StoreKey, CryptError> {

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use super::crypt::load_store_key;
+use super::crypt::load_keyring;
 use super::etsi014::identity::IdentityMap;
 use super::etsi014::{Limits, ServerState, Usage};
 use super::hooks::{Application, KeySink};
@@ -182,7 +182,7 @@ pub fn start(
     clients: Arc<PeerClients>,
     publisher: NotificationPublisher,
 ) -> Result<Kms, KmsStartError> {
-    let seal = load_store_key(config.store_key_file.as_deref())
+    let ring = load_keyring(config.store_key_file.as_deref(), &config.previous_store_key_files)
         .map_err(|e| KmsStartError(e.to_string()))?;
     let settings =
         StoreSettings { capacity: config.store_capacity, delivery_ttl: config.delivery_ttl };
@@ -190,9 +190,10 @@ pub fn start(
     let links = store_links(&config_now, config.key_size_bits);
     let (routes_tx, routes) = watch::channel(Arc::new(routes_of(&config_now)));
     let peer = Arc::new(GrpcPeerSync { clients: clients.clone(), node, routes: routes.clone() });
-    let stores = KeyStores::open(node, seal, data_dir, settings, peer)
+    let stores = KeyStores::open(node, ring, data_dir, settings, peer)
         .map_err(|e| KmsStartError(e.to_string()))?;
     stores.set_links(&links);
+    let mut tasks = Vec::new();
 
     let (tx, mut rx) = mpsc::channel::<KeyBlock>(FEED_QUEUE_BLOCKS);
     let sink = Arc::new(KmsSink {
@@ -200,7 +201,6 @@ pub fn start(
         stores: stores.clone(),
         overflows: AtomicU64::new(0),
     });
-    let mut tasks = Vec::new();
     tasks.push(tokio::spawn({
         let stores = stores.clone();
         async move {
@@ -211,6 +211,22 @@ pub fn start(
             }
         }
     }));
+    if !config.previous_store_key_files.is_empty() {
+        // A rotation: the stores serve while every block is re-wrapped under the store key.
+        tasks.push(tokio::spawn({
+            let stores = stores.clone();
+            async move {
+                match stores.finish_rotation().await {
+                    Ok(blocks) => tracing::info!(
+                        blocks,
+                        "store key rotation done: every block is wrapped by the store key; \
+                         kms.previous_store_key_files can be removed"
+                    ),
+                    Err(e) => tracing::error!(error = %e, "store key rotation failed"),
+                }
+            }
+        }));
+    }
     // Stores follow the configuration: new links, new TTLs, new reserves.
     let key_bits = config.key_size_bits;
     tasks.push(tokio::spawn({

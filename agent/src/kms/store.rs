@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use qkdn_kms::link::{LinkSettings as CoreSettings, StoreError as CoreError};
 use qkdn_kms::node::{LinkConfig, NodeStores};
 use qkdn_kms::owner::{OwnerError, RelayedKeys, Reserver, TakeRequest};
-use qkdn_kms::seal::{Keyring, StoreKey};
+use qkdn_kms::seal::Keyring;
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
@@ -196,11 +196,11 @@ const PREVIOUS_DATABASE: &str = "kms.redb";
 
 impl KeyStores {
     /// The stores of `node`, kept in `data_dir` (a store of the previous format there is
-    /// migrated and deleted), sealed under `store_key`, with `peer` carrying reservations to
-    /// the other ends. Must be called within a tokio runtime.
+    /// migrated and deleted), sealed under `ring`'s store key, with `peer` carrying
+    /// reservations to the other ends. Must be called within a tokio runtime.
     pub fn open(
         node: Uuid,
-        store_key: StoreKey,
+        ring: Keyring,
         data_dir: &Path,
         settings: StoreSettings,
         peer: Arc<dyn Reserver>,
@@ -209,7 +209,6 @@ impl KeyStores {
             .map_err(|e| StoreError::Db(format!("{}: {e}", data_dir.display())))?;
         let path = data_dir.join(DATABASE);
         let previous = data_dir.join(PREVIOUS_DATABASE);
-        let ring = Keyring::new(store_key);
         let stores = NodeStores::open(&path, Some(&previous), node, ring, peer)
             .map_err(|e| StoreError::Db(e.to_string()))?;
         if let Some(m) = stores.migrated() {
@@ -474,6 +473,12 @@ impl KeyStores {
     /// Relays this end generated whose commit is not confirmed yet: relay and link.
     pub async fn unconfirmed_relays(&self) -> Vec<(Uuid, Uuid)> {
         self.stores.unconfirmed_relays().await
+    }
+
+    /// Ends a store key rotation begun at start (previous keys in the keyring): re-wraps every
+    /// block's data key under the store key; how many blocks were re-wrapped.
+    pub async fn finish_rotation(&self) -> Result<usize, StoreError> {
+        self.stores.finish_rotation().await.map_err(|e| StoreError::Db(e.to_string()))
     }
 
     /// Erases expired deliveries, relays and keys older than their link's TTL.

@@ -14,6 +14,7 @@ mod peer_auth;
 mod registration;
 mod relay;
 mod restconf;
+mod rotation;
 mod store_alarms;
 mod supply;
 mod tfs;

@@ -21,7 +21,7 @@ use uuid::Uuid;
 use crate::delivery::Delivery;
 use crate::disk::{DiskError, DiskOp};
 use crate::link::{Issued, LinkStats, LinkStore, NewBlock, ReserveError, StoreError, Take};
-use crate::seal::Keyring;
+use crate::seal::SharedKeyring;
 use crate::writer::Writer;
 
 mod relay;
@@ -141,7 +141,7 @@ impl LinkHandle {
     /// is dropped. Deliveries a previous run left unconfirmed are sent again first.
     pub fn spawn(
         store: LinkStore,
-        ring: Arc<Keyring>,
+        ring: SharedKeyring,
         writer: Writer,
         peer: Arc<dyn Reserver>,
     ) -> LinkHandle {
@@ -225,7 +225,7 @@ impl Back {
 
 struct Owner {
     store: LinkStore,
-    ring: Arc<Keyring>,
+    ring: SharedKeyring,
     writer: Writer,
     peer: Arc<dyn Reserver>,
     /// For the owner's own tasks to report back (weak: the owner stops with its handles).
@@ -270,7 +270,7 @@ impl Owner {
     fn handle(&mut self, command: Command) {
         match command {
             Command::Ingest(block, now_ms, reply) => {
-                match self.store.ingest(&self.ring, block, now_ms) {
+                match self.store.ingest(&self.ring.load(), block, now_ms) {
                     Ok((block, ops)) => {
                         let durable = self.writer.write(ops);
                         let back = self.back();

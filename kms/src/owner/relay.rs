@@ -163,7 +163,7 @@ impl Owner {
                     expires_ms: keys.expires_ms,
                     source: keys.source,
                 };
-                match self.store.put_relayed(&self.ring, relayed, keys.now_ms) {
+                match self.store.put_relayed(&self.ring.load(), relayed, keys.now_ms) {
                     Ok(Some((block, ops))) => {
                         let durable = self.writer.write(ops);
                         let back = self.back();
