@@ -1,5 +1,5 @@
 //! The qkdn KMS core: the key stores of a node's links, kept apart from the agent's node model,
-//! its devices and its transport (the agent wires them in; issue 16 moves it onto this crate).
+//! its devices and its transport (the agent wires them in: `agent/src/kms/store.rs`).
 //!
 //! Data flows one way through its modules: [`seal`] (envelope encryption: a data key per block,
 //! wrapped by the operator's store key) ← [`block`] (a block of keys, its place in the key
