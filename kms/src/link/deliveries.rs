@@ -1,0 +1,302 @@
+//! The deliveries of a link's store: `enc_keys` takes at the owner (the guarantee to the
+//! link's other pairs checked in the same step), their confirmation or abort once the other
+//! end answered, reservations at the other end, `dec_keys` fetches, and the recovery of
+//! deliveries whose request is gone.
+
+use std::collections::{BTreeSet, HashSet};
+
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+use super::{Issued, KeyAt, LinkStore, ReserveError, StoreError, Take, Taken};
+use crate::delivery::{Delivery, DeliveryState};
+use crate::disk::DiskOp;
+
+impl LinkStore {
+    pub(super) fn parts_per_key(&self, size_bits: u32) -> usize {
+        (size_bits as usize).div_ceil(self.key_bits.max(8) as usize).max(1)
+    }
+
+    /// The delivered key made of `parts`, cut to `size_bits`.
+    fn assemble(&self, parts: &[Uuid], size_bits: u32) -> Option<Zeroizing<Vec<u8>>> {
+        let mut keys = Vec::with_capacity(parts.len());
+        for part in parts {
+            let at = self.index.get(part)?;
+            let block = self.blocks.get(&at.block)?;
+            if block.erased.contains(at.index) {
+                return None;
+            }
+            keys.push(block.key(at.index));
+        }
+        // Sized for every part, so it never grows (a grown buffer leaves an unwiped copy).
+        let mut out = Zeroizing::new(Vec::with_capacity(keys.iter().map(|k| k.len()).sum()));
+        for key in keys {
+            out.extend_from_slice(key);
+        }
+        out.truncate(size_bits as usize / 8);
+        (out.len() == size_bits as usize / 8).then_some(out)
+    }
+
+    /// Keys of `size_bits` this end could hand out now (the relay's reserve apart).
+    pub fn available(&self, size_bits: u32) -> usize {
+        self.free.len().saturating_sub(self.reserve_left()) / self.parts_per_key(size_bits)
+    }
+
+    /// `enc_keys` at the owner: holds keys for new deliveries (checking the guarantee to the
+    /// link's other pairs in the same step). Answer with the keys only after the other end
+    /// reserved them and [`confirm`](Self::confirm) ran.
+    pub fn take(&mut self, request: &Take<'_>) -> Result<Taken, StoreError> {
+        let per_key = self.parts_per_key(request.size_bits);
+        let needed = per_key * request.number;
+        let usable = self.free.len().saturating_sub(self.reserve_left());
+        if usable < needed {
+            return Err(StoreError::NotEnough {
+                available: usable / per_key,
+                needed: request.number,
+            });
+        }
+        let kept = per_key * request.keep_for_others;
+        if usable < needed + kept {
+            return Err(StoreError::KeptForOthers {
+                available: usable.saturating_sub(kept) / per_key,
+                needed: request.number,
+            });
+        }
+        let mut taken = Taken {
+            deliveries: Vec::with_capacity(request.number),
+            issued: Vec::with_capacity(request.number),
+            ops: Vec::with_capacity(request.number),
+        };
+        for _ in 0..request.number {
+            let parts: Vec<KeyAt> = self.free.drain(..per_key).collect();
+            let ids: Vec<Uuid> =
+                parts.iter().map(|at| self.blocks[&at.block].ids[at.index as usize]).collect();
+            self.held.extend(parts.iter().copied());
+            let bytes = self
+                .assemble(&ids, request.size_bits)
+                .ok_or(StoreError::Malformed("a free key has no material"))?;
+            let delivery = Delivery {
+                state: DeliveryState::Delivering,
+                master: request.master.to_owned(),
+                slaves: request.slaves.to_vec(),
+                fetched: Vec::new(),
+                parts: ids,
+                size_bits: request.size_bits,
+                expires_ms: request.expires_ms,
+            };
+            let id = delivery.parts[0];
+            taken.ops.push(DiskOp::PutDelivery { link: self.link, delivery: delivery.clone() });
+            taken.issued.push((id, bytes));
+            self.in_flight.insert(id);
+            self.deliveries.insert(id, delivery.clone());
+            taken.deliveries.push(delivery);
+        }
+        Ok(taken)
+    }
+
+    /// The other end reserved deliveries `ids`: their parts are erased here (the answer may go
+    /// out once the returned write is durable; a crash before leaves them `Delivering`, and
+    /// they are confirmed again after the restart).
+    pub fn confirm(&mut self, ids: &[Uuid]) -> Vec<DiskOp> {
+        let mut touched = BTreeSet::new();
+        let mut ops = Vec::new();
+        for id in ids {
+            self.in_flight.remove(id);
+            let Some(delivery) = self.deliveries.remove(id) else { continue };
+            ops.push(self.consume(&delivery, &mut touched));
+        }
+        let mut erasures = self.flush(touched);
+        erasures.extend(ops);
+        erasures
+    }
+
+    /// Erases the parts of a delivery that is done (confirmed at the owner, or fetched by every
+    /// slave); the write that forgets its record.
+    fn consume(&mut self, delivery: &Delivery, touched: &mut BTreeSet<u64>) -> DiskOp {
+        for part in &delivery.parts {
+            if let Some(at) = self.index.get(part).copied() {
+                self.erase(at, touched);
+            }
+        }
+        self.stats.consumed += delivery.parts.len() as u64;
+        DiskOp::RemoveDelivery {
+            link: self.link,
+            id: delivery.parts[0],
+            expires_ms: delivery.expires_ms,
+        }
+    }
+
+    /// The other end did not reserve deliveries `ids`: their parts are free again, except
+    /// `unusable` ones (the other end lacks them), which are erased with the free keys of
+    /// their blocks (a store drops whole blocks, so it lacks the rest too) and, when the
+    /// other end said where its stream starts (`earliest`), every free key before it.
+    pub fn abort(&mut self, ids: &[Uuid], unusable: &[Uuid], earliest: Option<u64>) -> Vec<DiskOp> {
+        let mut touched = BTreeSet::new();
+        let mut ops = Vec::new();
+        let lacking: HashSet<Uuid> = unusable.iter().copied().collect();
+        let mut lacking_blocks = BTreeSet::new();
+        for id in ids.iter().rev() {
+            self.in_flight.remove(id);
+            let Some(delivery) = self.deliveries.remove(id) else { continue };
+            for part in delivery.parts.iter().rev() {
+                let Some(at) = self.index.get(part).copied() else { continue };
+                self.held.remove(&at);
+                if lacking.contains(part) {
+                    lacking_blocks.insert(at.block);
+                    self.erase(at, &mut touched);
+                    self.stats.dropped += 1;
+                } else if self.live(at) {
+                    self.free.push_front(at);
+                }
+            }
+            ops.push(DiskOp::RemoveDelivery {
+                link: self.link,
+                id: *id,
+                expires_ms: delivery.expires_ms,
+            });
+        }
+        if !lacking_blocks.is_empty() || earliest.is_some() {
+            let before = |store: &LinkStore, at: &KeyAt| {
+                earliest.is_some_and(|e| {
+                    store
+                        .blocks
+                        .get(&at.block)
+                        .is_some_and(|b| b.placement.position(at.index as usize) < e)
+                })
+            };
+            let (gone, kept): (Vec<KeyAt>, Vec<KeyAt>) = std::mem::take(&mut self.free)
+                .into_iter()
+                .partition(|at| lacking_blocks.contains(&at.block) || before(self, at));
+            self.free = kept.into();
+            self.stats.dropped += gone.len() as u64;
+            for at in gone {
+                self.erase(at, &mut touched);
+            }
+        }
+        let mut erasures = self.flush(touched);
+        erasures.extend(ops);
+        erasures
+    }
+
+    /// Deliveries this end made whose request is gone (a restart), which the other end may
+    /// not have reserved: send them again, then [`confirm`](Self::confirm) them.
+    pub fn recoverable(&self) -> Vec<Delivery> {
+        let mut out: Vec<Delivery> = self
+            .deliveries
+            .iter()
+            .filter(|(id, d)| d.state == DeliveryState::Delivering && !self.in_flight.contains(id))
+            .map(|(_, d)| d.clone())
+            .collect();
+        out.sort_by_key(|d| d.parts[0]);
+        out
+    }
+
+    /// Marks recoverable deliveries `ids` as in flight again (their resend is under way).
+    pub fn resending(&mut self, ids: &[Uuid]) {
+        self.in_flight.extend(ids.iter().copied());
+    }
+
+    /// A resend of recoverable deliveries `ids` failed: they are recoverable again.
+    pub fn resend_failed(&mut self, ids: &[Uuid]) {
+        for id in ids {
+            self.in_flight.remove(id);
+        }
+    }
+
+    /// At the other end: records deliveries the owner made, after checking every part (exists
+    /// here, belongs to the owner's half, nobody holds it). All or nothing; a retry of a
+    /// reservation already made is accepted.
+    pub fn reserve(&mut self, deliveries: &[Delivery]) -> Result<Vec<DiskOp>, ReserveError> {
+        let mut unusable = Vec::new();
+        let mut fresh = Vec::new();
+        let mut claimed = HashSet::new();
+        for delivery in deliveries {
+            let Some(id) = delivery.id() else {
+                return Err(ReserveError::Malformed("a delivery without parts"));
+            };
+            if delivery.slaves.is_empty() {
+                return Err(ReserveError::Malformed("a delivery without slaves"));
+            }
+            if self
+                .deliveries
+                .get(&id)
+                .is_some_and(|d| d.state == DeliveryState::Reserved && d.same_as(delivery))
+            {
+                continue;
+            }
+            for part in &delivery.parts {
+                let usable = self.index.get(part).is_some_and(|at| self.theirs_unheld(*at))
+                    && claimed.insert(*part);
+                if !usable {
+                    unusable.push(*part);
+                }
+            }
+            fresh.push(delivery);
+        }
+        if !unusable.is_empty() {
+            let earliest = self.blocks.values().map(|b| b.placement.sequence).min();
+            return Err(ReserveError::Unusable(unusable, earliest));
+        }
+        let mut ops = Vec::with_capacity(fresh.len());
+        for delivery in fresh {
+            let reserved = Delivery {
+                state: DeliveryState::Reserved,
+                fetched: Vec::new(),
+                ..delivery.clone()
+            };
+            for part in &reserved.parts {
+                let at = self.index[part];
+                self.theirs -= usize::from(self.theirs_unheld(at));
+                self.held.insert(at);
+            }
+            ops.push(DiskOp::PutDelivery { link: self.link, delivery: reserved.clone() });
+            self.deliveries.insert(reserved.parts[0], reserved);
+        }
+        self.compact_others();
+        Ok(ops)
+    }
+
+    /// `dec_keys`: the keys `ids` for `slave` of `master`, all or nothing, each once per slave.
+    /// Unknown, expired, already fetched and not-for-this-slave keys are all `NotFound`.
+    pub fn fetch(
+        &mut self,
+        slave: &str,
+        master: &str,
+        ids: &[Uuid],
+        now_ms: u64,
+    ) -> Result<(Vec<Issued>, Vec<DiskOp>), StoreError> {
+        let mut seen = HashSet::with_capacity(ids.len());
+        for id in ids {
+            let Some(d) = self.deliveries.get(id) else {
+                return Err(StoreError::NotFound);
+            };
+            let fetchable = d.state == DeliveryState::Reserved
+                && d.expires_ms > now_ms
+                && d.master == master
+                && d.slaves.iter().any(|s| s == slave)
+                && !d.fetched.iter().any(|s| s == slave)
+                && seen.insert(*id);
+            if !fetchable || self.assemble(&d.parts, d.size_bits).is_none() {
+                return Err(StoreError::NotFound);
+            }
+        }
+        let mut issued = Vec::with_capacity(ids.len());
+        let mut touched = BTreeSet::new();
+        let mut ops = Vec::new();
+        for id in ids {
+            let mut delivery = self.deliveries.remove(id).expect("checked above");
+            let bytes = self.assemble(&delivery.parts, delivery.size_bits).expect("checked above");
+            issued.push((*id, bytes));
+            delivery.fetched.push(slave.to_owned());
+            if delivery.fetched.len() >= delivery.slaves.len() {
+                ops.push(self.consume(&delivery, &mut touched));
+            } else {
+                ops.push(DiskOp::PutDelivery { link: self.link, delivery: delivery.clone() });
+                self.deliveries.insert(*id, delivery);
+            }
+        }
+        let mut all = self.flush(touched);
+        all.extend(ops);
+        Ok((issued, all))
+    }
+}
