@@ -359,34 +359,31 @@ impl Disk {
 
     /// Every delivery: link and delivery.
     pub fn deliveries(&self) -> Result<Vec<(Uuid, Delivery)>, DiskError> {
-        let read = self.db.begin_read().map_err(fail)?;
-        let Some(table) = missing_is_empty(read.open_table(DELIVERIES))? else {
-            return Ok(Vec::new());
-        };
-        let mut out = Vec::new();
-        for entry in table.iter().map_err(fail)? {
-            let (at, bytes) = entry.map_err(fail)?;
-            let link = Uuid::from_bytes(at.value()[..16].try_into().expect("16 bytes"));
-            let delivery = serde_json::from_slice(bytes.value())
-                .map_err(|e| fail(format!("a delivery of link {link}: {e}")))?;
-            out.push((link, delivery));
-        }
-        Ok(out)
+        self.json_rows(DELIVERIES, "a delivery")
     }
 
     /// Every pending relay: link and relay.
     pub fn relays(&self) -> Result<Vec<(Uuid, PendingRelay)>, DiskError> {
+        self.json_rows(RELAYS, "a pending relay")
+    }
+
+    /// Every row of a table whose keys start with a link and whose values are JSON records.
+    fn json_rows<const N: usize, T: serde::de::DeserializeOwned>(
+        &self,
+        table: TableDefinition<'_, &[u8; N], &[u8]>,
+        what: &str,
+    ) -> Result<Vec<(Uuid, T)>, DiskError> {
         let read = self.db.begin_read().map_err(fail)?;
-        let Some(table) = missing_is_empty(read.open_table(RELAYS))? else {
+        let Some(table) = missing_is_empty(read.open_table(table))? else {
             return Ok(Vec::new());
         };
         let mut out = Vec::new();
         for entry in table.iter().map_err(fail)? {
             let (at, bytes) = entry.map_err(fail)?;
             let link = Uuid::from_bytes(at.value()[..16].try_into().expect("16 bytes"));
-            let relay = serde_json::from_slice(bytes.value())
-                .map_err(|e| fail(format!("a pending relay of link {link}: {e}")))?;
-            out.push((link, relay));
+            let record = serde_json::from_slice(bytes.value())
+                .map_err(|e| fail(format!("{what} of link {link}: {e}")))?;
+            out.push((link, record));
         }
         Ok(out)
     }
@@ -419,6 +416,8 @@ impl Disk {
     /// previous key, which the ring keeps). Returns how many blocks were re-wrapped.
     pub fn rewrap_all(&self, ring: &Keyring, batch: usize) -> Result<usize, DiskError> {
         let mut done = 0;
+        // Each batch resumes after the last row the previous one read.
+        let mut after: Option<[u8; 24]> = None;
         loop {
             let mut ops = Vec::with_capacity(batch);
             {
@@ -426,8 +425,16 @@ impl Disk {
                 let Some(keys) = missing_is_empty(read.open_table(BLOCK_KEYS))? else {
                     return Ok(0);
                 };
-                for entry in keys.iter().map_err(fail)? {
+                let rows = match &after {
+                    Some(last) => keys.range::<&[u8; 24]>((
+                        std::ops::Bound::Excluded(last),
+                        std::ops::Bound::Unbounded,
+                    )),
+                    None => keys.range::<&[u8; 24]>(..),
+                };
+                for entry in rows.map_err(fail)? {
                     let (at, bytes) = entry.map_err(fail)?;
+                    after = Some(*at.value());
                     let place = place_of(at.value());
                     let wrapped = decode_wrapped(place, bytes.value())?;
                     if wrapped.by != ring.current_id() {
