@@ -209,7 +209,7 @@ async fn a_stalled_peer_holds_up_only_the_request_waiting_for_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_restart_sends_unconfirmed_deliveries_again_and_the_slave_still_gets_them() {
+async fn a_restart_right_after_an_answer_keeps_its_keys_for_the_slave_and_never_again() {
     let dir = tempfile::tempdir().unwrap();
     let ring = Arc::new(Keyring::new(StoreKey::generate()));
     let (a, b) = (start(A, B, dir.path(), &ring), start(B, A, dir.path(), &ring));

@@ -205,10 +205,20 @@ impl LinkHandle {
         self.ask(Command::Stats).await
     }
 
-    /// Counts `keys` keys lost before they reached the store (the feed could not keep up);
-    /// not counted when the owner's queue is full.
+    /// Counts `keys` keys lost before they reached the store (the feed could not keep up).
     pub fn count_dropped(&self, keys: usize) {
-        let _ = self.commands.try_send(Command::Dropped(keys));
+        self.send_later(Command::Dropped(keys));
+    }
+
+    /// Sends a command nobody waits for: at once, or from a task when the owner's queue is
+    /// full (never dropped while the owner runs). Must be called within a tokio runtime.
+    fn send_later(&self, command: Command) {
+        if let Err(mpsc::error::TrySendError::Full(command)) = self.commands.try_send(command) {
+            let commands = self.commands.clone();
+            tokio::spawn(async move {
+                let _ = commands.send(command).await;
+            });
+        }
     }
 }
 

@@ -51,9 +51,7 @@ impl LinkHandle {
     }
 
     fn tell(&self, command: RelayCommand) {
-        // A full queue or a stopped owner: the command is dropped (each is retried by its
-        // caller's next round: refills, abandons of expired relays, settings).
-        let _ = self.commands.try_send(Command::Relay(command));
+        self.send_later(Command::Relay(command));
     }
 
     /// Pads for relaying `count` keys of `key_bits`: whole keys this end owns, erased durably
