@@ -737,6 +737,9 @@ fn main() {
                 r["failures"],
                 r["cpu_cores"].as_f64().unwrap_or(f64::NAN),
             );
+            if let Some(error) = r["last_error"].as_str() {
+                eprintln!("{length} nodes: the last failure: {error}");
+            }
         }
         println!();
     }

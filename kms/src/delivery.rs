@@ -1,8 +1,9 @@
 //! Deliveries: who received a key with `enc_keys` and who may still fetch it with `dec_keys`.
 //! A delivery carries no material: the parts' material stays in their blocks until every named
 //! slave has it. Its ID is the ID of its first part (the key ID the master SAE received).
-//! A pending relay is the other record of who may use keys: relayed keys stored at an end of
-//! a virtual link, held until the relay that brought them is committed at both ends.
+//! A relay record is the other record of who may use keys: relayed keys stored at an end of a
+//! virtual link and held until their relay is committed (pending), or the outcome of a relay
+//! the far end has settled (committed or refused), kept for a while to answer the source.
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -49,15 +50,41 @@ impl Delivery {
     }
 }
 
-/// Relayed keys stored at an end of a virtual link, not usable until the relay is committed.
+/// Where a relay stands at an end of its virtual link.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RelayState {
+    /// Its keys are stored here and held until the relay is committed (or abandoned).
+    #[default]
+    Pending,
+    /// Its keys were made usable here; the record answers the source until it expires.
+    Committed,
+    /// It never reached here and never will: a copy arriving late is refused until the record
+    /// expires (after which the copy's own expiry refuses it).
+    Refused,
+}
+
+/// A relay at an end of its virtual link: pending (its keys stored and held), or settled at
+/// the far end (the record alone, so that the source can learn the outcome).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PendingRelay {
+pub struct RelayRecord {
     /// The relay's ID.
     pub id: Uuid,
-    /// The block its keys are stored in.
+    /// The block its keys are stored in (pending and committed relays).
     pub block: u64,
-    /// Erased if not committed by then, ms since the Unix epoch.
+    /// Pending: its keys are erased if not committed by then (at the far end; the source
+    /// settles its own by asking). Settled: the record goes then. Ms since the Unix epoch.
     pub expires_ms: u64,
-    /// This end generated them (it confirms the commit) or received them.
+    /// This end generated them (it settles the relay with the far end) or received them.
     pub source: bool,
+    /// Pending, committed or refused (records written before outcomes were kept are pending).
+    #[serde(default)]
+    pub state: RelayState,
+}
+
+impl RelayRecord {
+    /// Whether its keys are stored here and held.
+    pub fn pending(&self) -> bool {
+        self.state == RelayState::Pending
+    }
 }

@@ -8,8 +8,9 @@
 //! keys`; `next-block`, `link → the next block ID` (IDs are never reused, even after the last
 //! block of a link is gone); `deliveries-by-expiry`, `(link, expiry, delivered key ID) →
 //! delivery` (no material);
-//! `pending-relays`, `(link, relay ID) → the block of relayed keys not usable until the relay
-//! is committed at both ends`.
+//! `pending-relays`, `(link, relay ID) → relay record`: the block of relayed keys held until
+//! the relay is committed, or (at the far end) the outcome of a relay it settled, kept for a
+//! while to answer its source.
 //!
 //! Erasing the last key of a block deletes its three rows in one transaction: the data key goes
 //! with them, and with it every copy of the block's material that free pages or a backup still
@@ -22,7 +23,7 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinitio
 use uuid::Uuid;
 
 use crate::block::{KeySet, Placement, SealedBlock};
-use crate::delivery::{Delivery, PendingRelay};
+use crate::delivery::{Delivery, RelayRecord};
 use crate::seal::{BlockPlace, Keyring, SealError, StoreKeyId, WRAPPED_LEN, WrappedKey};
 
 const BLOCKS: TableDefinition<'_, &[u8; 24], &[u8]> = TableDefinition::new("blocks");
@@ -130,7 +131,7 @@ pub enum DiskOp {
         /// Its link.
         link: Uuid,
         /// The relay.
-        relay: PendingRelay,
+        relay: RelayRecord,
     },
     /// Forgets a pending relay (committed or abandoned).
     RemoveRelay {
@@ -363,7 +364,7 @@ impl Disk {
     }
 
     /// Every pending relay: link and relay.
-    pub fn relays(&self) -> Result<Vec<(Uuid, PendingRelay)>, DiskError> {
+    pub fn relays(&self) -> Result<Vec<(Uuid, RelayRecord)>, DiskError> {
         self.json_rows(RELAYS, "a pending relay")
     }
 

@@ -16,7 +16,7 @@ use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use crate::block::{Block, KeySet, Placement};
-use crate::delivery::{Delivery, PendingRelay};
+use crate::delivery::{Delivery, RelayRecord, RelayState};
 use crate::disk::{Disk, DiskError, DiskOp};
 use crate::seal::{BlockPlace, Keyring};
 
@@ -166,11 +166,12 @@ pub fn migrate(old: &Path, disk: &Disk, ring: &Keyring) -> Result<Migrated, Disk
         let mut pieces = runs(mine, step);
         if (step == 1 || step == 2) && pieces.len() == 1 {
             let block = seal_run(relay.link, pieces.remove(0), step, &mut ops);
-            let pending = PendingRelay {
+            let pending = RelayRecord {
                 id: relay_id,
                 block,
                 expires_ms: relay.expires_ms,
                 source: relay.source,
+                state: RelayState::Pending,
             };
             ops.push(DiskOp::PutRelay { link: relay.link, relay: pending });
             report.keys += count;

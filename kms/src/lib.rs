@@ -10,15 +10,16 @@
 //! agent's transport reaches the other end) and [`writer`] (the database's one writer thread,
 //! group commit) ← [`node`] (a node's stores: the database loaded and grouped by link, an
 //! owner started per configured link, the registry of their handles). No module imports a
-//! transport; the relay protocol and the agent's wiring come next.
+//! transport: the agent's peer service carries reservations and the one-pass relay
+//! (`agent/src/kms/relay`), and drives the relay steps here.
 //!
-//! Where the invariants of DESIGN.md §7 are kept (so far):
+//! Where the invariants of DESIGN.md §7 are kept:
 //!
 //! | invariant | kept by |
 //! |---|---|
 //! | 1. same key ID, same bytes at both ends | [`block`]: a block keeps the IDs and material a device delivered together, sealed as one record that cannot be moved to another block or link; [`link::LinkStore::ingest`] refuses a key ID the store holds |
 //! | 2. delivered once, only to its SAEs | [`link::LinkStore::take`] holds each key for one delivery; [`link::LinkStore::fetch`] gives it once to each named slave, all or nothing |
-//! | 3. a hop key pads one relayed key, then is erased | [`link::LinkStore::take_pads`] (only keys this end owns, erased by a write that [`owner`] makes durable before the pads are returned; pads erased ahead live only in memory), [`link::LinkStore::use_pads`] (only keys of the sender's share that nobody holds, erased); relayed keys stay held until [`link::LinkStore::commit_relay`] |
+//! | 3. a hop key pads one relayed key, then is erased | [`link::LinkStore::take_pads`] (only keys this end owns, erased by a write that [`owner`] makes durable before the pads are returned; pads erased ahead live only in memory), [`link::LinkStore::use_pads`] (only keys of the sender's share that nobody holds, erased); relayed keys stay held at the source until [`link::LinkStore::commit_relay`] (or a reservation by the far end, which proves the far end holds them); a relay the far end settled as refused is never stored there ([`delivery::RelayRecord`]) |
 //! | 4. nothing acknowledged is lost by `kill -9` | every [`link::LinkStore`] step returns its write; [`owner`] answers only once it is durable ([`writer`], one transaction per group); [`link::LinkStore::recoverable`] offers only deliveries whose request is gone, and [`owner`] sends them again at start |
 //! | 5. never the same key to two requests | [`link::LinkStore`]: a key's stream position decides its owner; only the owner takes it; [`link::LinkStore::reserve`] refuses parts the caller does not own, held or missing |
 //! | 6. key bytes never in logs; zeroized; encrypted at rest | [`seal`] (AES-256-GCM, a data key per block), [`block::Block`] (material in wiped buffers, no bytes in `Debug`) |

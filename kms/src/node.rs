@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 use uuid::Uuid;
 
-use crate::delivery::{Delivery, PendingRelay};
+use crate::delivery::{Delivery, RelayRecord};
 use crate::disk::{Disk, DiskError, StoredBlock};
 use crate::legacy::Migrated;
 use crate::link::{Issued, LinkSettings, LinkStats, LinkStore, StoreError};
@@ -47,7 +47,7 @@ pub struct LinkEntry {
 struct Loaded {
     blocks: Vec<StoredBlock>,
     deliveries: Vec<Delivery>,
-    relays: Vec<PendingRelay>,
+    relays: Vec<RelayRecord>,
 }
 
 /// A node's key stores.
@@ -214,10 +214,10 @@ impl NodeStores {
         Err(OwnerError::Store(StoreError::NotFound))
     }
 
-    /// The link whose store holds pending relay `relay`.
+    /// The link whose store holds a record of relay `relay` (pending or settled).
     pub async fn relay_link(&self, relay: Uuid) -> Option<Uuid> {
         for (link, entry) in self.links.load_full().iter() {
-            if entry.handle.has_relay(relay).await.unwrap_or(false) {
+            if entry.handle.knows_relay(relay).await.unwrap_or(false) {
                 return Some(*link);
             }
         }

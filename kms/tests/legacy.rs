@@ -11,7 +11,7 @@ use qkdn_kms::delivery::Delivery;
 use qkdn_kms::legacy::Migrated;
 use qkdn_kms::link::LinkSettings;
 use qkdn_kms::node::{LinkConfig, NodeStores};
-use qkdn_kms::owner::{PeerRefusal, ReserveFuture, Reserver};
+use qkdn_kms::owner::{PeerRefusal, ReserveFuture, Reserver, Settle};
 use qkdn_kms::seal::{Keyring, StoreKey};
 use redb::{Database, TableDefinition};
 use uuid::Uuid;
@@ -128,6 +128,6 @@ async fn a_store_of_the_previous_format_is_migrated_into_blocks_and_deleted() {
     let keys = stores.fetch(LINK, "sae-a", "sae-b", vec![Uuid::from_u128(11)], 1).await.unwrap();
     assert_eq!(keys[0].1.as_slice(), material(11).as_slice(), "the same bytes");
     // The relay's keys (positions 100-104: A's) are usable once it is committed.
-    assert!(handle.commit_relay(Uuid::from_u128(7)).await.unwrap());
+    assert!(handle.commit_relay(Uuid::from_u128(7), Settle::default()).await.unwrap());
     assert_eq!(handle.stats().await.unwrap().free_owned, 5);
 }

@@ -35,6 +35,8 @@ const MAX_AGE_MS: u64 = 2_000;
 const SLAVES: [&str; 3] = ["s1", "s2", "s3"];
 const RELAY_RESERVE: usize = 4;
 const RELAY_TTL_MS: u64 = 5_000;
+/// Until when the far end keeps a relay's outcome (longer than any run).
+const SETTLED_UNTIL: u64 = u64::MAX / 2;
 
 fn settings() -> LinkSettings {
     LinkSettings { capacity: 48, max_age_ms: Some(MAX_AGE_MS), relay_reserve: RELAY_RESERVE }
@@ -64,12 +66,14 @@ enum Step {
     Pads { from_b: bool, count: usize, parts: u32 },
     /// An end erases pads ahead into its pool.
     Refill { b: bool },
-    /// Relayed keys (owned by one end) arrive at both ends, pending.
-    RelayArrive { keys: usize, owner_b: bool },
-    /// A pending relay is committed at both ends.
-    RelayCommit { which: usize },
-    /// A pending relay is abandoned at both ends.
-    RelayAbandon { which: usize },
+    /// An end sources a relay of keys owned by one end: its copy is stored, held; the copy
+    /// sent reaches the far end (`arrives`), where it is usable at once (`one_pass`) or held
+    /// until a commit.
+    RelayArrive { keys: usize, owner_b: bool, source_b: bool, one_pass: bool, arrives: bool },
+    /// The source settles a relay with the far end: committed at both ends if the far end
+    /// holds it, else refused there (and a copy arriving `late` is turned away) and erased at
+    /// the source.
+    RelaySettle { which: usize, late: bool },
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -91,10 +95,12 @@ fn step() -> impl Strategy<Value = Step> {
         2 => (any::<bool>(), 1usize..3, 1u32..3)
             .prop_map(|(from_b, count, parts)| Step::Pads { from_b, count, parts }),
         1 => any::<bool>().prop_map(|b| Step::Refill { b }),
-        2 => (1usize..4, any::<bool>())
-            .prop_map(|(keys, owner_b)| Step::RelayArrive { keys, owner_b }),
-        2 => any::<usize>().prop_map(|which| Step::RelayCommit { which }),
-        1 => any::<usize>().prop_map(|which| Step::RelayAbandon { which }),
+        2 => (1usize..4, any::<bool>(), any::<bool>(), any::<bool>(), prop::bool::weighted(0.8))
+            .prop_map(|(keys, owner_b, source_b, one_pass, arrives)| Step::RelayArrive {
+                keys, owner_b, source_b, one_pass, arrives
+            }),
+        2 => (any::<usize>(), any::<bool>())
+            .prop_map(|(which, late)| Step::RelaySettle { which, late }),
     ]
 }
 
@@ -161,8 +167,29 @@ struct World {
     used_parts: HashSet<Uuid>,
     /// Every key fed, with its stream position.
     fed: Vec<(Uuid, u64)>,
-    /// Pending relays: ID, keys, expiry.
-    relays: Vec<(Uuid, Vec<Uuid>, u64)>,
+    /// Relays not settled yet.
+    relays: Vec<ModelRelay>,
+}
+
+/// A relay as the model knows it, until its source settles it.
+struct ModelRelay {
+    id: Uuid,
+    ids: Vec<Uuid>,
+    issued: Vec<Issued>,
+    placement: Placement,
+    source_b: bool,
+    one_pass: bool,
+    arrived: bool,
+    /// The far end's pending copy (not one pass) expired there.
+    far_expired: bool,
+    expires_ms: u64,
+}
+
+impl ModelRelay {
+    /// Whether its keys are held (not usable) at end `b`.
+    fn pending_at(&self, b: bool) -> bool {
+        b == self.source_b || (self.arrived && !self.one_pass && !self.far_expired)
+    }
 }
 
 impl World {
@@ -268,8 +295,8 @@ impl World {
                 other.write(&ops);
                 let ops = owner.store.confirm(&ids);
                 owner.write(&ops);
-                let pending: HashSet<Uuid> =
-                    self.relays.iter().flat_map(|(_, keys, _)| keys.clone()).collect();
+                let pending = self.pending_at(waiting.at_b);
+                self.settled_by_reservation(!waiting.at_b, &waiting.deliveries);
                 for (delivery, (id, bytes)) in waiting.deliveries.iter().zip(waiting.issued) {
                     assert_eq!(delivery.parts[0], id);
                     assert!(
@@ -357,6 +384,13 @@ impl World {
                 assert!(oldest + MAX_AGE_MS > now, "a key older than the largest age is left");
             }
         }
+        for relay in &mut self.relays {
+            if relay.arrived && !relay.one_pass && relay.expires_ms <= now {
+                relay.far_expired = true;
+                let far = if relay.source_b { &self.a } else { &self.b };
+                assert!(!far.store.has_relay(relay.id), "an expired relay kept");
+            }
+        }
         let waiting: HashSet<Uuid> =
             self.waiting.iter().flat_map(|w| w.deliveries.iter().map(|d| d.parts[0])).collect();
         for (id, answered) in &self.answered {
@@ -421,8 +455,7 @@ impl World {
                 "a pad used twice"
             );
         }
-        let pending: HashSet<Uuid> =
-            self.relays.iter().flat_map(|(_, keys, _)| keys.clone()).collect();
+        let pending = self.pending_at(from_b);
         for id in ids.iter().flatten() {
             assert!(!pending.contains(id), "a pending relayed key used as a pad");
             assert!(self.used_parts.insert(*id), "key {id} used as a pad and elsewhere");
@@ -441,7 +474,19 @@ impl World {
         }
     }
 
-    fn relay_arrive(&mut self, keys: usize, owner_b: bool) {
+    /// Keys held at end `b` by relays not settled.
+    fn pending_at(&self, b: bool) -> HashSet<Uuid> {
+        self.relays.iter().filter(|r| r.pending_at(b)).flat_map(|r| r.ids.clone()).collect()
+    }
+
+    fn relay_arrive(
+        &mut self,
+        keys: usize,
+        owner_b: bool,
+        source_b: bool,
+        one_pass: bool,
+        arrives: bool,
+    ) {
         self.next_id += 1;
         let relay = Uuid::from_u128(self.next_id);
         let ids: Vec<Uuid> = (0..keys)
@@ -458,43 +503,120 @@ impl World {
         let sequence = if owner_b { 1 } else { 0 } + 2 * self.position;
         self.position += 2 * keys as u64;
         let placement = Placement { sequence, step: 2 };
+        let expires_ms = self.now + RELAY_TTL_MS;
+        let mut model = ModelRelay {
+            id: relay,
+            ids: ids.clone(),
+            issued,
+            placement,
+            source_b,
+            one_pass,
+            arrived: false,
+            far_expired: false,
+            expires_ms,
+        };
+        // The source's copy, then (if it gets there) the far end's.
+        if !self.put_copy(&model, source_b) {
+            return;
+        }
         for (i, id) in ids.iter().enumerate() {
             self.fed.push((*id, sequence + 2 * i as u64));
         }
-        let expires_ms = self.now + RELAY_TTL_MS;
-        let now = self.now;
-        for b in [false, true] {
-            let relayed = Relayed { relay, placement, keys: &issued, expires_ms, source: !b };
-            let ring = &self.ring;
-            let end = if b { &mut self.b } else { &mut self.a };
-            match end.store.put_relayed(ring, relayed, now) {
-                Ok(Some((block, ops))) => {
-                    end.write(&ops);
-                    end.store.stored(block..block + 1);
-                    assert_eq!(end.store.put_relayed(ring, relayed, now), Ok(None), "stored twice");
-                }
-                Ok(None) => panic!("a new relay reported as stored"),
-                Err(StoreError::Full) => {}
-                Err(e) => panic!("put_relayed: {e}"),
-            }
-        }
-        self.relays.push((relay, ids, expires_ms));
+        model.arrived = arrives && self.put_copy(&model, !source_b);
+        self.relays.push(model);
     }
 
-    fn relay_end(&mut self, which: usize, commit: bool) {
+    /// Stores a copy of `relay` at end `b` (held at its source, usable at once at the far end
+    /// of a one-pass relay); whether it was stored.
+    fn put_copy(&mut self, relay: &ModelRelay, b: bool) -> bool {
+        let source = b == relay.source_b;
+        let usable = !source && relay.one_pass;
+        let expires_ms = if usable { SETTLED_UNTIL } else { relay.expires_ms };
+        let relayed = Relayed {
+            relay: relay.id,
+            placement: relay.placement,
+            keys: &relay.issued,
+            expires_ms,
+            source,
+            usable,
+        };
+        let (ring, now) = (&self.ring, self.now);
+        let end = if b { &mut self.b } else { &mut self.a };
+        match end.store.put_relayed(ring, relayed, now) {
+            Ok(Some((block, ops))) => {
+                end.write(&ops);
+                end.store.stored(block..block + 1);
+                assert_eq!(end.store.put_relayed(ring, relayed, now), Ok(None), "stored twice");
+                assert_eq!(end.store.has_relay(relay.id), !usable);
+                true
+            }
+            Ok(None) => panic!("a new relay reported as stored"),
+            Err(StoreError::Full) => false,
+            Err(e) => panic!("put_relayed: {e}"),
+        }
+    }
+
+    fn relay_settle(&mut self, which: usize, late: bool) {
         if self.relays.is_empty() {
             return;
         }
-        let (relay, _, _) = self.relays.remove(which % self.relays.len());
-        for b in [false, true] {
-            let end = self.end(b);
-            let ops = if commit {
-                end.store.commit_relay(relay).unwrap_or_default()
-            } else {
-                end.store.abandon_relay(relay)
+        let relay = self.relays.remove(which % self.relays.len());
+        let now = self.now;
+        let ring = self.ring.clone();
+        let (source, far) = self.ends(relay.source_b);
+        let at_far = match far.store.commit_relay(relay.id, Some(SETTLED_UNTIL)) {
+            Some(ops) => {
+                far.write(&ops);
+                true
+            }
+            None => {
+                let ops = far.store.refuse_relay(relay.id, now + RELAY_TTL_MS);
+                far.write(&ops);
+                false
+            }
+        };
+        assert_eq!(at_far, relay.arrived && !relay.far_expired, "the far end's answer");
+        // Asked again (the answer was lost): the same.
+        assert_eq!(far.store.commit_relay(relay.id, Some(SETTLED_UNTIL)).is_some(), at_far);
+        let ops = if at_far {
+            source.store.commit_relay(relay.id, None).expect("pending at the source")
+        } else {
+            source.store.abandon_relay(relay.id)
+        };
+        source.write(&ops);
+        assert!(!source.store.has_relay(relay.id) && !far.store.has_relay(relay.id));
+        if late && !relay.arrived {
+            let relayed = Relayed {
+                relay: relay.id,
+                placement: relay.placement,
+                keys: &relay.issued,
+                expires_ms: relay.expires_ms,
+                source: false,
+                usable: relay.one_pass,
             };
-            end.write(&ops);
-            assert!(!end.store.has_relay(relay));
+            let before = far.store.stats();
+            assert_eq!(
+                far.store.put_relayed(&ring, relayed, now).map(|_| ()),
+                Err(StoreError::RelayRefused(relay.id)),
+                "a copy arriving after the relay was refused"
+            );
+            assert_eq!(far.store.stats(), before);
+        }
+    }
+
+    /// A reservation at end `reserving_b` of keys of a relay it sourced commits its copy there
+    /// (the far end shows it holds them usable): the model settles those relays.
+    fn settled_by_reservation(&mut self, reserving_b: bool, deliveries: &[Delivery]) {
+        let parts: HashSet<Uuid> = deliveries.iter().flat_map(|d| d.parts.clone()).collect();
+        let (settled, unsettled): (Vec<ModelRelay>, Vec<ModelRelay>) =
+            std::mem::take(&mut self.relays).into_iter().partition(|r| {
+                r.source_b == reserving_b && r.ids.iter().any(|id| parts.contains(id))
+            });
+        self.relays = unsettled;
+        let end = if reserving_b { &self.b } else { &self.a };
+        for r in &settled {
+            assert!(r.arrived && !r.far_expired, "a relay the far end lacks was reserved");
+            assert!(!end.store.has_relay(r.id), "a reserved relay still pending");
         }
     }
 
@@ -520,13 +642,19 @@ impl World {
         }
         let ids: Vec<Uuid> = pending.iter().map(|d| d.parts[0]).collect();
         owner.store.resending(&ids);
-        match other.store.reserve(&pending) {
-            Ok(ops) => other.write(&ops),
-            Err(ReserveError::Unusable(..)) => {}
+        let reserved = match other.store.reserve(&pending) {
+            Ok(ops) => {
+                other.write(&ops);
+                true
+            }
+            Err(ReserveError::Unusable(..)) => false,
             Err(e) => panic!("recovery: {e:?}"),
-        }
+        };
         let ops = owner.store.confirm(&ids);
         owner.write(&ops);
+        if reserved {
+            self.settled_by_reservation(!owner_b, &pending);
+        }
     }
 
     fn check(&self) {
@@ -589,9 +717,10 @@ proptest! {
                 Step::Claim { to_b, which } => world.claim(to_b, which),
                 Step::Pads { from_b, count, parts } => world.pads(from_b, count, parts),
                 Step::Refill { b } => world.refill(b),
-                Step::RelayArrive { keys, owner_b } => world.relay_arrive(keys, owner_b),
-                Step::RelayCommit { which } => world.relay_end(which, true),
-                Step::RelayAbandon { which } => world.relay_end(which, false),
+                Step::RelayArrive { keys, owner_b, source_b, one_pass, arrives } => {
+                    world.relay_arrive(keys, owner_b, source_b, one_pass, arrives)
+                }
+                Step::RelaySettle { which, late } => world.relay_settle(which, late),
             }
             world.check();
         }

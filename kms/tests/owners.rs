@@ -15,7 +15,7 @@ use qkdn_kms::delivery::Delivery;
 use qkdn_kms::disk::Disk;
 use qkdn_kms::link::{Issued, LinkSettings, LinkStore, NewBlock, ReserveError, StoreError};
 use qkdn_kms::owner::{
-    LinkHandle, OwnerError, PeerRefusal, RelayedKeys, ReserveFuture, Reserver, TakeRequest,
+    LinkHandle, OwnerError, PeerRefusal, RelayedKeys, ReserveFuture, Reserver, Settle, TakeRequest,
 };
 use qkdn_kms::seal::{Keyring, StoreKey};
 use qkdn_kms::writer::Writer;
@@ -281,6 +281,7 @@ async fn relayed_keys_wait_for_their_commit_at_both_ends() {
             keys: keys.iter().map(|(id, k)| (*id, k.clone())).collect(),
             expires_ms: u64::MAX,
             source,
+            usable: false,
             now_ms: 1,
         };
         assert!(handle.put_relayed(relayed).await.unwrap());
@@ -290,9 +291,11 @@ async fn relayed_keys_wait_for_their_commit_at_both_ends() {
         Err(OwnerError::Store(StoreError::NotEnough { .. }))
     ));
     assert_eq!(a.handle.unconfirmed_relays().await.unwrap(), vec![relay]);
-    assert!(b.handle.commit_relay(relay).await.unwrap());
-    assert!(a.handle.commit_relay(relay).await.unwrap());
-    assert!(!a.handle.commit_relay(relay).await.unwrap(), "committed once");
+    let far = Settle { keep_until: Some(u64::MAX / 2), refuse_until: Some(u64::MAX / 2) };
+    assert!(b.handle.commit_relay(relay, far).await.unwrap());
+    assert!(b.handle.commit_relay(relay, far).await.unwrap(), "asked again: still committed");
+    assert!(a.handle.commit_relay(relay, Settle::default()).await.unwrap());
+    assert!(a.handle.unconfirmed_relays().await.unwrap().is_empty());
     assert_eq!(a.handle.shares().await.unwrap(), (4, 0));
     assert_eq!(b.handle.shares().await.unwrap(), (0, 4));
     let taken = a.handle.take(request("sae-a", 4)).await.unwrap();
@@ -304,4 +307,55 @@ async fn relayed_keys_wait_for_their_commit_at_both_ends() {
     for ((_, want), (_, have)) in taken.iter().zip(&got) {
         assert_eq!(want.as_slice(), have.as_slice());
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_pass_relay_is_usable_at_the_far_end_at_once_and_its_use_commits_the_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let ring = Arc::new(Keyring::new(StoreKey::generate()));
+    let (a, b) = (start(A, B, dir.path(), &ring), start(B, A, dir.path(), &ring));
+    connect(&a, &b);
+    let keys: Vec<Issued> =
+        (0..4u128).map(|i| (Uuid::from_u128(600 + i), Zeroizing::new(vec![i as u8; 16]))).collect();
+    let relayed = |relay: u128, source: bool| RelayedKeys {
+        relay: Uuid::from_u128(relay),
+        // Odd positions two apart: all B's.
+        placement: Placement { sequence: 1, step: 2 },
+        keys: keys.iter().map(|(id, k)| (*id, k.clone())).collect(),
+        expires_ms: u64::MAX / 2,
+        source,
+        usable: !source,
+        now_ms: 1,
+    };
+    // A (the source) holds its copy; B (the far end) can use its copy at once.
+    assert!(a.handle.put_relayed(relayed(78, true)).await.unwrap());
+    assert!(b.handle.put_relayed(relayed(78, false)).await.unwrap());
+    assert!(!b.handle.put_relayed(relayed(78, false)).await.unwrap(), "a retry stores nothing");
+    assert_eq!(b.handle.shares().await.unwrap(), (4, 0));
+    // B hands two keys out before A hears back: A's reservation commits A's copy.
+    let taken = b.handle.take(request("sae-b", 2)).await.unwrap();
+    assert_eq!(taken.len(), 2);
+    assert!(a.handle.unconfirmed_relays().await.unwrap().is_empty());
+    assert_eq!(a.handle.shares().await.unwrap(), (0, 2));
+    let got = a
+        .handle
+        .fetch("sae-b-slave", "sae-b", taken.iter().map(|(id, _)| *id).collect(), 2)
+        .await
+        .unwrap();
+    for ((_, want), (_, have)) in taken.iter().zip(&got) {
+        assert_eq!(want.as_slice(), have.as_slice());
+    }
+    // The source hearing back late finds it committed.
+    let far = Settle { keep_until: Some(u64::MAX / 2), refuse_until: Some(u64::MAX / 2) };
+    assert!(b.handle.commit_relay(Uuid::from_u128(78), far).await.unwrap());
+    // A relay that never reached B: B refuses it, and a copy arriving later.
+    let other: Vec<Issued> =
+        (0..2u128).map(|i| (Uuid::from_u128(700 + i), Zeroizing::new(vec![9; 16]))).collect();
+    let late = RelayedKeys { keys: other, ..relayed(79, false) };
+    assert!(!b.handle.commit_relay(Uuid::from_u128(79), far).await.unwrap());
+    assert!(matches!(
+        b.handle.put_relayed(late).await,
+        Err(OwnerError::Store(StoreError::RelayRefused(_)))
+    ));
+    assert_eq!(b.handle.shares().await.unwrap(), (2, 0));
 }

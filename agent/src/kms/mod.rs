@@ -19,7 +19,6 @@ mod hooks;
 pub mod monitor;
 pub mod ownership;
 pub mod relay;
-pub mod relay_stats;
 pub mod service;
 pub mod store;
 

@@ -19,7 +19,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use qkdn_kms::link::{LinkSettings as CoreSettings, StoreError as CoreError};
 use qkdn_kms::node::{LinkConfig, NodeStores};
-use qkdn_kms::owner::{OwnerError, RelayedKeys, Reserver, TakeRequest};
+use qkdn_kms::owner::{OwnerError, Reserver, TakeRequest};
+pub use qkdn_kms::owner::{RelayedKeys, Settle};
 use qkdn_kms::seal::Keyring;
 use uuid::Uuid;
 use zeroize::Zeroizing;
@@ -424,27 +425,24 @@ impl KeyStores {
         Ok(entry.handle.use_pads(pads.to_vec()).await?)
     }
 
-    /// Stores relayed keys of virtual link `link` at `placement` in its key stream, not usable
-    /// until [`commit_relay`](Self::commit_relay). A relay already stored is not stored again.
-    pub async fn put_relayed(
-        &self,
-        link: Uuid,
-        relay: Uuid,
-        placement: Placement,
-        keys: Vec<Issued>,
-        expires_ms: u64,
-        source: bool,
-    ) -> Result<(), StoreError> {
-        let relayed = RelayedKeys { relay, placement, keys, expires_ms, source, now_ms: now_ms() };
-        self.handle(link)?.put_relayed(relayed).await?;
+    /// Stores relayed keys of virtual link `link`: held until
+    /// [`commit_relay`](Self::commit_relay), or usable at once when `keys.usable`. A relay
+    /// already stored is not stored again; one refused here is refused.
+    pub async fn put_relayed(&self, link: Uuid, keys: RelayedKeys) -> Result<(), StoreError> {
+        self.handle(link)?.put_relayed(keys).await?;
         Ok(())
     }
 
-    /// Makes a relay's keys of virtual link `link` usable; `false` when the relay is unknown
-    /// here (never stored, expired, or already committed).
-    pub async fn commit_relay(&self, link: Uuid, relay: Uuid) -> Result<bool, StoreError> {
+    /// Commits a relay of virtual link `link` (see [`Settle`]): `true` when it is committed
+    /// here (now or before), `false` when it is not stored here.
+    pub async fn commit_relay(
+        &self,
+        link: Uuid,
+        relay: Uuid,
+        settle: Settle,
+    ) -> Result<bool, StoreError> {
         match self.handle(link) {
-            Ok(handle) => Ok(handle.commit_relay(relay).await?),
+            Ok(handle) => Ok(handle.commit_relay(relay, settle).await?),
             Err(_) => Ok(false),
         }
     }
@@ -458,7 +456,7 @@ impl KeyStores {
         }
     }
 
-    /// The link a pending relay's keys are stored under, if the relay is pending here.
+    /// The link a relay is recorded under (pending, or settled at the far end).
     pub async fn pending_relay_link(&self, relay: Uuid) -> Option<Uuid> {
         self.stores.relay_link(relay).await
     }

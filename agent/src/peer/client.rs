@@ -13,8 +13,8 @@ use qkdn_kit::Identity;
 use qkdn_kit::tls::{ClientTls, Protocols};
 use qkdn_proto::peer::v1::peer_client::PeerClient;
 use qkdn_proto::peer::v1::{
-    CommitRelayRequest, DeviceKeysReply, DeviceKeysRequest, KeyDelivery, RelayKeysRequest,
-    ReserveKeysReply, ReserveKeysRequest,
+    CommitRelayRequest, DeviceKeysReply, DeviceKeysRequest, KeyDelivery, RelayKeysReply,
+    RelayKeysRequest, ReserveKeysReply, ReserveKeysRequest,
 };
 use rustls::pki_types::ServerName;
 use tonic::transport::{Channel, Endpoint};
@@ -100,13 +100,18 @@ impl PeerClients {
         Ok(channel)
     }
 
-    /// Sends a relay step to `node`; returns how many keys the far end stored.
-    pub async fn relay_keys(&self, node: Uuid, request: RelayKeysRequest) -> Result<u32, String> {
+    /// Sends a relay step to `node`; returns the far end's answer (keys stored, and whether
+    /// they are usable there already).
+    pub async fn relay_keys(
+        &self,
+        node: Uuid,
+        request: RelayKeysRequest,
+    ) -> Result<RelayKeysReply, String> {
         let mut client = PeerClient::new(self.channel(node)?);
         client
             .relay_keys(request)
             .await
-            .map(|r| r.into_inner().stored)
+            .map(|r| r.into_inner())
             .map_err(|status| status_text(node, &status))
     }
 

@@ -229,11 +229,11 @@ impl Peer for PeerService {
         // The sender must be the caller; the relay engine then requires it to be the previous
         // hop of the virtual link, over the physical link the request names.
         bound(&auth, "sender_node_id", &request.get_ref().sender_node_id)?;
-        let stored = kms.relay.on_relay(request.into_inner()).await.map_err(|e| match e {
+        let reply = kms.relay.on_relay(request.into_inner()).await.map_err(|e| match e {
             RelayError::Refused(reason) => refuse(&auth, "RelayKeys", &reason),
             other => relay_status(other),
         })?;
-        Ok(Response::new(RelayKeysReply { stored }))
+        Ok(Response::new(reply))
     }
 
     async fn commit_relay(

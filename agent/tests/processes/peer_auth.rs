@@ -72,6 +72,7 @@ fn relay_request(sender: &str, hop_link: &str) -> RelayKeysRequest {
         ciphertext: vec![0u8; 32],
         expires_ms: u64::MAX,
         position_step: 2,
+        stored_at_source: true,
     }
 }
 
@@ -116,11 +117,14 @@ async fn a_node_cannot_act_where_its_certificate_does_not_put_it() {
         c_at_b.clone().relay_keys(relay_request(NODE_C, LINK_BC)).await,
         "is not the previous hop",
     );
-    // CommitRelay at C: only B, the previous hop.
+    // CommitRelay at C (which also settles, as refused, a relay C never stored): only B, the
+    // previous hop.
     let commit = |sender: &str| CommitRelayRequest {
         relay_id: Uuid::from_u128(0xfeed).to_string(),
         virt_link_id: VIRT_AC.into(),
         sender_node_id: sender.into(),
+        refuse_until_ms: u64::MAX,
+        source_node_id: NODE_A.into(),
     };
     refused(
         "D commits in B's name",

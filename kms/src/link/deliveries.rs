@@ -210,6 +210,10 @@ impl LinkStore {
         let mut unusable = Vec::new();
         let mut fresh = Vec::new();
         let mut claimed = HashSet::new();
+        // Keys of a relay this end sourced and has not yet heard back about: the far end
+        // reserving them shows it made them usable, so the relay is committed here first.
+        let sourced = self.sourced_pending_blocks();
+        let mut settled = HashSet::new();
         for delivery in deliveries {
             let Some(id) = delivery.id() else {
                 return Err(ReserveError::Malformed("a delivery without parts"));
@@ -225,8 +229,17 @@ impl LinkStore {
                 continue;
             }
             for part in &delivery.parts {
-                let usable = self.index.get(part).is_some_and(|at| self.theirs_unheld(*at))
-                    && claimed.insert(*part);
+                let usable = match self.index.get(part) {
+                    Some(at) if self.theirs_unheld(*at) => true,
+                    Some(at) => match sourced.get(&at.block) {
+                        Some(relay) if self.theirs_in_relay(*at) => {
+                            settled.insert(*relay);
+                            true
+                        }
+                        _ => false,
+                    },
+                    None => false,
+                } && claimed.insert(*part);
                 if !usable {
                     unusable.push(*part);
                 }
@@ -237,7 +250,10 @@ impl LinkStore {
             let earliest = self.blocks.values().map(|b| b.placement.sequence).min();
             return Err(ReserveError::Unusable(unusable, earliest));
         }
-        let mut ops = Vec::with_capacity(fresh.len());
+        let mut ops = Vec::with_capacity(fresh.len() + settled.len());
+        for relay in settled {
+            ops.extend(self.commit_relay(relay, None).unwrap_or_default());
+        }
         for delivery in fresh {
             let reserved = Delivery {
                 state: DeliveryState::Reserved,

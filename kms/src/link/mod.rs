@@ -28,7 +28,7 @@ use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use crate::block::{Block, KeySet, Placement};
-use crate::delivery::{Delivery, PendingRelay};
+use crate::delivery::{Delivery, RelayRecord};
 use crate::disk::{DiskOp, StoredBlock};
 use crate::seal::{BlockPlace, Keyring, SealError};
 
@@ -68,6 +68,9 @@ pub enum StoreError {
     /// The store is full of keys held by deliveries: the block cannot be kept.
     #[error("the key store is full of keys held by deliveries")]
     Full,
+    /// A relay's keys arrived after this end had settled the relay as refused.
+    #[error("relay {0} was given up by its source; its keys are refused")]
+    RelayRefused(Uuid),
 }
 
 /// Why the other end of a link refused a reservation.
@@ -128,8 +131,11 @@ pub struct Relayed<'a> {
     pub keys: &'a [Issued],
     /// When they are erased if the relay is not committed, ms since the Unix epoch.
     pub expires_ms: u64,
-    /// This end generated them (it confirms the commit).
+    /// This end generated them (it settles the relay with the far end).
     pub source: bool,
+    /// Usable at once (the far end, when the source holds its copy already); else held
+    /// until the relay is committed.
+    pub usable: bool,
 }
 
 /// A block as a device (or a relay) delivered it.
@@ -231,7 +237,7 @@ pub struct LinkStore {
     /// Deliveries whose request is waiting for the other end.
     in_flight: HashSet<Uuid>,
     /// Relays whose keys are stored here but not usable yet, by relay ID.
-    relays: HashMap<Uuid, PendingRelay>,
+    relays: HashMap<Uuid, RelayRecord>,
     /// Pads ready for the relay: keys this end owned, already erased on disk, kept in memory
     /// only until they pad a relayed key (a crash loses them, which is what erasure means).
     pad_pool: VecDeque<PooledPad>,
@@ -293,7 +299,7 @@ impl LinkStore {
         ring: &Keyring,
         blocks: Vec<StoredBlock>,
         deliveries: Vec<Delivery>,
-        relays: Vec<PendingRelay>,
+        relays: Vec<RelayRecord>,
     ) -> Vec<SealError> {
         let mut failed = Vec::new();
         for stored in blocks {
@@ -321,7 +327,9 @@ impl LinkStore {
             self.deliveries.insert(id, delivery);
         }
         for relay in relays {
-            self.hold_block(relay.block);
+            if relay.pending() {
+                self.hold_block(relay.block);
+            }
             self.relays.insert(relay.id, relay);
         }
         let ids: Vec<u64> = self.blocks.keys().copied().collect();
@@ -360,7 +368,7 @@ impl LinkStore {
             deliveries: self.deliveries.len(),
             pad_pool: self.pad_pool.len(),
             key_bits: self.key_bits,
-            pending_relays: self.relays.len(),
+            pending_relays: self.relays.values().filter(|r| r.pending()).count(),
             ..self.stats
         }
     }
@@ -391,6 +399,11 @@ impl LinkStore {
     fn live(&self, at: KeyAt) -> bool {
         self.blocks.get(&at.block).is_some_and(|b| !b.erased.contains(at.index))
             && !self.unwritten.contains(&at.block)
+    }
+
+    /// A key of the other end's share in a durable block a pending relay holds.
+    fn theirs_in_relay(&self, at: KeyAt) -> bool {
+        self.live(at) && !self.owned_here(self.blocks[&at.block].placement, at.index)
     }
 
     fn theirs_unheld(&self, at: KeyAt) -> bool {
@@ -629,15 +642,7 @@ impl LinkStore {
                 expires_ms: delivery.expires_ms,
             });
         }
-        let expired: Vec<Uuid> = self
-            .relays
-            .values()
-            .filter(|r| !r.source && r.expires_ms <= now_ms)
-            .map(|r| r.id)
-            .collect();
-        for relay in expired {
-            ops.extend(self.abandon_relay(relay));
-        }
+        ops.extend(self.sweep_relays(now_ms));
         if let Some(max_age) = self.settings.max_age_ms {
             let cutoff = now_ms.saturating_sub(max_age);
             let old = |store: &LinkStore, at: &KeyAt| {

@@ -1,8 +1,9 @@
 //! The relay's part of a link's store: pads at the sending end of a hop (keys this end owns,
-//! erased before use, from a pool erased ahead), pads at the receiving end, and relayed keys
-//! held until their relay is committed (or abandoned).
+//! erased before use, from a pool erased ahead), pads at the receiving end, relayed keys held
+//! until their relay is committed (or abandoned), and the far end's records of relays it
+//! settled (committed or refused), which answer a source that asks again.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use uuid::Uuid;
 use zeroize::Zeroizing;
@@ -11,7 +12,7 @@ use super::{
     KeyAt, LinkStore, MAX_BLOCK_KEYS, MAX_PAD_POOL, NewBlock, Pad, PadBytes, PooledPad, Relayed,
     StoreError,
 };
-use crate::delivery::PendingRelay;
+use crate::delivery::{RelayRecord, RelayState};
 use crate::disk::DiskOp;
 use crate::seal::Keyring;
 
@@ -139,19 +140,22 @@ impl LinkStore {
         Ok((out, self.flush(touched)))
     }
 
-    /// Stores relayed keys (their IDs and bytes) at `placement`, held until
-    /// [`commit_relay`](Self::commit_relay); `None` when the relay is already stored here. The
-    /// returned write must be durable before the relay is acknowledged; then
-    /// [`stored`](Self::stored) (the keys stay held).
+    /// Stores relayed keys (their IDs and bytes) at `placement`: held until
+    /// [`commit_relay`](Self::commit_relay), or usable at once when `relayed.usable` (the far
+    /// end of a relay whose source holds its copy already). `None` when the relay is already
+    /// stored here (or settled: a retry); refused when it was refused here. The returned write
+    /// must be durable before the relay is acknowledged; then [`stored`](Self::stored).
     pub fn put_relayed(
         &mut self,
         ring: &Keyring,
         relayed: Relayed<'_>,
         now_ms: u64,
     ) -> Result<Option<(u64, Vec<DiskOp>)>, StoreError> {
-        let Relayed { relay, placement, keys, expires_ms, source } = relayed;
-        if self.relays.contains_key(&relay) {
-            return Ok(None);
+        let Relayed { relay, placement, keys, expires_ms, source, usable } = relayed;
+        match self.relays.get(&relay).map(|r| r.state) {
+            Some(RelayState::Refused) => return Err(StoreError::RelayRefused(relay)),
+            Some(_) => return Ok(None),
+            None => {}
         }
         let key_bytes = keys.first().map(|(_, k)| k.len()).unwrap_or(0);
         if keys.iter().any(|(_, k)| k.len() != key_bytes) {
@@ -172,38 +176,85 @@ impl LinkStore {
         }
         let (blocks, mut ops) = self.ingest(ring, new, now_ms)?;
         let block = blocks.start;
-        self.hold_block(block);
-        let pending = PendingRelay { id: relay, block, expires_ms, source };
-        ops.push(DiskOp::PutRelay { link: self.link, relay: pending.clone() });
-        self.relays.insert(relay, pending);
+        let state = if usable { RelayState::Committed } else { RelayState::Pending };
+        if !usable {
+            self.hold_block(block);
+        }
+        let record = RelayRecord { id: relay, block, expires_ms, source, state };
+        ops.push(DiskOp::PutRelay { link: self.link, relay: record.clone() });
+        self.relays.insert(relay, record);
         Ok(Some((block, ops)))
     }
 
-    /// Makes a relay's keys usable; `None` when the relay is not pending here (never stored,
-    /// expired, or already committed).
-    pub fn commit_relay(&mut self, relay: Uuid) -> Option<Vec<DiskOp>> {
-        let pending = self.relays.remove(&relay)?;
-        if let Some(b) = self.blocks.get(&pending.block) {
-            for index in 0..b.count() {
-                self.held.remove(&KeyAt { block: pending.block, index });
-            }
-            if !self.unwritten.contains(&pending.block) {
-                self.release_block(pending.block);
-            }
+    /// Makes a pending relay's keys usable. With `keep_until` (the far end) the outcome is
+    /// kept until then, so that the source asking again learns it; without (the source), the
+    /// record goes. `Some` (with the write, empty when it was committed already) when the
+    /// relay is committed here; `None` when it is not stored here (never arrived, expired,
+    /// abandoned or refused).
+    pub fn commit_relay(&mut self, relay: Uuid, keep_until: Option<u64>) -> Option<Vec<DiskOp>> {
+        let record = self.relays.get_mut(&relay)?;
+        match record.state {
+            RelayState::Committed => return Some(Vec::new()),
+            RelayState::Refused => return None,
+            RelayState::Pending => {}
         }
-        Some(vec![DiskOp::RemoveRelay { link: self.link, id: relay }])
+        let block = record.block;
+        let op = match keep_until {
+            Some(until) => {
+                record.state = RelayState::Committed;
+                record.expires_ms = until;
+                DiskOp::PutRelay { link: self.link, relay: record.clone() }
+            }
+            None => {
+                self.relays.remove(&relay);
+                DiskOp::RemoveRelay { link: self.link, id: relay }
+            }
+        };
+        self.release_relay_block(block);
+        Some(vec![op])
     }
 
-    /// Erases a relay's keys (it will never be committed).
-    pub fn abandon_relay(&mut self, relay: Uuid) -> Vec<DiskOp> {
-        let Some(pending) = self.relays.remove(&relay) else {
+    /// Lets go of the keys a pending relay held (it is committed).
+    fn release_relay_block(&mut self, block: u64) {
+        if let Some(b) = self.blocks.get(&block) {
+            for index in 0..b.count() {
+                self.held.remove(&KeyAt { block, index });
+            }
+            if !self.unwritten.contains(&block) {
+                self.release_block(block);
+            }
+        }
+    }
+
+    /// The far end settles a relay its source asks about and it does not hold: refused until
+    /// `until`, so that a copy still under way is turned away. Nothing for a relay it holds.
+    pub fn refuse_relay(&mut self, relay: Uuid, until: u64) -> Vec<DiskOp> {
+        if self.relays.contains_key(&relay) {
             return Vec::new();
+        }
+        let record = RelayRecord {
+            id: relay,
+            block: 0,
+            expires_ms: until,
+            source: false,
+            state: RelayState::Refused,
         };
+        self.relays.insert(relay, record.clone());
+        vec![DiskOp::PutRelay { link: self.link, relay: record }]
+    }
+
+    /// Erases a pending relay's keys (it will never be committed). Nothing for a relay that is
+    /// settled: its keys are usable, or it has none.
+    pub fn abandon_relay(&mut self, relay: Uuid) -> Vec<DiskOp> {
+        if !self.relays.get(&relay).is_some_and(RelayRecord::pending) {
+            return Vec::new();
+        }
+        let record = self.relays.remove(&relay).expect("checked above");
         let mut touched = BTreeSet::new();
-        if let Some(b) = self.blocks.get(&pending.block) {
+        if let Some(b) = self.blocks.get(&record.block) {
             let keys: Vec<KeyAt> = (0..b.count())
                 .filter(|index| !b.erased.contains(*index))
-                .map(|index| KeyAt { block: pending.block, index })
+                .map(|index| KeyAt { block: record.block, index })
                 .collect();
             for at in keys {
                 self.erase(at, &mut touched);
@@ -216,12 +267,46 @@ impl LinkStore {
 
     /// Whether relay `relay` is pending here.
     pub fn has_relay(&self, relay: Uuid) -> bool {
+        self.relays.get(&relay).is_some_and(RelayRecord::pending)
+    }
+
+    /// Whether this store holds a record of relay `relay` (pending or settled).
+    pub fn knows_relay(&self, relay: Uuid) -> bool {
         self.relays.contains_key(&relay)
+    }
+
+    /// The source's pending relays whose blocks hold keys, by block: a reservation of their
+    /// keys by the far end proves the far end made them usable.
+    pub(super) fn sourced_pending_blocks(&self) -> HashMap<u64, Uuid> {
+        self.relays.values().filter(|r| r.source && r.pending()).map(|r| (r.block, r.id)).collect()
+    }
+
+    /// Settled records past their time, and pending relays received here that were never
+    /// committed in time: the writes that forget and erase them.
+    pub(super) fn sweep_relays(&mut self, now_ms: u64) -> Vec<DiskOp> {
+        let (mut expired_pending, mut expired_settled) = (Vec::new(), Vec::new());
+        for r in self.relays.values().filter(|r| r.expires_ms <= now_ms) {
+            match r.state {
+                RelayState::Pending if !r.source => expired_pending.push(r.id),
+                RelayState::Pending => {}
+                _ => expired_settled.push(r.id),
+            }
+        }
+        let mut ops = Vec::new();
+        for relay in expired_pending {
+            ops.extend(self.abandon_relay(relay));
+        }
+        for relay in expired_settled {
+            self.relays.remove(&relay);
+            ops.push(DiskOp::RemoveRelay { link: self.link, id: relay });
+        }
+        ops
     }
 
     /// Relays this end generated whose commit is not confirmed yet.
     pub fn unconfirmed_relays(&self) -> Vec<Uuid> {
-        let mut out: Vec<Uuid> = self.relays.values().filter(|r| r.source).map(|r| r.id).collect();
+        let mut out: Vec<Uuid> =
+            self.relays.values().filter(|r| r.source && r.pending()).map(|r| r.id).collect();
         out.sort();
         out
     }

@@ -26,7 +26,7 @@ use crate::writer::Writer;
 
 mod relay;
 
-pub use relay::RelayedKeys;
+pub use relay::{RelayedKeys, Settle};
 
 /// Commands a handle may have waiting before senders wait.
 const QUEUE: usize = 1024;

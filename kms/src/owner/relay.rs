@@ -1,7 +1,8 @@
 //! The relay's commands to a link store's owner: pads at the sending end of a hop (erased
 //! durably before they are returned, from a pool erased ahead), pads at the receiving end,
-//! relayed keys stored pending and then committed or abandoned, and the figures the relay
-//! plans with (this end's and the other end's shares).
+//! relayed keys stored (pending, or usable at once at the far end of a one-pass relay), then
+//! committed, refused or abandoned, and the figures the relay plans with (this end's and the
+//! other end's shares).
 
 use tokio::sync::oneshot;
 use uuid::Uuid;
@@ -9,6 +10,17 @@ use uuid::Uuid;
 use super::{Command, LinkHandle, Owner, OwnerError, Reply};
 use crate::block::Placement;
 use crate::link::{Issued, LinkSettings, Pad, PadBytes, PooledPad, Relayed};
+
+/// How an end settles a relay it is asked to commit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Settle {
+    /// Keep the outcome until then (the far end, so that the source can ask again); else the
+    /// record goes with the commit (the source).
+    pub keep_until: Option<u64>,
+    /// A relay not stored here is refused until then (the far end answering its source: a
+    /// copy still under way is turned away).
+    pub refuse_until: Option<u64>,
+}
 
 /// Relayed keys to store, owned (they cross into the owner task).
 #[derive(Debug)]
@@ -23,6 +35,8 @@ pub struct RelayedKeys {
     pub expires_ms: u64,
     /// This end generated them.
     pub source: bool,
+    /// Usable at once (the far end of a relay whose source holds its copy already).
+    pub usable: bool,
     /// Now, ms since the Unix epoch.
     pub now_ms: u64,
 }
@@ -33,10 +47,11 @@ pub(super) enum RelayCommand {
     RefillPool,
     PoolWritten(Vec<PooledPad>, bool),
     PutRelayed(RelayedKeys, Reply<bool>),
-    Commit(Uuid, Reply<bool>),
+    Commit(Uuid, Settle, Reply<bool>),
     Abandon(Uuid),
     Unconfirmed(oneshot::Sender<Vec<Uuid>>),
     HasRelay(Uuid, oneshot::Sender<bool>),
+    KnowsRelay(Uuid, oneshot::Sender<bool>),
     Shares(oneshot::Sender<(usize, usize)>),
     Available(u32, oneshot::Sender<usize>),
     Settings(LinkSettings),
@@ -76,10 +91,11 @@ impl LinkHandle {
         self.relay(|reply| RelayCommand::PutRelayed(keys, reply)).await?
     }
 
-    /// Makes a relay's keys usable, once the commit is durable; `false` when it is not
-    /// pending here.
-    pub async fn commit_relay(&self, relay: Uuid) -> Result<bool, OwnerError> {
-        self.relay(|reply| RelayCommand::Commit(relay, reply)).await?
+    /// Makes a pending relay's keys usable, once the commit is durable: `true` when the relay
+    /// is committed here (now or before), `false` when it is not stored here (and, with
+    /// `settle.refuse_until`, is refused from now on).
+    pub async fn commit_relay(&self, relay: Uuid, settle: Settle) -> Result<bool, OwnerError> {
+        self.relay(|reply| RelayCommand::Commit(relay, settle, reply)).await?
     }
 
     /// Erases a relay's keys (it will never be committed).
@@ -95,6 +111,11 @@ impl LinkHandle {
     /// Whether relay `relay` is pending here.
     pub async fn has_relay(&self, relay: Uuid) -> Result<bool, OwnerError> {
         self.relay(|reply| RelayCommand::HasRelay(relay, reply)).await
+    }
+
+    /// Whether this store holds a record of relay `relay` (pending or settled).
+    pub async fn knows_relay(&self, relay: Uuid) -> Result<bool, OwnerError> {
+        self.relay(|reply| RelayCommand::KnowsRelay(relay, reply)).await
     }
 
     /// Keys this end may hand out, and keys of the other end's share nobody holds.
@@ -160,6 +181,7 @@ impl Owner {
                     keys: &keys.keys,
                     expires_ms: keys.expires_ms,
                     source: keys.source,
+                    usable: keys.usable,
                 };
                 match self.store.put_relayed(&self.ring.load(), relayed, keys.now_ms) {
                     Ok(Some((block, ops))) => {
@@ -181,20 +203,26 @@ impl Owner {
                     }
                 }
             }
-            RelayCommand::Commit(relay, reply) => match self.store.commit_relay(relay) {
-                // Keys handed out after this commit are recorded by later writes, which the
-                // writer makes durable after this one.
-                Some(ops) => {
+            RelayCommand::Commit(relay, settle, reply) => {
+                let (committed, ops) = match self.store.commit_relay(relay, settle.keep_until) {
+                    Some(ops) => (true, ops),
+                    None => match settle.refuse_until {
+                        Some(until) => (false, self.store.refuse_relay(relay, until)),
+                        None => (false, Vec::new()),
+                    },
+                };
+                if ops.is_empty() {
+                    let _ = reply.send(Ok(committed));
+                } else {
+                    // Keys handed out after this commit are recorded by later writes, which
+                    // the writer makes durable after this one.
                     let durable = self.writer.write(ops);
                     tokio::spawn(async move {
-                        let answer = durable.await.map(|()| true).map_err(OwnerError::from);
+                        let answer = durable.await.map(|()| committed).map_err(OwnerError::from);
                         let _ = reply.send(answer);
                     });
                 }
-                None => {
-                    let _ = reply.send(Ok(false));
-                }
-            },
+            }
             RelayCommand::Abandon(relay) => {
                 let ops = self.store.abandon_relay(relay);
                 self.detached(ops);
@@ -204,6 +232,9 @@ impl Owner {
             }
             RelayCommand::HasRelay(relay, reply) => {
                 let _ = reply.send(self.store.has_relay(relay));
+            }
+            RelayCommand::KnowsRelay(relay, reply) => {
+                let _ = reply.send(self.store.knows_relay(relay));
             }
             RelayCommand::Shares(reply) => {
                 let _ = reply.send(self.store.shares());
