@@ -457,7 +457,7 @@ impl KeyStores {
     }
 
     /// The link a relay is recorded under (pending, or settled at the far end).
-    pub async fn pending_relay_link(&self, relay: Uuid) -> Option<Uuid> {
+    pub async fn recorded_relay_link(&self, relay: Uuid) -> Option<Uuid> {
         self.stores.relay_link(relay).await
     }
 

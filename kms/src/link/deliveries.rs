@@ -212,7 +212,8 @@ impl LinkStore {
         let mut claimed = HashSet::new();
         // Keys of a relay this end sourced and has not yet heard back about: the far end
         // reserving them shows it made them usable, so the relay is committed here first.
-        let sourced = self.sourced_pending_blocks();
+        // (Looked up only when a part is not plainly usable: the records can be many.)
+        let mut sourced = None;
         let mut settled = HashSet::new();
         for delivery in deliveries {
             let Some(id) = delivery.id() else {
@@ -231,7 +232,10 @@ impl LinkStore {
             for part in &delivery.parts {
                 let usable = match self.index.get(part) {
                     Some(at) if self.theirs_unheld(*at) => true,
-                    Some(at) => match sourced.get(&at.block) {
+                    Some(at) => match sourced
+                        .get_or_insert_with(|| self.sourced_pending_blocks())
+                        .get(&at.block)
+                    {
                         Some(relay) if self.theirs_in_relay(*at) => {
                             settled.insert(*relay);
                             true

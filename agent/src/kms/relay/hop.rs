@@ -123,7 +123,7 @@ impl Relay {
         let sender = parse(&request.sender_node_id, "sender_node_id")?;
         // A link held under another name here is the one the relay is recorded under; with no
         // record, the source the request names stands for it.
-        let origin = match self.stores.pending_relay_link(relay).await {
+        let origin = match self.stores.recorded_relay_link(relay).await {
             Some(recorded) => self.stores.remote_of(recorded),
             None if request.source_node_id.is_empty() => None,
             None => Some(parse(&request.source_node_id, "source_node_id")?),
