@@ -14,8 +14,9 @@ use std::time::Instant;
 
 use qkdn_kms::block::Placement;
 use qkdn_kms::delivery::Delivery;
-use qkdn_kms::disk::Disk;
+use qkdn_kms::disk::{Disk, DiskBlocks};
 use qkdn_kms::link::{LinkSettings, LinkStore, NewBlock, ReserveError, StoreError};
+use qkdn_kms::node::LOADED_BLOCKS;
 use qkdn_kms::owner::{LinkHandle, OwnerError, PeerRefusal, ReserveFuture, Reserver, TakeRequest};
 use qkdn_kms::seal::{Keyring, StoreKey};
 use qkdn_kms::writer::Writer;
@@ -49,11 +50,12 @@ fn start(
     dir: &std::path::Path,
     ring: &Arc<Keyring>,
 ) -> (LinkHandle, Arc<Wire>) {
-    let disk = Disk::open(&dir.join(format!("{node}.redb"))).unwrap();
+    let disk = Arc::new(Disk::open(&dir.join(format!("{node}.redb"))).unwrap());
     let settings = LinkSettings { capacity: 10_000_000, max_age_ms: None, relay_reserve: 0 };
-    let store = LinkStore::new(LINK, node, other, settings, 0);
-    let wire = Arc::new(Wire::default());
     let ring = qkdn_kms::seal::shared((**ring).clone());
+    let source = Arc::new(DiskBlocks::new(disk.clone(), ring.clone()));
+    let store = LinkStore::new(LINK, node, other, settings, 0).with_source(source, LOADED_BLOCKS);
+    let wire = Arc::new(Wire::default());
     let handle = LinkHandle::spawn(store, ring, Writer::start(disk).unwrap(), wire.clone());
     (handle, wire)
 }

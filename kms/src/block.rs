@@ -5,7 +5,7 @@
 //! the whole block, data key included, is deleted.
 
 use uuid::Uuid;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::seal::{BlockPlace, DataKey, Keyring, SealError, WrappedKey};
 
@@ -81,7 +81,19 @@ impl KeySet {
     }
 }
 
-/// A block in memory: IDs and material of its keys (material wiped when dropped).
+/// Keys a stored block holds at most (a device's larger blocks are cut).
+pub const MAX_BLOCK_KEYS: usize = 1024;
+
+/// Where the material of a block whose material is not in memory comes from (the database:
+/// [`crate::disk::DiskBlocks`]). A link's store keeps the material of a few blocks in memory
+/// and reads the others back, so that a store of millions of keys does not hold them all.
+pub trait BlockSource: Send + Sync {
+    /// The material of the block at `place`, opened (every key, erased ones included).
+    fn material(&self, place: BlockPlace) -> Result<Zeroizing<Vec<u8>>, String>;
+}
+
+/// A block in memory: IDs of its keys and, while it is loaded, their material (wiped when
+/// dropped, when unloaded, and key by key when erased).
 pub struct Block {
     /// Its link and ID.
     pub place: BlockPlace,
@@ -93,8 +105,8 @@ pub struct Block {
     pub created_ms: u64,
     /// The keys' IDs, in order.
     pub ids: Vec<Uuid>,
-    /// The keys' material, concatenated in order.
-    pub material: Zeroizing<Vec<u8>>,
+    /// The keys' material, concatenated in order, while the block is loaded.
+    pub material: Option<Zeroizing<Vec<u8>>>,
     /// The keys erased so far.
     pub erased: KeySet,
 }
@@ -115,10 +127,49 @@ impl Block {
         self.ids.len() as u32
     }
 
-    /// The material of key `index`.
-    pub fn key(&self, index: u32) -> &[u8] {
+    /// The material of key `index`, while the block is loaded.
+    pub fn key(&self, index: u32) -> Option<&[u8]> {
         let size = self.key_bytes as usize;
-        &self.material[index as usize * size..(index as usize + 1) * size]
+        self.material.as_ref()?.get(index as usize * size..(index as usize + 1) * size)
+    }
+
+    /// Whether its material is in memory.
+    pub fn loaded(&self) -> bool {
+        self.material.is_some()
+    }
+
+    /// Takes its material back (read from disk): the erased keys' bytes are wiped at once.
+    /// False (and nothing changes) when the material is not the size of the block's keys.
+    pub fn load(&mut self, mut material: Zeroizing<Vec<u8>>) -> bool {
+        let size = self.key_bytes as usize;
+        if material.len() != self.ids.len() * size {
+            return false;
+        }
+        for index in 0..self.count() {
+            if self.erased.contains(index) {
+                material[index as usize * size..(index as usize + 1) * size].zeroize();
+            }
+        }
+        self.material = Some(material);
+        true
+    }
+
+    /// Lets go of its material (wiped); [`load`](Self::load) brings it back.
+    pub fn unload(&mut self) {
+        self.material = None;
+    }
+
+    /// Erases key `index`: marked in the set, its bytes wiped if loaded. Whether it was new.
+    pub fn erase(&mut self, index: u32) -> bool {
+        let size = self.key_bytes as usize;
+        if let Some(key) = self
+            .material
+            .as_mut()
+            .and_then(|m| m.get_mut(index as usize * size..(index as usize + 1) * size))
+        {
+            key.zeroize();
+        }
+        self.erased.insert(index)
     }
 
     /// Whether every key is erased.
@@ -126,18 +177,20 @@ impl Block {
         self.erased.len() >= self.count()
     }
 
-    /// The block as written: material sealed under a fresh data key, wrapped by `ring`.
-    pub fn seal(&self, ring: &Keyring) -> SealedBlock {
+    /// The block as written: material sealed under a fresh data key, wrapped by `ring`;
+    /// `None` when its material is not loaded.
+    pub fn seal(&self, ring: &Keyring) -> Option<SealedBlock> {
+        let material = self.material.as_ref()?;
         let data = DataKey::generate();
-        SealedBlock {
+        Some(SealedBlock {
             place: self.place,
             placement: self.placement,
             key_bytes: self.key_bytes,
             created_ms: self.created_ms,
             ids: self.ids.clone(),
-            sealed: data.seal(self.place, &self.material),
+            sealed: data.seal(self.place, material),
             wrapped: ring.wrap(self.place, &data),
-        }
+        })
     }
 }
 
@@ -161,21 +214,29 @@ pub struct SealedBlock {
 }
 
 impl SealedBlock {
-    /// The block in memory, with the keys `erased` already gone.
-    pub fn open(&self, ring: &Keyring, erased: KeySet) -> Result<Block, SealError> {
+    /// Its material, opened under `ring` (every key, erased ones included).
+    pub fn open_material(&self, ring: &Keyring) -> Result<Zeroizing<Vec<u8>>, SealError> {
         let material = ring.unwrap(self.place, &self.wrapped)?.open(self.place, &self.sealed)?;
         if material.len() != self.ids.len() * self.key_bytes as usize {
             return Err(SealError::Open { link: self.place.link, block: self.place.block });
         }
-        Ok(Block {
+        Ok(material)
+    }
+
+    /// The block in memory, loaded, with the keys `erased` already gone (their bytes wiped).
+    pub fn open(&self, ring: &Keyring, erased: KeySet) -> Result<Block, SealError> {
+        let material = self.open_material(ring)?;
+        let mut block = Block {
             place: self.place,
             placement: self.placement,
             key_bytes: self.key_bytes,
             created_ms: self.created_ms,
             ids: self.ids.clone(),
-            material,
+            material: None,
             erased,
-        })
+        };
+        block.load(material);
+        Ok(block)
     }
 }
 
@@ -208,13 +269,24 @@ mod tests {
             key_bytes: 4,
             created_ms: 1,
             ids: vec![Uuid::from_u128(1), Uuid::from_u128(2)],
-            material: Zeroizing::new(b"aaaabbbb".to_vec()),
+            material: Some(Zeroizing::new(b"aaaabbbb".to_vec())),
             erased: KeySet::default(),
         };
-        let sealed = block.seal(&ring);
+        let sealed = block.seal(&ring).unwrap();
         assert!(!sealed.sealed.windows(4).any(|w| w == b"aaaa"));
         let opened = sealed.open(&ring, KeySet::default()).unwrap();
-        assert_eq!((opened.key(0), opened.key(1)), (&b"aaaa"[..], &b"bbbb"[..]));
+        assert_eq!((opened.key(0), opened.key(1)), (Some(&b"aaaa"[..]), Some(&b"bbbb"[..])));
+        let mut erased = KeySet::default();
+        erased.insert(0);
+        let mut reopened = sealed.open(&ring, erased).unwrap();
+        assert_eq!(reopened.key(0), Some(&[0u8; 4][..]), "an erased key's bytes are wiped");
+        reopened.unload();
+        assert!(!reopened.loaded() && reopened.key(1).is_none());
+        assert!(!reopened.load(Zeroizing::new(vec![1; 3])), "material of the wrong size");
+        assert!(reopened.load(sealed.open_material(&ring).unwrap()));
+        assert_eq!(reopened.key(1), Some(&b"bbbb"[..]));
+        assert!(reopened.erase(1) && !reopened.erase(1));
+        assert_eq!(reopened.key(1), Some(&[0u8; 4][..]), "erasing wipes the key's bytes");
         assert_eq!(opened.placement.position(1), 42);
         let mut moved = sealed.clone();
         moved.place.block = 10;

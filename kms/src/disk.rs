@@ -18,13 +18,17 @@
 //! [`DiskOp`]s in one durable transaction.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, TableError};
 use uuid::Uuid;
+use zeroize::Zeroizing;
 
-use crate::block::{KeySet, Placement, SealedBlock};
+use crate::block::{BlockSource, KeySet, Placement, SealedBlock};
 use crate::delivery::{Delivery, RelayRecord};
-use crate::seal::{BlockPlace, Keyring, SealError, StoreKeyId, WRAPPED_LEN, WrappedKey};
+use crate::seal::{
+    BlockPlace, Keyring, SealError, SharedKeyring, StoreKeyId, WRAPPED_LEN, WrappedKey,
+};
 
 const BLOCKS: TableDefinition<'_, &[u8; 24], &[u8]> = TableDefinition::new("blocks");
 const BLOCK_KEYS: TableDefinition<'_, &[u8; 24], &[u8]> = TableDefinition::new("block-keys");
@@ -36,6 +40,15 @@ const RELAYS: TableDefinition<'_, &[u8; 32], &[u8]> = TableDefinition::new("pend
 
 /// Bytes of a block's header row before its key IDs: sequence, step, key size, created, count.
 const HEADER_LEN: usize = 8 + 8 + 4 + 8 + 4;
+
+/// Keys a block on disk may hold (far more than any version writes: the stores number keys
+/// within a block in 24 bits).
+const MAX_STORED_BLOCK_KEYS: usize = 1 << 24;
+
+/// Bytes of pages redb keeps in memory. Its default (1 GiB) would keep most of a large store's
+/// blocks in memory a second time; the stores keep the blocks they use loaded themselves,
+/// and the operating system caches the file.
+const CACHE_BYTES: usize = 16 * 1024 * 1024;
 
 /// A failure of the key database.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -195,6 +208,9 @@ fn decode_block(
     let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
     let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
     let count = u32_at(28) as usize;
+    if count > MAX_STORED_BLOCK_KEYS {
+        return Err(corrupt("more keys than a block holds"));
+    }
     let ids_end = HEADER_LEN + 16 * count;
     if bytes.len() < ids_end {
         return Err(corrupt("truncated key IDs"));
@@ -249,7 +265,7 @@ impl Disk {
     pub fn open(path: &Path) -> Result<Disk, DiskError> {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
         loop {
-            match Database::create(path) {
+            match redb::Builder::new().set_cache_size(CACHE_BYTES).create(path) {
                 Ok(db) => return Ok(Disk { db }),
                 Err(redb::DatabaseError::DatabaseAlreadyOpen)
                     if std::time::Instant::now() < deadline =>
@@ -322,6 +338,24 @@ impl Disk {
             }
         }
         tx.commit().map_err(fail)
+    }
+
+    /// The stored block at `place`, still sealed, if it is there.
+    pub fn block(&self, place: BlockPlace) -> Result<Option<SealedBlock>, DiskError> {
+        let read = self.db.begin_read().map_err(fail)?;
+        let Some(blocks) = missing_is_empty(read.open_table(BLOCKS))? else {
+            return Ok(None);
+        };
+        let at = row(place);
+        let Some(bytes) = blocks.get(&at).map_err(fail)? else { return Ok(None) };
+        let keys = read.open_table(BLOCK_KEYS).map_err(fail)?;
+        let wrapped = keys.get(&at).map_err(fail)?.ok_or(DiskError::Corrupt {
+            link: place.link,
+            block: place.block,
+            reason: "no data key",
+        })?;
+        let wrapped = decode_wrapped(place, wrapped.value())?;
+        decode_block(place, bytes.value(), wrapped).map(Some)
     }
 
     /// Every stored block, in order of link and block ID.
@@ -452,5 +486,30 @@ impl Disk {
             done += ops.len();
             self.apply(&ops)?;
         }
+    }
+}
+
+/// The stores' [`BlockSource`]: material read back from the database and opened under the
+/// node's keyring (whichever of its store keys wrapped the block's data key).
+pub struct DiskBlocks {
+    disk: Arc<Disk>,
+    ring: SharedKeyring,
+}
+
+impl DiskBlocks {
+    /// Blocks of `disk`, opened under `ring`.
+    pub fn new(disk: Arc<Disk>, ring: SharedKeyring) -> DiskBlocks {
+        DiskBlocks { disk, ring }
+    }
+}
+
+impl BlockSource for DiskBlocks {
+    fn material(&self, place: BlockPlace) -> Result<Zeroizing<Vec<u8>>, String> {
+        let sealed = self
+            .disk
+            .block(place)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| "not in the database".to_string())?;
+        sealed.open_material(&self.ring.load()).map_err(|e| e.to_string())
     }
 }

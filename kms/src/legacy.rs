@@ -15,7 +15,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableErro
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use crate::block::{Block, KeySet, Placement};
+use crate::block::{Block, KeySet, MAX_BLOCK_KEYS, Placement};
 use crate::delivery::{Delivery, RelayRecord, RelayState};
 use crate::disk::{Disk, DiskError, DiskOp};
 use crate::seal::{BlockPlace, Keyring};
@@ -71,16 +71,18 @@ fn table<T>(result: Result<T, TableError>) -> Result<Option<T>, DiskError> {
     }
 }
 
-/// Blocks of keys at consecutive positions (`step` apart) and the same size, in order.
+/// Blocks of keys at consecutive positions (`step` apart) and the same size, in order, of at
+/// most [`MAX_BLOCK_KEYS`] keys each.
 fn runs(mut keys: Vec<OldKey>, step: u64) -> Vec<Vec<OldKey>> {
     keys.sort_by_key(|k| k.position);
     let mut out: Vec<Vec<OldKey>> = Vec::new();
     for key in keys {
         match out.last_mut() {
             Some(run)
-                if run.last().is_some_and(|last| {
-                    last.position + step == key.position && last.bytes.len() == key.bytes.len()
-                }) =>
+                if run.len() < MAX_BLOCK_KEYS
+                    && run.last().is_some_and(|last| {
+                        last.position + step == key.position && last.bytes.len() == key.bytes.len()
+                    }) =>
             {
                 run.push(key)
             }
@@ -145,10 +147,10 @@ pub fn migrate(old: &Path, disk: &Disk, ring: &Keyring) -> Result<Migrated, Disk
             key_bytes,
             created_ms: run.iter().map(|k| k.created_ms).min().unwrap_or(0),
             ids: run.iter().map(|k| k.id).collect(),
-            material,
+            material: Some(material),
             erased: KeySet::default(),
         };
-        ops.push(DiskOp::Put(stored.seal(ring)));
+        ops.extend(stored.seal(ring).map(DiskOp::Put));
         block
     };
     for (relay_id, relay) in old_relays {

@@ -15,12 +15,16 @@ use arc_swap::ArcSwap;
 use uuid::Uuid;
 
 use crate::delivery::{Delivery, RelayRecord};
-use crate::disk::{Disk, DiskError, StoredBlock};
+use crate::disk::{Disk, DiskBlocks, DiskError, StoredBlock};
 use crate::legacy::Migrated;
 use crate::link::{Issued, LinkSettings, LinkStats, LinkStore, StoreError};
 use crate::owner::{LinkHandle, OwnerError, Reserver};
 use crate::seal::{Keyring, SealError, SharedKeyring};
 use crate::writer::Writer;
+
+/// Blocks whose material a link's store keeps in memory between steps (with 1024 keys of 256
+/// bits a block, 2 MiB a link); the others are read back from the database when used.
+pub const LOADED_BLOCKS: usize = 64;
 
 /// A link of the node, as its configuration names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,6 +58,8 @@ struct Loaded {
 pub struct NodeStores {
     node: Uuid,
     ring: SharedKeyring,
+    /// The database, read by the stores (the writer thread writes it).
+    disk: Arc<Disk>,
     writer: Writer,
     peer: Arc<dyn Reserver>,
     links: ArcSwap<HashMap<Uuid, LinkEntry>>,
@@ -105,9 +111,11 @@ impl NodeStores {
             loaded.entry(link).or_default().relays.push(relay);
         }
         let next_blocks = disk.next_blocks()?;
+        let disk = Arc::new(disk);
         Ok(NodeStores {
             node,
             ring: crate::seal::shared(ring),
+            disk: disk.clone(),
             writer: Writer::start(disk)?,
             peer,
             links: ArcSwap::from_pointee(HashMap::new()),
@@ -141,8 +149,10 @@ impl NodeStores {
                 continue;
             }
             let first = waiting.1.get(&config.link).copied().unwrap_or(0);
+            let source = DiskBlocks::new(self.disk.clone(), self.ring.clone());
             let mut store =
-                LinkStore::new(config.link, self.node, config.remote, config.settings, first);
+                LinkStore::new(config.link, self.node, config.remote, config.settings, first)
+                    .with_source(Arc::new(source), LOADED_BLOCKS);
             let loaded = waiting.0.remove(&config.link).unwrap_or_default();
             failed.extend(store.restore(
                 &self.ring.load(),

@@ -41,7 +41,7 @@ fn stopped() -> DiskError {
 
 impl Writer {
     /// Starts the writer thread over `disk`; it stops when every handle is dropped.
-    pub fn start(disk: Disk) -> Result<Writer, DiskError> {
+    pub fn start(disk: std::sync::Arc<Disk>) -> Result<Writer, DiskError> {
         let (batches, incoming) = mpsc::unbounded_channel();
         std::thread::Builder::new()
             .name("kms-writer".into())

@@ -3,10 +3,11 @@
 //! the model says; block IDs are never reused; no plaintext key reaches the file.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use proptest::prelude::*;
-use qkdn_kms::block::{Block, KeySet, Placement};
-use qkdn_kms::disk::{Disk, DiskOp};
+use qkdn_kms::block::{Block, BlockSource, KeySet, Placement};
+use qkdn_kms::disk::{Disk, DiskBlocks, DiskOp};
 use qkdn_kms::seal::{BlockPlace, Keyring, StoreKey};
 use uuid::Uuid;
 use zeroize::Zeroizing;
@@ -59,7 +60,9 @@ fn check(disk: &Disk, ring: &Keyring, model: &BTreeMap<BlockPlace, Modelled>) {
         assert_eq!(stored.block.ids, want.ids);
         let block = stored.block.open(ring, stored.erased.clone()).unwrap();
         for (i, key) in want.keys.iter().enumerate() {
-            assert_eq!(block.key(i as u32), key, "key {i} of {:?}", block.place);
+            // An opened block holds no erased key's bytes.
+            let want: &[u8] = if want.erased.contains(i as u32) { &[0; 16] } else { key };
+            assert_eq!(block.key(i as u32), Some(want), "key {i} of {:?}", block.place);
         }
     }
 }
@@ -101,10 +104,10 @@ proptest! {
                         key_bytes: 16,
                         created_ms: counter,
                         ids: ids.clone(),
-                        material: bytes,
+                        material: Some(bytes),
                         erased: KeySet::default(),
                     };
-                    disk.apply(&[DiskOp::Put(block.seal(&ring))]).unwrap();
+                    disk.apply(&[DiskOp::Put(block.seal(&ring).unwrap())]).unwrap();
                     model.insert(place, Modelled { ids, keys: modelled, erased: KeySet::default() });
                 }
                 Step::Erase { block, key } => {
@@ -155,13 +158,41 @@ fn a_block_under_an_unknown_store_key_is_reported_not_opened() {
         key_bytes: 4,
         created_ms: 0,
         ids: vec![Uuid::from_u128(9)],
-        material: Zeroizing::new(b"abcd".to_vec()),
+        material: Some(Zeroizing::new(b"abcd".to_vec())),
         erased: KeySet::default(),
     };
-    disk.apply(&[DiskOp::Put(block.seal(&ring))]).unwrap();
+    disk.apply(&[DiskOp::Put(block.seal(&ring).unwrap())]).unwrap();
     let stored = disk.load().unwrap().remove(0);
     let other = Keyring::new(StoreKey::generate());
     let error = stored.block.open(&other, KeySet::default()).unwrap_err();
     assert!(error.to_string().contains("not loaded"), "{error}");
     assert!(!format!("{stored:?}").contains("abcd"));
+}
+
+#[test]
+fn a_blocks_material_is_read_back_from_the_database_only_while_it_is_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = Arc::new(Disk::open(&dir.path().join("keys.redb")).unwrap());
+    let ring = Keyring::new(StoreKey::generate());
+    let place = BlockPlace { link: Uuid::from_u128(1), block: 3 };
+    let block = Block {
+        place,
+        placement: Placement { sequence: 0, step: 1 },
+        key_bytes: 4,
+        created_ms: 0,
+        ids: vec![Uuid::from_u128(9), Uuid::from_u128(10)],
+        material: Some(Zeroizing::new(b"abcdefgh".to_vec())),
+        erased: KeySet::default(),
+    };
+    let source = DiskBlocks::new(disk.clone(), qkdn_kms::seal::shared(ring.clone()));
+    assert!(source.material(place).unwrap_err().contains("not in the database"));
+    disk.apply(&[DiskOp::Put(block.seal(&ring).unwrap())]).unwrap();
+    assert_eq!(source.material(place).unwrap().as_slice(), b"abcdefgh");
+    let moved = BlockPlace { link: Uuid::from_u128(2), ..place };
+    assert!(source.material(moved).is_err(), "another link's block is not there");
+    let other =
+        DiskBlocks::new(disk.clone(), qkdn_kms::seal::shared(Keyring::new(StoreKey::generate())));
+    assert!(other.material(place).unwrap_err().contains("not loaded"), "another store key");
+    disk.apply(&[DiskOp::Drop(place)]).unwrap();
+    assert!(source.material(place).is_err(), "a dropped block's material is gone");
 }

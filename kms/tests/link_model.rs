@@ -17,11 +17,12 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use proptest::prelude::*;
 use qkdn_kms::block::Placement;
 use qkdn_kms::delivery::Delivery;
-use qkdn_kms::disk::{Disk, DiskOp};
+use qkdn_kms::disk::{Disk, DiskBlocks, DiskOp};
 use qkdn_kms::link::{
     Issued, LinkSettings, LinkStore, NewBlock, Relayed, ReserveError, StoreError, Take,
 };
@@ -109,20 +110,26 @@ struct End {
     node: Uuid,
     other: Uuid,
     path: PathBuf,
-    disk: Option<Disk>,
+    disk: Option<Arc<Disk>>,
     store: LinkStore,
 }
 
+/// Blocks a store keeps loaded: one, so that most steps read material back from disk.
+const LOADED_BLOCKS: usize = 1;
+
 impl End {
     fn open(node: Uuid, other: Uuid, path: PathBuf, ring: &Keyring) -> End {
-        let disk = Disk::open(&path).unwrap();
+        let disk = Arc::new(Disk::open(&path).unwrap());
+        let source = Arc::new(DiskBlocks::new(disk.clone(), qkdn_kms::seal::shared(ring.clone())));
         let mut store =
-            LinkStore::new(LINK, node, other, settings(), disk.next_block(LINK).unwrap());
+            LinkStore::new(LINK, node, other, settings(), disk.next_block(LINK).unwrap())
+                .with_source(source, LOADED_BLOCKS);
         let blocks = disk.load().unwrap();
         let deliveries = disk.deliveries().unwrap().into_iter().map(|(_, d)| d).collect();
         let relays: Vec<_> = disk.relays().unwrap().into_iter().map(|(_, r)| r).collect();
         let failed = store.restore(ring, blocks, deliveries, relays);
         assert!(failed.is_empty(), "{failed:?}");
+        assert!(store.loaded_blocks() <= LOADED_BLOCKS, "a restored store loads few blocks");
         End { node, other, path, disk: Some(disk), store }
     }
 
@@ -132,6 +139,8 @@ impl End {
 
     fn crash(&mut self, ring: &Keyring) {
         self.disk = None;
+        // The old store lets go of the database before it is opened again.
+        self.store = LinkStore::new(LINK, self.node, self.other, settings(), 0);
         *self = End::open(self.node, self.other, self.path.clone(), ring);
     }
 }

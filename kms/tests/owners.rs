@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use qkdn_kms::block::Placement;
 use qkdn_kms::delivery::Delivery;
-use qkdn_kms::disk::Disk;
+use qkdn_kms::disk::{Disk, DiskBlocks};
 use qkdn_kms::link::{Issued, LinkSettings, LinkStore, NewBlock, ReserveError, StoreError};
 use qkdn_kms::owner::{
     LinkHandle, OwnerError, PeerRefusal, RelayedKeys, ReserveFuture, Reserver, Settle, TakeRequest,
@@ -79,15 +79,19 @@ fn start(node: Uuid, other: Uuid, dir: &std::path::Path, ring: &Arc<Keyring>) ->
         }
     };
     let settings = LinkSettings { capacity: 100_000, max_age_ms: None, relay_reserve: 0 };
-    let mut store = LinkStore::new(LINK, node, other, settings, disk.next_block(LINK).unwrap());
+    let disk = Arc::new(disk);
+    let shared = qkdn_kms::seal::shared((**ring).clone());
+    // Two blocks loaded at most: most steps read their blocks back from the database.
+    let source = Arc::new(DiskBlocks::new(disk.clone(), shared.clone()));
+    let mut store = LinkStore::new(LINK, node, other, settings, disk.next_block(LINK).unwrap())
+        .with_source(source, 2);
     let blocks = disk.load().unwrap();
     let deliveries = disk.deliveries().unwrap().into_iter().map(|(_, d)| d).collect();
     let relays: Vec<_> = disk.relays().unwrap().into_iter().map(|(_, r)| r).collect();
     assert!(store.restore(ring, blocks, deliveries, relays).is_empty());
     let writer = Writer::start(disk).unwrap();
     let wire = Arc::new(Wire::default());
-    let handle =
-        LinkHandle::spawn(store, qkdn_kms::seal::shared((**ring).clone()), writer, wire.clone());
+    let handle = LinkHandle::spawn(store, shared, writer, wire.clone());
     Node { handle, wire }
 }
 

@@ -6,7 +6,6 @@
 use std::collections::{BTreeSet, HashSet};
 
 use uuid::Uuid;
-use zeroize::Zeroizing;
 
 use super::{Issued, KeyAt, LinkStore, ReserveError, StoreError, Take, Taken};
 use crate::delivery::{Delivery, DeliveryState};
@@ -15,26 +14,6 @@ use crate::disk::DiskOp;
 impl LinkStore {
     pub(super) fn parts_per_key(&self, size_bits: u32) -> usize {
         (size_bits as usize).div_ceil(self.key_bits.max(8) as usize).max(1)
-    }
-
-    /// The delivered key made of `parts`, cut to `size_bits`.
-    fn assemble(&self, parts: &[Uuid], size_bits: u32) -> Option<Zeroizing<Vec<u8>>> {
-        let mut keys = Vec::with_capacity(parts.len());
-        for part in parts {
-            let at = self.index.get(part)?;
-            let block = self.blocks.get(&at.block)?;
-            if block.erased.contains(at.index) {
-                return None;
-            }
-            keys.push(block.key(at.index));
-        }
-        // Sized for every part, so it never grows (a grown buffer leaves an unwiped copy).
-        let mut out = Zeroizing::new(Vec::with_capacity(keys.iter().map(|k| k.len()).sum()));
-        for key in keys {
-            out.extend_from_slice(key);
-        }
-        out.truncate(size_bits as usize / 8);
-        (out.len() == size_bits as usize / 8).then_some(out)
     }
 
     /// Keys of `size_bits` this end could hand out now (the relay's reserve apart).
@@ -62,6 +41,7 @@ impl LinkStore {
                 needed: request.number,
             });
         }
+        self.load_material(self.free.iter().take(needed).copied().collect::<Vec<_>>())?;
         let mut taken = Taken {
             deliveries: Vec::with_capacity(request.number),
             issued: Vec::with_capacity(request.number),
@@ -70,7 +50,7 @@ impl LinkStore {
         for _ in 0..request.number {
             let parts: Vec<KeyAt> = self.free.drain(..per_key).collect();
             let ids: Vec<Uuid> =
-                parts.iter().map(|at| self.blocks[&at.block].ids[at.index as usize]).collect();
+                parts.iter().map(|at| self.blocks[&at.block()].ids[at.index() as usize]).collect();
             self.held.extend(parts.iter().copied());
             let bytes = self
                 .assemble(&ids, request.size_bits)
@@ -114,7 +94,7 @@ impl LinkStore {
     /// slave); the write that forgets its record.
     fn consume(&mut self, delivery: &Delivery, touched: &mut BTreeSet<u64>) -> DiskOp {
         for part in &delivery.parts {
-            if let Some(at) = self.index.get(part).copied() {
+            if let Some(at) = self.key_at(part) {
                 self.erase(at, touched);
             }
         }
@@ -139,10 +119,10 @@ impl LinkStore {
             self.in_flight.remove(id);
             let Some(delivery) = self.deliveries.remove(id) else { continue };
             for part in delivery.parts.iter().rev() {
-                let Some(at) = self.index.get(part).copied() else { continue };
+                let Some(at) = self.key_at(part) else { continue };
                 self.held.remove(&at);
                 if lacking.contains(part) {
-                    lacking_blocks.insert(at.block);
+                    lacking_blocks.insert(at.block());
                     self.erase(at, &mut touched);
                     self.stats.dropped += 1;
                 } else if self.live(at) {
@@ -160,13 +140,13 @@ impl LinkStore {
                 earliest.is_some_and(|e| {
                     store
                         .blocks
-                        .get(&at.block)
-                        .is_some_and(|b| b.placement.position(at.index as usize) < e)
+                        .get(&at.block())
+                        .is_some_and(|b| b.placement.position(at.index() as usize) < e)
                 })
             };
             let (gone, kept): (Vec<KeyAt>, Vec<KeyAt>) = std::mem::take(&mut self.free)
                 .into_iter()
-                .partition(|at| lacking_blocks.contains(&at.block) || before(self, at));
+                .partition(|at| lacking_blocks.contains(&at.block()) || before(self, at));
             self.free = kept.into();
             self.stats.dropped += gone.len() as u64;
             for at in gone {
@@ -230,13 +210,13 @@ impl LinkStore {
                 continue;
             }
             for part in &delivery.parts {
-                let usable = match self.index.get(part) {
-                    Some(at) if self.theirs_unheld(*at) => true,
+                let usable = match self.key_at(part) {
+                    Some(at) if self.theirs_unheld(at) => true,
                     Some(at) => match sourced
                         .get_or_insert_with(|| self.sourced_pending_blocks())
-                        .get(&at.block)
+                        .get(&at.block())
                     {
-                        Some(relay) if self.theirs_in_relay(*at) => {
+                        Some(relay) if self.theirs_in_relay(at) => {
                             settled.insert(*relay);
                             true
                         }
@@ -265,7 +245,7 @@ impl LinkStore {
                 ..delivery.clone()
             };
             for part in &reserved.parts {
-                let at = self.index[part];
+                let Some(at) = self.key_at(part) else { continue };
                 self.theirs -= usize::from(self.theirs_unheld(at));
                 self.held.insert(at);
             }
@@ -286,6 +266,7 @@ impl LinkStore {
         now_ms: u64,
     ) -> Result<(Vec<Issued>, Vec<DiskOp>), StoreError> {
         let mut seen = HashSet::with_capacity(ids.len());
+        let mut keys = Vec::new();
         for id in ids {
             let Some(d) = self.deliveries.get(id) else {
                 return Err(StoreError::NotFound);
@@ -296,7 +277,17 @@ impl LinkStore {
                 && d.slaves.iter().any(|s| s == slave)
                 && !d.fetched.iter().any(|s| s == slave)
                 && seen.insert(*id);
-            if !fetchable || self.assemble(&d.parts, d.size_bits).is_none() {
+            if !fetchable {
+                return Err(StoreError::NotFound);
+            }
+            for part in &d.parts {
+                keys.push(self.key_at(part).ok_or(StoreError::NotFound)?);
+            }
+        }
+        self.load_material(keys)?;
+        for id in ids {
+            let d = &self.deliveries[id];
+            if self.assemble(&d.parts, d.size_bits).is_none() {
                 return Err(StoreError::NotFound);
             }
         }

@@ -21,19 +21,28 @@
 //!   receiving end), [`LinkStore::put_relayed`] (relayed keys, held) and
 //!   [`LinkStore::commit_relay`] / [`LinkStore::abandon_relay`] (in `relay.rs`; the
 //!   deliveries are in `deliveries.rs`).
+//!
+//! Keys are found by ID through a compact index (`index.rs`: a word per key, the IDs kept
+//! once, in their blocks), and a store given a [`BlockSource`] keeps only a few blocks'
+//! material in memory, reading the others back when a step needs them (`material.rs`).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use crate::block::{Block, KeySet, Placement};
+pub use crate::block::{BlockSource, MAX_BLOCK_KEYS};
 use crate::delivery::{Delivery, RelayRecord};
 use crate::disk::{DiskOp, StoredBlock};
 use crate::seal::{BlockPlace, Keyring, SealError};
 
 mod deliveries;
+mod index;
+mod material;
 mod relay;
+
+use index::{Blocks, KeyAt, KeyIndex};
 
 /// Why a store operation did not happen; each leaves the store as it was.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -68,6 +77,14 @@ pub enum StoreError {
     /// The store is full of keys held by deliveries: the block cannot be kept.
     #[error("the key store is full of keys held by deliveries")]
     Full,
+    /// A block's material could not be read back from disk.
+    #[error("key block {block} could not be read: {reason}")]
+    Unreadable {
+        /// The block.
+        block: u64,
+        /// Why.
+        reason: String,
+    },
     /// A relay's keys arrived after this end had settled the relay as refused.
     #[error("relay {0} was given up by its source; its keys are refused")]
     RelayRefused(Uuid),
@@ -96,9 +113,6 @@ pub struct LinkSettings {
 
 /// Pads a link's pool holds at most.
 const MAX_PAD_POOL: usize = 16_384;
-
-/// Keys a stored block holds at most (a device's larger blocks are cut).
-pub const MAX_BLOCK_KEYS: usize = 1024;
 
 /// Pad material for one relayed key: the hop keys it is made of, concatenated.
 pub struct Pad {
@@ -206,13 +220,6 @@ pub struct LinkStats {
     pub pending_relays: usize,
 }
 
-/// A key's place: its block and its index there.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-struct KeyAt {
-    block: u64,
-    index: u32,
-}
-
 /// One link's key store.
 pub struct LinkStore {
     link: Uuid,
@@ -220,11 +227,13 @@ pub struct LinkStore {
     remote: Uuid,
     settings: LinkSettings,
     next_block: u64,
-    blocks: BTreeMap<u64, Block>,
+    blocks: Blocks,
     /// Blocks written but not yet durable: their keys are not usable.
     unwritten: BTreeSet<u64>,
     /// Every key of every block held, by ID.
-    index: HashMap<Uuid, KeyAt>,
+    index: KeyIndex,
+    /// Where the material of blocks not in memory is read back from, if anywhere.
+    loaded: Option<material::Loaded>,
     /// Keys this end owns and nobody holds, oldest first.
     free: VecDeque<KeyAt>,
     /// Keys of the other end's share, oldest first (entries of keys since held or erased are
@@ -275,9 +284,10 @@ impl LinkStore {
             remote,
             settings,
             next_block,
-            blocks: BTreeMap::new(),
+            blocks: Blocks::new(),
             unwritten: BTreeSet::new(),
-            index: HashMap::new(),
+            index: KeyIndex::default(),
+            loaded: None,
             free: VecDeque::new(),
             others: VecDeque::new(),
             held: HashSet::new(),
@@ -307,12 +317,12 @@ impl LinkStore {
                 Ok(block) => {
                     self.next_block = self.next_block.max(block.place.block + 1);
                     self.key_bits = block.key_bytes * 8;
-                    for (index, id) in block.ids.iter().enumerate() {
-                        self.index
-                            .insert(*id, KeyAt { block: block.place.block, index: index as u32 });
-                    }
                     self.stored += (block.count() - block.erased.len()) as usize;
-                    self.blocks.insert(block.place.block, block);
+                    let id = block.place.block;
+                    self.blocks.insert(id, block);
+                    self.index.insert_block(&self.blocks, id);
+                    self.note_loaded(id);
+                    self.trim_loaded();
                 }
                 Err(e) => failed.push(e),
             }
@@ -320,8 +330,8 @@ impl LinkStore {
         for delivery in deliveries {
             let Some(id) = delivery.id() else { continue };
             for part in &delivery.parts {
-                if let Some(at) = self.index.get(part) {
-                    self.held.insert(*at);
+                if let Some(at) = self.key_at(part) {
+                    self.held.insert(at);
                 }
             }
             self.deliveries.insert(id, delivery);
@@ -336,7 +346,13 @@ impl LinkStore {
         for block in ids {
             self.release_block(block);
         }
+        self.trim_loaded();
         failed
+    }
+
+    /// The place of key `id`, if the store holds it.
+    fn key_at(&self, id: &Uuid) -> Option<KeyAt> {
+        self.index.get(&self.blocks, id)
     }
 
     /// The link.
@@ -385,7 +401,7 @@ impl LinkStore {
             .filter(|b| !self.unwritten.contains(&b.place.block))
             .find(|b| {
                 (0..b.count()).any(|index| {
-                    let at = KeyAt { block: b.place.block, index };
+                    let at = KeyAt::new(b.place.block, index);
                     !b.erased.contains(index) && !self.held.contains(&at)
                 })
             })
@@ -397,19 +413,19 @@ impl LinkStore {
     }
 
     fn live(&self, at: KeyAt) -> bool {
-        self.blocks.get(&at.block).is_some_and(|b| !b.erased.contains(at.index))
-            && !self.unwritten.contains(&at.block)
+        self.blocks.get(&at.block()).is_some_and(|b| !b.erased.contains(at.index()))
+            && !self.unwritten.contains(&at.block())
     }
 
     /// A key of the other end's share in a durable block a pending relay holds.
     fn theirs_in_relay(&self, at: KeyAt) -> bool {
-        self.live(at) && !self.owned_here(self.blocks[&at.block].placement, at.index)
+        self.live(at) && !self.owned_here(self.blocks[&at.block()].placement, at.index())
     }
 
     fn theirs_unheld(&self, at: KeyAt) -> bool {
         self.live(at)
             && !self.held.contains(&at)
-            && !self.owned_here(self.blocks[&at.block].placement, at.index)
+            && !self.owned_here(self.blocks[&at.block()].placement, at.index())
     }
 
     /// Puts a durable block's unheld keys in the free and others queues.
@@ -417,7 +433,7 @@ impl LinkStore {
         let Some(b) = self.blocks.get(&block) else { return };
         let placement = b.placement;
         for index in 0..b.count() {
-            let at = KeyAt { block, index };
+            let at = KeyAt::new(block, index);
             if b.erased.contains(index) || self.held.contains(&at) {
                 continue;
             }
@@ -435,7 +451,7 @@ impl LinkStore {
         if let Some(b) = self.blocks.get(&block) {
             for index in 0..b.count() {
                 if !b.erased.contains(index) {
-                    self.held.insert(KeyAt { block, index });
+                    self.held.insert(KeyAt::new(block, index));
                 }
             }
         }
@@ -457,8 +473,7 @@ impl LinkStore {
             return Err(StoreError::Malformed("material does not match the key IDs"));
         }
         let mut seen = HashSet::with_capacity(count);
-        if let Some(id) =
-            new.ids.iter().find(|id| self.index.contains_key(id) || !seen.insert(**id))
+        if let Some(id) = new.ids.iter().find(|id| self.key_at(id).is_some() || !seen.insert(**id))
         {
             return Err(StoreError::DuplicateKeyId(*id));
         }
@@ -491,15 +506,14 @@ impl LinkStore {
                 key_bytes: new.key_bytes,
                 created_ms: now_ms,
                 ids: ids.to_vec(),
-                material,
+                material: Some(material),
                 erased: KeySet::default(),
             };
-            ops.push(DiskOp::Put(stored.seal(ring)));
-            for (index, id) in stored.ids.iter().enumerate() {
-                self.index.insert(*id, KeyAt { block, index: index as u32 });
-            }
+            ops.extend(stored.seal(ring).map(DiskOp::Put));
             self.blocks.insert(block, stored);
+            self.index.insert_block(&self.blocks, block);
             self.unwritten.insert(block);
+            self.note_loaded(block);
         }
         self.key_bits = new.key_bytes * 8;
         self.stored += count;
@@ -514,17 +528,15 @@ impl LinkStore {
                 self.release_block(block);
             }
         }
+        self.trim_loaded();
     }
 
     /// The write of blocks `blocks` failed: they are forgotten.
     pub fn not_stored(&mut self, blocks: std::ops::Range<u64>) {
         for block in blocks {
-            if self.unwritten.remove(&block)
-                && let Some(b) = self.blocks.remove(&block)
-            {
-                for id in &b.ids {
-                    self.index.remove(id);
-                }
+            if self.unwritten.remove(&block) {
+                self.index.remove_block(&self.blocks, block);
+                let Some(b) = self.blocks.remove(&block) else { continue };
                 self.stored -= b.count() as usize;
                 self.stats.filled -= b.count() as u64;
             }
@@ -559,12 +571,12 @@ impl LinkStore {
     /// Marks `at` erased (its block's write follows in [`flush`](Self::flush)).
     fn erase(&mut self, at: KeyAt, touched: &mut BTreeSet<u64>) {
         let counted = self.theirs_unheld(at);
-        if let Some(block) = self.blocks.get_mut(&at.block)
-            && block.erased.insert(at.index)
+        if let Some(block) = self.blocks.get_mut(&at.block())
+            && block.erase(at.index())
         {
             self.stored -= 1;
             self.theirs -= usize::from(counted);
-            touched.insert(at.block);
+            touched.insert(at.block());
         }
         self.held.remove(&at);
     }
@@ -596,6 +608,15 @@ impl LinkStore {
         if self.free.iter().any(|at| !self.live(*at) || self.held.contains(at)) {
             return Err("a free key is erased or held".into());
         }
+        for b in self.blocks.values() {
+            let wiped = |index: u32| b.key(index).is_none_or(|k| k.iter().all(|x| *x == 0));
+            if let Some(index) = (0..b.count()).find(|i| b.erased.contains(*i) && !wiped(*i)) {
+                return Err(format!(
+                    "erased key {index} of block {} is still in memory",
+                    b.place.block
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -606,11 +627,10 @@ impl LinkStore {
         for block in touched {
             let Some(b) = self.blocks.get(&block) else { continue };
             if b.all_erased() {
-                let b = self.blocks.remove(&block).expect("just seen");
-                for id in &b.ids {
-                    self.index.remove(id);
-                }
-                ops.push(DiskOp::Drop(b.place));
+                let place = b.place;
+                self.index.remove_block(&self.blocks, block);
+                self.blocks.remove(&block);
+                ops.push(DiskOp::Drop(place));
             } else {
                 ops.push(DiskOp::Erase { place: b.place, erased: b.erased.clone() });
             }
@@ -632,7 +652,7 @@ impl LinkStore {
         for id in expired {
             let delivery = self.deliveries.remove(&id).expect("listed above");
             for part in &delivery.parts {
-                if let Some(at) = self.index.get(part).copied() {
+                if let Some(at) = self.key_at(part) {
                     self.erase(at, &mut touched);
                 }
             }
@@ -646,7 +666,7 @@ impl LinkStore {
         if let Some(max_age) = self.settings.max_age_ms {
             let cutoff = now_ms.saturating_sub(max_age);
             let old = |store: &LinkStore, at: &KeyAt| {
-                store.blocks.get(&at.block).is_some_and(|b| b.created_ms <= cutoff)
+                store.blocks.get(&at.block()).is_some_and(|b| b.created_ms <= cutoff)
             };
             let (gone, kept): (Vec<KeyAt>, Vec<KeyAt>) =
                 std::mem::take(&mut self.free).into_iter().partition(|at| old(self, at));

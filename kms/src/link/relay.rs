@@ -28,17 +28,6 @@ impl LinkStore {
         (self.free.len(), self.theirs)
     }
 
-    /// Copies the material of keys `at` (before they are erased).
-    fn material_of(&self, keys: &[KeyAt]) -> Zeroizing<Vec<u8>> {
-        let total = keys.iter().map(|at| self.blocks[&at.block].key_bytes as usize).sum();
-        // Sized for every key, so it never grows (a grown buffer leaves an unwiped copy).
-        let mut out = Zeroizing::new(Vec::with_capacity(total));
-        for at in keys {
-            out.extend_from_slice(self.blocks[&at.block].key(at.index));
-        }
-        out
-    }
-
     /// Pads for relaying `count` keys of `key_bits`: whole keys this end owns, from the pad
     /// pool first, then free keys, erased. The pads may be used only once the returned write
     /// is durable, so that no pad can be used twice, even across a crash.
@@ -54,12 +43,20 @@ impl LinkStore {
             return Err(StoreError::NotEnough { available: have / per_key, needed: count });
         }
         let from_pool = needed.min(self.pad_pool.len());
-        let mut parts: Vec<PooledPad> = self.pad_pool.drain(..from_pool).collect();
-        let fresh: Vec<KeyAt> = self.free.drain(..needed - from_pool).collect();
+        let fresh: Vec<KeyAt> = self.free.iter().take(needed - from_pool).copied().collect();
+        self.load_material(fresh.iter().copied())?;
+        let mut parts = Vec::with_capacity(needed);
+        for at in &fresh {
+            let id = self.blocks[&at.block()].ids[at.index() as usize];
+            let bytes = self
+                .material_of(&[*at])
+                .ok_or(StoreError::Malformed("a free key has no material"))?;
+            parts.push((id, bytes));
+        }
+        let parts: Vec<PooledPad> = self.pad_pool.drain(..from_pool).chain(parts).collect();
+        self.free.drain(..fresh.len());
         let mut touched = BTreeSet::new();
         for at in fresh {
-            let id = self.blocks[&at.block].ids[at.index as usize];
-            parts.push((id, self.material_of(&[at])));
             self.erase(at, &mut touched);
         }
         self.stats.consumed += needed as u64;
@@ -89,12 +86,17 @@ impl LinkStore {
             return None;
         }
         let take = (target - self.pad_pool.len()).min(self.free.len());
-        let keys: Vec<KeyAt> = self.free.drain(..take).collect();
-        let mut touched = BTreeSet::new();
+        let keys: Vec<KeyAt> = self.free.iter().take(take).copied().collect();
+        // A block that cannot be read back now is tried again at the next refill.
+        self.load_material(keys.iter().copied()).ok()?;
         let mut pads = Vec::with_capacity(take);
+        for at in &keys {
+            let id = self.blocks[&at.block()].ids[at.index() as usize];
+            pads.push((id, self.material_of(&[*at])?));
+        }
+        self.free.drain(..take);
+        let mut touched = BTreeSet::new();
         for at in keys {
-            let id = self.blocks[&at.block].ids[at.index as usize];
-            pads.push((id, self.material_of(&[at])));
             self.erase(at, &mut touched);
         }
         Some((pads, self.flush(touched)))
@@ -120,22 +122,31 @@ impl LinkStore {
         pads: &[Vec<Uuid>],
     ) -> Result<(Vec<PadBytes>, Vec<DiskOp>), StoreError> {
         let mut seen = HashSet::new();
-        for id in pads.iter().flatten() {
-            let usable =
-                self.index.get(id).is_some_and(|at| self.theirs_unheld(*at)) && seen.insert(*id);
-            if !usable {
-                return Err(StoreError::NotFound);
+        let mut places = Vec::with_capacity(pads.len());
+        for ids in pads {
+            let mut keys = Vec::with_capacity(ids.len());
+            for id in ids {
+                match self.key_at(id) {
+                    Some(at) if self.theirs_unheld(at) && seen.insert(*id) => keys.push(at),
+                    _ => return Err(StoreError::NotFound),
+                }
             }
+            places.push(keys);
+        }
+        self.load_material(places.iter().flatten().copied())?;
+        let mut out = Vec::with_capacity(pads.len());
+        for keys in &places {
+            out.push(
+                self.material_of(keys)
+                    .ok_or(StoreError::Malformed("a stored key has no material"))?,
+            );
         }
         let mut touched = BTreeSet::new();
-        let mut out = Vec::with_capacity(pads.len());
-        for ids in pads {
-            let keys: Vec<KeyAt> = ids.iter().map(|id| self.index[id]).collect();
-            out.push(self.material_of(&keys));
+        for keys in places {
+            self.stats.consumed += keys.len() as u64;
             for at in keys {
                 self.erase(at, &mut touched);
             }
-            self.stats.consumed += ids.len() as u64;
         }
         Ok((out, self.flush(touched)))
     }
@@ -218,7 +229,7 @@ impl LinkStore {
     fn release_relay_block(&mut self, block: u64) {
         if let Some(b) = self.blocks.get(&block) {
             for index in 0..b.count() {
-                self.held.remove(&KeyAt { block, index });
+                self.held.remove(&KeyAt::new(block, index));
             }
             if !self.unwritten.contains(&block) {
                 self.release_block(block);
@@ -254,7 +265,7 @@ impl LinkStore {
         if let Some(b) = self.blocks.get(&record.block) {
             let keys: Vec<KeyAt> = (0..b.count())
                 .filter(|index| !b.erased.contains(*index))
-                .map(|index| KeyAt { block: record.block, index })
+                .map(|index| KeyAt::new(record.block, index))
                 .collect();
             for at in keys {
                 self.erase(at, &mut touched);
