@@ -50,6 +50,16 @@ impl Delivery {
     }
 }
 
+/// Deliveries written in one row: those one `enc_keys` (or one reservation) made, of one
+/// expiry. The row is named by a random ID of the store's, never by a key ID.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeliveryGroup {
+    /// The row's ID.
+    pub id: Uuid,
+    /// Its deliveries.
+    pub deliveries: Vec<Delivery>,
+}
+
 /// Where a relay stands at an end of its virtual link.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

@@ -6,8 +6,9 @@
 //! block) → the block's data key, wrapped by a store key` (small rows, so a rotation re-wraps
 //! them without rewriting material); `erased`, `(link, block) → bitmap of the block's erased
 //! keys`; `next-block`, `link → the next block ID` (IDs are never reused, even after the last
-//! block of a link is gone); `deliveries-by-expiry`, `(link, expiry, delivered key ID) →
-//! delivery` (no material);
+//! block of a link is gone); `deliveries-by-expiry`, `(link, expiry, row ID) → the deliveries
+//! of one request` (no material; the row ID is the store's own, and rows the previous version
+//! wrote, named by a delivered key ID and holding that one delivery, still load);
 //! `pending-relays`, `(link, relay ID) → relay record`: the block of relayed keys held until
 //! the relay is committed, or (at the far end) the outcome of a relay it settled, kept for a
 //! while to answer its source.
@@ -25,7 +26,7 @@ use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use crate::block::{BlockSource, KeySet, Placement, SealedBlock};
-use crate::delivery::{Delivery, RelayRecord};
+use crate::delivery::{Delivery, DeliveryGroup, RelayRecord};
 use crate::seal::{
     BlockPlace, Keyring, SealError, SharedKeyring, StoreKeyId, WRAPPED_LEN, WrappedKey,
 };
@@ -83,9 +84,9 @@ fn row(place: BlockPlace) -> [u8; 24] {
     key
 }
 
-/// The row of a delivery: link, expiry (big-endian, so that new deliveries, which mostly expire
+/// The row of deliveries: link, expiry (big-endian, so that new deliveries, which mostly expire
 /// later than earlier ones, append to the table instead of landing at random places in it),
-/// then its ID.
+/// then the row's ID.
 fn delivery_row(link: Uuid, expires_ms: u64, id: Uuid) -> [u8; 40] {
     let mut key = [0u8; 40];
     key[..16].copy_from_slice(link.as_bytes());
@@ -123,20 +124,24 @@ pub enum DiskOp {
     },
     /// Deletes a block, its data key and its erasures (its last key is gone).
     Drop(BlockPlace),
-    /// Records (or replaces) a delivery of `link`.
-    PutDelivery {
-        /// Its link.
+    /// Records (or replaces) a row of deliveries of `link`, all of one expiry.
+    PutDeliveries {
+        /// Their link.
         link: Uuid,
-        /// The delivery.
-        delivery: Delivery,
+        /// The row's ID.
+        group: Uuid,
+        /// Their expiry (part of the row's key).
+        expires_ms: u64,
+        /// The deliveries.
+        deliveries: Vec<Delivery>,
     },
-    /// Forgets a delivery.
-    RemoveDelivery {
-        /// Its link.
+    /// Forgets a row of deliveries.
+    RemoveDeliveries {
+        /// Their link.
         link: Uuid,
-        /// Its ID.
-        id: Uuid,
-        /// Its expiry (part of its row).
+        /// The row's ID.
+        group: Uuid,
+        /// Their expiry (part of the row's key).
         expires_ms: u64,
     },
     /// Records a pending relay of `link`.
@@ -170,6 +175,9 @@ pub struct StoredBlock {
     /// Its erased keys.
     pub erased: KeySet,
 }
+
+/// Rows of a table keyed by link: the link, and what the rest of the key names with the record.
+type LinkRows<K, T> = Vec<(Uuid, (K, T))>;
 
 /// The key database.
 pub struct Disk {
@@ -309,15 +317,16 @@ impl Disk {
                         keys.remove(&at).map_err(fail)?;
                         erased.remove(&at).map_err(fail)?;
                     }
-                    DiskOp::PutDelivery { link, delivery } => {
-                        let id = delivery.id().ok_or_else(|| fail("a delivery without parts"))?;
-                        let json = serde_json::to_vec(delivery).map_err(fail)?;
+                    DiskOp::PutDeliveries { link, group, expires_ms, deliveries: records } => {
+                        let json = serde_json::to_vec(records).map_err(fail)?;
                         deliveries
-                            .insert(&delivery_row(*link, delivery.expires_ms, id), json.as_slice())
+                            .insert(&delivery_row(*link, *expires_ms, *group), json.as_slice())
                             .map_err(fail)?;
                     }
-                    DiskOp::RemoveDelivery { link, id, expires_ms } => {
-                        deliveries.remove(&delivery_row(*link, *expires_ms, *id)).map_err(fail)?;
+                    DiskOp::RemoveDeliveries { link, group, expires_ms } => {
+                        deliveries
+                            .remove(&delivery_row(*link, *expires_ms, *group))
+                            .map_err(fail)?;
                     }
                     DiskOp::PutRelay { link, relay } => {
                         let json = serde_json::to_vec(relay).map_err(fail)?;
@@ -392,22 +401,45 @@ impl Disk {
         Ok(out)
     }
 
-    /// Every delivery: link and delivery.
-    pub fn deliveries(&self) -> Result<Vec<(Uuid, Delivery)>, DiskError> {
-        self.json_rows(DELIVERIES, "a delivery")
+    /// Every row of deliveries: link and row (a row the previous version wrote holds one
+    /// delivery and is named by its ID).
+    pub fn deliveries(&self) -> Result<Vec<(Uuid, DeliveryGroup)>, DiskError> {
+        /// A row: the deliveries of one request, or (written before rows held several) one.
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Row {
+            Many(Vec<Delivery>),
+            One(Delivery),
+        }
+        let rows: LinkRows<Uuid, Row> = self.json_rows(DELIVERIES, "a delivery", |at| {
+            Uuid::from_bytes(at[24..40].try_into().expect("16 bytes"))
+        })?;
+        Ok(rows
+            .into_iter()
+            .map(|(link, (id, row))| {
+                let deliveries = match row {
+                    Row::Many(many) => many,
+                    Row::One(one) => vec![one],
+                };
+                (link, DeliveryGroup { id, deliveries })
+            })
+            .collect())
     }
 
     /// Every pending relay: link and relay.
     pub fn relays(&self) -> Result<Vec<(Uuid, RelayRecord)>, DiskError> {
-        self.json_rows(RELAYS, "a pending relay")
+        let rows = self.json_rows(RELAYS, "a pending relay", |_| ())?;
+        Ok(rows.into_iter().map(|(link, ((), relay))| (link, relay)).collect())
     }
 
-    /// Every row of a table whose keys start with a link and whose values are JSON records.
-    fn json_rows<const N: usize, T: serde::de::DeserializeOwned>(
+    /// Every row of a table whose keys start with a link and whose values are JSON records:
+    /// link, and what `named` reads from the rest of the key with the record.
+    fn json_rows<const N: usize, K, T: serde::de::DeserializeOwned>(
         &self,
         table: TableDefinition<'_, &[u8; N], &[u8]>,
         what: &str,
-    ) -> Result<Vec<(Uuid, T)>, DiskError> {
+        named: impl Fn(&[u8; N]) -> K,
+    ) -> Result<LinkRows<K, T>, DiskError> {
         let read = self.db.begin_read().map_err(fail)?;
         let Some(table) = missing_is_empty(read.open_table(table))? else {
             return Ok(Vec::new());
@@ -418,7 +450,7 @@ impl Disk {
             let link = Uuid::from_bytes(at.value()[..16].try_into().expect("16 bytes"));
             let record = serde_json::from_slice(bytes.value())
                 .map_err(|e| fail(format!("{what} of link {link}: {e}")))?;
-            out.push((link, record));
+            out.push((link, (named(at.value()), record)));
         }
         Ok(out)
     }

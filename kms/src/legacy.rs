@@ -195,8 +195,13 @@ pub fn migrate(old: &Path, disk: &Disk, ring: &Keyring) -> Result<Migrated, Disk
             let (row, value) = entry.map_err(fail)?;
             let link = Uuid::from_bytes(row.value()[..16].try_into().expect("16 bytes"));
             let delivery: Delivery = serde_json::from_slice(value.value()).map_err(fail)?;
-            if delivery.id().is_some() {
-                ops.push(DiskOp::PutDelivery { link, delivery });
+            if let Some(group) = delivery.id() {
+                ops.push(DiskOp::PutDeliveries {
+                    link,
+                    group,
+                    expires_ms: delivery.expires_ms,
+                    deliveries: vec![delivery],
+                });
                 report.deliveries += 1;
             }
         }

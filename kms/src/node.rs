@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 use uuid::Uuid;
 
-use crate::delivery::{Delivery, RelayRecord};
+use crate::delivery::{DeliveryGroup, RelayRecord};
 use crate::disk::{Disk, DiskBlocks, DiskError, StoredBlock};
 use crate::legacy::Migrated;
 use crate::link::{Issued, LinkSettings, LinkStats, LinkStore, StoreError};
@@ -50,7 +50,7 @@ pub struct LinkEntry {
 #[derive(Default)]
 struct Loaded {
     blocks: Vec<StoredBlock>,
-    deliveries: Vec<Delivery>,
+    deliveries: Vec<DeliveryGroup>,
     relays: Vec<RelayRecord>,
 }
 

@@ -98,6 +98,11 @@ fn random_bytes<const N: usize>() -> Zeroizing<[u8; N]> {
     bytes
 }
 
+/// A random identifier (of records the store names itself, such as rows of deliveries).
+pub(crate) fn random_id() -> Uuid {
+    Uuid::from_bytes(*random_bytes::<16>())
+}
+
 fn aead_key(bytes: &[u8]) -> LessSafeKey {
     LessSafeKey::new(UnboundKey::new(&AES_256_GCM, bytes).expect("32 bytes make an AES-256 key"))
 }

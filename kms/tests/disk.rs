@@ -146,21 +146,26 @@ proptest! {
     }
 }
 
+/// A loaded block of 4-byte keys with `material`, IDs 9, 10, ...
+fn four_byte_keys(place: BlockPlace, material: &[u8]) -> Block {
+    Block {
+        place,
+        placement: Placement { sequence: 0, step: 1 },
+        key_bytes: 4,
+        created_ms: 0,
+        ids: (0..material.len() as u128 / 4).map(|i| Uuid::from_u128(9 + i)).collect(),
+        material: Some(Zeroizing::new(material.to_vec())),
+        erased: KeySet::default(),
+    }
+}
+
 #[test]
 fn a_block_under_an_unknown_store_key_is_reported_not_opened() {
     let dir = tempfile::tempdir().unwrap();
     let disk = Disk::open(&dir.path().join("keys.redb")).unwrap();
     let ring = Keyring::new(StoreKey::generate());
     let place = BlockPlace { link: Uuid::from_u128(1), block: 0 };
-    let block = Block {
-        place,
-        placement: Placement { sequence: 0, step: 1 },
-        key_bytes: 4,
-        created_ms: 0,
-        ids: vec![Uuid::from_u128(9)],
-        material: Some(Zeroizing::new(b"abcd".to_vec())),
-        erased: KeySet::default(),
-    };
+    let block = four_byte_keys(place, b"abcd");
     disk.apply(&[DiskOp::Put(block.seal(&ring).unwrap())]).unwrap();
     let stored = disk.load().unwrap().remove(0);
     let other = Keyring::new(StoreKey::generate());
@@ -175,15 +180,7 @@ fn a_blocks_material_is_read_back_from_the_database_only_while_it_is_there() {
     let disk = Arc::new(Disk::open(&dir.path().join("keys.redb")).unwrap());
     let ring = Keyring::new(StoreKey::generate());
     let place = BlockPlace { link: Uuid::from_u128(1), block: 3 };
-    let block = Block {
-        place,
-        placement: Placement { sequence: 0, step: 1 },
-        key_bytes: 4,
-        created_ms: 0,
-        ids: vec![Uuid::from_u128(9), Uuid::from_u128(10)],
-        material: Some(Zeroizing::new(b"abcdefgh".to_vec())),
-        erased: KeySet::default(),
-    };
+    let block = four_byte_keys(place, b"abcdefgh");
     let source = DiskBlocks::new(disk.clone(), qkdn_kms::seal::shared(ring.clone()));
     assert!(source.material(place).unwrap_err().contains("not in the database"));
     disk.apply(&[DiskOp::Put(block.seal(&ring).unwrap())]).unwrap();
@@ -195,4 +192,65 @@ fn a_blocks_material_is_read_back_from_the_database_only_while_it_is_there() {
     assert!(other.material(place).unwrap_err().contains("not loaded"), "another store key");
     disk.apply(&[DiskOp::Drop(place)]).unwrap();
     assert!(source.material(place).is_err(), "a dropped block's material is gone");
+}
+
+#[test]
+fn rows_of_one_delivery_written_before_rows_held_several_still_load() {
+    use qkdn_kms::delivery::{Delivery, DeliveryState};
+    use redb::{ReadableDatabase, ReadableTableMetadata, TableDefinition};
+    const ROWS: TableDefinition<'_, &[u8; 40], &[u8]> =
+        TableDefinition::new("deliveries-by-expiry");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keys.redb");
+    let link = Uuid::from_u128(1);
+    let delivery = |id: u128| Delivery {
+        state: DeliveryState::Reserved,
+        master: "m".into(),
+        slaves: vec!["s".into()],
+        fetched: Vec::new(),
+        parts: vec![Uuid::from_u128(id)],
+        size_bits: 256,
+        expires_ms: 77,
+    };
+    {
+        // The previous version's row: link, expiry, delivery ID → one delivery.
+        let db = redb::Database::create(&path).unwrap();
+        let tx = db.begin_write().unwrap();
+        let mut row = [0u8; 40];
+        row[..16].copy_from_slice(link.as_bytes());
+        row[16..24].copy_from_slice(&77u64.to_be_bytes());
+        row[24..].copy_from_slice(Uuid::from_u128(5).as_bytes());
+        let json = serde_json::to_vec(&delivery(5)).unwrap();
+        tx.open_table(ROWS).unwrap().insert(&row, json.as_slice()).unwrap();
+        tx.commit().unwrap();
+        let read = db.begin_read().unwrap();
+        assert_eq!(read.open_table(ROWS).unwrap().len().unwrap(), 1);
+    }
+    let disk = Disk::open(&path).unwrap();
+    let group = Uuid::from_u128(900);
+    disk.apply(&[DiskOp::PutDeliveries {
+        link,
+        group,
+        expires_ms: 77,
+        deliveries: vec![delivery(6), delivery(7)],
+    }])
+    .unwrap();
+    let mut rows = disk.deliveries().unwrap();
+    rows.sort_by_key(|(_, g)| g.id);
+    let groups: Vec<(Uuid, Vec<Uuid>)> = rows
+        .iter()
+        .map(|(l, g)| {
+            assert_eq!(*l, link);
+            (g.id, g.deliveries.iter().map(|d| d.parts[0]).collect())
+        })
+        .collect();
+    assert_eq!(
+        groups,
+        vec![
+            (Uuid::from_u128(5), vec![Uuid::from_u128(5)]),
+            (group, vec![Uuid::from_u128(6), Uuid::from_u128(7)]),
+        ]
+    );
+    disk.apply(&[DiskOp::RemoveDeliveries { link, group, expires_ms: 77 }]).unwrap();
+    assert_eq!(disk.deliveries().unwrap().len(), 1, "the row of two went as one");
 }

@@ -768,3 +768,64 @@ fn a_repeated_key_id_is_refused_and_changes_nothing() {
     end.crash(&ring);
     assert_eq!(end.store.stats().stored, 2, "what was stored survives, nothing else");
 }
+
+#[test]
+fn the_deliveries_of_one_request_are_one_row_at_each_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let ring = Keyring::new(StoreKey::generate());
+    let (node_a, node_b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+    let mut a = End::open(node_a, node_b, dir.path().join("a.redb"), &ring);
+    let mut b = End::open(node_b, node_a, dir.path().join("b.redb"), &ring);
+    let ids: Vec<Uuid> = (1..=40).map(Uuid::from_u128).collect();
+    for end in [&mut a, &mut b] {
+        let block = NewBlock {
+            ids: ids.clone(),
+            material: Zeroizing::new(vec![7; ids.len() * KEY_BYTES as usize]),
+            key_bytes: KEY_BYTES,
+            placement: Placement { sequence: 0, step: 1 },
+        };
+        let (blocks, ops) = end.store.ingest(&ring, block, 0).unwrap();
+        end.write(&ops);
+        end.store.stored(blocks);
+    }
+    let rows = |ops: &[DiskOp]| {
+        let put = ops.iter().filter(|op| matches!(op, DiskOp::PutDeliveries { .. })).count();
+        let removed = ops.iter().filter(|op| matches!(op, DiskOp::RemoveDeliveries { .. })).count();
+        (put, removed)
+    };
+    let slaves = vec!["s1".to_string()];
+    let request = Take {
+        master: "m",
+        slaves: &slaves,
+        number: 16,
+        size_bits: KEY_BYTES * 8,
+        expires_ms: 1_000,
+        keep_for_others: 0,
+    };
+    let taken = a.store.take(&request).unwrap();
+    assert_eq!(rows(&taken.ops), (1, 0), "16 deliveries, one row");
+    a.write(&taken.ops);
+    a.crash(&ring);
+    assert_eq!((a.store.stats().deliveries, a.store.delivery_rows()), (16, 1), "after a crash");
+    let reserved = b.store.reserve(&taken.deliveries).unwrap();
+    assert_eq!(rows(&reserved), (1, 0));
+    b.write(&reserved);
+    let confirmed =
+        a.store.confirm(&taken.deliveries.iter().map(|d| d.parts[0]).collect::<Vec<_>>());
+    assert_eq!(rows(&confirmed), (0, 1));
+    a.write(&confirmed);
+    // One key fetched: the row is rewritten with the other 15; the rest: the row goes.
+    let (first, rest) = taken.issued.split_first().unwrap();
+    let (got, ops) = b.store.fetch("s1", "m", &[first.0], 0).unwrap();
+    assert_eq!((got.len(), rows(&ops)), (1, (1, 0)));
+    b.write(&ops);
+    b.crash(&ring);
+    assert_eq!((b.store.stats().deliveries, b.store.delivery_rows()), (15, 1));
+    let rest: Vec<Uuid> = rest.iter().map(|(id, _)| *id).collect();
+    let (got, ops) = b.store.fetch("s1", "m", &rest, 0).unwrap();
+    assert_eq!((got.len(), rows(&ops)), (15, (0, 1)));
+    b.write(&ops);
+    b.crash(&ring);
+    a.crash(&ring);
+    assert_eq!((b.store.delivery_rows(), a.store.delivery_rows()), (0, 0));
+}

@@ -45,7 +45,7 @@ impl LinkStore {
         let mut taken = Taken {
             deliveries: Vec::with_capacity(request.number),
             issued: Vec::with_capacity(request.number),
-            ops: Vec::with_capacity(request.number),
+            ops: Vec::new(),
         };
         for _ in 0..request.number {
             let parts: Vec<KeyAt> = self.free.drain(..per_key).collect();
@@ -53,7 +53,7 @@ impl LinkStore {
                 parts.iter().map(|at| self.blocks[&at.block()].ids[at.index() as usize]).collect();
             self.held.extend(parts.iter().copied());
             let bytes = self
-                .assemble(&ids, request.size_bits)
+                .assemble_at(&parts, request.size_bits)
                 .ok_or(StoreError::Malformed("a free key has no material"))?;
             let delivery = Delivery {
                 state: DeliveryState::Delivering,
@@ -65,12 +65,11 @@ impl LinkStore {
                 expires_ms: request.expires_ms,
             };
             let id = delivery.parts[0];
-            taken.ops.push(DiskOp::PutDelivery { link: self.link, delivery: delivery.clone() });
             taken.issued.push((id, bytes));
             self.in_flight.insert(id);
-            self.deliveries.insert(id, delivery.clone());
             taken.deliveries.push(delivery);
         }
+        taken.ops = self.record_deliveries(taken.deliveries.clone());
         Ok(taken)
     }
 
@@ -79,31 +78,25 @@ impl LinkStore {
     /// they are confirmed again after the restart).
     pub fn confirm(&mut self, ids: &[Uuid]) -> Vec<DiskOp> {
         let mut touched = BTreeSet::new();
-        let mut ops = Vec::new();
         for id in ids {
             self.in_flight.remove(id);
-            let Some(delivery) = self.deliveries.remove(id) else { continue };
-            ops.push(self.consume(&delivery, &mut touched));
+            let Some(delivery) = self.forget_delivery(id) else { continue };
+            self.consume(&delivery, &mut touched);
         }
         let mut erasures = self.flush(touched);
-        erasures.extend(ops);
+        erasures.extend(self.group_writes());
         erasures
     }
 
     /// Erases the parts of a delivery that is done (confirmed at the owner, or fetched by every
-    /// slave); the write that forgets its record.
-    fn consume(&mut self, delivery: &Delivery, touched: &mut BTreeSet<u64>) -> DiskOp {
+    /// slave, and forgotten already).
+    fn consume(&mut self, delivery: &Delivery, touched: &mut BTreeSet<u64>) {
         for part in &delivery.parts {
             if let Some(at) = self.key_at(part) {
                 self.erase(at, touched);
             }
         }
         self.stats.consumed += delivery.parts.len() as u64;
-        DiskOp::RemoveDelivery {
-            link: self.link,
-            id: delivery.parts[0],
-            expires_ms: delivery.expires_ms,
-        }
     }
 
     /// The other end did not reserve deliveries `ids`: their parts are free again, except
@@ -112,12 +105,11 @@ impl LinkStore {
     /// other end said where its stream starts (`earliest`), every free key before it.
     pub fn abort(&mut self, ids: &[Uuid], unusable: &[Uuid], earliest: Option<u64>) -> Vec<DiskOp> {
         let mut touched = BTreeSet::new();
-        let mut ops = Vec::new();
         let lacking: HashSet<Uuid> = unusable.iter().copied().collect();
         let mut lacking_blocks = BTreeSet::new();
         for id in ids.iter().rev() {
             self.in_flight.remove(id);
-            let Some(delivery) = self.deliveries.remove(id) else { continue };
+            let Some(delivery) = self.forget_delivery(id) else { continue };
             for part in delivery.parts.iter().rev() {
                 let Some(at) = self.key_at(part) else { continue };
                 self.held.remove(&at);
@@ -129,11 +121,6 @@ impl LinkStore {
                     self.free.push_front(at);
                 }
             }
-            ops.push(DiskOp::RemoveDelivery {
-                link: self.link,
-                id: *id,
-                expires_ms: delivery.expires_ms,
-            });
         }
         if !lacking_blocks.is_empty() || earliest.is_some() {
             let before = |store: &LinkStore, at: &KeyAt| {
@@ -154,7 +141,7 @@ impl LinkStore {
             }
         }
         let mut erasures = self.flush(touched);
-        erasures.extend(ops);
+        erasures.extend(self.group_writes());
         erasures
     }
 
@@ -189,7 +176,7 @@ impl LinkStore {
     pub fn reserve(&mut self, deliveries: &[Delivery]) -> Result<Vec<DiskOp>, ReserveError> {
         let mut unusable = Vec::new();
         let mut fresh = Vec::new();
-        let mut claimed = HashSet::new();
+        let mut claimed = HashSet::with_capacity(deliveries.iter().map(|d| d.parts.len()).sum());
         // Keys of a relay this end sourced and has not yet heard back about: the far end
         // reserving them shows it made them usable, so the relay is committed here first.
         // (Looked up only when a part is not plainly usable: the records can be many.)
@@ -234,24 +221,24 @@ impl LinkStore {
             let earliest = self.blocks.values().map(|b| b.placement.sequence).min();
             return Err(ReserveError::Unusable(unusable, earliest));
         }
-        let mut ops = Vec::with_capacity(fresh.len() + settled.len());
+        let mut ops = Vec::with_capacity(settled.len() + 1);
         for relay in settled {
             ops.extend(self.commit_relay(relay, None).unwrap_or_default());
         }
+        let mut reserved = Vec::with_capacity(fresh.len());
         for delivery in fresh {
-            let reserved = Delivery {
-                state: DeliveryState::Reserved,
-                fetched: Vec::new(),
-                ..delivery.clone()
-            };
-            for part in &reserved.parts {
+            for part in &delivery.parts {
                 let Some(at) = self.key_at(part) else { continue };
                 self.theirs -= usize::from(self.theirs_unheld(at));
                 self.held.insert(at);
             }
-            ops.push(DiskOp::PutDelivery { link: self.link, delivery: reserved.clone() });
-            self.deliveries.insert(reserved.parts[0], reserved);
+            reserved.push(Delivery {
+                state: DeliveryState::Reserved,
+                fetched: Vec::new(),
+                ..delivery.clone()
+            });
         }
+        ops.extend(self.record_deliveries(reserved));
         self.compact_others();
         Ok(ops)
     }
@@ -293,21 +280,24 @@ impl LinkStore {
         }
         let mut issued = Vec::with_capacity(ids.len());
         let mut touched = BTreeSet::new();
-        let mut ops = Vec::new();
         for id in ids {
-            let mut delivery = self.deliveries.remove(id).expect("checked above");
-            let bytes = self.assemble(&delivery.parts, delivery.size_bits).expect("checked above");
-            issued.push((*id, bytes));
+            let Some(delivery) = self.deliveries.get_mut(id) else { continue };
             delivery.fetched.push(slave.to_owned());
-            if delivery.fetched.len() >= delivery.slaves.len() {
-                ops.push(self.consume(&delivery, &mut touched));
+            let done = delivery.fetched.len() >= delivery.slaves.len();
+            let (parts, size_bits) = (delivery.parts.clone(), delivery.size_bits);
+            if let Some(bytes) = self.assemble(&parts, size_bits) {
+                issued.push((*id, bytes));
+            }
+            if done {
+                if let Some(delivery) = self.forget_delivery(id) {
+                    self.consume(&delivery, &mut touched);
+                }
             } else {
-                ops.push(DiskOp::PutDelivery { link: self.link, delivery: delivery.clone() });
-                self.deliveries.insert(*id, delivery);
+                self.delivery_changed(id);
             }
         }
         let mut all = self.flush(touched);
-        all.extend(ops);
+        all.extend(self.group_writes());
         Ok((issued, all))
     }
 }

@@ -33,15 +33,17 @@ use zeroize::Zeroizing;
 
 use crate::block::{Block, KeySet, Placement};
 pub use crate::block::{BlockSource, MAX_BLOCK_KEYS};
-use crate::delivery::{Delivery, RelayRecord};
+use crate::delivery::{Delivery, DeliveryGroup, RelayRecord};
 use crate::disk::{DiskOp, StoredBlock};
 use crate::seal::{BlockPlace, Keyring, SealError};
 
 mod deliveries;
+mod groups;
 mod index;
 mod material;
 mod relay;
 
+pub use groups::GROUP_DELIVERIES;
 use index::{Blocks, KeyAt, KeyIndex};
 
 /// Why a store operation did not happen; each leaves the store as it was.
@@ -243,6 +245,8 @@ pub struct LinkStore {
     held: HashSet<KeyAt>,
     /// Deliveries by ID.
     deliveries: HashMap<Uuid, Delivery>,
+    /// The rows they are written in.
+    groups: groups::Groups,
     /// Deliveries whose request is waiting for the other end.
     in_flight: HashSet<Uuid>,
     /// Relays whose keys are stored here but not usable yet, by relay ID.
@@ -292,6 +296,7 @@ impl LinkStore {
             others: VecDeque::new(),
             held: HashSet::new(),
             deliveries: HashMap::new(),
+            groups: groups::Groups::default(),
             in_flight: HashSet::new(),
             relays: HashMap::new(),
             pad_pool: VecDeque::new(),
@@ -308,7 +313,7 @@ impl LinkStore {
         &mut self,
         ring: &Keyring,
         blocks: Vec<StoredBlock>,
-        deliveries: Vec<Delivery>,
+        deliveries: Vec<DeliveryGroup>,
         relays: Vec<RelayRecord>,
     ) -> Vec<SealError> {
         let mut failed = Vec::new();
@@ -327,14 +332,15 @@ impl LinkStore {
                 Err(e) => failed.push(e),
             }
         }
-        for delivery in deliveries {
-            let Some(id) = delivery.id() else { continue };
-            for part in &delivery.parts {
-                if let Some(at) = self.key_at(part) {
-                    self.held.insert(at);
+        for group in deliveries {
+            for delivery in &group.deliveries {
+                for part in &delivery.parts {
+                    if let Some(at) = self.key_at(part) {
+                        self.held.insert(at);
+                    }
                 }
             }
-            self.deliveries.insert(id, delivery);
+            self.restore_group(group);
         }
         for relay in relays {
             if relay.pending() {
@@ -642,7 +648,6 @@ impl LinkStore {
     /// than the link's largest age.
     pub fn sweep(&mut self, now_ms: u64) -> Vec<DiskOp> {
         let mut touched = BTreeSet::new();
-        let mut ops = Vec::new();
         let expired: Vec<Uuid> = self
             .deliveries
             .iter()
@@ -650,18 +655,14 @@ impl LinkStore {
             .map(|(id, _)| *id)
             .collect();
         for id in expired {
-            let delivery = self.deliveries.remove(&id).expect("listed above");
+            let Some(delivery) = self.forget_delivery(&id) else { continue };
             for part in &delivery.parts {
                 if let Some(at) = self.key_at(part) {
                     self.erase(at, &mut touched);
                 }
             }
-            ops.push(DiskOp::RemoveDelivery {
-                link: self.link,
-                id,
-                expires_ms: delivery.expires_ms,
-            });
         }
+        let mut ops = self.group_writes();
         ops.extend(self.sweep_relays(now_ms));
         if let Some(max_age) = self.settings.max_age_ms {
             let cutoff = now_ms.saturating_sub(max_age);

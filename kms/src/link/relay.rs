@@ -121,7 +121,7 @@ impl LinkStore {
         &mut self,
         pads: &[Vec<Uuid>],
     ) -> Result<(Vec<PadBytes>, Vec<DiskOp>), StoreError> {
-        let mut seen = HashSet::new();
+        let mut seen = HashSet::with_capacity(pads.iter().map(Vec::len).sum());
         let mut places = Vec::with_capacity(pads.len());
         for ids in pads {
             let mut keys = Vec::with_capacity(ids.len());
