@@ -7,7 +7,9 @@
 //! * memory per stored key: the process's resident memory grown while a store fills;
 //! * `enc_keys` with number=16 from 16 concurrent tasks at one end, each take reserved at the
 //!   other end's owner, then confirmed: keys/s;
-//! * the same with 1 key per request from 64 tasks: requests/s.
+//! * the same with 1 key per request from 64 tasks: requests/s;
+//! * the once-a-second sweep of a store whose link has a largest key age, when nothing is old
+//!   enough to erase: µs per sweep.
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -105,6 +107,25 @@ async fn feed(handles: &[LinkHandle], keys: usize) -> f64 {
     (blocks * BLOCK) as f64 / started.elapsed().as_secs_f64()
 }
 
+/// A store of `keys` keys whose link has a largest key age, with nothing old enough to erase:
+/// microseconds per sweep (a store's owner sweeps once a second).
+fn sweep_cost(ring: &Keyring, keys: usize) -> f64 {
+    let settings =
+        LinkSettings { capacity: keys * 2, max_age_ms: Some(3_600_000), relay_reserve: 0 };
+    let mut store = LinkStore::new(LINK, Uuid::from_u128(1), Uuid::from_u128(2), settings, 0);
+    for b in 0..keys / BLOCK {
+        let first = 1_000_000 + (b * BLOCK) as u128;
+        let (blocks, _) = store.ingest(ring, block(first, (b * BLOCK) as u64), 1_000).unwrap();
+        store.stored(blocks);
+    }
+    let rounds = 20;
+    let started = Instant::now();
+    for round in 0..rounds {
+        assert!(store.sweep(2_000 + round).is_empty(), "nothing is old enough");
+    }
+    started.elapsed().as_secs_f64() * 1e6 / rounds as f64
+}
+
 async fn takes(handle: &LinkHandle, tasks: usize, number: usize, seconds: f64) -> (f64, f64) {
     let started = Instant::now();
     let mut running = Vec::new();
@@ -171,5 +192,7 @@ fn main() {
         println!("| enc_keys number=16, 16 tasks (reserved at the other owner) | {per_s:.0} keys/s ({req:.0} requests/s) |");
         let (req, _) = takes(&a, 64, 1, 3.0).await;
         println!("| enc_keys 1 key, 64 tasks | {req:.0} requests/s |");
+        let sweep = sweep_cost(&ring, keys);
+        println!("| a sweep of a store of {keys} keys with a largest key age, nothing to erase | {sweep:.1} µs |");
     });
 }

@@ -665,24 +665,58 @@ impl LinkStore {
         let mut ops = self.group_writes();
         ops.extend(self.sweep_relays(now_ms));
         if let Some(max_age) = self.settings.max_age_ms {
-            let cutoff = now_ms.saturating_sub(max_age);
-            let old = |store: &LinkStore, at: &KeyAt| {
-                store.blocks.get(&at.block()).is_some_and(|b| b.created_ms <= cutoff)
-            };
-            let (gone, kept): (Vec<KeyAt>, Vec<KeyAt>) =
-                std::mem::take(&mut self.free).into_iter().partition(|at| old(self, at));
-            self.free = kept.into();
-            let (old_theirs, theirs): (Vec<KeyAt>, Vec<KeyAt>) =
-                std::mem::take(&mut self.others).into_iter().partition(|at| old(self, at));
-            self.others = theirs.into();
-            let old_theirs: Vec<KeyAt> =
-                old_theirs.into_iter().filter(|at| self.theirs_unheld(*at)).collect();
-            for at in gone.into_iter().chain(old_theirs) {
-                self.erase(at, &mut touched);
-            }
+            self.erase_old_keys(now_ms.saturating_sub(max_age), &mut touched);
         }
         let mut all = self.flush(touched);
         all.extend(ops);
         all
+    }
+
+    /// Erases the keys nobody holds that were stored at or before `cutoff`. The queues hold
+    /// keys in the order they became usable, which is the order they were stored except for
+    /// relayed blocks released late: the old keys are taken from the queues' fronts (a sweep
+    /// costs what it erases, not the store's size), and only when an old block still holds
+    /// an unheld key after that are the whole queues sorted through.
+    fn erase_old_keys(&mut self, cutoff: u64, touched: &mut BTreeSet<u64>) {
+        let old = |store: &LinkStore, at: KeyAt| {
+            store.blocks.get(&at.block()).is_some_and(|b| b.created_ms <= cutoff)
+        };
+        while let Some(&at) = self.free.front() {
+            if !old(self, at) {
+                break;
+            }
+            self.free.pop_front();
+            self.erase(at, touched);
+        }
+        while let Some(&at) = self.others.front() {
+            let unheld = self.theirs_unheld(at);
+            if unheld && !old(self, at) {
+                break;
+            }
+            self.others.pop_front();
+            if unheld {
+                self.erase(at, touched);
+            }
+        }
+        let straggler = self.blocks.values().take_while(|b| b.created_ms <= cutoff).any(|b| {
+            let block = b.place.block;
+            !self.unwritten.contains(&block)
+                && (0..b.count()).any(|index| {
+                    !b.erased.contains(index) && !self.held.contains(&KeyAt::new(block, index))
+                })
+        });
+        if straggler {
+            let (gone, kept): (Vec<KeyAt>, Vec<KeyAt>) =
+                std::mem::take(&mut self.free).into_iter().partition(|at| old(self, *at));
+            self.free = kept.into();
+            let (old_theirs, theirs): (Vec<KeyAt>, Vec<KeyAt>) =
+                std::mem::take(&mut self.others).into_iter().partition(|at| old(self, *at));
+            self.others = theirs.into();
+            let old_theirs: Vec<KeyAt> =
+                old_theirs.into_iter().filter(|at| self.theirs_unheld(*at)).collect();
+            for at in gone.into_iter().chain(old_theirs) {
+                self.erase(at, touched);
+            }
+        }
     }
 }
