@@ -53,7 +53,7 @@ impl LinkStore {
                 parts.iter().map(|at| self.blocks[&at.block()].ids[at.index() as usize]).collect();
             self.held.extend(parts.iter().copied());
             let bytes = self
-                .assemble_at(&parts, request.size_bits)
+                .assemble(&parts, request.size_bits)
                 .ok_or(StoreError::Malformed("a free key has no material"))?;
             let delivery = Delivery {
                 state: DeliveryState::Delivering,
@@ -69,7 +69,7 @@ impl LinkStore {
             self.in_flight.insert(id);
             taken.deliveries.push(delivery);
         }
-        taken.ops = self.record_deliveries(taken.deliveries.clone());
+        taken.ops = self.record_deliveries(&taken.deliveries);
         Ok(taken)
     }
 
@@ -238,7 +238,7 @@ impl LinkStore {
                 ..delivery.clone()
             });
         }
-        ops.extend(self.record_deliveries(reserved));
+        ops.extend(self.record_deliveries(&reserved));
         self.compact_others();
         Ok(ops)
     }
@@ -253,7 +253,7 @@ impl LinkStore {
         now_ms: u64,
     ) -> Result<(Vec<Issued>, Vec<DiskOp>), StoreError> {
         let mut seen = HashSet::with_capacity(ids.len());
-        let mut keys = Vec::new();
+        let mut places = Vec::with_capacity(ids.len());
         for id in ids {
             let Some(d) = self.deliveries.get(id) else {
                 return Err(StoreError::NotFound);
@@ -267,28 +267,21 @@ impl LinkStore {
             if !fetchable {
                 return Err(StoreError::NotFound);
             }
-            for part in &d.parts {
-                keys.push(self.key_at(part).ok_or(StoreError::NotFound)?);
-            }
+            let parts: Option<Vec<KeyAt>> = d.parts.iter().map(|p| self.key_at(p)).collect();
+            places.push((parts.ok_or(StoreError::NotFound)?, d.size_bits));
         }
-        self.load_material(keys)?;
-        for id in ids {
-            let d = &self.deliveries[id];
-            if self.assemble(&d.parts, d.size_bits).is_none() {
-                return Err(StoreError::NotFound);
-            }
-        }
+        self.load_material(
+            places.iter().flat_map(|(keys, _)| keys.iter().copied()).collect::<Vec<_>>(),
+        )?;
         let mut issued = Vec::with_capacity(ids.len());
+        for (id, (keys, size_bits)) in ids.iter().zip(&places) {
+            issued.push((*id, self.assemble(keys, *size_bits).ok_or(StoreError::NotFound)?));
+        }
         let mut touched = BTreeSet::new();
         for id in ids {
             let Some(delivery) = self.deliveries.get_mut(id) else { continue };
             delivery.fetched.push(slave.to_owned());
-            let done = delivery.fetched.len() >= delivery.slaves.len();
-            let (parts, size_bits) = (delivery.parts.clone(), delivery.size_bits);
-            if let Some(bytes) = self.assemble(&parts, size_bits) {
-                issued.push((*id, bytes));
-            }
-            if done {
+            if delivery.fetched.len() >= delivery.slaves.len() {
                 if let Some(delivery) = self.forget_delivery(id) {
                     self.consume(&delivery, &mut touched);
                 }

@@ -33,9 +33,9 @@ pub(super) struct Groups {
 
 impl LinkStore {
     /// Records new deliveries: consecutive ones of one expiry share a row. The writes.
-    pub(super) fn record_deliveries(&mut self, deliveries: Vec<Delivery>) -> Vec<DiskOp> {
+    pub(super) fn record_deliveries(&mut self, deliveries: &[Delivery]) -> Vec<DiskOp> {
         let mut ops = Vec::new();
-        let mut rest = deliveries.as_slice();
+        let mut rest = deliveries;
         while let Some(first) = rest.first() {
             let expires_ms = first.expires_ms;
             let len = rest

@@ -7,7 +7,6 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use super::{KeyAt, LinkStore, StoreError};
@@ -107,14 +106,8 @@ impl LinkStore {
         Some(out)
     }
 
-    /// The delivered key made of stored keys `parts`, cut to `size_bits`.
-    pub(super) fn assemble(&self, parts: &[Uuid], size_bits: u32) -> Option<Zeroizing<Vec<u8>>> {
-        let keys: Option<Vec<KeyAt>> = parts.iter().map(|id| self.key_at(id)).collect();
-        self.assemble_at(&keys?, size_bits)
-    }
-
     /// The delivered key made of the stored keys at `keys`, cut to `size_bits`.
-    pub(super) fn assemble_at(&self, keys: &[KeyAt], size_bits: u32) -> Option<Zeroizing<Vec<u8>>> {
+    pub(super) fn assemble(&self, keys: &[KeyAt], size_bits: u32) -> Option<Zeroizing<Vec<u8>>> {
         let mut out = self.material_of(keys)?;
         out.truncate(size_bits as usize / 8);
         (out.len() == size_bits as usize / 8).then_some(out)

@@ -43,22 +43,9 @@ impl LinkStore {
             return Err(StoreError::NotEnough { available: have / per_key, needed: count });
         }
         let from_pool = needed.min(self.pad_pool.len());
-        let fresh: Vec<KeyAt> = self.free.iter().take(needed - from_pool).copied().collect();
-        self.load_material(fresh.iter().copied())?;
-        let mut parts = Vec::with_capacity(needed);
-        for at in &fresh {
-            let id = self.blocks[&at.block()].ids[at.index() as usize];
-            let bytes = self
-                .material_of(&[*at])
-                .ok_or(StoreError::Malformed("a free key has no material"))?;
-            parts.push((id, bytes));
-        }
-        let parts: Vec<PooledPad> = self.pad_pool.drain(..from_pool).chain(parts).collect();
-        self.free.drain(..fresh.len());
         let mut touched = BTreeSet::new();
-        for at in fresh {
-            self.erase(at, &mut touched);
-        }
+        let fresh = self.erase_free_front(needed - from_pool, &mut touched)?;
+        let parts: Vec<PooledPad> = self.pad_pool.drain(..from_pool).chain(fresh).collect();
         self.stats.consumed += needed as u64;
         let mut pads = Vec::with_capacity(count);
         let mut parts = parts.into_iter();
@@ -86,20 +73,34 @@ impl LinkStore {
             return None;
         }
         let take = (target - self.pad_pool.len()).min(self.free.len());
-        let keys: Vec<KeyAt> = self.free.iter().take(take).copied().collect();
+        let mut touched = BTreeSet::new();
         // A block that cannot be read back now is tried again at the next refill.
-        self.load_material(keys.iter().copied()).ok()?;
-        let mut pads = Vec::with_capacity(take);
+        let pads = self.erase_free_front(take, &mut touched).ok()?;
+        Some((pads, self.flush(touched)))
+    }
+
+    /// The IDs and material of the first `count` free keys, which are then erased (their
+    /// blocks' erasure written by the caller's flush). An error changes nothing.
+    fn erase_free_front(
+        &mut self,
+        count: usize,
+        touched: &mut BTreeSet<u64>,
+    ) -> Result<Vec<PooledPad>, StoreError> {
+        let keys: Vec<KeyAt> = self.free.iter().take(count).copied().collect();
+        self.load_material(keys.iter().copied())?;
+        let mut out = Vec::with_capacity(keys.len());
         for at in &keys {
             let id = self.blocks[&at.block()].ids[at.index() as usize];
-            pads.push((id, self.material_of(&[*at])?));
+            let bytes = self
+                .material_of(&[*at])
+                .ok_or(StoreError::Malformed("a free key has no material"))?;
+            out.push((id, bytes));
         }
-        self.free.drain(..take);
-        let mut touched = BTreeSet::new();
+        self.free.drain(..keys.len());
         for at in keys {
-            self.erase(at, &mut touched);
+            self.erase(at, touched);
         }
-        Some((pads, self.flush(touched)))
+        Ok(out)
     }
 
     /// Pads erased ahead are durable: they join the pool.

@@ -5,12 +5,12 @@
 //! them from its relay records (committed, or refused from then on when it never stored the
 //! relay, so that a copy still under way is turned away).
 
-use qkdn_proto::peer::v1::{CommitRelayRequest, HopPad, RelayKeysReply, RelayKeysRequest};
+use qkdn_proto::peer::v1::{CommitRelayRequest, RelayKeysReply, RelayKeysRequest};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use super::routes::{Routes, VirtRoute};
-use super::{Relay, RelayError, SETTLED_FOR, padded};
+use super::{Relay, RelayError, SETTLED_FOR, hop_pads, padded};
 use crate::kms::store::{Placement, RelayedKeys, Settle, now_ms};
 
 impl Relay {
@@ -101,10 +101,7 @@ impl Relay {
                 let forward = RelayKeysRequest {
                     sender_node_id: self.node.to_string(),
                     hop_link_id: next_link.to_string(),
-                    pads: next_pads
-                        .iter()
-                        .map(|p| HopPad { key_ids: p.ids.iter().map(Uuid::to_string).collect() })
-                        .collect(),
+                    pads: hop_pads(&next_pads),
                     ciphertext: padded(&keys, next_pads.iter().map(|p| p.bytes.as_slice())),
                     ..request
                 };

@@ -35,7 +35,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use super::store::{KeyStores, RelayedKeys, Settle, StoreError, now_ms};
+use super::store::{KeyStores, Pad, RelayedKeys, Settle, StoreError, now_ms};
 use crate::peer::PeerClients;
 use flight::{InFlight, LinkSequences};
 pub use routes::{Routes, VirtRoute};
@@ -227,10 +227,7 @@ impl Relay {
             key_size_bits: self.key_bits,
             key_ids: keys.iter().map(|(id, _)| id.to_string()).collect(),
             hop_link_id: hop_link.to_string(),
-            pads: pads
-                .iter()
-                .map(|p| HopPad { key_ids: p.ids.iter().map(Uuid::to_string).collect() })
-                .collect(),
+            pads: hop_pads(&pads),
             ciphertext: padded(&keys, pads.iter().map(|p| p.bytes.as_slice())),
             expires_ms,
             position_step: placement.step as u32,
@@ -384,6 +381,11 @@ impl Relay {
     fn bits_of(&self, count: usize) -> f64 {
         count as f64 * f64::from(self.key_bits)
     }
+}
+
+/// The pads' key IDs as a hop request names them.
+fn hop_pads(pads: &[Pad]) -> Vec<HopPad> {
+    pads.iter().map(|p| HopPad { key_ids: p.ids.iter().map(Uuid::to_string).collect() }).collect()
 }
 
 /// The keys one after the other, each XOR its pad.
