@@ -39,7 +39,7 @@ impl Reserver for Wire {
         Box::pin(async move {
             let other = other.ok_or_else(|| PeerRefusal::Failed("not connected".into()))?;
             other.reserve(deliveries).await.map_err(|e| match e {
-                ReserveError::Unusable(parts, earliest) => PeerRefusal::Unusable(parts, earliest),
+                ReserveError::Unusable(lacking) => PeerRefusal::Unusable(lacking),
                 ReserveError::Malformed(reason) => PeerRefusal::Failed(reason.into()),
             })
         })

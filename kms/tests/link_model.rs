@@ -24,7 +24,7 @@ use qkdn_kms::block::Placement;
 use qkdn_kms::delivery::Delivery;
 use qkdn_kms::disk::{Disk, DiskBlocks, DiskOp};
 use qkdn_kms::link::{
-    Issued, LinkSettings, LinkStore, NewBlock, Relayed, ReserveError, StoreError, Take,
+    Issued, Lacking, LinkSettings, LinkStore, NewBlock, Relayed, ReserveError, StoreError, Take,
 };
 use qkdn_kms::seal::{Keyring, StoreKey};
 use uuid::Uuid;
@@ -328,10 +328,10 @@ impl World {
                     ));
                 }
             }
-            Err(ReserveError::Unusable(parts, earliest)) => {
-                assert!(!parts.is_empty());
-                let ops = owner.store.abort(&ids, &parts, earliest);
-                owner.write(&ops);
+            Err(ReserveError::Unusable(lacking)) => {
+                assert!(!lacking.parts.is_empty());
+                let aborted = owner.store.abort(&ids, &lacking);
+                owner.write(&aborted.ops);
             }
             Err(e) => panic!("reserve: {e:?}"),
         }
@@ -344,8 +344,8 @@ impl World {
         let waiting = self.waiting.remove(which % self.waiting.len());
         let ids: Vec<Uuid> = waiting.deliveries.iter().map(|d| d.parts[0]).collect();
         let owner = self.end(waiting.at_b);
-        let ops = owner.store.abort(&ids, &[], None);
-        owner.write(&ops);
+        let aborted = owner.store.abort(&ids, &Lacking::default());
+        owner.write(&aborted.ops);
     }
 
     fn fetch(&mut self, which: usize, slave: usize, wrong: bool) {
@@ -436,7 +436,7 @@ impl World {
         let end = self.end(to_b);
         let before = end.store.stats();
         match end.store.reserve(&[delivery]) {
-            Err(ReserveError::Unusable(parts, _)) => assert_eq!(parts, vec![part]),
+            Err(ReserveError::Unusable(lacking)) => assert_eq!(lacking.parts, vec![part]),
             other => panic!("a claim of a key the receiver owns was not refused: {other:?}"),
         }
         assert_eq!(end.store.stats(), before);

@@ -37,7 +37,7 @@ impl Reserver for Wire {
                 .and_then(|o| o.link(link))
                 .ok_or_else(|| PeerRefusal::Failed("no such link there".into()))?;
             entry.handle.reserve(deliveries).await.map_err(|e| match e {
-                ReserveError::Unusable(parts, earliest) => PeerRefusal::Unusable(parts, earliest),
+                ReserveError::Unusable(lacking) => PeerRefusal::Unusable(lacking),
                 ReserveError::Malformed(reason) => PeerRefusal::Failed(reason.into()),
             })
         })

@@ -50,9 +50,7 @@ impl Reserver for Wire {
             };
             match other.reserve(deliveries).await {
                 Ok(()) => Ok(()),
-                Err(ReserveError::Unusable(parts, earliest)) => {
-                    Err(PeerRefusal::Unusable(parts, earliest))
-                }
+                Err(ReserveError::Unusable(lacking)) => Err(PeerRefusal::Unusable(lacking)),
                 Err(ReserveError::Malformed(reason)) => Err(PeerRefusal::Failed(reason.into())),
             }
         })
@@ -101,24 +99,24 @@ fn connect(a: &Node, b: &Node) {
 }
 
 async fn feed(nodes: &[&Node], blocks: usize, keys: usize) {
-    let mut next = 1_000u128;
     for block in 0..blocks {
-        let ids: Vec<Uuid> = (0..keys)
-            .map(|_| {
-                next += 1;
-                Uuid::from_u128(next)
-            })
-            .collect();
-        let material: Vec<u8> = ids.iter().flat_map(|id| id.as_u128().to_be_bytes()).collect();
-        for node in nodes {
-            let new = NewBlock {
-                ids: ids.clone(),
-                material: Zeroizing::new(material.clone()),
-                key_bytes: 16,
-                placement: Placement { sequence: (block * keys) as u64, step: 1 },
-            };
-            node.handle.ingest(new, 1).await.unwrap();
-        }
+        feed_block(nodes, block, keys).await;
+    }
+}
+
+/// Block number `block` of `keys` keys, the same at every node of `nodes`.
+async fn feed_block(nodes: &[&Node], block: usize, keys: usize) {
+    let first = 1_001 + (block * keys) as u128;
+    let ids: Vec<Uuid> = (0..keys).map(|k| Uuid::from_u128(first + k as u128)).collect();
+    let material: Vec<u8> = ids.iter().flat_map(|id| id.as_u128().to_be_bytes()).collect();
+    for node in nodes {
+        let new = NewBlock {
+            ids: ids.clone(),
+            material: Zeroizing::new(material.clone()),
+            key_bytes: 16,
+            placement: Placement { sequence: (block * keys) as u64, step: 1 },
+        };
+        node.handle.ingest(new, 1).await.unwrap();
     }
 }
 
@@ -362,4 +360,29 @@ async fn a_one_pass_relay_is_usable_at_the_far_end_at_once_and_its_use_commits_t
         Err(OwnerError::Store(StoreError::RelayRefused(_)))
     ));
     assert_eq!(b.handle.shares().await.unwrap(), (2, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_the_other_end_has_not_stored_yet_are_kept_until_it_has() {
+    let dir = tempfile::tempdir().unwrap();
+    let ring = Arc::new(Keyring::new(StoreKey::generate()));
+    let (a, b) = (start(A, B, dir.path(), &ring), start(B, A, dir.path(), &ring));
+    connect(&a, &b);
+    // Both ends have block 0; only A has block 1 so far (the ends store a device's blocks
+    // independently, and one may be ahead).
+    feed(&[&a, &b], 1, 8).await;
+    feed_block(&[&a], 1, 8).await;
+    let before = a.handle.available(128).await.unwrap();
+    // A owns the even positions: 4 keys of block 0, then block 1's.
+    let first = a.handle.take(request("sae-a", 4)).await.unwrap();
+    assert_eq!(first.len(), 4);
+    match a.handle.take(request("sae-a", 2)).await {
+        Err(OwnerError::NotThereYet(n)) => assert!(n > 0),
+        other => panic!("keys the other end lacks for now were not told apart: {other:?}"),
+    }
+    // Kept, not erased: once B has the block, they are handed out.
+    assert_eq!(a.handle.available(128).await.unwrap(), before - 4);
+    feed_block(&[&b], 1, 8).await;
+    let later = a.handle.take(request("sae-a", 2)).await.unwrap();
+    assert_eq!(later.len(), 2);
 }

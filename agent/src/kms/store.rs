@@ -17,7 +17,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use qkdn_kms::link::{LinkSettings as CoreSettings, StoreError as CoreError};
+use qkdn_kms::link::{Lacking, LinkSettings as CoreSettings, StoreError as CoreError};
 use qkdn_kms::node::{LinkConfig, NodeStores};
 use qkdn_kms::owner::{OwnerError, Reserver, TakeRequest};
 pub use qkdn_kms::owner::{RelayedKeys, Settle};
@@ -72,6 +72,9 @@ pub enum StoreError {
     /// The other end lacked some keys (dropped here); other keys may do.
     #[error("{0} keys were not usable at the other end")]
     Unusable(usize),
+    /// Some keys have not reached the other end yet (kept here); waiting may do.
+    #[error("{0} keys have not reached the other end of the link yet")]
+    NotThereYet(usize),
     /// The durable store failed, or a block was refused.
     #[error("{0}")]
     Db(String),
@@ -88,6 +91,7 @@ impl From<OwnerError> for StoreError {
             }
             OwnerError::Store(CoreError::NotFound) => StoreError::NotFound,
             OwnerError::Unusable(n) => StoreError::Unusable(n),
+            OwnerError::NotThereYet(n) => StoreError::NotThereYet(n),
             OwnerError::Peer(reason) => StoreError::Peer(reason),
             other => StoreError::Db(other.to_string()),
         }
@@ -97,15 +101,18 @@ impl From<OwnerError> for StoreError {
 /// The other end's answer to a reservation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReserveError {
-    /// Parts the other end lacks or cannot give (not there, not the caller's, already held),
-    /// and the earliest stream position it holds for the link.
-    Unusable(Vec<Uuid>, Option<u64>),
+    /// Parts the other end lacks or cannot give (not there, not the caller's, already held).
+    Unusable(Lacking),
     /// Anything else (unreachable, refused): nothing is known to be reserved.
     Failed(String),
 }
 
 /// Tries of one `enc_keys` when the other end lacks keys.
 const MAX_TAKE_ATTEMPTS: usize = 4;
+
+/// How long one `enc_keys` waits, at most, for keys to reach the other end of the link (the
+/// two ends store a device's blocks independently, so one may be a little ahead).
+const MAX_WAIT_FOR_OTHER_END: Duration = Duration::from_secs(2);
 
 /// Settings of the stores.
 #[derive(Clone, Debug)]
@@ -330,6 +337,8 @@ impl KeyStores {
         let expires_ms =
             now_ms() + request.ttl.unwrap_or(self.settings.delivery_ttl).as_millis() as u64;
         let mut attempt = 0;
+        let mut pause = Duration::from_millis(10);
+        let wait_until = tokio::time::Instant::now() + MAX_WAIT_FOR_OTHER_END;
         loop {
             attempt += 1;
             let take = TakeRequest {
@@ -348,6 +357,14 @@ impl KeyStores {
                     return Err(StoreError::Peer(format!(
                         "{n} keys were not usable at the other end"
                     )));
+                }
+                Err(StoreError::NotThereYet(n))
+                    if tokio::time::Instant::now() + pause <= wait_until =>
+                {
+                    tracing::debug!(link = %request.link, keys = n, "waiting for the other end");
+                    attempt -= 1;
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(250));
                 }
                 other => return other,
             }
@@ -370,9 +387,7 @@ impl KeyStores {
             return Err(ReserveError::Failed(format!("link {link} does not end at node {from}")));
         }
         entry.handle.reserve(deliveries).await.map_err(|e| match e {
-            qkdn_kms::link::ReserveError::Unusable(parts, earliest) => {
-                ReserveError::Unusable(parts, earliest)
-            }
+            qkdn_kms::link::ReserveError::Unusable(lacking) => ReserveError::Unusable(lacking),
             qkdn_kms::link::ReserveError::Malformed(reason) => ReserveError::Failed(reason.into()),
         })
     }

@@ -20,6 +20,7 @@ use rustls::pki_types::ServerName;
 use tonic::transport::{Channel, Endpoint};
 use uuid::Uuid;
 
+use qkdn_kms::link::Lacking;
 use qkdn_kms::owner::{PeerRefusal, ReserveFuture, Reserver};
 
 use crate::kms::store::Delivery;
@@ -230,7 +231,11 @@ impl Reserver for GrpcPeerSync {
             }
             let parts =
                 reply.unusable_part_ids.iter().filter_map(|p| Uuid::parse_str(p).ok()).collect();
-            Err(PeerRefusal::Unusable(parts, reply.earliest_sequence))
+            Err(PeerRefusal::Unusable(Lacking {
+                parts,
+                earliest: reply.earliest_sequence,
+                end: reply.end_sequence,
+            }))
         })
     }
 }

@@ -212,9 +212,10 @@ impl Peer for PeerService {
             r.deliveries.iter().map(delivery_of).collect::<Result<Vec<_>, Status>>()?;
         match kms.stores.reserve(owner, here, deliveries).await {
             Ok(()) => Ok(Response::new(ReserveKeysReply::default())),
-            Err(ReserveError::Unusable(parts, earliest)) => Ok(Response::new(ReserveKeysReply {
-                unusable_part_ids: parts.iter().map(Uuid::to_string).collect(),
-                earliest_sequence: earliest,
+            Err(ReserveError::Unusable(lacking)) => Ok(Response::new(ReserveKeysReply {
+                unusable_part_ids: lacking.parts.iter().map(Uuid::to_string).collect(),
+                earliest_sequence: lacking.earliest,
+                end_sequence: lacking.end,
             })),
             Err(ReserveError::Failed(reason)) => Err(Status::failed_precondition(reason)),
         }

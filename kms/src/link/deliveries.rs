@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashSet};
 
 use uuid::Uuid;
 
-use super::{Issued, KeyAt, LinkStore, ReserveError, StoreError, Take, Taken};
+use super::{Aborted, Issued, KeyAt, Lacking, LinkStore, ReserveError, StoreError, Take, Taken};
 use crate::delivery::{Delivery, DeliveryState};
 use crate::disk::DiskOp;
 
@@ -100,20 +100,34 @@ impl LinkStore {
     }
 
     /// The other end did not reserve deliveries `ids`: their parts are free again, except
-    /// `unusable` ones (the other end lacks them), which are erased with the free keys of
-    /// their blocks (a store drops whole blocks, so it lacks the rest too) and, when the
-    /// other end said where its stream starts (`earliest`), every free key before it.
-    pub fn abort(&mut self, ids: &[Uuid], unusable: &[Uuid], earliest: Option<u64>) -> Vec<DiskOp> {
+    /// the parts it lacks, which are erased with the free keys of their blocks (a store drops
+    /// whole blocks, so it lacks the rest too) and, when the other end said where its stream
+    /// starts, every free key before it. Lacked parts at or after the end of the other end's
+    /// stream may still arrive there: they are free again too, and counted in the answer.
+    pub fn abort(&mut self, ids: &[Uuid], lacking: &Lacking) -> Aborted {
         let mut touched = BTreeSet::new();
-        let lacking: HashSet<Uuid> = unusable.iter().copied().collect();
+        let earliest = lacking.earliest;
+        let ahead = |store: &LinkStore, at: KeyAt| {
+            lacking.end.is_some_and(|end| {
+                store
+                    .blocks
+                    .get(&at.block())
+                    .is_some_and(|b| b.placement.position(at.index() as usize) >= end)
+            })
+        };
+        let lacked: HashSet<Uuid> = lacking.parts.iter().copied().collect();
         let mut lacking_blocks = BTreeSet::new();
+        let mut not_there_yet = 0;
         for id in ids.iter().rev() {
             self.in_flight.remove(id);
             let Some(delivery) = self.forget_delivery(id) else { continue };
             for part in delivery.parts.iter().rev() {
                 let Some(at) = self.key_at(part) else { continue };
                 self.held.remove(&at);
-                if lacking.contains(part) {
+                if lacked.contains(part) && ahead(self, at) {
+                    not_there_yet += 1;
+                    self.free.push_front(at);
+                } else if lacked.contains(part) {
                     lacking_blocks.insert(at.block());
                     self.erase(at, &mut touched);
                     self.stats.dropped += 1;
@@ -140,9 +154,22 @@ impl LinkStore {
                 self.erase(at, &mut touched);
             }
         }
-        let mut erasures = self.flush(touched);
-        erasures.extend(self.group_writes());
-        erasures
+        let mut ops = self.flush(touched);
+        ops.extend(self.group_writes());
+        Aborted { ops, not_there_yet }
+    }
+
+    /// What this end lacks of `parts`, with the stream positions it holds durably.
+    fn lacking(&self, parts: Vec<Uuid>) -> Lacking {
+        let earliest = self.blocks.values().map(|b| b.placement.sequence).min();
+        let end = self
+            .blocks
+            .values()
+            .filter(|b| !self.unwritten.contains(&b.place.block))
+            .map(|b| b.placement.position(b.count() as usize))
+            .max()
+            .unwrap_or(0);
+        Lacking { parts, earliest, end: Some(end) }
     }
 
     /// Deliveries this end made whose request is gone (a restart), which the other end may
@@ -218,8 +245,7 @@ impl LinkStore {
             fresh.push(delivery);
         }
         if !unusable.is_empty() {
-            let earliest = self.blocks.values().map(|b| b.placement.sequence).min();
-            return Err(ReserveError::Unusable(unusable, earliest));
+            return Err(ReserveError::Unusable(self.lacking(unusable)));
         }
         let mut ops = Vec::with_capacity(settled.len() + 1);
         for relay in settled {

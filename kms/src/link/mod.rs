@@ -95,11 +95,23 @@ pub enum StoreError {
 /// Why the other end of a link refused a reservation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReserveError {
-    /// Parts it lacks or cannot give (not there, not the caller's, already held), and the
-    /// earliest stream position it holds for the link.
-    Unusable(Vec<Uuid>, Option<u64>),
+    /// Parts it lacks or cannot give (not there, not the caller's, already held).
+    Unusable(Lacking),
     /// The request itself is malformed.
     Malformed(&'static str),
+}
+
+/// What the other end of a link lacked for a reservation, and which stream positions it holds
+/// (so that the owner tells keys it never will have from keys it does not have yet).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Lacking {
+    /// The parts it lacks or cannot give (not there, not the caller's, already held).
+    pub parts: Vec<Uuid>,
+    /// The earliest stream position it holds for the link.
+    pub earliest: Option<u64>,
+    /// The position after its newest durable key (`None` from an end that does not say):
+    /// parts at or after it may still arrive there.
+    pub end: Option<u64>,
 }
 
 /// Settings of a link's store.
@@ -195,6 +207,15 @@ pub struct Taken {
     pub issued: Vec<Issued>,
     /// The write.
     pub ops: Vec<DiskOp>,
+}
+
+/// What an abort changed: the write of the keys it erased, and how many lacked parts may
+/// still reach the other end (they are free again; a later take may use them).
+pub struct Aborted {
+    /// The write.
+    pub ops: Vec<DiskOp>,
+    /// Lacked parts at or after the end of the other end's stream.
+    pub not_there_yet: usize,
 }
 
 /// Counters of a store.

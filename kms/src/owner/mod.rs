@@ -20,7 +20,9 @@ use uuid::Uuid;
 
 use crate::delivery::Delivery;
 use crate::disk::{DiskError, DiskOp};
-use crate::link::{Issued, LinkStats, LinkStore, NewBlock, ReserveError, StoreError, Take};
+use crate::link::{
+    Issued, Lacking, LinkStats, LinkStore, NewBlock, ReserveError, StoreError, Take,
+};
 use crate::seal::SharedKeyring;
 use crate::writer::Writer;
 
@@ -37,8 +39,8 @@ const RECOVERY_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 /// Why the other end did not reserve deliveries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PeerRefusal {
-    /// It lacks (or cannot give) these parts; the earliest stream position it holds.
-    Unusable(Vec<Uuid>, Option<u64>),
+    /// It lacks (or cannot give) some parts.
+    Unusable(Lacking),
     /// Anything else (unreachable, refused): nothing is known to be reserved.
     Failed(String),
 }
@@ -61,6 +63,9 @@ pub enum OwnerError {
     /// The other end lacked some keys (erased here now); other keys may do.
     #[error("{0} keys were not usable at the other end")]
     Unusable(usize),
+    /// Some keys have not reached the other end yet (they are free again here).
+    #[error("{0} keys have not reached the other end of the link yet")]
+    NotThereYet(usize),
     /// The other end did not reserve the keys.
     #[error("the other end of the link could not reserve the keys: {0}")]
     Peer(String),
@@ -347,8 +352,8 @@ impl Owner {
                         .collect(),
                     Err(_) => Vec::new(),
                 };
-                let ops = self.store.abort(&ids, &parts, None);
-                self.detached(ops);
+                let aborted = self.store.abort(&ids, &Lacking { parts, ..Lacking::default() });
+                self.detached(aborted.ops);
                 let _ = reply.send(Err(e.into()));
             }
             Command::Settle { ids, outcome, unrecorded: None, issued, reply } => {
@@ -358,14 +363,18 @@ impl Owner {
                         self.detached(ops);
                         Ok(issued)
                     }
-                    Err(PeerRefusal::Unusable(parts, earliest)) => {
-                        let ops = self.store.abort(&ids, &parts, earliest);
-                        self.detached(ops);
-                        Err(OwnerError::Unusable(parts.len()))
+                    Err(PeerRefusal::Unusable(lacking)) => {
+                        let aborted = self.store.abort(&ids, &lacking);
+                        self.detached(aborted.ops);
+                        if aborted.not_there_yet > 0 {
+                            Err(OwnerError::NotThereYet(aborted.not_there_yet))
+                        } else {
+                            Err(OwnerError::Unusable(lacking.parts.len()))
+                        }
                     }
                     Err(PeerRefusal::Failed(reason)) => {
-                        let ops = self.store.abort(&ids, &[], None);
-                        self.detached(ops);
+                        let aborted = self.store.abort(&ids, &Lacking::default());
+                        self.detached(aborted.ops);
                         Err(OwnerError::Peer(reason))
                     }
                 };

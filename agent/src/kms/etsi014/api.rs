@@ -56,6 +56,9 @@ fn store_error(e: StoreError) -> ApiError {
         StoreError::NotFound | StoreError::NotAuthorized => ApiError::bad_request(KEYS_NOT_FOUND),
         StoreError::NotEnough { .. } => ApiError::unavailable(e.to_string()).for_lack_of_keys(),
         StoreError::KeptForOthers { .. } => ApiError::unavailable(e.to_string()),
+        StoreError::NotThereYet(_) => ApiError::unavailable(
+            "keys are not available now: they have not reached the other end of the key association yet; retry",
+        ),
         StoreError::Peer(_) | StoreError::Unusable(_) | StoreError::NoLink(_) => {
             tracing::warn!(reason = %e, "keys not available");
             ApiError::unavailable(
