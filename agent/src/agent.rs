@@ -40,7 +40,7 @@ use crate::node::catalog::Catalog;
 use crate::node::live::{self, LiveSetup, LiveView};
 use crate::node::rules::{NodeRules, SharedRules};
 use crate::node::store::{NodeStore, StoreError};
-use crate::register::{self, Registration, RegistrationState};
+use crate::register::{self, KmsEndpoints, Registration, RegistrationState};
 
 const NODE: &str = "/etsi-qkd-sdn-node:qkd_node";
 /// Origin of the edits that restore saved configuration at start-up.
@@ -432,12 +432,14 @@ impl Agent {
         let registration = Registration {
             node_id: config.node.id,
             restconf_url,
-            kms: json!({
-                "etsi014_url": kms_addr.map(|a| format!("https://{a}")),
-                "peer_url": peer_addr.map(|a| format!("{}://{a}", if config.peer.tls.is_some() { "https" } else { "http" })),
-            }),
+            kms: KmsEndpoints {
+                etsi014_url: kms_addr.map(|a| format!("https://{a}")),
+                peer_url: peer_addr.map(|a| {
+                    format!("{}://{a}", if config.peer.tls.is_some() { "https" } else { "http" })
+                }),
+            },
             certificate_sha256,
-            agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+            agent_version: Some(env!("CARGO_PKG_VERSION").to_owned()),
             // The KMS figures are on the authenticated API, beside RESTCONF.
             management_url: Some(api_url),
         };

@@ -15,6 +15,7 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Json as JsonBody, Response};
 use axum::routing::get;
+use qkdn_proto::node_api::{ApplicationsReply, RelaysReply, StoreFigures, StoresReply};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -78,33 +79,29 @@ async fn kms_stores(State(state): State<ManagementState>) -> Response {
         return no_kms();
     };
     let health = health.borrow().clone();
-    let stores: Vec<serde_json::Value> = stores
+    let stores = stores
         .stats()
         .await
         .into_iter()
-        .map(|s| {
-            let mut entry = json!(s);
-            if let (Some(map), Some(h)) = (entry.as_object_mut(), health.get(&s.link))
-                && let serde_json::Value::Object(h) = json!(h)
-            {
-                map.extend(h);
-            }
-            entry
-        })
+        .map(|counters| StoreFigures { health: health.get(&counters.link).cloned(), counters })
         .collect();
-    JsonBody(json!({ "stores": stores })).into_response()
+    JsonBody(json!(StoresReply { stores })).into_response()
 }
 
 async fn kms_applications(State(state): State<ManagementState>) -> Response {
     match &state.kms {
-        Some(kms) => JsonBody(json!({"applications": kms.usage.report()})).into_response(),
+        Some(kms) => {
+            JsonBody(json!(ApplicationsReply { applications: kms.usage.report() })).into_response()
+        }
         None => no_kms(),
     }
 }
 
 async fn kms_relays(State(state): State<ManagementState>) -> Response {
     match &state.kms {
-        Some(kms) => JsonBody(json!({"relays": kms.relay.stats.report()})).into_response(),
+        Some(kms) => {
+            JsonBody(json!(RelaysReply { relays: kms.relay.stats.report() })).into_response()
+        }
         None => no_kms(),
     }
 }

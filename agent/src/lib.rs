@@ -12,6 +12,7 @@
 pub mod access;
 mod agent;
 pub mod api;
+pub mod binary;
 pub mod config;
 pub mod device;
 pub mod kms;

@@ -28,7 +28,7 @@ pub struct KmsView {
     /// Their rates and alarms.
     pub health: HealthView,
     /// Their counters, refreshed every second.
-    pub figures: watch::Receiver<Arc<Vec<crate::kms::store::StoreStats>>>,
+    pub figures: watch::Receiver<Arc<Vec<crate::kms::store::StoreCounters>>>,
     /// The relay engine.
     pub relay: Arc<Relay>,
     /// What the 014 server delivered to each application.
@@ -76,5 +76,5 @@ async fn readyz(State(state): State<ManagementState>) -> Response {
 }
 
 async fn metrics(State(state): State<ManagementState>) -> Response {
-    qkdn_yang::metrics::response(crate::metrics::render(&state))
+    qkdn_kit::metrics::response(crate::metrics::render(&state))
 }

@@ -4,7 +4,7 @@
 //! virtual link this node sources the relays, keys, failures and end-to-end latency; per
 //! application the ETSI 014 requests, keys and bits delivered, failures and latency. Every
 //! figure is read at scrape time from the task or structure that owns it (see
-//! [`qkdn_yang::metrics`]); labels are link and application ids, never a key id.
+//! [`qkdn_kit::metrics`]); labels are link and application ids, never a key id.
 
 use metrics::{counter, describe_counter, describe_gauge, gauge};
 
@@ -13,7 +13,7 @@ use crate::register::RegistrationState;
 
 /// The text of one scrape.
 pub fn render(state: &ManagementState) -> String {
-    qkdn_yang::metrics::render(|| {
+    qkdn_kit::metrics::render(|| {
         state.denials.emit();
         describe_gauge!("qkdn_agent_ready", "1 once the agent has started.");
         gauge!("qkdn_agent_ready").set(f64::from(u8::from(*state.ready.borrow())));

@@ -17,26 +17,9 @@ use std::time::Duration;
 
 use qkdn_yang::restconf::client::jittered;
 use serde::Serialize;
-use serde_json::Value as Json;
 use tokio::sync::watch;
-use uuid::Uuid;
 
-/// What the agent tells the controller.
-#[derive(Clone, Debug, Serialize)]
-pub struct Registration {
-    /// `qkdn_id`.
-    pub node_id: Uuid,
-    /// Base URL of the node's RESTCONF API.
-    pub restconf_url: String,
-    /// KMS endpoints (filled in by the KMS).
-    pub kms: Json,
-    /// SHA-256 of the RESTCONF server certificate (DER), hex, when TLS is on.
-    pub certificate_sha256: Option<String>,
-    /// Agent version.
-    pub agent_version: String,
-    /// Base URL of the management endpoints (KMS figures for the controller's monitoring).
-    pub management_url: Option<String>,
-}
+pub use qkdn_proto::node_api::{KmsEndpoints, Registration};
 
 /// Where registration stands.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

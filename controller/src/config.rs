@@ -10,8 +10,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use figment::Figment;
-use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -201,15 +199,11 @@ pub struct Overrides {
     pub management_listen: Option<String>,
 }
 
-/// A configuration that could not be loaded: every problem, one per line.
-#[derive(Debug, thiserror::Error)]
-#[error("{}", .problems.join("\n"))]
-pub struct ConfigError {
-    /// `place: message` lines.
-    pub problems: Vec<String>,
-}
+pub use qkdn_kit::config::{ConfigError, Problem};
+use qkdn_kit::config::{KeyPath, Loader, Problems, problems_of_lines};
 
-const TOP_LEVEL_KEYS: [&str; 7] = [
+/// The top-level keys of the configuration (only `QKDN_*` variables naming one count).
+pub const TOP_LEVEL_KEYS: [&str; 7] = [
     "data_dir",
     "api",
     "management",
@@ -219,87 +213,40 @@ const TOP_LEVEL_KEYS: [&str; 7] = [
     "insecure_allow_unauthenticated",
 ];
 
-/// Loads and checks the configuration.
+/// Loads and checks the configuration from `file` (if any), the environment and `overrides`.
 pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<ControllerConfig, ConfigError> {
-    let env = Env::prefixed("QKDN_").split("__").filter(|key| {
-        let first = key.as_str().split('.').next().unwrap_or_default();
-        TOP_LEVEL_KEYS.iter().any(|k| k.eq_ignore_ascii_case(first))
-    });
-    let mut figment = Figment::new();
-    let mut text = None;
-    if let Some(path) = file {
-        let t = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            problems: vec![format!("{}: cannot read: {e}", path.display())],
-        })?;
-        if let Err(e) = t.parse::<toml_edit::DocumentMut>() {
-            let line = e.span().map(|s| line_of(&t, s.start)).unwrap_or(0);
-            return Err(ConfigError {
-                problems: vec![format!(
-                    "{}:{line}: not valid TOML: {}",
-                    path.display(),
-                    e.message()
-                )],
-            });
-        }
-        figment = figment.merge(Toml::string(&t));
-        text = Some(t);
-    }
-    figment = figment.merge(env);
-    if let Some(v) = &overrides.data_dir {
-        figment = figment.merge(Serialized::default("data_dir", v));
-    }
-    if let Some(v) = &overrides.listen {
-        figment = figment.merge(Serialized::default("api.listen", v));
-    }
-    if let Some(v) = &overrides.management_listen {
-        figment = figment.merge(Serialized::default("management.listen", v));
-    }
-    let config: ControllerConfig = figment.extract().map_err(|err| ConfigError {
-        problems: err.into_iter().map(|e| describe(&e, file, text.as_deref())).collect(),
-    })?;
-    let mut problems = config.api.listener().problem_lines(config.insecure_allow_unauthenticated);
-    if let Err(mut token_problems) = qkdn_kit::authz::Tokens::from_config(&config.api.tokens) {
-        problems.extend(token_problems.drain(..).map(|p| format!("api.{p}")));
+    Loader::new(file, &TOP_LEVEL_KEYS)
+        .set("data_dir", overrides.data_dir.as_ref())
+        .set("api.listen", overrides.listen.as_ref())
+        .set("management.listen", overrides.management_listen.as_ref())
+        .load(check)
+}
+
+/// Like [`load`], ignoring the environment (for `check-config`, which checks a file alone).
+pub fn load_file(file: &Path) -> Result<ControllerConfig, ConfigError> {
+    Loader::file_only(file, &TOP_LEVEL_KEYS).load(check)
+}
+
+fn check(config: &mut ControllerConfig) -> Problems {
+    let mut problems = problems_of_lines(
+        config.api.listener().problem_lines(config.insecure_allow_unauthenticated),
+    );
+    if let Err(token_problems) = qkdn_kit::authz::Tokens::from_config(&config.api.tokens) {
+        problems.extend(problems_of_lines(token_problems.into_iter().map(|p| format!("api.{p}"))));
     }
     if !(0.0..=1.0).contains(&config.links.qber_threshold) {
-        problems.push(format!(
-            "links.qber_threshold: {} is not a fraction between 0 and 1",
-            config.links.qber_threshold
+        problems.push((
+            KeyPath::parse("links.qber_threshold"),
+            format!("{} is not a fraction between 0 and 1", config.links.qber_threshold),
         ));
     }
     for (i, a) in config.static_agents.iter().enumerate() {
         if !(a.restconf_url.starts_with("http://") || a.restconf_url.starts_with("https://")) {
-            problems.push(format!(
-                "static_agents[{i}].restconf_url: {:?} is not an http:// or https:// URL",
-                a.restconf_url
+            problems.push((
+                KeyPath::default().key("static_agents").index(i).key("restconf_url"),
+                format!("{:?} is not an http:// or https:// URL", a.restconf_url),
             ));
         }
     }
-    if problems.is_empty() { Ok(config) } else { Err(ConfigError { problems }) }
-}
-
-fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].bytes().filter(|b| *b == b'\n').count() + 1
-}
-
-/// `file:line: key: message` for a figment error, the line found by the key's last name.
-fn describe(e: &figment::Error, file: Option<&Path>, text: Option<&str>) -> String {
-    let key = e.path.join(".");
-    let from_file = e.metadata.as_ref().is_some_and(|m| m.name.contains("TOML"));
-    let line = match (text, e.path.last(), from_file) {
-        (Some(text), Some(last), true) => text
-            .lines()
-            .position(|l| {
-                let l = l.trim_start();
-                l.starts_with(&format!("{last} ")) || l.starts_with(&format!("{last}="))
-            })
-            .map(|i| i + 1),
-        _ => None,
-    };
-    let place = match (file, line) {
-        (Some(f), Some(l)) => format!("{}:{l}: {key}", f.display()),
-        (Some(f), None) if from_file => format!("{}: {key}", f.display()),
-        _ => key,
-    };
-    format!("{place}: {}", e.kind)
+    problems
 }

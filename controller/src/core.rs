@@ -32,26 +32,8 @@ use crate::session::{SessionEvent, SessionId};
 use crate::store::{Op, Store, Table};
 use crate::topology::Network;
 
-/// What an agent sends to register.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Registration {
-    /// Its node's `qkdn_id`.
-    pub node_id: Uuid,
-    /// Base URL of its RESTCONF server.
-    pub restconf_url: String,
-    /// Its KMS endpoints.
-    #[serde(default)]
-    pub kms: Json,
-    /// SHA-256 of its RESTCONF server certificate.
-    #[serde(default)]
-    pub certificate_sha256: Option<String>,
-    /// Its version.
-    #[serde(default)]
-    pub agent_version: Option<String>,
-    /// Base URL of its API (KMS figures; `https://.../api`).
-    #[serde(default)]
-    pub management_url: Option<String>,
-}
+use qkdn_proto::node_api::KmsFigures;
+pub use qkdn_proto::node_api::Registration;
 
 /// An agent as the API shows it.
 #[derive(Clone, Debug, Serialize)]
@@ -72,16 +54,9 @@ pub struct AgentView {
 }
 
 impl View {
-    /// The entry of a node's KMS figure list (`stores`, `relays`, `applications`) whose `key`
-    /// member is `id`.
-    pub fn kms_entry(&self, node: Uuid, list: &str, key: &str, id: Uuid) -> Option<Json> {
-        self.kms
-            .get(&node)?
-            .get(list)?
-            .as_array()?
-            .iter()
-            .find(|e| e[key].as_str() == Some(&id.to_string()))
-            .cloned()
+    /// The KMS figures `node` last gave, if any.
+    pub fn kms_of(&self, node: Uuid) -> Option<&KmsFigures> {
+        self.kms.get(&node).map(|f| &**f)
     }
 }
 
@@ -108,7 +83,7 @@ pub struct View {
     /// Whether the durable state has been loaded and the sessions started.
     pub ready: bool,
     /// The KMS figures of each node that gives them ([`crate::monitor`]).
-    pub kms: BTreeMap<Uuid, Arc<Json>>,
+    pub kms: BTreeMap<Uuid, Arc<KmsFigures>>,
     /// Key stock of each physical link whose stores are known, bits (the smaller end).
     pub stock: HashMap<Uuid, u64>,
 }
@@ -252,7 +227,7 @@ pub struct Core {
     sessions: HashMap<SessionId, Session>,
     next_session: SessionId,
     nodes: BTreeMap<Uuid, (Arc<NodeReport>, bool)>,
-    kms: BTreeMap<Uuid, Arc<Json>>,
+    kms: BTreeMap<Uuid, Arc<KmsFigures>>,
     apps: BTreeMap<Uuid, Application>,
     entries: BTreeMap<String, Recorded>,
     busy: HashMap<Uuid, Pending>,
@@ -538,9 +513,7 @@ impl Core {
         let mut stock = HashMap::new();
         for l in self.network.links.values() {
             let at = |node: Uuid| -> Option<u64> {
-                let stores = self.kms.get(&node)?.get("stores")?.as_array()?;
-                let s = stores.iter().find(|s| s["link"].as_str() == Some(&l.id.to_string()))?;
-                Some(s["stored"].as_u64()? * s["key_bits"].as_u64()?)
+                Some(self.kms.get(&node)?.store(l.id)?.counters.stored_bits())
             };
             let (a, b) = (at(l.ends[0].0), at(l.ends[1].0));
             if a.is_some() || b.is_some() {

@@ -8,6 +8,7 @@
 pub mod access;
 pub mod api;
 pub mod apps;
+pub mod binary;
 pub mod config;
 pub mod core;
 pub mod error;

@@ -1,77 +1,13 @@
-//! `qkdn-controller`: runs the SDN controller.
+//! `qkdn-controller`: runs the SDN controller, or checks a configuration file.
 //!
 //! ```text
-//! qkdn-controller check-config FILE
 //! qkdn-controller [--config FILE] [--listen ADDR] [--management-listen ADDR] [--data-dir DIR]
 //!                 [--log-format human|json]
+//! qkdn-controller check-config FILE
 //! ```
 //!
 //! The first SIGINT or SIGTERM stops the controller cleanly; a second one exits at once.
 
-use std::path::PathBuf;
-use std::process::ExitCode;
-
-use clap::{Parser, Subcommand};
-use qkdn_controller::Controller;
-use qkdn_controller::config::{self, Overrides};
-use qkdn_yang::service::LogFormat;
-
-#[derive(Parser)]
-#[command(
-    name = "qkdn-controller",
-    version,
-    about = "The qkdn SDN controller (topology, key-relay routing, applications, ETSI GS QKD 018 northbound)"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Option<Command>,
-    /// Configuration file (TOML).
-    #[arg(long, short, env = "QKDN_CONFIG")]
-    config: Option<PathBuf>,
-    /// API listening address (overrides api.listen).
-    #[arg(long)]
-    listen: Option<String>,
-    /// Management listening address (overrides management.listen).
-    #[arg(long)]
-    management_listen: Option<String>,
-    /// Data directory (overrides data_dir).
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
-    /// Log format.
-    #[arg(long, value_enum, default_value_t = LogFormat::Human)]
-    log_format: LogFormat,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Check a configuration file and explain every problem.
-    CheckConfig {
-        /// The file.
-        file: PathBuf,
-    },
-}
-
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    if let Some(Command::CheckConfig { file }) = &cli.command {
-        let checked =
-            config::load(Some(file), &Overrides::default()).map(|_| ()).map_err(|e| e.problems);
-        return qkdn_yang::service::report_check(file, checked);
-    }
-    qkdn_yang::service::init_logging(cli.log_format);
-    let overrides = Overrides {
-        data_dir: cli.data_dir.clone(),
-        listen: cli.listen.clone(),
-        management_listen: cli.management_listen.clone(),
-    };
-    let config = match config::load(cli.config.as_deref(), &overrides) {
-        Ok(c) => c,
-        Err(e) => {
-            for p in &e.problems {
-                eprintln!("qkdn-controller: {p}");
-            }
-            return ExitCode::from(2);
-        }
-    };
-    qkdn_yang::service::run("qkdn-controller", Controller::start(config), Controller::shutdown)
+fn main() -> std::process::ExitCode {
+    qkdn_kit::binary::main::<qkdn_controller::binary::ControllerBinary>()
 }

@@ -2,7 +2,7 @@
 //! (known, reachable), per physical link whether it is up, its SKR, ESKR, expected
 //! consumption, the controller's reservations and QBER, and per application its state, rate,
 //! path length and reroutes, with the key deliveries the agents report for it. Read at scrape
-//! time from the core's published view (see [`qkdn_yang::metrics`]). The agents export their
+//! time from the core's published view (see [`qkdn_kit::metrics`]). The agents export their
 //! key stores and relays themselves; labels are ids, never a key id.
 
 use metrics::{counter, describe_counter, describe_gauge, gauge};
@@ -12,7 +12,7 @@ use crate::core::View;
 
 /// The text of one scrape.
 pub fn render(view: &View, denials: &qkdn_kit::Denials) -> String {
-    qkdn_yang::metrics::render(|| {
+    qkdn_kit::metrics::render(|| {
         denials.emit();
         describe_gauge!("qkdn_controller_ready", "1 once the controller judged paths after start.");
         gauge!("qkdn_controller_ready").set(f64::from(u8::from(view.ready)));

@@ -8,7 +8,8 @@
 
 use std::time::Duration;
 
-use serde_json::{Value as Json, json};
+use qkdn_proto::node_api::{ApplicationsReply, KmsFigures, RelaysReply, StoresReply};
+use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 
 use crate::session::{SessionEvent, SessionId};
@@ -24,26 +25,35 @@ pub async fn run(
     let base = management_url.trim_end_matches('/').to_owned();
     loop {
         tokio::time::sleep(period).await;
-        let mut doc = json!({});
-        for (name, path) in [
-            ("stores", "/v1/kms/stores"),
-            ("relays", "/v1/kms/relays"),
-            ("applications", "/v1/kms/applications"),
-        ] {
-            let answer = match http.get(format!("{base}{path}")).send().await {
-                Ok(r) if r.status().is_success() => {
-                    r.text().await.ok().and_then(|t| serde_json::from_str::<Json>(&t).ok())
-                }
-                _ => None,
-            };
-            if let Some(mut a) = answer {
-                doc[name] = a[name].take();
-            }
+        let stores = read::<StoresReply>(&http, &base, "/v1/kms/stores").await;
+        let relays = read::<RelaysReply>(&http, &base, "/v1/kms/relays").await;
+        let applications = read::<ApplicationsReply>(&http, &base, "/v1/kms/applications").await;
+        if stores.is_none() && relays.is_none() && applications.is_none() {
+            continue;
         }
-        if doc.as_object().is_some_and(|o| !o.is_empty())
-            && core.send((id, SessionEvent::Kms(Box::new(doc)))).await.is_err()
-        {
+        let figures = KmsFigures {
+            stores: stores.map(|r| r.stores).unwrap_or_default(),
+            relays: relays.map(|r| r.relays).unwrap_or_default(),
+            applications: applications.map(|r| r.applications).unwrap_or_default(),
+        };
+        if core.send((id, SessionEvent::Kms(Box::new(figures)))).await.is_err() {
             return;
+        }
+    }
+}
+
+/// One figure list of the agent's API; none when it does not answer, or not as agreed.
+async fn read<T: DeserializeOwned>(http: &reqwest::Client, base: &str, path: &str) -> Option<T> {
+    let response = http.get(format!("{base}{path}")).send().await.ok()?;
+    if !response.status().is_success() {
+        return None;
+    }
+    let text = response.text().await.ok()?;
+    match serde_json::from_str(&text) {
+        Ok(figures) => Some(figures),
+        Err(e) => {
+            tracing::warn!(url = %format!("{base}{path}"), error = %e, "the agent's KMS figures do not read as agreed");
+            None
         }
     }
 }

@@ -121,7 +121,7 @@ fn management_router(core: CoreHandle, denials: Arc<qkdn_kit::Denials>) -> Route
     let metrics_core = core.clone();
     let metrics = get(move || {
         let (core, denials) = (metrics_core.clone(), denials.clone());
-        async move { qkdn_yang::metrics::response(crate::metrics::render(&core.view(), &denials)) }
+        async move { qkdn_kit::metrics::response(crate::metrics::render(&core.view(), &denials)) }
     });
     Router::new()
         .route("/metrics", metrics)

@@ -31,7 +31,7 @@ pub enum SessionEvent {
     /// A read failed (the agent may still come back before it is lost).
     ReadFailed(String),
     /// The KMS figures of the agent (see [`crate::monitor`]).
-    Kms(Box<Json>),
+    Kms(Box<qkdn_proto::node_api::KmsFigures>),
 }
 
 /// How to reach the agent.

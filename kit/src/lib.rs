@@ -11,7 +11,11 @@
 //!   handshake, header, body and idle timeouts, body limits);
 //! * [`listener`]: the configuration check that every listener authenticates its callers;
 //! * [`tls`]: the TLS policy (rustls, aws-lc-rs, X25519MLKEM768) and [`pki`]: a small CA
-//!   issuing certificates with typed identities.
+//!   issuing certificates with typed identities;
+//! * [`config`]: the one configuration loader (TOML < environment < flags; a problem names
+//!   the key, the file and the line);
+//! * [`binary`]: the `main` of every service binary, with [`process`] (logging, stop signals,
+//!   the run loop) and [`metrics`] (the Prometheus exposition of `/metrics`).
 //!
 //! A request flows: TCP accept ([`server`], within the connection cap) -> TLS handshake (the
 //! client certificate must chain to the CA) -> its typed identity parsed once per connection
@@ -20,10 +24,14 @@
 //! [`authz::Authorized`].
 
 pub mod authz;
+pub mod binary;
+pub mod config;
 pub mod identity;
 pub mod listener;
+pub mod metrics;
 pub mod pki;
 pub mod policy;
+pub mod process;
 pub mod server;
 pub mod tls;
 

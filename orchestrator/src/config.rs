@@ -9,8 +9,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use figment::Figment;
-use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -131,15 +129,11 @@ pub struct Overrides {
     pub management_listen: Option<String>,
 }
 
-/// A configuration that could not be loaded: every problem, one per line.
-#[derive(Debug, thiserror::Error)]
-#[error("{}", .problems.join("\n"))]
-pub struct ConfigError {
-    /// `place: message` lines.
-    pub problems: Vec<String>,
-}
+pub use qkdn_kit::config::{ConfigError, Problem};
+use qkdn_kit::config::{KeyPath, Loader, Problems, problems_of_lines};
 
-const TOP_LEVEL_KEYS: [&str; 8] = [
+/// The top-level keys of the configuration (only `QKDN_*` variables naming one count).
+pub const TOP_LEVEL_KEYS: [&str; 8] = [
     "insecure_allow_unauthenticated",
     "data_dir",
     "api",
@@ -150,65 +144,44 @@ const TOP_LEVEL_KEYS: [&str; 8] = [
     "loss_timeout",
 ];
 
-/// Loads and checks the configuration.
+/// Loads and checks the configuration from `file` (if any), the environment and `overrides`.
 pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<OrchestratorConfig, ConfigError> {
-    let env = Env::prefixed("QKDN_").split("__").filter(|key| {
-        let first = key.as_str().split('.').next().unwrap_or_default();
-        TOP_LEVEL_KEYS.iter().any(|k| k.eq_ignore_ascii_case(first))
-    });
-    let mut figment = Figment::new();
-    if let Some(path) = file {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            problems: vec![format!("{}: cannot read: {e}", path.display())],
-        })?;
-        if let Err(e) = text.parse::<toml_edit::DocumentMut>() {
-            let line = e.span().map(|s| text[..s.start].matches('\n').count() + 1).unwrap_or(0);
-            return Err(ConfigError {
-                problems: vec![format!(
-                    "{}:{line}: not valid TOML: {}",
-                    path.display(),
-                    e.message()
-                )],
-            });
-        }
-        figment = figment.merge(Toml::string(&text));
-    }
-    figment = figment.merge(env);
-    if let Some(v) = &overrides.data_dir {
-        figment = figment.merge(Serialized::default("data_dir", v));
-    }
-    if let Some(v) = &overrides.listen {
-        figment = figment.merge(Serialized::default("api.listen", v));
-    }
-    if let Some(v) = &overrides.management_listen {
-        figment = figment.merge(Serialized::default("management_listen", v));
-    }
-    let config: OrchestratorConfig = figment.extract().map_err(|err| ConfigError {
-        problems: err
-            .into_iter()
-            .map(|e| {
-                let place = file.map(|f| format!("{}: ", f.display())).unwrap_or_default();
-                format!("{place}{}: {}", e.path.join("."), e.kind)
-            })
-            .collect(),
-    })?;
-    let mut problems = config.api.listener().problem_lines(config.insecure_allow_unauthenticated);
+    Loader::new(file, &TOP_LEVEL_KEYS)
+        .set("data_dir", overrides.data_dir.as_ref())
+        .set("api.listen", overrides.listen.as_ref())
+        .set("management_listen", overrides.management_listen.as_ref())
+        .load(check)
+}
+
+/// Like [`load`], ignoring the environment (for `check-config`, which checks a file alone).
+pub fn load_file(file: &Path) -> Result<OrchestratorConfig, ConfigError> {
+    Loader::file_only(file, &TOP_LEVEL_KEYS).load(check)
+}
+
+fn check(config: &mut OrchestratorConfig) -> Problems {
+    let mut problems = problems_of_lines(
+        config.api.listener().problem_lines(config.insecure_allow_unauthenticated),
+    );
     let mut names = std::collections::BTreeSet::new();
+    let domain = |i: usize, key: &str| KeyPath::default().key("domains").index(i).key(key);
     for (i, d) in config.domains.iter().enumerate() {
         if !names.insert(d.name.as_str()) {
-            problems.push(format!("domains[{i}].name: {:?} is used by another domain", d.name));
+            problems.push((domain(i, "name"), format!("{:?} is used by another domain", d.name)));
         }
         if !(d.url.starts_with("http://") || d.url.starts_with("https://")) {
             problems
-                .push(format!("domains[{i}].url: {:?} is not an http:// or https:// URL", d.url));
+                .push((domain(i, "url"), format!("{:?} is not an http:// or https:// URL", d.url)));
         }
     }
     for (i, l) in config.inter_domain_links.iter().enumerate() {
-        for (end, (domain, _)) in [("a", &l.a), ("b", &l.b)] {
-            if !names.contains(domain.as_str()) {
-                problems.push(format!("inter_domain_links[{i}].{end}: no domain named {domain:?}"));
+        for (end, (name, _)) in [("a", &l.a), ("b", &l.b)] {
+            if !names.contains(name.as_str()) {
+                problems.push((
+                    KeyPath::default().key("inter_domain_links").index(i).key(end),
+                    format!("no domain named {name:?}"),
+                ));
             }
         }
     }
-    if problems.is_empty() { Ok(config) } else { Err(ConfigError { problems }) }
+    problems
 }

@@ -7,6 +7,7 @@
 
 pub mod access;
 pub mod api;
+pub mod binary;
 pub mod config;
 pub mod domain;
 pub mod merged;

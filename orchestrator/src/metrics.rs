@@ -2,7 +2,7 @@
 //! whether its controller answers and how many nodes and links it reports; the merged
 //! network's nodes, gateways and links (up, SKR, reservations, per domain); the services by
 //! status. Read at scrape time from the latest snapshot and the service map (see
-//! [`qkdn_yang::metrics`]).
+//! [`qkdn_kit::metrics`]).
 
 use metrics::{describe_gauge, gauge};
 
@@ -15,7 +15,7 @@ pub fn render<'a>(
     services: impl Iterator<Item = &'a Service>,
     denials: &qkdn_kit::Denials,
 ) -> String {
-    qkdn_yang::metrics::render(|| {
+    qkdn_kit::metrics::render(|| {
         denials.emit();
         describe_gauge!("qkdn_domain_up", "1 while the domain's controller answers.");
         describe_gauge!("qkdn_domain_nodes", "Nodes the domain reports.");

@@ -154,7 +154,7 @@ impl Orchestrator {
             async move {
                 let snapshot = state.snapshot.borrow().clone();
                 let services = state.services.lock().await;
-                qkdn_yang::metrics::response(crate::metrics::render(
+                qkdn_kit::metrics::response(crate::metrics::render(
                     &snapshot,
                     services.values(),
                     &denials,

@@ -2,7 +2,11 @@
 //! (`proto/qkdn/...`) compiled at build time with protox and prost, with tonic services.
 //!
 //! - [`peer::v1`]: between the agents of neighbouring nodes: the key-ID exchange of ETSI 014
-//!   QKD devices today; the KMS key relay joins it.
+//!   QKD devices, the KMS key relay and reservations;
+//! - [`node_api`]: JSON (serde) contracts between an agent and its controller: registration
+//!   and the KMS figures.
+
+pub mod node_api;
 
 /// Between neighbouring agents.
 pub mod peer {

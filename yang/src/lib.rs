@@ -16,12 +16,10 @@ pub mod datastore;
 pub mod error;
 pub mod input;
 pub mod ly;
-pub mod metrics;
 pub mod modules;
 pub mod path;
 pub mod restconf;
 pub mod schema;
-pub mod service;
 pub mod tree;
 
 mod libyang_ffi;

@@ -6,8 +6,8 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use super::locate::KeyPath;
 use super::model::*;
+use qkdn_kit::config::KeyPath;
 
 /// Every problem of `config`, as (key path, message).
 pub(crate) fn check(config: &AgentConfig) -> Vec<(KeyPath, String)> {

@@ -14,11 +14,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::store::StoreStats;
+use super::store::StoreCounters;
 use crate::notify::{self, Severity, Subject};
 
 /// Weight of the newest second in the smoothed rates.
@@ -53,34 +52,15 @@ impl Thresholds {
     }
 }
 
-/// The two thresholds of a store.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FillAlarm {
-    /// What this end may hand out fell below the low threshold.
-    Low,
-    /// The store is above the high threshold.
-    High,
-}
+pub use qkdn_proto::node_api::{FillAlarm, StoreHealth};
 
-/// What the monitor knows of one store.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct StoreHealth {
-    /// Key bits stored per second (smoothed).
-    pub fill_bps: f64,
-    /// Key bits consumed per second (smoothed).
-    pub consumption_bps: f64,
-    /// Share of the capacity in use.
-    pub fill_ratio: f64,
-    /// Seconds until the store is empty at the present rates, when it is draining.
-    pub seconds_to_empty: Option<f64>,
-    /// The raised alarms.
-    pub alarms: Vec<FillAlarm>,
-    #[serde(skip)]
+/// What the monitor keeps of one store: its health and what the next observation needs.
+#[derive(Debug, Default)]
+struct Tracked {
+    health: StoreHealth,
+    /// The low alarm may be raised (the store was above the low threshold once).
     armed: bool,
-    #[serde(skip)]
     last_filled: u64,
-    #[serde(skip)]
     last_consumed: u64,
 }
 
@@ -117,38 +97,39 @@ pub type HealthView = watch::Receiver<Arc<HashMap<Uuid, StoreHealth>>>;
 #[derive(Debug)]
 pub struct StoreMonitor {
     thresholds: Thresholds,
-    health: HashMap<Uuid, StoreHealth>,
+    tracked: HashMap<Uuid, Tracked>,
 }
 
 impl StoreMonitor {
     /// A monitor with nothing observed yet.
     pub fn new(thresholds: Thresholds) -> Self {
-        StoreMonitor { thresholds, health: HashMap::new() }
+        StoreMonitor { thresholds, tracked: HashMap::new() }
     }
 
     /// The health of every store observed.
-    pub fn health(&self) -> &HashMap<Uuid, StoreHealth> {
-        &self.health
+    pub fn health(&self) -> HashMap<Uuid, StoreHealth> {
+        self.tracked.iter().map(|(link, t)| (*link, t.health.clone())).collect()
     }
 
     /// Takes in the stores' counters `elapsed` after the previous observation; returns the
     /// thresholds crossed.
-    pub fn observe(&mut self, stats: &[StoreStats], elapsed: Duration) -> Vec<Crossing> {
+    pub fn observe(&mut self, stats: &[StoreCounters], elapsed: Duration) -> Vec<Crossing> {
         let t = self.thresholds;
         let seconds = elapsed.as_secs_f64().max(1e-3);
         let mut crossings = Vec::new();
         for s in stats {
-            let first = !self.health.contains_key(&s.link);
-            let h = self.health.entry(s.link).or_default();
+            let first = !self.tracked.contains_key(&s.link);
+            let Tracked { health: h, armed, last_filled, last_consumed } =
+                self.tracked.entry(s.link).or_default();
             let bits = f64::from(s.key_bits);
             if !first {
-                let fill = s.filled.saturating_sub(h.last_filled) as f64 * bits / seconds;
-                let used = s.consumed.saturating_sub(h.last_consumed) as f64 * bits / seconds;
+                let fill = s.filled.saturating_sub(*last_filled) as f64 * bits / seconds;
+                let used = s.consumed.saturating_sub(*last_consumed) as f64 * bits / seconds;
                 h.fill_bps += SMOOTHING * (fill - h.fill_bps);
                 h.consumption_bps += SMOOTHING * (used - h.consumption_bps);
             }
-            h.last_filled = s.filled;
-            h.last_consumed = s.consumed;
+            *last_filled = s.filled;
+            *last_consumed = s.consumed;
             h.fill_ratio = s.stored as f64 / t.capacity.max(1) as f64;
             let draining = h.consumption_bps - h.fill_bps;
             h.seconds_to_empty = (draining >= MIN_DRAIN_BPS && bits > 0.0)
@@ -156,13 +137,13 @@ impl StoreMonitor {
 
             let free = s.free_owned;
             if free > t.low_keys() + t.margin() {
-                h.armed = true;
+                *armed = true;
             }
             let was_low = h.alarms.contains(&FillAlarm::Low);
             let low = if was_low {
                 free < t.low_keys() + t.margin()
             } else {
-                h.armed && free < t.low_keys()
+                *armed && free < t.low_keys()
             };
             let was_high = h.alarms.contains(&FillAlarm::High);
             let high = if was_high {
@@ -227,15 +208,15 @@ mod tests {
         free_owned: usize,
         filled: u64,
         consumed: u64,
-    ) -> StoreStats {
-        StoreStats {
+    ) -> StoreCounters {
+        StoreCounters {
             link,
             key_bits: 256,
             stored,
             free_owned,
             filled,
             consumed,
-            ..StoreStats::default()
+            ..StoreCounters::default()
         }
     }
 
@@ -282,7 +263,8 @@ mod tests {
         for i in 1..=30u64 {
             m.observe(&[stats(link, 0, 0, i * 100, i * 40)], Duration::from_secs(1));
         }
-        let h = &m.health()[&link];
+        let all = m.health();
+        let h = &all[&link];
         assert!((h.fill_bps - 25_600.0).abs() < 1.0, "{}", h.fill_bps);
         assert!((h.consumption_bps - 10_240.0).abs() < 1.0, "{}", h.consumption_bps);
         assert_eq!(h.seconds_to_empty, None);

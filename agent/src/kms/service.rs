@@ -23,7 +23,7 @@ use super::etsi014::{Limits, ServerState, Usage};
 use super::hooks::{Application, KeySink};
 use super::monitor::{HealthView, StoreMonitor, Thresholds};
 use super::relay::{Relay, Routes, VirtRoute};
-use super::store::{KeyStores, LinkSettings, StoreSettings, StoreStats};
+use super::store::{KeyStores, LinkSettings, StoreCounters, StoreSettings};
 use crate::config::KmsConfig;
 use crate::device::KeyBlock;
 use crate::node::catalog::Catalog;
@@ -51,7 +51,7 @@ pub struct Kms {
     /// Rates and alarm state of every store, refreshed every second.
     pub health: HealthView,
     /// The stores' counters, refreshed every second (for scrapes, which cannot wait).
-    pub figures: watch::Receiver<Arc<Vec<StoreStats>>>,
+    pub figures: watch::Receiver<Arc<Vec<StoreCounters>>>,
     /// Background tasks; the first is the key feed, which ends once the sink is flushed.
     pub tasks: Vec<JoinHandle<()>>,
 }
@@ -267,7 +267,7 @@ pub fn start(
     }));
     // Rates and thresholds, every second; crossings become 015 alarms and events.
     let (health_tx, health) = watch::channel(Arc::new(HashMap::new()));
-    let (figures_tx, figures) = watch::channel(Arc::new(Vec::<StoreStats>::new()));
+    let (figures_tx, figures) = watch::channel(Arc::new(Vec::<StoreCounters>::new()));
     tasks.push(tokio::spawn({
         let (stores, ds) = (stores.clone(), ds.clone());
         let mut monitor = StoreMonitor::new(Thresholds {
@@ -295,7 +295,7 @@ pub fn start(
                         }
                     }
                 }
-                health_tx.send_replace(Arc::new(monitor.health().clone()));
+                health_tx.send_replace(Arc::new(monitor.health()));
             }
         }
     }));

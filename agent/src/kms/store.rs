@@ -140,30 +140,7 @@ pub struct LinkSettings {
     pub relay_reserve: usize,
 }
 
-/// Counters of one store, for status and metrics.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct StoreStats {
-    /// The link.
-    pub link: Uuid,
-    /// Its other end.
-    pub remote: Uuid,
-    /// Size of the stored keys, bits.
-    pub key_bits: u32,
-    /// Keys held (both halves, deliveries included).
-    pub stored: usize,
-    /// Keys this end may hand out now.
-    pub free_owned: usize,
-    /// Deliveries waiting for slaves.
-    pub deliveries: usize,
-    /// Keys stored since start.
-    pub filled: u64,
-    /// Keys consumed since start.
-    pub consumed: u64,
-    /// Keys dropped because the store was full (or could not keep up).
-    pub dropped: u64,
-    /// Pads erased ahead for the relay, held in memory.
-    pub pad_pool: usize,
-}
+pub use qkdn_proto::node_api::StoreCounters;
 
 /// What `enc_keys` asks of a store.
 #[derive(Clone, Copy, Debug)]
@@ -273,12 +250,12 @@ impl KeyStores {
     }
 
     /// Counters of every store.
-    pub async fn stats(&self) -> Vec<StoreStats> {
+    pub async fn stats(&self) -> Vec<StoreCounters> {
         self.stores
             .stats()
             .await
             .into_iter()
-            .map(|(link, remote, s)| StoreStats {
+            .map(|(link, remote, s)| StoreCounters {
                 link,
                 remote,
                 key_bits: s.key_bits,

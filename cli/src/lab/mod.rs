@@ -18,7 +18,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Subcommand;
-use qkdn_yang::service::StopSignals;
+use qkdn_kit::process::StopSignals;
 use serde_json::json;
 
 use crate::client::Client;

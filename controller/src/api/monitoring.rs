@@ -16,20 +16,23 @@ use crate::core::View;
 
 /// The store of `link` at `node`, in the API's terms.
 fn store(view: &View, node: Uuid, link: Uuid) -> Json {
-    match view.kms_entry(node, "stores", "link", link) {
-        None => json!({"node": node, "reported": false}),
-        Some(s) => {
-            let key_bits = s["key_bits"].as_u64().unwrap_or(0);
-            let stored = s["stored"].as_u64().unwrap_or(0);
-            json!({
-                "node": node, "reported": true,
-                "stored_keys": stored, "stored_bits": stored * key_bits, "free_keys": s["free_owned"],
-                "fill_ratio": s["fill_ratio"], "fill_bps": s["fill_bps"], "consumption_bps": s["consumption_bps"],
-                "seconds_to_empty": s["seconds_to_empty"], "filled_keys": s["filled"], "consumed_keys": s["consumed"],
-                "dropped_keys": s["dropped"], "alarms": s["alarms"],
-            })
-        }
+    let Some(s) = view.kms_of(node).and_then(|k| k.store(link)) else {
+        return json!({"node": node, "reported": false});
+    };
+    let c = &s.counters;
+    let mut out = json!({
+        "node": node, "reported": true,
+        "stored_keys": c.stored, "stored_bits": c.stored_bits(), "free_keys": c.free_owned,
+        "filled_keys": c.filled, "consumed_keys": c.consumed, "dropped_keys": c.dropped,
+    });
+    if let Some(h) = &s.health {
+        out["fill_ratio"] = json!(h.fill_ratio);
+        out["fill_bps"] = json!(h.fill_bps);
+        out["consumption_bps"] = json!(h.consumption_bps);
+        out["seconds_to_empty"] = json!(h.seconds_to_empty);
+        out["alarms"] = json!(h.alarms);
     }
+    out
 }
 
 /// The monitoring document.
@@ -52,11 +55,10 @@ pub fn document(view: &View) -> Json {
     for app in view.apps.values() {
         let spec = &app.spec;
         for leg in app.legs.iter().filter(|l| l.is_virtual()) {
-            let relay = view.kms_entry(spec.server.node, "relays", "link", leg.link).map(|r| {
-                let (relays, failures) = (r["relays"].as_u64().unwrap_or(0), r["failures"].as_u64().unwrap_or(0));
-                json!({"source": spec.server.node, "relays": relays, "keys": r["keys"], "failures": failures,
-                    "success_ratio": if relays + failures == 0 { 1.0 } else { relays as f64 / (relays + failures) as f64 },
-                    "last_error": r["last_error"], "latency_p50_ms": r["latency_p50_ms"], "latency_p99_ms": r["latency_p99_ms"]})
+            let relay = view.kms_of(spec.server.node).and_then(|k| k.relay(leg.link)).map(|r| {
+                json!({"source": spec.server.node, "relays": r.relays, "keys": r.keys, "failures": r.failures,
+                    "success_ratio": r.success_ratio(), "last_error": r.last_error,
+                    "latency_p50_ms": r.latency_p50_ms, "latency_p99_ms": r.latency_p99_ms})
             });
             virtual_links.push(json!({
                 "link_id": leg.link, "application": spec.app_id, "nodes": leg.nodes, "over": leg.links,
@@ -68,12 +70,12 @@ pub fn document(view: &View) -> Json {
             .iter()
             .filter(|e| e.kind == EntryKind::App)
             .filter_map(|e| {
-                let d = view.kms_entry(e.node, "applications", "app", e.id)?;
-                Some(json!({"node": e.node, "sae_id": e.body["server_app_id"], "consumed_bits": d["consumed_bits"],
-                    "requests": d["requests"], "delivered": d["delivered"], "failed": d["failed"],
-                    "success_ratio": d["success_ratio"], "latency_p50_ms": d["latency_p50_ms"], "latency_p99_ms": d["latency_p99_ms"],
-                    "fetch_requests": d["fetch_requests"], "fetched_keys": d["fetched_keys"], "fetch_failed": d["fetch_failed"],
-                    "starved_s": d["starved_s"]}))
+                let d = view.kms_of(e.node)?.application(e.id)?;
+                Some(json!({"node": e.node, "sae_id": e.body["server_app_id"], "consumed_bits": d.consumed_bits,
+                    "requests": d.requests, "delivered": d.delivered, "failed": d.failed,
+                    "success_ratio": d.success_ratio, "latency_p50_ms": d.latency_p50_ms, "latency_p99_ms": d.latency_p99_ms,
+                    "fetch_requests": d.fetch_requests, "fetched_keys": d.fetched_keys, "fetch_failed": d.fetch_failed,
+                    "starved_s": d.starved_s}))
             })
             .collect();
         applications.push(json!({

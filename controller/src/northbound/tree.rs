@@ -17,55 +17,54 @@ fn identity(name: &str) -> String {
 /// `etsi-qkd-sdn-topology:qkd_network` with the inventory details; key rates and QBER only
 /// `with_rates`.
 pub(super) fn network(view: &View, with_rates: bool) -> Json {
-    let nodes: Vec<Json> = view
-        .network
-        .nodes
-        .values()
-        .map(|n| {
-            let report = view.reports.get(&n.id);
-            let interfaces: Vec<Json> = report
-                .map(|r| {
-                    r.interfaces
-                        .iter()
-                        .map(|(id, kind)| {
-                            let mut i = json!({"qkdi_id": id});
-                            if let Some(k) = kind.as_deref().filter(|k| {
-                                ["CV-QKD", "DV-QKD", "DV-QKD-COW", "DV-QKD-2Ws"].contains(k)
-                            }) {
-                                i[format!("{INV}:qkdi_details")] =
-                                    json!({"qkdi_type": identity(k)});
-                            }
-                            i
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            let mut details = json!({"reachable": n.reachable});
-            if let Some(l) = &n.location {
-                details["qkdn_location_id"] = json!(l);
-            }
-            if let Some(v) = report.and_then(|r| r.version.clone()) {
-                details["qkdn_version"] = json!(v);
-            }
-            if let Some(s) = report
-                .and_then(|r| r.status.clone())
-                .filter(|s| ["NEW", "OPERATING", "DOWN", "FAILURE", "OUT"].contains(&s.as_str()))
-            {
-                details["qkdn_status"] = json!(identity(&s));
-            }
-            let kme = view
-                .agents
-                .iter()
-                .find(|a| a.node == Some(n.id))
-                .and_then(|a| a.registration.as_ref())
-                .and_then(|r| r.kms.get("etsi014_url").and_then(Json::as_str).map(str::to_owned));
-            if let Some(url) = kme {
-                details["kme"] = json!({"kme_url": url});
-            }
-            json!({"qkdn_id": n.id.to_string(), "qkd_interfaces": {"qkd_interface": interfaces},
+    let nodes: Vec<Json> =
+        view.network
+            .nodes
+            .values()
+            .map(|n| {
+                let report = view.reports.get(&n.id);
+                let interfaces: Vec<Json> = report
+                    .map(|r| {
+                        r.interfaces
+                            .iter()
+                            .map(|(id, kind)| {
+                                let mut i = json!({"qkdi_id": id});
+                                if let Some(k) = kind.as_deref().filter(|k| {
+                                    ["CV-QKD", "DV-QKD", "DV-QKD-COW", "DV-QKD-2Ws"].contains(k)
+                                }) {
+                                    i[format!("{INV}:qkdi_details")] =
+                                        json!({"qkdi_type": identity(k)});
+                                }
+                                i
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let mut details = json!({"reachable": n.reachable});
+                if let Some(l) = &n.location {
+                    details["qkdn_location_id"] = json!(l);
+                }
+                if let Some(v) = report.and_then(|r| r.version.clone()) {
+                    details["qkdn_version"] = json!(v);
+                }
+                if let Some(s) = report.and_then(|r| r.status.clone()).filter(|s| {
+                    ["NEW", "OPERATING", "DOWN", "FAILURE", "OUT"].contains(&s.as_str())
+                }) {
+                    details["qkdn_status"] = json!(identity(&s));
+                }
+                let kme = view
+                    .agents
+                    .iter()
+                    .find(|a| a.node == Some(n.id))
+                    .and_then(|a| a.registration.as_ref())
+                    .and_then(|r| r.kms.etsi014_url.clone());
+                if let Some(url) = kme {
+                    details["kme"] = json!({"kme_url": url});
+                }
+                json!({"qkdn_id": n.id.to_string(), "qkd_interfaces": {"qkd_interface": interfaces},
                 format!("{INV}:qkdn_details"): details})
-        })
-        .collect();
+            })
+            .collect();
     let end = |node: Uuid, iface: Option<u32>| {
         let mut e = json!({"qkdn_id": node.to_string()});
         if let Some(i) = iface {
@@ -139,11 +138,11 @@ fn svc_details(view: &View, app: &Application, leg: &crate::apps::Leg, with_rate
     });
     if with_rates && leg.is_virtual() {
         let mut relay = json!({});
-        if let Some(r) = view.kms_entry(app.spec.server.node, "relays", "link", leg.link) {
-            relay["relays"] = json!(r["relays"].as_u64().unwrap_or(0));
-            relay["failures"] = json!(r["failures"].as_u64().unwrap_or(0));
-            relay["latency_p50"] = json!(decimal(&r["latency_p50_ms"]));
-            relay["latency_p99"] = json!(decimal(&r["latency_p99_ms"]));
+        if let Some(r) = view.kms_of(app.spec.server.node).and_then(|k| k.relay(leg.link)) {
+            relay["relays"] = json!(r.relays);
+            relay["failures"] = json!(r.failures);
+            relay["latency_p50"] = json!(decimal(r.latency_p50_ms));
+            relay["latency_p99"] = json!(decimal(r.latency_p99_ms));
         }
         let stores: Vec<Json> = [app.spec.server.node, leg.client_node]
             .iter()
@@ -160,21 +159,22 @@ fn svc_details(view: &View, app: &Application, leg: &crate::apps::Leg, with_rate
 }
 
 /// A decimal64 with three fraction digits.
-fn decimal(v: &Json) -> String {
-    format!("{:.3}", v.as_f64().unwrap_or(0.0).clamp(0.0, 1e12))
+fn decimal(v: f64) -> String {
+    format!("{:.3}", if v.is_finite() { v.clamp(0.0, 1e12) } else { 0.0 })
 }
 
 /// The key store of `link` at `node`, as the inventory model has it.
 fn key_store(view: &View, node: Uuid, link: Uuid) -> Option<Json> {
-    let s = view.kms_entry(node, "stores", "link", link)?;
+    let s = view.kms_of(node)?.store(link)?;
+    let health = s.health.clone().unwrap_or_default();
     let mut out = json!({
         "qkdn_id": node.to_string(),
-        "stored_bits": s["stored"].as_u64().unwrap_or(0) * s["key_bits"].as_u64().unwrap_or(0),
-        "fill_ratio": decimal(&s["fill_ratio"]),
-        "fill_rate": clamp(s["fill_bps"].as_f64().unwrap_or(0.0).max(0.0) as u64),
-        "consumption_rate": clamp(s["consumption_bps"].as_f64().unwrap_or(0.0).max(0.0) as u64),
+        "stored_bits": s.counters.stored_bits(),
+        "fill_ratio": decimal(health.fill_ratio),
+        "fill_rate": clamp(health.fill_bps.max(0.0) as u64),
+        "consumption_rate": clamp(health.consumption_bps.max(0.0) as u64),
     });
-    if let Some(t) = s["seconds_to_empty"].as_f64() {
+    if let Some(t) = health.seconds_to_empty {
         out["time_to_empty"] = json!(clamp(t.max(0.0) as u64));
     }
     Some(out)
@@ -229,10 +229,10 @@ pub(super) fn applications(view: &View, with_rates: bool) -> Json {
                 .iter()
                 .filter(|e| with_rates && e.kind == crate::apps::EntryKind::App)
                 .filter_map(|e| {
-                    let d = view.kms_entry(e.node, "applications", "app", e.id)?;
-                    Some(json!({"qkdn_id": e.node.to_string(), "consumed_bits": d["consumed_bits"].as_u64().unwrap_or(0),
-                        "requests": d["requests"].as_u64().unwrap_or(0), "success_ratio": decimal(&d["success_ratio"]),
-                        "latency_p50": decimal(&d["latency_p50_ms"]), "latency_p99": decimal(&d["latency_p99_ms"])}))
+                    let d = view.kms_of(e.node)?.application(e.id)?;
+                    Some(json!({"qkdn_id": e.node.to_string(), "consumed_bits": d.consumed_bits,
+                        "requests": d.requests, "success_ratio": decimal(d.success_ratio),
+                        "latency_p50": decimal(d.latency_p50_ms), "latency_p99": decimal(d.latency_p99_ms)}))
                 })
                 .collect();
             // The list is keyed by node: with several client SAEs at one node, the first one's

@@ -10,7 +10,6 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use serde::Serialize;
 use uuid::Uuid;
 
 use crate::kms::hooks::AppUsage;
@@ -63,37 +62,7 @@ impl Default for AppRecord {
     }
 }
 
-/// One application's delivery figures.
-#[derive(Clone, Debug, Serialize)]
-pub struct AppDelivery {
-    /// `app_id`.
-    pub app: Uuid,
-    /// Key bits delivered (both 014 calls).
-    pub consumed_bits: u64,
-    /// `enc_keys` requests routed to the application.
-    pub requests: u64,
-    /// Of which answered with keys.
-    pub delivered: u64,
-    /// Of which refused (no keys, rate limit, store error).
-    pub failed: u64,
-    /// `delivered / requests` (1 when there were none).
-    pub success_ratio: f64,
-    /// Keys handed out by `enc_keys`.
-    pub keys: u64,
-    /// `enc_keys` latency, milliseconds: median.
-    pub latency_p50_ms: f64,
-    /// 99th percentile.
-    pub latency_p99_ms: f64,
-    /// `dec_keys` requests of the application's slaves here.
-    pub fetch_requests: u64,
-    /// Of which refused.
-    pub fetch_failed: u64,
-    /// Keys fetched by `dec_keys`.
-    pub fetched_keys: u64,
-    /// Seconds since requests started being refused for lack of key material (none while
-    /// requests are served or the application does not ask).
-    pub starved_s: Option<f64>,
-}
+pub use qkdn_proto::node_api::AppDelivery;
 
 /// Per-application usage of the 014 server.
 #[derive(Default)]

@@ -39,7 +39,7 @@ use super::store::{KeyStores, Pad, RelayedKeys, Settle, StoreError, now_ms};
 use crate::peer::PeerClients;
 use flight::{InFlight, LinkSequences};
 pub use routes::{Routes, VirtRoute};
-pub use stats::{RelayReport, RelayStats};
+pub use stats::{RelayFigures, RelayStats};
 
 mod flight;
 mod hop;

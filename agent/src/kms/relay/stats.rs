@@ -8,7 +8,6 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
-use serde::Serialize;
 use uuid::Uuid;
 
 /// Counters and latencies of one virtual link.
@@ -21,26 +20,7 @@ struct LinkRecord {
     latency: Histogram<u64>,
 }
 
-/// A virtual link's relay figures.
-#[derive(Clone, Debug, Serialize)]
-pub struct RelayReport {
-    /// The virtual link.
-    pub link: Uuid,
-    /// Relays committed at both ends.
-    pub relays: u64,
-    /// Keys they carried.
-    pub keys: u64,
-    /// Relays that failed (and were retried later with fresh keys and pads).
-    pub failures: u64,
-    /// The last failure, if any.
-    pub last_error: Option<String>,
-    /// Latency of a relay, milliseconds: median.
-    pub latency_p50_ms: f64,
-    /// 99th percentile.
-    pub latency_p99_ms: f64,
-    /// Largest.
-    pub latency_max_ms: f64,
-}
+pub use qkdn_proto::node_api::RelayFigures;
 
 /// The relay figures of a node.
 #[derive(Default)]
@@ -84,12 +64,12 @@ impl RelayStats {
     }
 
     /// Figures of every link, in link order.
-    pub fn report(&self) -> Vec<RelayReport> {
+    pub fn report(&self) -> Vec<RelayFigures> {
         let links = self.links.lock().unwrap_or_else(|p| p.into_inner());
         let ms = |us: u64| us as f64 / 1000.0;
-        let mut all: Vec<RelayReport> = links
+        let mut all: Vec<RelayFigures> = links
             .iter()
-            .map(|(link, r)| RelayReport {
+            .map(|(link, r)| RelayFigures {
                 link: *link,
                 relays: r.relays,
                 keys: r.keys,

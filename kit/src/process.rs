@@ -5,9 +5,10 @@
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 /// How a service writes its log (`--log-format`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
     /// Human-readable lines, coloured on a terminal.
+    #[default]
     Human,
     /// One JSON object per line, for log collectors.
     Json,
@@ -114,25 +115,4 @@ where
         tracing::info!("stopped");
         std::process::ExitCode::SUCCESS
     })
-}
-
-/// Prints every problem of a configuration check and gives the exit status: `Ok`: "valid" and 0,
-/// else the problems, their count and 1 (for `check-config` subcommands).
-pub fn report_check(
-    file: &std::path::Path,
-    problems: Result<(), Vec<String>>,
-) -> std::process::ExitCode {
-    match problems {
-        Ok(()) => {
-            println!("{}: valid", file.display());
-            std::process::ExitCode::SUCCESS
-        }
-        Err(problems) => {
-            for p in &problems {
-                eprintln!("{p}");
-            }
-            eprintln!("{}: {} problem(s)", file.display(), problems.len());
-            std::process::ExitCode::from(1)
-        }
-    }
 }

@@ -1,5 +1,6 @@
 //! Where a configuration problem is: key paths (`links[2].local_interface`) and, when the value
-//! came from the file, its line (found with toml_edit's spans).
+//! came from the file, its line (found with toml_edit's spans, so a key is found by its whole
+//! path, never by a like-named key elsewhere in the file).
 
 use std::fmt;
 use std::path::Path;
@@ -8,26 +9,49 @@ use super::Problem;
 
 /// One segment of a key path.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Seg {
+pub enum Seg {
+    /// A table's key.
     Key(String),
+    /// An array's index.
     Index(usize),
 }
 
 /// A path to a configuration value.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct KeyPath(pub(crate) Vec<Seg>);
+pub struct KeyPath(pub Vec<Seg>);
 
 impl KeyPath {
-    pub(crate) fn key(&self, k: &str) -> KeyPath {
+    /// The path of key `k` below this one.
+    pub fn key(&self, k: &str) -> KeyPath {
         let mut p = self.clone();
         p.0.push(Seg::Key(k.to_owned()));
         p
     }
 
-    pub(crate) fn index(&self, i: usize) -> KeyPath {
+    /// The path of item `i` of the array at this one.
+    pub fn index(&self, i: usize) -> KeyPath {
         let mut p = self.clone();
         p.0.push(Seg::Index(i));
         p
+    }
+
+    /// A path written as [`Display`](fmt::Display) writes it (`links[2].local_interface`).
+    pub fn parse(text: &str) -> KeyPath {
+        let mut path = KeyPath::default();
+        for part in text.split('.').filter(|p| !p.is_empty()) {
+            let (name, mut rest) = part.split_once('[').map_or((part, ""), |(n, r)| (n, r));
+            if !name.is_empty() {
+                path = path.key(name);
+            }
+            while let Some((index, after)) = rest.split_once(']') {
+                match index.parse() {
+                    Ok(i) => path = path.index(i),
+                    Err(_) => path = path.key(index),
+                }
+                rest = after.strip_prefix('[').unwrap_or(after);
+            }
+        }
+        path
     }
 
     fn from_strings(parts: &[String]) -> KeyPath {
@@ -57,7 +81,7 @@ impl fmt::Display for KeyPath {
 }
 
 /// The 1-based line of a byte offset.
-pub(crate) fn line_of_offset(text: &str, offset: usize) -> usize {
+pub(super) fn line_of_offset(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].bytes().filter(|b| *b == b'\n').count() + 1
 }
 
@@ -101,7 +125,7 @@ fn find_line(text: &str, path: &KeyPath) -> Option<usize> {
 }
 
 /// `file:line: key` (or less, when the file or the line is unknown).
-pub(crate) fn place(file: Option<&Path>, text: Option<&str>, path: &KeyPath) -> String {
+pub(super) fn place(file: Option<&Path>, text: Option<&str>, path: &KeyPath) -> String {
     let line = text.and_then(|t| find_line(t, path));
     match (file, line) {
         (Some(f), Some(l)) => format!("{}:{l}: {path}", f.display()),
@@ -110,9 +134,11 @@ pub(crate) fn place(file: Option<&Path>, text: Option<&str>, path: &KeyPath) -> 
     }
 }
 
-/// A figment extraction error as a [`Problem`].
-pub(crate) fn problem_of_figment(
+/// A figment extraction error as a [`Problem`] (a value from the environment named by its
+/// variable, `prefix` and the path joined by `__`).
+pub(super) fn problem_of_figment(
     err: figment::Error,
+    prefix: &str,
     file: Option<&Path>,
     text: Option<&str>,
 ) -> Problem {
@@ -120,7 +146,7 @@ pub(crate) fn problem_of_figment(
     let from_env = err.metadata.as_ref().is_some_and(|m| m.name.contains("environment"));
     if from_env {
         // The variable as the operator wrote it: `QKDN_` and the key path joined by `__`.
-        let variable = format!("QKDN_{}", err.path.join("__").to_uppercase());
+        let variable = format!("{prefix}{}", err.path.join("__").to_uppercase());
         let value = std::env::var(&variable).ok();
         let place = format!("environment variable {variable} ({path})");
         let message = match value {
@@ -144,5 +170,33 @@ fn kind_message(kind: &figment::error::Kind) -> String {
             format!("unknown key `{found}`; expected one of: {}", expected.join(", "))
         }
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_path_reads_back_as_it_is_written() {
+        for text in ["data_dir", "links[2].local_interface", "api.tokens[0].sha256", "a[1][3].b"] {
+            assert_eq!(KeyPath::parse(text).to_string(), text);
+        }
+        assert_eq!(KeyPath::parse("links[2].x"), KeyPath::default().key("links").index(2).key("x"));
+    }
+
+    #[test]
+    fn a_key_is_found_by_its_whole_path_not_by_its_name() {
+        let text = "[api]\nlisten = \"a\"\n\n[management]\nlisten = \"b\"\n";
+        let file = Path::new("c.toml");
+        assert_eq!(
+            place(Some(file), Some(text), &KeyPath::parse("management.listen")),
+            "c.toml:5: management.listen"
+        );
+        assert_eq!(
+            place(Some(file), Some(text), &KeyPath::parse("api.listen")),
+            "c.toml:2: api.listen"
+        );
+        assert_eq!(place(None, None, &KeyPath::parse("api.listen")), "api.listen");
     }
 }
