@@ -140,3 +140,85 @@ impl<'a> Loader<'a> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    struct Sample {
+        api: Api,
+        #[serde(default)]
+        links: Vec<Link>,
+    }
+
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    struct Api {
+        listen: String,
+        #[serde(default)]
+        port: u16,
+    }
+
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    struct Link {
+        name: String,
+    }
+
+    const KEYS: [&str; 2] = ["api", "links"];
+
+    fn file(text: &str) -> tempfile::NamedTempFile {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), text).unwrap();
+        file
+    }
+
+    #[test]
+    fn flags_win_over_the_file_and_the_check_sees_the_result() {
+        let f = file("[api]\nlisten = \"a\"\nport = 1\n");
+        let loaded: Sample = Loader::file_only(f.path(), &KEYS)
+            .set("api.listen", Some("b"))
+            .set("api.port", None::<u16>)
+            .load(|s: &mut Sample| {
+                s.api.port += 1;
+                Vec::new()
+            })
+            .unwrap();
+        assert_eq!((loaded.api.listen.as_str(), loaded.api.port), ("b", 2));
+    }
+
+    #[test]
+    fn every_problem_names_the_file_the_line_and_the_key() {
+        let f = file("[api]\nlisten = \"a\"\nport = \"high\"\n");
+        let e = Loader::file_only(f.path(), &KEYS).load(|_: &mut Sample| Vec::new()).unwrap_err();
+        let at = format!("{}:3: api.port", f.path().display());
+        assert_eq!(e.problems.len(), 1, "{e}");
+        assert_eq!(e.problems[0].place, at, "{e}");
+
+        let f =
+            file("[api]\nlisten = \"a\"\n\n[[links]]\nname = \"x\"\n\n[[links]]\nname = \"y\"\n");
+        let e = Loader::file_only(f.path(), &KEYS)
+            .load(|s: &mut Sample| {
+                let i = s.links.iter().position(|l| l.name == "y").unwrap();
+                vec![(KeyPath::default().key("links").index(i).key("name"), "taken".into())]
+            })
+            .unwrap_err();
+        assert_eq!(e.to_string(), format!("{}:8: links[1].name: taken", f.path().display()));
+
+        let f = file("[api]\nlisten = \"a\"\nlisten_on = 1\n");
+        let e = Loader::file_only(f.path(), &KEYS).load(|_: &mut Sample| Vec::new()).unwrap_err();
+        assert!(
+            e.to_string().contains("unknown key `listen_on`; expected one of: listen, port"),
+            "{e}"
+        );
+
+        let f = file("[api\nlisten = 1\n");
+        let e = Loader::file_only(f.path(), &KEYS).load(|_: &mut Sample| Vec::new()).unwrap_err();
+        assert!(
+            e.to_string().starts_with(&format!("{}:1: not valid TOML", f.path().display())),
+            "{e}"
+        );
+    }
+}
