@@ -9,6 +9,7 @@
 
 use std::collections::BTreeSet;
 
+use qkdn_yang::etsi015::{AppQos, AppType, LinkEnd, LinkType, QkdApp, QkdLink};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value as Json, json};
 use uuid::Uuid;
@@ -22,10 +23,14 @@ pub struct Endpoint {
     pub node: Uuid,
 }
 
-/// What the application asks of its key supply.
+/// What the application asks of its key supply: the one place a QoS field is declared (the
+/// REST request is read from it, member by member; [`Qos::app_qos`] and [`Qos::from_app_qos`]
+/// map it to and from the 015 `app_qos`; the OpenAPI document describes it).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Qos {
     /// Key rate to reserve along the path, bit/s (015 `virt_bandwidth`, `min_bandwidth`).
+    #[serde(default)]
     pub rate_bps: u64,
     /// Most the application may draw, bit/s (015 `max_bandwidth`); none: no cap.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -196,6 +201,16 @@ pub enum EntryKind {
     App,
 }
 
+/// The content of an entry: a typed 015 list entry.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum EntryBody {
+    /// A `qkd_link`.
+    Link(QkdLink),
+    /// A `qkd_app`.
+    App(QkdApp),
+}
+
 /// One entry a node holds for an application.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
@@ -205,8 +220,8 @@ pub struct Entry {
     pub kind: EntryKind,
     /// `qkdl_id` or `app_id`.
     pub id: Uuid,
-    /// The list entry's content (RFC 7951, without the module prefix on members).
-    pub body: Json,
+    /// The list entry's content.
+    pub body: EntryBody,
 }
 
 impl Entry {
@@ -224,9 +239,25 @@ impl Entry {
 
     /// The PUT body.
     pub fn document(&self) -> Json {
-        match self.kind {
-            EntryKind::Link => json!({"etsi-qkd-sdn-node:qkd_link": [self.body]}),
-            EntryKind::App => json!({"etsi-qkd-sdn-node:qkd_app": [self.body]}),
+        match &self.body {
+            EntryBody::Link(link) => json!({"etsi-qkd-sdn-node:qkd_link": [link]}),
+            EntryBody::App(app) => json!({"etsi-qkd-sdn-node:qkd_app": [app]}),
+        }
+    }
+
+    /// The `qkd_link`, if it is one.
+    pub fn link(&self) -> Option<&QkdLink> {
+        match &self.body {
+            EntryBody::Link(link) => Some(link),
+            EntryBody::App(_) => None,
+        }
+    }
+
+    /// The `qkd_app`, if it is one.
+    pub fn app(&self) -> Option<&QkdApp> {
+        match &self.body {
+            EntryBody::App(app) => Some(app),
+            EntryBody::Link(_) => None,
         }
     }
 
@@ -247,16 +278,50 @@ pub fn entry_key(node: Uuid, kind: EntryKind, id: Uuid) -> String {
     )
 }
 
-fn app_qos(qos: &Qos) -> Json {
-    let clamp = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
-    let mut q = json!({"min_bandwidth": clamp(qos.rate_bps)});
-    if let Some(m) = qos.max_rate_bps {
-        q["max_bandwidth"] = json!(clamp(m));
+impl Qos {
+    /// The QoS an 015 `app_qos` and `app_priority` ask for (the rate: the minimum bandwidth,
+    /// else the maximum).
+    pub fn from_app_qos(qos: &AppQos, priority: Option<u32>) -> Qos {
+        Qos {
+            rate_bps: u64::from(qos.min_bandwidth.or(qos.max_bandwidth).unwrap_or(0)),
+            max_rate_bps: qos.max_bandwidth.map(u64::from),
+            ttl_s: qos.ttl,
+            priority: priority.unwrap_or(0),
+            ..Qos::default()
+        }
     }
-    if let Some(t) = qos.ttl_s {
-        q["ttl"] = json!(t);
+
+    /// The application's `app_qos`.
+    pub fn app_qos(&self) -> AppQos {
+        let clamp = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+        AppQos {
+            min_bandwidth: Some(clamp(self.rate_bps)),
+            max_bandwidth: self.max_rate_bps.map(clamp),
+            ttl: self.ttl_s,
+            ..AppQos::default()
+        }
     }
-    q
+}
+
+/// A VIRT `qkd_link` at `node` towards `remote`, between hops `prev` and `next`.
+fn virt_link(
+    link: Uuid,
+    node: Uuid,
+    remote: Uuid,
+    hops: [Option<Uuid>; 2],
+    bandwidth: u32,
+) -> QkdLink {
+    let end = |n: Uuid| Some(LinkEnd { qkdn_id: Some(n), qkdi_id: None });
+    QkdLink {
+        qkdl_id: link,
+        qkdl_type: Some(LinkType::Virt),
+        qkdl_local: end(node),
+        qkdl_remote: end(remote),
+        virt_prev_hop: hops[0],
+        virt_next_hop: hops[1].into_iter().collect(),
+        virt_bandwidth: Some(bandwidth),
+        ..QkdLink::default()
+    }
 }
 
 /// The entries the nodes must hold for `app` with its current legs (links first, then
@@ -275,50 +340,50 @@ pub fn desired_entries(app: &Application) -> Vec<Entry> {
             links.extend(segment_links(spec, seg, leg, bandwidth));
         } else if leg.is_virtual() {
             let far = *leg.nodes.last().expect("a virtual leg has nodes");
+            let last = leg.nodes.len() - 1;
             for (k, node) in leg.nodes.iter().enumerate() {
-                let mut body = json!({
-                    "qkdl_id": leg.link.to_string(),
-                    "qkdl_type": "etsi-qkd-node-types:VIRT",
-                    "qkdl_local": {"qkdn_id": node.to_string()},
-                    "qkdl_remote": {"qkdn_id": if k + 1 == leg.nodes.len() { spec.server.node } else { far }.to_string()},
-                    "virt_bandwidth": bandwidth,
+                let remote = if k == last { spec.server.node } else { far };
+                let prev = (k > 0).then(|| leg.nodes[k - 1]);
+                let next = leg.nodes.get(k + 1).copied();
+                let body = virt_link(leg.link, *node, remote, [prev, next], bandwidth);
+                links.push(Entry {
+                    node: *node,
+                    kind: EntryKind::Link,
+                    id: leg.link,
+                    body: EntryBody::Link(body),
                 });
-                if k > 0 {
-                    body["virt_prev_hop"] = json!(leg.nodes[k - 1].to_string());
-                }
-                if k + 1 < leg.nodes.len() {
-                    body["virt_next_hop"] = json!([leg.nodes[k + 1].to_string()]);
-                }
-                links.push(Entry { node: *node, kind: EntryKind::Link, id: leg.link, body });
             }
         }
         let leg_clients: Vec<&Endpoint> =
             spec.clients.iter().filter(|c| c.node == leg.client_node).collect();
-        let base = |local: Uuid, remote: Uuid, server: &str, clients: Vec<&str>| {
-            json!({
-                "app_type": "etsi-qkd-node-types:CLIENT",
-                "server_app_id": server,
-                "client_app_id": clients,
-                "app_priority": spec.qos.priority,
-                "app_qos": app_qos(&spec.qos),
-                "backing_qkdl_id": [leg.link.to_string()],
-                "local_qkdn_id": local.to_string(),
-                "remote_qkdn_id": remote.to_string(),
-            })
+        let entry = |id: Uuid, local: Uuid, remote: Uuid, server: &str, clients: Vec<String>| {
+            let body = QkdApp {
+                app_id: id,
+                app_type: Some(AppType::Client),
+                server_app_id: Some(server.to_owned()),
+                client_app_id: clients,
+                app_priority: Some(spec.qos.priority),
+                app_qos: Some(spec.qos.app_qos()),
+                backing_qkdl_id: vec![leg.link],
+                local_qkdn_id: Some(local),
+                remote_qkdn_id: Some(remote),
+                ..QkdApp::default()
+            };
+            Entry { node: local, kind: EntryKind::App, id, body: EntryBody::App(body) }
         };
         let server_id =
             if single { spec.app_id } else { derived_id(spec.app_id, &format!("server:{i}")) };
-        let mut body = base(
-            spec.server.node,
-            leg.client_node,
-            &spec.server.sae_id,
-            leg_clients.iter().map(|c| c.sae_id.as_str()).collect(),
-        );
-        body["app_id"] = json!(server_id.to_string());
         // A segment holds the application only at the service's ends it reaches.
         let holds = |node: Uuid| app.segment.is_none() || leg.nodes.contains(&node);
         if holds(spec.server.node) {
-            apps.push(Entry { node: spec.server.node, kind: EntryKind::App, id: server_id, body });
+            let clients = leg_clients.iter().map(|c| c.sae_id.clone()).collect();
+            apps.push(entry(
+                server_id,
+                spec.server.node,
+                leg.client_node,
+                &spec.server.sae_id,
+                clients,
+            ));
         }
         for c in leg_clients.into_iter().filter(|_| holds(leg.client_node)) {
             let id = if single {
@@ -326,10 +391,8 @@ pub fn desired_entries(app: &Application) -> Vec<Entry> {
             } else {
                 derived_id(spec.app_id, &format!("client:{}", c.sae_id))
             };
-            let mut body =
-                base(leg.client_node, spec.server.node, &c.sae_id, vec![&spec.server.sae_id]);
-            body["app_id"] = json!(id.to_string());
-            apps.push(Entry { node: leg.client_node, kind: EntryKind::App, id, body });
+            let server = vec![spec.server.sae_id.clone()];
+            apps.push(entry(id, leg.client_node, spec.server.node, &c.sae_id, server));
         }
     }
     links.extend(apps);
@@ -345,22 +408,10 @@ fn segment_links(spec: &AppSpec, seg: &Segment, leg: &Leg, bandwidth: u32) -> Ve
         .enumerate()
         .map(|(k, node)| {
             let far = if *node == leg.client_node { spec.server.node } else { leg.client_node };
-            let mut body = json!({
-                "qkdl_id": leg.link.to_string(),
-                "qkdl_type": "etsi-qkd-node-types:VIRT",
-                "qkdl_local": {"qkdn_id": node.to_string()},
-                "qkdl_remote": {"qkdn_id": far.to_string()},
-                "virt_bandwidth": bandwidth,
-            });
             let prev = if k == 0 { seg.upstream } else { Some(leg.nodes[k - 1]) };
             let next = if k == last { seg.downstream } else { Some(leg.nodes[k + 1]) };
-            if let Some(p) = prev {
-                body["virt_prev_hop"] = json!(p.to_string());
-            }
-            if let Some(n) = next {
-                body["virt_next_hop"] = json!([n.to_string()]);
-            }
-            Entry { node: *node, kind: EntryKind::Link, id: leg.link, body }
+            let body = virt_link(leg.link, *node, far, [prev, next], bandwidth);
+            Entry { node: *node, kind: EntryKind::Link, id: leg.link, body: EntryBody::Link(body) }
         })
         .collect()
 }

@@ -3,6 +3,7 @@
 //! location). Reading is tolerant the way third-party 015 servers need: module prefixes on
 //! members and identities optional, numbers as JSON numbers or strings.
 
+use qkdn_yang::etsi015::{LinkEnd, LinkType, QkdApp, QkdLink};
 use serde::Serialize;
 use serde_json::Value as Json;
 use uuid::Uuid;
@@ -136,53 +137,40 @@ fn list(v: &Json) -> impl Iterator<Item = &Json> {
     v.as_array().into_iter().flatten()
 }
 
-fn boolean(v: &Json) -> Option<bool> {
-    match v {
-        Json::Bool(b) => Some(*b),
-        Json::String(s) => s.parse().ok(),
-        _ => None,
-    }
-}
-
-fn end(v: &Json) -> (Option<Uuid>, Option<u32>) {
-    (uuid(member(v, "qkdn_id")), number(member(v, "qkdi_id")).and_then(|n| u32::try_from(n).ok()))
-}
-
 fn link(v: &Json) -> Option<LinkReport> {
-    let id = uuid(member(v, "qkdl_id"))?;
+    let config = QkdLink::read(v)?;
     let perf = member(v, "qkdl_performance");
     let qber = list(member(perf, "phys_perf"))
         .find(|p| identity(member(p, "perf_type")).as_deref() == Some("QBER"))
         .and_then(|p| decimal(member(p, "value")));
+    let end = |e: &Option<LinkEnd>| e.as_ref().map_or((None, None), |e| (e.qkdn_id, e.qkdi_id));
     Some(LinkReport {
-        id,
-        kind: match identity(member(v, "qkdl_type")).as_deref() {
-            Some("PHYS") => Some(LinkKind::Phys),
-            Some("VIRT") => Some(LinkKind::Virt),
-            _ => None,
-        },
-        local: end(member(v, "qkdl_local")),
-        remote: end(member(v, "qkdl_remote")),
+        id: config.qkdl_id,
+        kind: config.qkdl_type.map(|t| match t {
+            LinkType::Phys => LinkKind::Phys,
+            LinkType::Virt => LinkKind::Virt,
+        }),
+        local: end(&config.qkdl_local),
+        remote: end(&config.qkdl_remote),
         status: identity(member(v, "qkdl_status")),
-        enabled: boolean(member(v, "qkdl_enable")).unwrap_or(true),
+        enabled: config.enabled(),
         skr_bps: number(member(perf, "skr")),
         eskr_bps: number(member(perf, "eskr")),
         expected_bps: number(member(perf, "expected_consumption")),
         qber,
-        prev_hop: uuid(member(v, "virt_prev_hop")),
-        next_hops: list(member(v, "virt_next_hop")).filter_map(uuid).collect(),
-        virt_bandwidth: number(member(v, "virt_bandwidth")),
+        prev_hop: config.virt_prev_hop,
+        next_hops: config.virt_next_hop,
+        virt_bandwidth: config.virt_bandwidth.map(u64::from),
     })
 }
 
 fn app(v: &Json) -> Option<AppReport> {
+    let config = QkdApp::read(v)?;
     Some(AppReport {
-        id: uuid(member(v, "app_id"))?,
-        server_sae: member(v, "server_app_id").as_str().map(str::to_owned),
-        client_saes: list(member(v, "client_app_id"))
-            .filter_map(|c| c.as_str().map(str::to_owned))
-            .collect(),
-        backing_links: list(member(v, "backing_qkdl_id")).filter_map(uuid).collect(),
+        id: config.app_id,
+        server_sae: config.server_app_id,
+        client_saes: config.client_app_id,
+        backing_links: config.backing_qkdl_id,
         status: identity(member(v, "app_status")),
     })
 }

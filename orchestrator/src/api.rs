@@ -17,7 +17,19 @@ use tokio::sync::watch;
 use crate::state::Snapshot;
 
 /// The OpenAPI 3.1 document of this API.
-pub const OPENAPI: &str = include_str!("openapi.json");
+pub const OPENAPI_SOURCE: &str = include_str!("openapi.json");
+
+/// The OpenAPI document served: [`OPENAPI_SOURCE`] with the controller's QoS schema (services
+/// take the same QoS as applications; it is described once, by the controller).
+pub fn openapi() -> &'static str {
+    static DOCUMENT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let mut doc: serde_json::Value = serde_json::from_str(OPENAPI_SOURCE)
+            .expect("the OpenAPI document is JSON (a test reads it)");
+        doc["components"]["schemas"]["Qos"] = qkdn_controller::api::qos_schema();
+        serde_json::to_string_pretty(&doc).expect("a JSON value serializes")
+    });
+    &DOCUMENT
+}
 
 /// What handlers share: the latest snapshot, a RESTCONF client per domain, and the services
 /// (one request changes them at a time).
@@ -58,7 +70,7 @@ pub fn router(snapshot: Shared, restconf: Router) -> Router {
         .route(
             "/api/v1/openapi.json",
             get(|| async {
-                ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+                ([(header::CONTENT_TYPE, "application/json")], openapi()).into_response()
             }),
         )
         .route("/api/v1/domains", get(domains))

@@ -187,7 +187,7 @@ fn segment_input(service: &Service, part: &Part) -> Json {
         "client_app_id": spec.clients.iter().map(|c| c.sae_id.clone()).collect::<Vec<_>>(),
         "local_qkdn_id": spec.server.node.to_string(),
         "remote_qkdn_id": spec.clients[0].node.to_string(),
-        "app_qos": {"min_bandwidth": u32::try_from(spec.qos.rate_bps).unwrap_or(u32::MAX)},
+        "app_qos": spec.qos.app_qos(),
         "path_qkdn_id": part.nodes.iter().map(Uuid::to_string).collect::<Vec<_>>(),
     });
     if let Some(u) = part.upstream {

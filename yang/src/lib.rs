@@ -14,6 +14,7 @@
 pub mod context;
 pub mod datastore;
 pub mod error;
+pub mod etsi015;
 pub mod input;
 pub mod ly;
 pub mod modules;

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use qkdn_yang::etsi015::{LinkType, QkdApp, QkdInterface, QkdLink, entries};
 use serde_json::Value as Json;
 use uuid::Uuid;
 
@@ -61,92 +62,66 @@ pub struct Catalog {
     pub apps: BTreeMap<Uuid, Application>,
 }
 
-fn uuid(v: &Json) -> Option<Uuid> {
-    v.as_str().and_then(|s| s.parse().ok())
-}
-
-fn uuids(v: &Json) -> Vec<Uuid> {
-    v.as_array().into_iter().flatten().filter_map(uuid).collect()
-}
-
-fn u32_of(v: &Json) -> Option<u32> {
-    v.as_u64().and_then(|n| u32::try_from(n).ok())
-}
-
 impl Catalog {
     /// Reads the configuration part of `{"etsi-qkd-sdn-node:qkd_node": {...}}`.
     pub fn from_node_json(doc: &Json) -> Catalog {
         let node = doc.get("etsi-qkd-sdn-node:qkd_node").unwrap_or(&Json::Null);
-        let mut catalog = Catalog { node: uuid(&node["qkdn_id"]), ..Catalog::default() };
-        for iface in node["qkd_interfaces"]["qkd_interface"].as_array().into_iter().flatten() {
-            if let Some(id) = u32_of(&iface["qkdi_id"]) {
-                catalog.interfaces.push(id);
+        let node_id = node["qkdn_id"].as_str().and_then(|s| s.parse().ok());
+        let mut catalog = Catalog { node: node_id, ..Catalog::default() };
+        catalog.interfaces = entries(node, "qkd_interfaces", "qkd_interface", QkdInterface::read)
+            .into_iter()
+            .map(|i| i.qkdi_id)
+            .collect();
+        for link in entries(node, "qkd_links", "qkd_link", QkdLink::read) {
+            let id = link.qkdl_id;
+            let enabled = link.enabled();
+            let local = link.qkdl_local.clone().unwrap_or_default();
+            let remote = link.qkdl_remote.clone().unwrap_or_default();
+            match link.qkdl_type {
+                Some(LinkType::Phys) => {
+                    let attenuation_db =
+                        link.phys_channel_att.as_ref().and_then(|s| s.parse().ok());
+                    let phys = PhysLink {
+                        id,
+                        local_interface: local.qkdi_id,
+                        remote_node: remote.qkdn_id,
+                        remote_interface: remote.qkdi_id,
+                        attenuation_db,
+                        enabled,
+                    };
+                    catalog.phys.insert(id, phys);
+                }
+                Some(LinkType::Virt) => {
+                    let virt = VirtLink {
+                        id,
+                        local_node: local.qkdn_id,
+                        remote_node: remote.qkdn_id,
+                        prev_hop: link.virt_prev_hop,
+                        next_hops: link.virt_next_hop,
+                        bandwidth: link.virt_bandwidth.unwrap_or(0),
+                        enabled,
+                    };
+                    catalog.virt.insert(id, virt);
+                }
+                None => catalog.untyped.push(id),
             }
         }
-        for link in node["qkd_links"]["qkd_link"].as_array().into_iter().flatten() {
-            let Some(id) = uuid(&link["qkdl_id"]) else {
-                continue;
+        for app in entries(node, "qkd_applications", "qkd_app", QkdApp::read) {
+            let qos = app.qos();
+            let application = Application {
+                id: app.app_id,
+                server_sae: app.server_app_id,
+                client_saes: app.client_app_id,
+                backing_links: app.backing_qkdl_id,
+                local_node: app.local_qkdn_id,
+                remote_node: app.remote_qkdn_id,
+                max_bandwidth: qos.max_bandwidth,
+                min_bandwidth: qos.min_bandwidth,
+                ttl: qos.ttl,
+                priority: app.app_priority.unwrap_or(0),
+                expiration_time: app.expiration_time,
             };
-            let enabled = link["qkdl_enable"].as_bool().unwrap_or(true);
-            match link["qkdl_type"].as_str() {
-                Some("etsi-qkd-node-types:PHYS") => {
-                    catalog.phys.insert(
-                        id,
-                        PhysLink {
-                            id,
-                            local_interface: u32_of(&link["qkdl_local"]["qkdi_id"]),
-                            remote_node: uuid(&link["qkdl_remote"]["qkdn_id"]),
-                            remote_interface: u32_of(&link["qkdl_remote"]["qkdi_id"]),
-                            attenuation_db: link["phys_channel_att"]
-                                .as_str()
-                                .and_then(|s| s.parse().ok()),
-                            enabled,
-                        },
-                    );
-                }
-                Some("etsi-qkd-node-types:VIRT") => {
-                    catalog.virt.insert(
-                        id,
-                        VirtLink {
-                            id,
-                            local_node: uuid(&link["qkdl_local"]["qkdn_id"]),
-                            remote_node: uuid(&link["qkdl_remote"]["qkdn_id"]),
-                            prev_hop: uuid(&link["virt_prev_hop"]),
-                            next_hops: uuids(&link["virt_next_hop"]),
-                            bandwidth: u32_of(&link["virt_bandwidth"]).unwrap_or(0),
-                            enabled,
-                        },
-                    );
-                }
-                _ => catalog.untyped.push(id),
-            }
-        }
-        for app in node["qkd_applications"]["qkd_app"].as_array().into_iter().flatten() {
-            let Some(id) = uuid(&app["app_id"]) else {
-                continue;
-            };
-            let qos = &app["app_qos"];
-            catalog.apps.insert(
-                id,
-                Application {
-                    id,
-                    server_sae: app["server_app_id"].as_str().map(str::to_owned),
-                    client_saes: app["client_app_id"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|c| c.as_str().map(str::to_owned))
-                        .collect(),
-                    backing_links: uuids(&app["backing_qkdl_id"]),
-                    local_node: uuid(&app["local_qkdn_id"]),
-                    remote_node: uuid(&app["remote_qkdn_id"]),
-                    max_bandwidth: u32_of(&qos["max_bandwidth"]),
-                    min_bandwidth: u32_of(&qos["min_bandwidth"]),
-                    ttl: u32_of(&qos["ttl"]),
-                    priority: u32_of(&app["app_priority"]).unwrap_or(0),
-                    expiration_time: app["expiration_time"].as_str().map(str::to_owned),
-                },
-            );
+            catalog.apps.insert(app.app_id, application);
         }
         catalog
     }

@@ -30,6 +30,14 @@ pub struct ApiState {
 /// The OpenAPI 3.1 document of this API.
 pub const OPENAPI: &str = include_str!("openapi.json");
 
+/// The schema of an application's QoS ([`crate::apps::Qos`]) in [`OPENAPI`], for the APIs that
+/// take the same QoS (the orchestrator's services).
+pub fn qos_schema() -> serde_json::Value {
+    let doc: serde_json::Value =
+        serde_json::from_str(OPENAPI).expect("the OpenAPI document is JSON (a test reads it)");
+    doc["components"]["schemas"]["Qos"].clone()
+}
+
 /// The router of `/api/v1`; every other path goes to `restconf` (the ETSI 018 northbound). Both
 /// are behind `gate` (the authorization policy, [`crate::access`]).
 pub fn router(state: ApiState, restconf: Router, gate: qkdn_kit::Gate) -> Router {

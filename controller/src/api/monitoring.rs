@@ -71,7 +71,7 @@ pub fn document(view: &View) -> Json {
             .filter(|e| e.kind == EntryKind::App)
             .filter_map(|e| {
                 let d = view.kms_of(e.node)?.application(e.id)?;
-                Some(json!({"node": e.node, "sae_id": e.body["server_app_id"], "consumed_bits": d.consumed_bits,
+                Some(json!({"node": e.node, "sae_id": e.app().and_then(|a| a.server_app_id.clone()), "consumed_bits": d.consumed_bits,
                     "requests": d.requests, "delivered": d.delivered, "failed": d.failed,
                     "success_ratio": d.success_ratio, "latency_p50_ms": d.latency_p50_ms, "latency_p99_ms": d.latency_p99_ms,
                     "fetch_requests": d.fetch_requests, "fetched_keys": d.fetched_keys, "fetch_failed": d.fetch_failed,

@@ -78,3 +78,19 @@ async fn every_documented_operation_is_routed() {
     }
     assert!(operations >= 14, "{operations} operations documented");
 }
+
+/// A QoS field is declared once, in [`crate::apps::Qos`], and described once, in the OpenAPI
+/// document: the two name the same fields (the struct's names read from serde itself).
+#[test]
+fn the_qos_schema_describes_exactly_the_qos_fields() {
+    use serde::Deserialize;
+    let probe = crate::apps::Qos::deserialize(serde_json::json!({"no such field": 1}));
+    let message = probe.unwrap_err().to_string();
+    let expected = message.split_once("expected one of").map(|(_, list)| list).unwrap_or("");
+    let fields: std::collections::BTreeSet<&str> = expected.split('`').skip(1).step_by(2).collect();
+    assert!(fields.contains("rate_bps"), "{message}");
+    let schema = super::qos_schema();
+    let described: std::collections::BTreeSet<&str> =
+        schema["properties"].as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(fields, described);
+}

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 use uuid::Uuid;
 
@@ -25,16 +25,6 @@ fn fault(pointer: &str, detail: impl Into<String>) -> FieldError {
 }
 
 const SPEC_FIELDS: [&str; 4] = ["app_id", "server", "clients", "qos"];
-const QOS_FIELDS: [&str; 8] = [
-    "rate_bps",
-    "max_rate_bps",
-    "ttl_s",
-    "max_hops",
-    "include_nodes",
-    "exclude_nodes",
-    "exclude_locations",
-    "priority",
-];
 
 /// Reads a registration, collecting every field at fault rather than stopping at the first.
 pub fn parse_spec(body: &Json) -> Result<AppSpec, Vec<FieldError>> {
@@ -161,93 +151,67 @@ fn valid_sae(s: &str) -> bool {
         && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~:/".contains(&b))
 }
 
+/// Reads the QoS as [`Qos`] declares it (its fields, their types, unknown fields refused),
+/// member by member so that every member at fault is named (a list down to its item), then
+/// checks what the types do not say.
 fn qos(v: Option<&Json>, errors: &mut Vec<FieldError>) -> Option<Qos> {
     let Some(obj) = v.and_then(Json::as_object) else {
         errors.push(fault("/qos", "required: an object with at least rate_bps"));
         return None;
     };
     let before = errors.len();
-    for k in obj.keys().filter(|k| !QOS_FIELDS.contains(&k.as_str())) {
-        errors.push(fault(
-            &format!("/qos/{k}"),
-            format!("unknown field; expected one of {QOS_FIELDS:?}"),
-        ));
-    }
-    let int = |name: &str, max: u64, errors: &mut Vec<FieldError>| -> Option<u64> {
-        match obj.get(name) {
-            None | Some(Json::Null) => None,
-            Some(v) => match v.as_u64() {
-                Some(n) if n <= max => Some(n),
-                _ => {
-                    errors.push(fault(
-                        &format!("/qos/{name}"),
-                        format!("must be an integer from 0 to {max}"),
-                    ));
-                    None
-                }
-            },
-        }
+    let one = |k: &str, value: Json| {
+        Qos::deserialize(Json::Object([(k.to_owned(), value)].into_iter().collect()))
     };
-    let rate = int("rate_bps", u64::from(u32::MAX), errors);
-    if rate.is_none() && !obj.contains_key("rate_bps") {
-        errors.push(fault("/qos/rate_bps", "required: the key rate to reserve, bit/s"));
-    }
-    if rate == Some(0) {
-        errors.push(fault("/qos/rate_bps", "must be above 0"));
-    }
-    let max_rate = int("max_rate_bps", u64::from(u32::MAX), errors);
-    if let (Some(r), Some(m)) = (rate, max_rate)
-        && m < r
-    {
-        errors.push(fault("/qos/max_rate_bps", format!("{m} is below rate_bps {r}")));
-    }
-    let ttl = int("ttl_s", u64::from(u32::MAX), errors).map(|t| t as u32);
-    let max_hops = int("max_hops", 64, errors).map(|h| h as usize);
-    if max_hops == Some(0) {
-        errors.push(fault("/qos/max_hops", "must be at least 1"));
-    }
-    let priority = int("priority", u64::from(u32::MAX), errors).unwrap_or(0) as u32;
-    let uuids = |name: &str, errors: &mut Vec<FieldError>| -> Vec<Uuid> {
-        match obj.get(name) {
-            None | Some(Json::Null) => Vec::new(),
-            Some(Json::Array(list)) => list
+    let mut present: serde_json::Map<String, Json> =
+        obj.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let mut at_fault = Vec::new();
+    for (k, value) in &present {
+        let Err(e) = one(k, value.clone()) else { continue };
+        at_fault.push(k.clone());
+        let items = value.as_array().map(|items| {
+            items
                 .iter()
                 .enumerate()
-                .filter_map(|(i, v)| match v.as_str().map(Uuid::parse_str) {
-                    Some(Ok(u)) => Some(u),
-                    _ => {
-                        errors.push(fault(&format!("/qos/{name}/{i}"), "must be a node id (UUID)"));
-                        None
-                    }
-                })
-                .collect(),
-            Some(_) => {
-                errors.push(fault(&format!("/qos/{name}"), "must be a list of node ids"));
-                Vec::new()
-            }
+                .filter(|(_, item)| one(k, Json::Array(vec![(*item).clone()])).is_err())
+        });
+        match items.map(|bad| bad.map(|(i, _)| i).collect::<Vec<_>>()) {
+            Some(bad) if !bad.is_empty() => errors
+                .extend(bad.into_iter().map(|i| fault(&format!("/qos/{k}/{i}"), e.to_string()))),
+            _ => errors.push(fault(&format!("/qos/{k}"), e.to_string())),
+        }
+    }
+    if !present.contains_key("rate_bps") {
+        errors.push(fault("/qos/rate_bps", "required: the key rate to reserve, bit/s"));
+    }
+    // What the members that read say is checked too, so that every fault is named at once.
+    for k in at_fault {
+        present.remove(&k);
+    }
+    let rate_given = present.contains_key("rate_bps");
+    let qos = match Qos::deserialize(Json::Object(present)) {
+        Ok(q) => q,
+        Err(e) => {
+            errors.push(fault("/qos", e.to_string()));
+            return None;
         }
     };
-    let include_nodes = uuids("include_nodes", errors);
-    let exclude_nodes = uuids("exclude_nodes", errors).into_iter().collect();
-    let exclude_locations = match obj.get("exclude_locations") {
-        None | Some(Json::Null) => BTreeSet::new(),
-        Some(Json::Array(list)) if list.iter().all(Json::is_string) => {
-            list.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()
+    let most = u64::from(u32::MAX);
+    if rate_given && !(1..=most).contains(&qos.rate_bps) {
+        errors.push(fault("/qos/rate_bps", format!("must be an integer from 1 to {most}")));
+    }
+    if let Some(m) = qos.max_rate_bps {
+        if m > most {
+            errors.push(fault("/qos/max_rate_bps", format!("must be an integer up to {most}")));
+        } else if rate_given && m < qos.rate_bps {
+            errors.push(fault(
+                "/qos/max_rate_bps",
+                format!("{m} is below rate_bps {}", qos.rate_bps),
+            ));
         }
-        Some(_) => {
-            errors
-                .push(fault("/qos/exclude_locations", "must be a list of location ids (strings)"));
-            BTreeSet::new()
-        }
-    };
-    (errors.len() == before).then(|| Qos {
-        rate_bps: rate.unwrap_or(0),
-        max_rate_bps: max_rate,
-        ttl_s: ttl,
-        max_hops,
-        include_nodes,
-        exclude_nodes,
-        exclude_locations,
-        priority,
-    })
+    }
+    if qos.max_hops.is_some_and(|h| !(1..=64).contains(&h)) {
+        errors.push(fault("/qos/max_hops", "must be from 1 to 64"));
+    }
+    (errors.len() == before).then_some(qos)
 }

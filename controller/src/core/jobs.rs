@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::{Core, Pending, Recorded};
 use crate::apps::{
-    AppSpec, AppState, Application, Entry, EntryKind, Leg, Qos, desired_entries, virtual_link_id,
+    AppSpec, AppState, Application, Entry, EntryBody, Leg, Qos, desired_entries, virtual_link_id,
 };
 use crate::error::ApiError;
 use crate::provision::{self, Job, Outcome, WriteFailure};
@@ -234,29 +234,16 @@ impl Core {
         let Some((report, _)) = self.nodes.get(&entry.node) else {
             return false;
         };
-        let uuid = |v: &serde_json::Value| v.as_str().and_then(|s| Uuid::parse_str(s).ok());
-        match entry.kind {
-            EntryKind::Link => report.links.iter().any(|l| {
+        match &entry.body {
+            EntryBody::Link(link) => report.links.iter().any(|l| {
                 l.id == entry.id
-                    && l.prev_hop == uuid(&entry.body["virt_prev_hop"])
-                    && l.next_hops
-                        == entry.body["virt_next_hop"]
-                            .as_array()
-                            .into_iter()
-                            .flatten()
-                            .filter_map(uuid)
-                            .collect::<Vec<_>>()
+                    && l.prev_hop == link.virt_prev_hop
+                    && l.next_hops == link.virt_next_hop
             }),
-            EntryKind::App => report.apps.iter().any(|a| {
-                a.id == entry.id
-                    && a.backing_links
-                        == entry.body["backing_qkdl_id"]
-                            .as_array()
-                            .into_iter()
-                            .flatten()
-                            .filter_map(uuid)
-                            .collect::<Vec<_>>()
-            }),
+            EntryBody::App(app) => report
+                .apps
+                .iter()
+                .any(|a| a.id == entry.id && a.backing_links == app.backing_qkdl_id),
         }
     }
 

@@ -5,12 +5,13 @@
 
 use std::collections::HashSet;
 
+use qkdn_yang::etsi015::AppQos;
 use qkdn_yang::restconf::RestconfServerBuilder;
 use qkdn_yang::{DataError, ErrorTag};
 use serde_json::{Value as Json, json};
 use uuid::Uuid;
 
-use crate::apps::{self, virtual_link_id};
+use crate::apps::{self, Qos, virtual_link_id};
 use crate::core::{Command, CoreHandle};
 use crate::error::ApiError;
 use crate::inventory::member;
@@ -76,16 +77,9 @@ fn spec_of(input: &Json) -> Json {
         .flatten()
         .map(|c| json!({"sae_id": c, "node": remote}))
         .collect();
-    let mut q = json!({"rate_bps": member(qos, "min_bandwidth").as_u64().or(member(qos, "max_bandwidth").as_u64()).unwrap_or(0)});
-    if let Some(m) = member(qos, "max_bandwidth").as_u64() {
-        q["max_rate_bps"] = json!(m);
-    }
-    if let Some(t) = member(qos, "ttl").as_u64() {
-        q["ttl_s"] = json!(t);
-    }
-    if let Some(p) = member(input, "app_priority").as_u64() {
-        q["priority"] = json!(p);
-    }
+    let qos = AppQos::read(qos);
+    let priority = member(input, "app_priority").as_u64().and_then(|p| u32::try_from(p).ok());
+    let q = Qos::from_app_qos(&qos, priority);
     let mut spec = json!({"server": {"sae_id": server, "node": member(input, "local_qkdn_id")}, "clients": clients, "qos": q});
     if let Some(id) = member(input, "app_id").as_str() {
         spec["app_id"] = json!(id);
