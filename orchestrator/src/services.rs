@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use qkdn_controller::apps::{AppSpec, derived_id, parse_spec};
 use qkdn_controller::error::ApiError;
 use qkdn_controller::routing::Demand;
+use qkdn_yang::etsi015::AppQos;
 use qkdn_yang::restconf::RestconfClient;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value as Json, json};
@@ -177,6 +178,18 @@ pub fn plan(merged: &Merged, spec: &AppSpec) -> Result<Service, ApiError> {
     })
 }
 
+/// The part of the application's `app_qos` the 018 `qos` grouping has (max and min
+/// bandwidth, TTL; the 015 `app_qos` has more).
+fn segment_qos(qos: &qkdn_controller::apps::Qos) -> AppQos {
+    let full = qos.app_qos();
+    AppQos {
+        max_bandwidth: full.max_bandwidth,
+        min_bandwidth: full.min_bandwidth,
+        ttl: full.ttl,
+        ..AppQos::default()
+    }
+}
+
 /// The `deploy-segment` input of `part`.
 fn segment_input(service: &Service, part: &Part) -> Json {
     let spec = &service.spec;
@@ -187,7 +200,7 @@ fn segment_input(service: &Service, part: &Part) -> Json {
         "client_app_id": spec.clients.iter().map(|c| c.sae_id.clone()).collect::<Vec<_>>(),
         "local_qkdn_id": spec.server.node.to_string(),
         "remote_qkdn_id": spec.clients[0].node.to_string(),
-        "app_qos": spec.qos.app_qos(),
+        "app_qos": segment_qos(&spec.qos),
         "path_qkdn_id": part.nodes.iter().map(Uuid::to_string).collect::<Vec<_>>(),
     });
     if let Some(u) = part.upstream {
