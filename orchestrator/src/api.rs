@@ -7,13 +7,14 @@ use std::sync::Arc;
 use axum::Json as JsonBody;
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::header;
+use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use qkdn_controller::error::ApiError;
 use serde_json::{Value as Json, json};
 use tokio::sync::watch;
 
+use crate::service_book::ServiceBook;
 use crate::state::Snapshot;
 
 /// The OpenAPI 3.1 document of this API.
@@ -31,19 +32,13 @@ pub fn openapi() -> &'static str {
     &DOCUMENT
 }
 
-/// What handlers share: the latest snapshot, a RESTCONF client per domain, and the services
-/// (one request changes them at a time).
+/// What handlers share: the latest snapshot and the services' owner.
 #[derive(Clone)]
 pub struct ApiState {
     /// The latest snapshot.
     pub snapshot: watch::Receiver<Arc<Snapshot>>,
-    /// The domains' controllers.
-    pub domains: Arc<std::collections::BTreeMap<String, qkdn_yang::restconf::RestconfClient>>,
-    /// The services by id.
-    pub services:
-        Arc<tokio::sync::Mutex<std::collections::BTreeMap<uuid::Uuid, crate::services::Service>>>,
-    /// Where services are kept.
-    pub store: qkdn_controller::store::Store,
+    /// The services.
+    pub book: ServiceBook,
 }
 
 /// A service with its status.
@@ -53,13 +48,6 @@ fn described(service: &crate::services::Service, snapshot: &Snapshot) -> Json {
     v["status"] = json!(status);
     v["reasons"] = json!(reasons);
     v
-}
-
-async fn persist(
-    store: &qkdn_controller::store::Store,
-    ops: Vec<qkdn_controller::store::Op>,
-) -> Result<(), ApiError> {
-    store.write(ops).await.map_err(|e| ApiError::Unavailable(e.to_string()))
 }
 
 type Shared = ApiState;
@@ -181,38 +169,17 @@ async fn create_service(
         )
     })?;
     let spec = crate::services::parse(&doc)?;
-    use qkdn_controller::store::{Op, Table};
-    let mut services = s.services.lock().await;
-    let snapshot = s.snapshot.borrow().clone();
-    if let Some(existing) = services.get(&spec.app_id) {
-        if existing.spec == spec {
-            let body = JsonBody(described(existing, &snapshot));
-            return Ok((axum::http::StatusCode::OK, body).into_response());
-        }
-        return Err(ApiError::Conflict(format!(
-            "service {} exists with other content",
-            spec.app_id
-        )));
-    }
-    let mut service = crate::services::plan(&snapshot.merged, &spec)?;
-    let key = service.service_id.to_string();
-    // Recorded before any domain is asked, so a crash leaves something to roll back.
-    persist(&s.store, vec![Op::put(Table::Services, key.clone(), &service)]).await?;
-    if let Err(e) = crate::services::provision(&service, &s.domains).await {
-        persist(&s.store, vec![Op::Delete(Table::Services, key)]).await?;
-        return Err(e);
-    }
-    service.provisioned = true;
-    persist(&s.store, vec![Op::put(Table::Services, key, &service)]).await?;
-    let body = described(&service, &snapshot);
-    services.insert(service.service_id, service);
-    Ok((axum::http::StatusCode::CREATED, JsonBody(body)).into_response())
+    let (service, made) = s.book.create(spec).await?;
+    let body = JsonBody(described(&service, &s.snapshot.borrow().clone()));
+    let status = if made { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, body).into_response())
 }
 
 async fn list_services(State(s): State<Shared>) -> JsonBody<Json> {
     let snapshot = s.snapshot.borrow().clone();
+    let services = s.book.services();
     JsonBody(
-        json!({"services": s.services.lock().await.values().map(|x| described(x, &snapshot)).collect::<Vec<_>>()}),
+        json!({"services": services.values().map(|x| described(x, &snapshot)).collect::<Vec<_>>()}),
     )
 }
 
@@ -226,9 +193,8 @@ async fn get_service(
 ) -> Result<JsonBody<Json>, ApiError> {
     let id = service_id(&id)?;
     let snapshot = s.snapshot.borrow().clone();
-    s.services
-        .lock()
-        .await
+    s.book
+        .services()
         .get(&id)
         .map(|x| JsonBody(described(x, &snapshot)))
         .ok_or_else(|| ApiError::NotFound(format!("no service {id}")))
@@ -237,16 +203,9 @@ async fn get_service(
 async fn delete_service(
     State(s): State<Shared>,
     Path(id): Path<String>,
-) -> Result<axum::http::StatusCode, ApiError> {
-    let id = service_id(&id)?;
-    let mut services = s.services.lock().await;
-    let service =
-        services.get(&id).cloned().ok_or_else(|| ApiError::NotFound(format!("no service {id}")))?;
-    crate::services::remove(&service.parts.iter().collect::<Vec<_>>(), &s.domains).await;
-    use qkdn_controller::store::{Op, Table};
-    persist(&s.store, vec![Op::Delete(Table::Services, id.to_string())]).await?;
-    services.remove(&id);
-    Ok(axum::http::StatusCode::NO_CONTENT)
+) -> Result<StatusCode, ApiError> {
+    s.book.delete(service_id(&id)?).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn events(State(s): State<Shared>) -> JsonBody<Json> {

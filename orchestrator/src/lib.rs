@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod northbound;
 pub mod paths;
 pub mod service;
+pub mod service_book;
 pub mod services;
 pub mod state;
 

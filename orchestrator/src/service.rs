@@ -135,12 +135,10 @@ impl Orchestrator {
                 }
             }));
         }
-        let state = crate::api::ApiState {
-            snapshot: snapshot.clone(),
-            domains,
-            services: Arc::new(tokio::sync::Mutex::new(services)),
-            store,
-        };
+        let parts = crate::service_book::BookParts { snapshot: snapshot.clone(), domains, store };
+        let (book, owner) = crate::service_book::ServiceBook::start(services, parts);
+        tasks.push(owner);
+        let state = crate::api::ApiState { snapshot: snapshot.clone(), book };
         let metrics_state = state.clone();
         let denials = Arc::new(qkdn_kit::Denials::default());
         if config.api.listener().insecure(config.insecure_allow_unauthenticated) {
@@ -153,7 +151,7 @@ impl Orchestrator {
             let (state, denials) = (metrics_state.clone(), denials.clone());
             async move {
                 let snapshot = state.snapshot.borrow().clone();
-                let services = state.services.lock().await;
+                let services = state.book.services();
                 qkdn_kit::metrics::response(crate::metrics::render(
                     &snapshot,
                     services.values(),
