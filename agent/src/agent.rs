@@ -60,7 +60,7 @@ pub enum AgentError {
     Store(#[from] StoreError),
     /// A device driver.
     #[error("{0}")]
-    Device(String),
+    Device(#[from] crate::device::DriverError),
     /// The KMS.
     #[error("{0}")]
     Kms(String),

@@ -89,8 +89,11 @@ pub const MAX_BLOCK_KEYS: usize = 1024;
 /// and reads the others back, so that a store of millions of keys does not hold them all.
 pub trait BlockSource: Send + Sync {
     /// The material of the block at `place`, opened (every key, erased ones included).
-    fn material(&self, place: BlockPlace) -> Result<Zeroizing<Vec<u8>>, String>;
+    fn material(&self, place: BlockPlace) -> Result<Zeroizing<Vec<u8>>, SourceError>;
 }
+
+/// Why a [`BlockSource`] could not give a block's material.
+pub type SourceError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A block in memory: IDs of its keys and, while it is loaded, their material (wiped when
 /// dropped, when unloaded, and key by key when erased).

@@ -25,7 +25,7 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinitio
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use crate::block::{BlockSource, KeySet, Placement, SealedBlock};
+use crate::block::{BlockSource, KeySet, Placement, SealedBlock, SourceError};
 use crate::delivery::{Delivery, DeliveryGroup, RelayRecord};
 use crate::seal::{
     BlockPlace, Keyring, SealError, SharedKeyring, StoreKeyId, WRAPPED_LEN, WrappedKey,
@@ -536,12 +536,13 @@ impl DiskBlocks {
 }
 
 impl BlockSource for DiskBlocks {
-    fn material(&self, place: BlockPlace) -> Result<Zeroizing<Vec<u8>>, String> {
-        let sealed = self
-            .disk
-            .block(place)
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| "not in the database".to_string())?;
-        sealed.open_material(&self.ring.load()).map_err(|e| e.to_string())
+    fn material(&self, place: BlockPlace) -> Result<Zeroizing<Vec<u8>>, SourceError> {
+        let sealed = self.disk.block(place)?.ok_or(NotInDatabase(place.block))?;
+        Ok(sealed.open_material(&self.ring.load())?)
     }
 }
+
+/// A block asked for is not in the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("block {0} is not in the database")]
+pub struct NotInDatabase(pub u64);

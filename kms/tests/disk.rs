@@ -182,14 +182,17 @@ fn a_blocks_material_is_read_back_from_the_database_only_while_it_is_there() {
     let place = BlockPlace { link: Uuid::from_u128(1), block: 3 };
     let block = four_byte_keys(place, b"abcdefgh");
     let source = DiskBlocks::new(disk.clone(), qkdn_kms::seal::shared(ring.clone()));
-    assert!(source.material(place).unwrap_err().contains("not in the database"));
+    assert!(source.material(place).unwrap_err().to_string().contains("not in the database"));
     disk.apply(&[DiskOp::Put(block.seal(&ring).unwrap())]).unwrap();
     assert_eq!(source.material(place).unwrap().as_slice(), b"abcdefgh");
     let moved = BlockPlace { link: Uuid::from_u128(2), ..place };
     assert!(source.material(moved).is_err(), "another link's block is not there");
     let other =
         DiskBlocks::new(disk.clone(), qkdn_kms::seal::shared(Keyring::new(StoreKey::generate())));
-    assert!(other.material(place).unwrap_err().contains("not loaded"), "another store key");
+    assert!(
+        other.material(place).unwrap_err().to_string().contains("not loaded"),
+        "another store key"
+    );
     disk.apply(&[DiskOp::Drop(place)]).unwrap();
     assert!(source.material(place).is_err(), "a dropped block's material is gone");
 }

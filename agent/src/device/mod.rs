@@ -164,13 +164,36 @@ pub trait QkdDevice: Send + Sync + 'static {
     fn run_link(&self, spec: LinkSpec, events: mpsc::Sender<DeviceEvent>) -> LinkTask;
 }
 
+/// Why a device's driver could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    /// The simulator has no network secret.
+    #[error("simulator.network_secret is not set")]
+    NoSecret,
+    /// The simulator's network secret is not 64 hexadecimal digits.
+    #[error("simulator.network_secret: expected 64 hexadecimal digits")]
+    BadSecret,
+    /// The simulator's epoch is not a time.
+    #[error("simulator.epoch: {0}")]
+    Epoch(#[source] humantime::TimestampError),
+    /// The client of an ETSI 014 device's KME could not be made.
+    #[error("interface {interface}: {source}")]
+    Kme {
+        /// The device's interface.
+        interface: u32,
+        /// Why.
+        #[source]
+        source: etsi014::KmeClientError,
+    },
+}
+
 /// The driver for a configured device.
 pub fn driver_for(
     device: &DeviceConfig,
     interface: u32,
     simulator: &SimulatorConfig,
     peers: &PeerLinks,
-) -> Result<Arc<dyn QkdDevice>, String> {
+) -> Result<Arc<dyn QkdDevice>, DriverError> {
     match device {
         DeviceConfig::Simulator(params) => {
             Ok(Arc::new(sim::Simulator::new(interface, params, simulator)?))

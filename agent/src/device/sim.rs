@@ -17,7 +17,7 @@ use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use super::skr::{Bb84Device, decoy_bb84};
-use super::{DeviceEvent, KeyBlock, LinkSpec, LinkTask, Measurement, QkdDevice};
+use super::{DeviceEvent, DriverError, KeyBlock, LinkSpec, LinkTask, Measurement, QkdDevice};
 use crate::config::{SimDevice, SimEvent, SimEventKind, SimulatorConfig};
 
 /// At most this many missed slots are produced after a stall; older ones are skipped.
@@ -35,20 +35,18 @@ pub struct SimClock {
 
 impl SimClock {
     /// From the `[simulator]` configuration.
-    pub fn new(config: &SimulatorConfig) -> Result<SimClock, String> {
-        let hex = config.network_secret.as_deref().ok_or("simulator.network_secret is not set")?;
+    pub fn new(config: &SimulatorConfig) -> Result<SimClock, DriverError> {
+        let hex = config.network_secret.as_deref().ok_or(DriverError::NoSecret)?;
         let mut secret = [0u8; 32];
-        if hex.len() != 64 {
-            return Err("simulator.network_secret: expected 64 hexadecimal digits".into());
+        if hex.len() != 64 || !hex.is_ascii() {
+            return Err(DriverError::BadSecret);
         }
         for (i, byte) in secret.iter_mut().enumerate() {
             *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)
-                .map_err(|_| "simulator.network_secret: expected hexadecimal digits")?;
+                .map_err(|_| DriverError::BadSecret)?;
         }
         let epoch = match &config.epoch {
-            Some(text) => {
-                humantime::parse_rfc3339_weak(text).map_err(|e| format!("simulator.epoch: {e}"))?
-            }
+            Some(text) => humantime::parse_rfc3339_weak(text).map_err(DriverError::Epoch)?,
             None => UNIX_EPOCH,
         };
         let mut events = config.events.clone();
@@ -116,7 +114,7 @@ impl Simulator {
         interface: u32,
         params: &SimDevice,
         config: &SimulatorConfig,
-    ) -> Result<Simulator, String> {
+    ) -> Result<Simulator, DriverError> {
         Ok(Simulator { interface, params: params.clone(), clock: Arc::new(SimClock::new(config)?) })
     }
 

@@ -58,17 +58,17 @@ impl PeerClients {
     }
 
     /// The channel to `node` (connected lazily, then kept).
-    pub fn channel(&self, node: Uuid) -> Result<Channel, String> {
+    pub fn channel(&self, node: Uuid) -> Result<Channel, PeerCallError> {
         if let Some(channel) = self.channels.lock().expect("channels lock").get(&node) {
             return Ok(channel.clone());
         }
-        let url = self.urls.get(&node).ok_or_else(|| format!("node {node} is not a neighbour"))?;
+        let url = self.urls.get(&node).ok_or(PeerCallError::NotNeighbour(node))?;
         // A neighbour that stops answering (a host gone without closing its connections, a
         // frozen process) is noticed within seconds by HTTP/2 pings, so calls in flight fail
         // then rather than at the request timeout; a connection that does not come up within
         // CONNECT_WITHIN is given up.
         let endpoint = Endpoint::from_shared(url.clone())
-            .map_err(|e| format!("{url}: {e}"))?
+            .map_err(|source| PeerCallError::Url { url: url.clone(), source })?
             .connect_timeout(CONNECT_WITHIN)
             .timeout(Duration::from_secs(15))
             .http2_keep_alive_interval(PING_EVERY)
@@ -76,10 +76,10 @@ impl PeerClients {
             .keep_alive_while_idle(true)
             .tcp_nodelay(true);
         let channel = if url.starts_with("https://") {
-            let files = self.tls.as_ref().ok_or_else(|| format!("{url}: no peer.client_tls"))?;
+            let files = self.tls.as_ref().ok_or_else(|| PeerCallError::NoClientTls(url.clone()))?;
             let config = files
                 .config_expecting(Protocols::QKDN_PEERS, vec![Identity::Node(node)])
-                .map_err(|e| format!("peer.client_tls: {e}"))?;
+                .map_err(PeerCallError::ClientTls)?;
             let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
             endpoint.connect_with_connector_lazy(tower::service_fn(move |uri: http::Uri| {
                 let connector = connector.clone();
@@ -107,13 +107,13 @@ impl PeerClients {
         &self,
         node: Uuid,
         request: RelayKeysRequest,
-    ) -> Result<RelayKeysReply, String> {
+    ) -> Result<RelayKeysReply, PeerCallError> {
         let mut client = PeerClient::new(self.channel(node)?);
         client
             .relay_keys(request)
             .await
             .map(|r| r.into_inner())
-            .map_err(|status| status_text(node, &status))
+            .map_err(|status| PeerCallError::Refused { node, status })
     }
 
     /// Sends a relay commit to `node`; returns whether the far end committed.
@@ -121,13 +121,13 @@ impl PeerClients {
         &self,
         node: Uuid,
         request: CommitRelayRequest,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, PeerCallError> {
         let mut client = PeerClient::new(self.channel(node)?);
         client
             .commit_relay(request)
             .await
             .map(|r| r.into_inner().committed)
-            .map_err(|status| status_text(node, &status))
+            .map_err(|status| PeerCallError::Refused { node, status })
     }
 
     /// Sends a reservation to `node` (the other end of a link, or the next hop towards it).
@@ -135,32 +135,60 @@ impl PeerClients {
         &self,
         node: Uuid,
         request: ReserveKeysRequest,
-    ) -> Result<ReserveKeysReply, String> {
+    ) -> Result<ReserveKeysReply, PeerCallError> {
         let mut client = PeerClient::new(self.channel(node)?);
         client
             .reserve_keys(request)
             .await
             .map(|r| r.into_inner())
-            .map_err(|status| status_text(node, &status))
+            .map_err(|status| PeerCallError::Refused { node, status })
     }
 
     /// Announces device keys to `node`; returns how many keys it now holds.
-    pub async fn device_keys(&self, node: Uuid, request: DeviceKeysRequest) -> Result<u32, String> {
+    pub async fn device_keys(
+        &self,
+        node: Uuid,
+        request: DeviceKeysRequest,
+    ) -> Result<u32, PeerCallError> {
         let mut client = PeerClient::new(self.channel(node)?);
         client
             .device_keys(request)
             .await
             .map(|r: tonic::Response<DeviceKeysReply>| r.into_inner().received)
-            .map_err(|status| status_text(node, &status))
+            .map_err(|status| PeerCallError::Refused { node, status })
     }
 }
 
-fn status_text(node: Uuid, status: &tonic::Status) -> String {
-    if status.message().is_empty() {
-        format!("node {node}: {:?}", status.code())
-    } else {
-        format!("node {node}: {}", status.message())
-    }
+/// Why a call to a neighbour's peer service failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerCallError {
+    /// The node is not one of this node's neighbours.
+    #[error("node {0} is not a neighbour")]
+    NotNeighbour(Uuid),
+    /// Its peer URL is not usable.
+    #[error("{url}: {source}")]
+    Url {
+        /// The URL.
+        url: String,
+        /// Why.
+        #[source]
+        source: tonic::transport::Error,
+    },
+    /// Its peer URL is https but this node has no client certificate for it.
+    #[error("{0}: no peer.client_tls")]
+    NoClientTls(String),
+    /// The client TLS files do not make a configuration.
+    #[error("peer.client_tls: {0}")]
+    ClientTls(#[source] qkdn_kit::tls::TlsError),
+    /// The neighbour answered with an error, or could not be reached.
+    #[error("node {node}: {}", if status.message().is_empty() { format!("{:?}", status.code()) } else { status.message().to_owned() })]
+    Refused {
+        /// The neighbour.
+        node: Uuid,
+        /// Its answer.
+        #[source]
+        status: tonic::Status,
+    },
 }
 
 /// The KMS's reservations, sent over the peer service: to the other end of a physical link
@@ -208,7 +236,7 @@ impl Reserver for GrpcPeerSync {
                 );
                 tokio::select! {
                     reply = call => match reply {
-                        Ok(reply) => break reply.map_err(PeerRefusal::Failed)?,
+                        Ok(reply) => break reply.map_err(|e| PeerRefusal::Failed(e.to_string()))?,
                         Err(_) => return Err(PeerRefusal::Failed(format!(
                             "node {hop} did not answer the reservation within {} s",
                             RESERVE_WITHIN.as_secs()

@@ -29,7 +29,33 @@ pub struct Announcement {
     /// The keys' ETSI 014 IDs, in order.
     pub key_ids: Vec<Uuid>,
     /// The answer: the number of keys now held, or why they could not be fetched.
-    pub reply: oneshot::Sender<Result<u32, String>>,
+    pub reply: oneshot::Sender<Result<u32, FetchRefusal>>,
+}
+
+/// Why the slave end did not fetch announced keys.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum FetchRefusal {
+    /// The announcing node is not the link's other end.
+    #[error("link {link} ends at node {remote}, not {master}")]
+    OtherEnd {
+        /// The link.
+        link: Uuid,
+        /// Its other end.
+        remote: Uuid,
+        /// The announcing node.
+        master: Uuid,
+    },
+    /// The keys' size differs from this end's.
+    #[error("key size {asked} differs from this end's {here}")]
+    KeySize {
+        /// Announced.
+        asked: u32,
+        /// Configured here.
+        here: u32,
+    },
+    /// This end's KME did not give the keys.
+    #[error("{0}")]
+    Kme(#[source] std::sync::Arc<crate::device::etsi014::kme::KmeError>),
 }
 
 /// Routes announcements to the link tasks that wait for them.

@@ -141,6 +141,7 @@ fn relay_status(e: RelayError) -> Status {
         }
         RelayError::Store(other) => Status::failed_precondition(other.to_string()),
         RelayError::Next(reason) => Status::unavailable(reason),
+        RelayError::Call(call) => Status::unavailable(call.to_string()),
     }
 }
 
@@ -177,8 +178,11 @@ impl Peer for PeerService {
                     refuse(&auth, &what, &format!("node {sender} is not on the path of {link}"))
                 })?;
                 let forward = ReserveKeysRequest { sender_node_id: kms.node.to_string(), ..r };
-                let reply =
-                    kms.clients.reserve_keys(next, forward).await.map_err(Status::unavailable)?;
+                let reply = kms
+                    .clients
+                    .reserve_keys(next, forward)
+                    .await
+                    .map_err(|e| Status::unavailable(e.to_string()))?;
                 return Ok(Response::new(reply));
             }
             // An end of a virtual link: from its neighbour on the path, for the other end.
@@ -295,7 +299,7 @@ impl Peer for PeerService {
             .map_err(|_| Status::unavailable(format!("link {link} is stopping")))?;
         match tokio::time::timeout(ANSWER_WITHIN, answer).await {
             Ok(Ok(Ok(received))) => Ok(Response::new(DeviceKeysReply { received })),
-            Ok(Ok(Err(reason))) => Err(Status::failed_precondition(reason)),
+            Ok(Ok(Err(reason))) => Err(Status::failed_precondition(reason.to_string())),
             Ok(Err(_)) => Err(Status::unavailable(format!("link {link} stopped"))),
             Err(_) => Err(Status::deadline_exceeded(format!(
                 "the slave end of link {link} did not fetch the keys within {ANSWER_WITHIN:?}"

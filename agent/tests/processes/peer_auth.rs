@@ -211,7 +211,7 @@ async fn a_node_cannot_act_where_its_certificate_does_not_put_it() {
         Some(files),
     );
     let err = misdirected.reserve_keys(c_node, reserve(VIRT_AC, NODE_A, NODE_A)).await.unwrap_err();
-    assert!(err.contains("not urn:qkdn:node:00000003"), "{err}");
+    assert!(err.to_string().contains("not urn:qkdn:node:00000003"), "{err:?}");
     drop((a, b, c));
 }
 

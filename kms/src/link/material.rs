@@ -78,7 +78,8 @@ impl LinkStore {
                 return Err(unreadable("no copy of its material to read".into()));
             };
             let b = self.blocks.get_mut(&block).ok_or_else(|| unreadable("gone".into()))?;
-            let material = loaded.source.material(b.place).map_err(unreadable)?;
+            let material =
+                loaded.source.material(b.place).map_err(|e| unreadable(e.to_string()))?;
             if !b.load(material) {
                 return Err(unreadable("its material is not the size of its keys".into()));
             }

@@ -114,6 +114,38 @@ pub struct Lacking {
     pub end: Option<u64>,
 }
 
+/// What [`LinkStore::audit`] found out of order.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Inconsistency {
+    /// The count of the other end's unheld keys is off.
+    #[error("{counted} keys of the other end counted, {there} there")]
+    TheirsCount {
+        /// Counted.
+        counted: usize,
+        /// There.
+        there: usize,
+    },
+    /// The count of stored keys is off.
+    #[error("{counted} keys counted as stored, {there} there")]
+    StoredCount {
+        /// Counted.
+        counted: usize,
+        /// There.
+        there: usize,
+    },
+    /// A key in the free queue is erased or held.
+    #[error("a free key is erased or held")]
+    FreeNotFree,
+    /// An erased key's bytes are still in memory.
+    #[error("erased key {index} of block {block} is still in memory")]
+    ErasedInMemory {
+        /// The block.
+        block: u64,
+        /// The key.
+        index: u32,
+    },
+}
+
 /// Settings of a link's store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LinkSettings {
@@ -619,7 +651,7 @@ impl LinkStore {
     }
 
     /// Recounts what the store keeps counts of and compares (for tests: linear in the keys).
-    pub fn audit(&self) -> Result<(), String> {
+    pub fn audit(&self) -> Result<(), Inconsistency> {
         let theirs =
             self.others.iter().filter(|at| self.theirs_unheld(**at)).collect::<HashSet<_>>().len();
         let mut live = 0;
@@ -627,21 +659,18 @@ impl LinkStore {
             live += (b.count() - b.erased.len()) as usize;
         }
         if theirs != self.theirs {
-            return Err(format!("{} keys of the other end counted, {theirs} there", self.theirs));
+            return Err(Inconsistency::TheirsCount { counted: self.theirs, there: theirs });
         }
         if live != self.stored {
-            return Err(format!("{} keys counted as stored, {live} there", self.stored));
+            return Err(Inconsistency::StoredCount { counted: self.stored, there: live });
         }
         if self.free.iter().any(|at| !self.live(*at) || self.held.contains(at)) {
-            return Err("a free key is erased or held".into());
+            return Err(Inconsistency::FreeNotFree);
         }
         for b in self.blocks.values() {
             let wiped = |index: u32| b.key(index).is_none_or(|k| k.iter().all(|x| *x == 0));
             if let Some(index) = (0..b.count()).find(|i| b.erased.contains(*i) && !wiped(*i)) {
-                return Err(format!(
-                    "erased key {index} of block {} is still in memory",
-                    b.place.block
-                ));
+                return Err(Inconsistency::ErasedInMemory { block: b.place.block, index });
             }
         }
         Ok(())

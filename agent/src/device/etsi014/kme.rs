@@ -90,17 +90,26 @@ pub struct KmeClient {
     base: String,
 }
 
+/// Why a KME client could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum KmeClientError {
+    /// The TLS files do not make a client configuration.
+    #[error("TLS: {0}")]
+    Tls(#[from] qkdn_kit::tls::TlsError),
+    /// The HTTP client could not be built.
+    #[error("HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+}
+
 impl KmeClient {
     /// A client of the KME at `url` (`https://host[:port]`), authenticating with `tls`.
-    pub fn new(url: &str, tls: &ClientTls) -> Result<KmeClient, String> {
-        let config = qkdn_kit::tls::client_config(&tls.ca, Some((&tls.cert, &tls.key)))
-            .map_err(|e| e.to_string())?;
+    pub fn new(url: &str, tls: &ClientTls) -> Result<KmeClient, KmeClientError> {
+        let config = qkdn_kit::tls::client_config(&tls.ca, Some((&tls.cert, &tls.key)))?;
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(config)
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(15))
-            .build()
-            .map_err(|e| format!("HTTP client: {e}"))?;
+            .build()?;
         Ok(KmeClient { http, base: format!("{}/api/v1/keys", url.trim_end_matches('/')) })
     }
 

@@ -24,10 +24,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use qkdn_proto::peer::v1::DeviceKeysRequest;
 use tokio::sync::mpsc;
 
+pub use self::kme::KmeClientError;
 use self::kme::{Keys, KmeClient, KmeError};
-use super::{DeviceEvent, KeyBlock, LinkSpec, LinkTask, Measurement, QkdDevice};
+use super::{DeviceEvent, DriverError, KeyBlock, LinkSpec, LinkTask, Measurement, QkdDevice};
 use crate::config::{Etsi014Device, KeyRole};
-use crate::peer::{Announcement, PeerLinks};
+use crate::peer::{Announcement, FetchRefusal, PeerLinks};
 
 /// A device behind an ETSI 014 KME.
 pub struct Etsi014Driver {
@@ -43,9 +44,9 @@ impl Etsi014Driver {
         interface: u32,
         params: &Etsi014Device,
         peers: PeerLinks,
-    ) -> Result<Etsi014Driver, String> {
+    ) -> Result<Etsi014Driver, DriverError> {
         let kme = KmeClient::new(&params.kme_url, &params.tls)
-            .map_err(|e| format!("interface {interface}: {e}"))?;
+            .map_err(|source| DriverError::Kme { interface, source })?;
         Ok(Etsi014Driver { interface, params: Arc::new(params.clone()), kme: Arc::new(kme), peers })
     }
 }
@@ -291,17 +292,18 @@ impl LinkRun {
     async fn fetch(&mut self, announcement: Announcement) -> Result<(), Stopped> {
         let Announcement { master, sequence, key_size_bits, key_ids, reply } = announcement;
         if master != self.spec.remote_node {
-            let _ = reply.send(Err(format!(
-                "link {} ends at node {}, not {master}",
-                self.spec.link, self.spec.remote_node
-            )));
+            let _ = reply.send(Err(FetchRefusal::OtherEnd {
+                link: self.spec.link,
+                remote: self.spec.remote_node,
+                master,
+            }));
             return Ok(());
         }
         if key_size_bits != self.params.key_size_bits {
-            let _ = reply.send(Err(format!(
-                "key size {key_size_bits} differs from this end's {}",
-                self.params.key_size_bits
-            )));
+            let _ = reply.send(Err(FetchRefusal::KeySize {
+                asked: key_size_bits,
+                here: self.params.key_size_bits,
+            }));
             return Ok(());
         }
         let params = self.params.clone();
@@ -312,7 +314,8 @@ impl LinkRun {
                 let _ = reply.send(Ok(count));
             }
             Err(e) => {
-                let _ = reply.send(Err(e.to_string()));
+                let e = Arc::new(e);
+                let _ = reply.send(Err(FetchRefusal::Kme(e.clone())));
                 self.kme_failed(&e).await?;
             }
         }

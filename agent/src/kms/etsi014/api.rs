@@ -313,7 +313,10 @@ async fn deliver(
         keep_for_others,
     };
     let bits = number * size;
-    state.limiter.admit(route.quota, route.rate, bits).map_err(ApiError::unavailable)?;
+    state
+        .limiter
+        .admit(route.quota, route.rate, bits)
+        .map_err(|e| ApiError::unavailable(e.to_string()))?;
     let keys = match state.stores.take(&take).await {
         Ok(keys) => keys,
         Err(e) => {

@@ -72,6 +72,31 @@ struct Bucket {
     last: Instant,
 }
 
+/// Why a request is over its pair's rate.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RateRefusal {
+    /// More than the pair may take in one second, at once.
+    #[error(
+        "the request asks for {bits} bits, more than the application may take in one second (its max_bandwidth: {rate_bps} bit/s)"
+    )]
+    TooLarge {
+        /// Bits asked.
+        bits: u64,
+        /// The pair's rate, bit/s.
+        rate_bps: u32,
+    },
+    /// The pair took its allowance; it may ask again after `wait_ms`.
+    #[error(
+        "rate limit: the application may take {rate_bps} bit/s (its max_bandwidth); retry in {wait_ms} ms"
+    )]
+    Limited {
+        /// The pair's rate, bit/s.
+        rate_bps: u32,
+        /// When the bits asked are allowed again, ms.
+        wait_ms: u64,
+    },
+}
+
 /// Token buckets per SAE pair.
 #[derive(Default)]
 pub struct RateLimiter {
@@ -80,23 +105,20 @@ pub struct RateLimiter {
 
 impl RateLimiter {
     /// Takes `bits` from pair `app`'s allowance of `rate` bit/s, or says why not.
-    pub fn admit(&self, app: QuotaKey, rate: u32, bits: u64) -> Result<(), String> {
+    pub fn admit(&self, app: QuotaKey, rate: u32, bits: u64) -> Result<(), RateRefusal> {
+        let (rate_bps, bits_asked) = (rate, bits);
         let rate = f64::from(rate);
         let bits = bits as f64;
         if bits > rate {
-            return Err(format!(
-                "the request asks for {bits} bits, more than the application may take in one second (its max_bandwidth: {rate} bit/s)"
-            ));
+            return Err(RateRefusal::TooLarge { bits: bits_asked, rate_bps });
         }
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         let bucket = buckets.entry(app).or_insert(Bucket { tokens: rate, last: Instant::now() });
         bucket.tokens = (bucket.tokens + bucket.last.elapsed().as_secs_f64() * rate).min(rate);
         bucket.last = Instant::now();
         if bucket.tokens < bits {
-            let wait_ms = ((bits - bucket.tokens) / rate * 1000.0).ceil();
-            return Err(format!(
-                "rate limit: the application may take {rate} bit/s (its max_bandwidth); retry in {wait_ms} ms"
-            ));
+            let wait_ms = ((bits - bucket.tokens) / rate * 1000.0).ceil() as u64;
+            return Err(RateRefusal::Limited { rate_bps, wait_ms });
         }
         bucket.tokens -= bits;
         Ok(())
@@ -165,7 +187,8 @@ mod tests {
         let (app, other) = (QuotaKey::App(Uuid::from_u128(1)), QuotaKey::Pair(0));
         assert!(limiter.admit(app, 1024, 768).is_ok());
         let refused = limiter.admit(app, 1024, 512).unwrap_err();
-        assert!(refused.contains("retry in"), "{refused}");
+        assert!(matches!(refused, RateRefusal::Limited { rate_bps: 1024, .. }), "{refused}");
+        assert!(refused.to_string().contains("retry in"), "{refused}");
         assert!(limiter.admit(other, 1024, 1024).is_ok(), "pairs have their own buckets");
         limiter.refund(app, 1024, 768);
         assert!(limiter.admit(app, 1024, 1024).is_ok());
@@ -173,6 +196,7 @@ mod tests {
             limiter
                 .admit(app, 100, 256)
                 .unwrap_err()
+                .to_string()
                 .contains("more than the application may take")
         );
     }

@@ -105,7 +105,7 @@ impl Relay {
                     ciphertext: padded(&keys, next_pads.iter().map(|p| p.bytes.as_slice())),
                     ..request
                 };
-                self.clients.relay_keys(next, forward).await.map_err(RelayError::Next)?
+                self.clients.relay_keys(next, forward).await?
             }
         };
         self.remember(relay, reply);
@@ -137,7 +137,7 @@ impl Relay {
             Some(next) => {
                 let forward =
                     CommitRelayRequest { sender_node_id: self.node.to_string(), ..request };
-                self.clients.commit_relay(next, forward).await.map_err(RelayError::Next)
+                self.clients.commit_relay(next, forward).await.map_err(RelayError::from)
             }
         }
     }
@@ -151,7 +151,8 @@ fn from_previous_hop(
     sender: Uuid,
     origin: Option<Uuid>,
 ) -> Result<(Uuid, VirtRoute), RelayError> {
-    let (here, route) = routes.resolve(link, sender, origin).map_err(RelayError::Refused)?;
+    let (here, route) =
+        routes.resolve(link, sender, origin).map_err(|e| RelayError::Refused(e.to_string()))?;
     if route.prev != Some(sender) {
         return Err(RelayError::Refused(format!(
             "node {sender} is not the previous hop of virtual link {link}"

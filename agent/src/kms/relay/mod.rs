@@ -37,6 +37,7 @@ use zeroize::Zeroizing;
 
 use super::store::{KeyStores, Pad, RelayedKeys, Settle, StoreError, now_ms};
 use crate::peer::PeerClients;
+use crate::peer::client::PeerCallError;
 use flight::{InFlight, LinkSequences};
 pub use routes::{Routes, VirtRoute};
 pub use stats::{RelayFigures, RelayStats};
@@ -71,6 +72,9 @@ pub enum RelayError {
     /// The next hop failed.
     #[error("{0}")]
     Next(String),
+    /// The call to the next hop failed.
+    #[error(transparent)]
+    Call(#[from] PeerCallError),
 }
 
 /// The relay engine of a node.
@@ -245,7 +249,7 @@ impl Relay {
             outcome => {
                 let reason = match outcome {
                     Ok(reply) => format!("the far end stored {} of {count} keys", reply.stored),
-                    Err(e) => e,
+                    Err(e) => e.to_string(),
                 };
                 // Ask the far end now; when it cannot be reached, the run loop asks later.
                 if let Err(e) = self.settle(link, relay).await {
@@ -276,7 +280,7 @@ impl Relay {
             refuse_until_ms: now_ms() + (PENDING_FOR + CLOCK_MARGIN).as_millis() as u64,
             source_node_id: self.node.to_string(),
         };
-        if self.clients.commit_relay(next, commit).await.map_err(RelayError::Next)? {
+        if self.clients.commit_relay(next, commit).await? {
             self.stores.commit_relay(link, relay, Settle::default()).await?;
             Ok(())
         } else {

@@ -60,7 +60,7 @@ impl Routes {
         link: Uuid,
         sender: Uuid,
         origin: Option<Uuid>,
-    ) -> Result<(Uuid, VirtRoute), String> {
+    ) -> Result<(Uuid, VirtRoute), RouteError> {
         if let Some(route) = self.virt.get(&link) {
             return Ok((link, route.clone()));
         }
@@ -72,13 +72,32 @@ impl Routes {
             (Some((id, route)), None) => {
                 Ok((*id, VirtRoute { prev: Some(sender), next: None, ..route.clone() }))
             }
-            (None, _) => Err(format!("no virtual link {link} here")),
-            (Some((one, _)), Some((two, _))) => Err(format!(
-                "virtual link {link} is not held here, and links {one} and {two} both lead back \
-                 to its other end over the same hop: give its far end an entry of its own"
-            )),
+            (None, _) => Err(RouteError::Unknown(link)),
+            (Some((one, _)), Some((two, _))) => {
+                Err(RouteError::Ambiguous { link, one: *one, two: *two })
+            }
         }
     }
+}
+
+/// Why a relay message's link does not resolve here.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    /// No virtual link of that ID, and none leading back to its other end.
+    #[error("no virtual link {0} here")]
+    Unknown(Uuid),
+    /// Not held here, and two links lead back to its other end over the same hop.
+    #[error(
+        "virtual link {link} is not held here, and links {one} and {two} both lead back to its other end over the same hop: give its far end an entry of its own"
+    )]
+    Ambiguous {
+        /// The message's link.
+        link: Uuid,
+        /// One candidate.
+        one: Uuid,
+        /// Another.
+        two: Uuid,
+    },
 }
 
 #[cfg(test)]
@@ -114,6 +133,7 @@ mod tests {
         // Two links back to the same node over the same hop: ambiguous, refused.
         routes.virt.insert(other, source(2, 1));
         let err = routes.resolve(forward, b, Some(a)).unwrap_err();
-        assert!(err.contains("both lead back"), "{err}");
+        assert!(matches!(err, RouteError::Ambiguous { .. }), "{err}");
+        assert!(err.to_string().contains("both lead back"), "{err}");
     }
 }
