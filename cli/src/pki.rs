@@ -78,7 +78,7 @@ pub(crate) struct Placement {
     /// Where to write NAME.crt and NAME.key (default: the CA folder).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// The files' base name (default: after the identity, such as node-<UUID>).
+    /// The files' base name (default: after the identity, such as `node-<UUID>`).
     #[arg(long)]
     file: Option<String>,
 }
@@ -86,7 +86,7 @@ pub(crate) struct Placement {
 /// The certificates `pki issue` makes (also `pki node`, `pki sae`, ...).
 #[derive(Subcommand)]
 pub(crate) enum IssueCommand {
-    /// A node's certificate (its agent and KMS; server and client use): urn:qkdn:node:<UUID>.
+    /// A node's certificate (its agent and KMS; server and client use): `urn:qkdn:node:<UUID>`.
     Node {
         #[command(flatten)]
         at: Placement,
@@ -105,7 +105,7 @@ pub(crate) enum IssueCommand {
         #[arg(long)]
         name: String,
     },
-    /// A domain controller's certificate (server and client use): urn:qkdn:controller:<DOMAIN>.
+    /// A domain controller's certificate (server and client use): `urn:qkdn:controller:<DOMAIN>`.
     Controller {
         #[command(flatten)]
         at: Placement,
@@ -116,7 +116,7 @@ pub(crate) enum IssueCommand {
         #[arg(long = "host")]
         hosts: Vec<String>,
     },
-    /// An orchestrator's certificate (server and client use): urn:qkdn:orchestrator:<NAME>.
+    /// An orchestrator's certificate (server and client use): `urn:qkdn:orchestrator:<NAME>`.
     Orchestrator {
         #[command(flatten)]
         at: Placement,
@@ -127,7 +127,7 @@ pub(crate) enum IssueCommand {
         #[arg(long = "host")]
         hosts: Vec<String>,
     },
-    /// An operator's client certificate: urn:qkdn:operator:<ROLE>:<NAME>.
+    /// An operator's client certificate: `urn:qkdn:operator:<ROLE>:<NAME>`.
     Operator {
         #[command(flatten)]
         at: Placement,

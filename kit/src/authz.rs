@@ -256,7 +256,7 @@ impl Denials {
     }
 
     /// Records them as `qkdn_access_denied_total{interface, operation, caller}` on the
-    /// current `metrics` recorder (inside [`crate::metrics_text`]-style rendering).
+    /// current `metrics` recorder (inside [`crate::metrics::render`]).
     pub fn emit(&self) {
         metrics::describe_counter!(
             "qkdn_access_denied_total",

@@ -1,7 +1,7 @@
 //! The `main` of every qkdn service binary: one command line (`--config`, `--listen`,
 //! `--management-listen`, `--data-dir`, `--log-format`, the `check-config FILE` subcommand,
 //! and the service's own flags), one way to load and report its configuration, and one run
-//! loop ([`process::run`](crate::process::run)).
+//! loop ([`crate::process::run`]).
 //!
 //! A service describes itself with [`ServiceBinary`]; its `main.rs` is then one call of
 //! [`main`]. Exit statuses: 0 after a clean stop or a valid check, 1 for a check that found

@@ -7,7 +7,7 @@
 //! canonicalised by libyang, and handed to the [`datastore`] owner thread as an edit. The owner
 //! applies it to a copy of the current tree (an immutable, structurally shared [`tree`]),
 //! revalidates with libyang only the parts the edit touched (the validation units of
-//! [`schema::units`]), asks the application's hook whether it accepts the change set, and
+//! `schema::units`), asks the application's hook whether it accepts the change set, and
 //! publishes the new tree as a snapshot. Readers render snapshots to RFC 7951 JSON without
 //! locking and without libyang.
 

@@ -4,7 +4,7 @@
 //!
 //! Sources, later ones winning: a TOML file, `QKDN_*` environment variables (`__` separates
 //! nesting levels: `QKDN_NODE__ID`, `QKDN_RESTCONF__LISTEN`), and command-line flags. Loading
-//! gives either a configuration that passed every check in [`check`] or the list of problems,
+//! gives either a configuration that passed every check in `check` or the list of problems,
 //! each naming the key, the value and what was expected (with the file line when the value came
 //! from the file).
 

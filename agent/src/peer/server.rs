@@ -73,7 +73,7 @@ impl PeerService {
         self.kms.as_ref().ok_or_else(|| Status::unimplemented("this node runs no KMS"))
     }
 
-    /// The service as a router for [`qkdn_yang::restconf::serve`] (HTTP/2, with the shared TLS
+    /// The service as a router for [`qkdn_kit::serve`] (HTTP/2, with the shared TLS
     /// policy).
     pub fn router(self) -> Router {
         tonic::service::Routes::new(PeerServer::new(self)).into_axum_router()

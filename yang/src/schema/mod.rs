@@ -1,10 +1,10 @@
 //! qkdn's model of the compiled YANG schema: every data node of every implemented module, as
 //! plain Rust data that can be shared between threads and walked without calling libyang.
 //!
-//! [`Schema`] is built once from the libyang context ([`build`]), then answers the questions the
+//! [`Schema`] is built once from the libyang context (`build`), then answers the questions the
 //! datastore and the RESTCONF server ask on every request: which child has this JSON member name,
 //! which nodes are list keys, how a leaf's values are written in RFC 7951 JSON, which nodes are
-//! configuration, and which lists are *validation units* ([`units`]): lists whose entries can be
+//! configuration, and which lists are *validation units* (`units`): lists whose entries can be
 //! validated one at a time because no YANG constraint reaches in or out of an entry.
 //!
 //! Choice and case nodes do not appear in data (RFC 7951 §4), so the model flattens them: the
@@ -128,7 +128,7 @@ pub struct NodeDef {
     pub min_elements: u32,
     /// `max-elements` of a list or leaf-list, if bounded.
     pub max_elements: Option<u32>,
-    /// Entries of this list are validation units (see [`units`]).
+    /// Entries of this list are validation units (see `units`).
     pub unit: bool,
     /// The subtree (this node included) contains configuration nodes.
     pub has_config: bool,

@@ -1,6 +1,6 @@
 //! Change detection between two versions of a tree, restricted to the paths an edit touched.
 //!
-//! [`reconcile`] walks the old and new roots together, following only the *dirty* paths (and
+//! `reconcile` walks the old and new roots together, following only the *dirty* paths (and
 //! everything below them). It reports each difference as a [`Change`] and returns the new root
 //! with unchanged subtrees replaced by the old ones (so structure stays shared and their
 //! metadata keeps its version) and changed interior nodes stamped with the commit's [`Meta`].

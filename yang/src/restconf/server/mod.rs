@@ -4,7 +4,7 @@
 //! [`RestconfServer::builder`] sets it up: options, event streams, operation handlers. `build`
 //! writes the server's self-description (`ietf-yang-library`, `ietf-restconf-monitoring`) into
 //! the datastore's state and returns a server whose [`RestconfServer::router`] is an axum
-//! router, to be served with [`crate::restconf::serve`] (or any hyper/axum server, with TLS in
+//! router, to be served with `qkdn_kit::serve` (or any hyper/axum server, with TLS in
 //! front where needed).
 
 mod body;
