@@ -19,7 +19,7 @@ use qkdn_proto::node_api::{ApplicationsReply, RelaysReply, StoreFigures, StoresR
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::management::{KmsView, ManagementState};
+use crate::views::{KmsView, ManagementState};
 
 /// An RFC 9457 problem.
 fn problem(status: StatusCode, detail: String) -> Response {

@@ -22,5 +22,6 @@ pub mod node;
 pub mod notify;
 pub mod peer;
 pub mod register;
+pub mod views;
 
 pub use agent::{Agent, AgentError, AgentHandle, AgentOptions};

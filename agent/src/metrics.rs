@@ -8,8 +8,8 @@
 
 use metrics::{counter, describe_counter, describe_gauge, gauge};
 
-use crate::management::{KmsView, ManagementState};
 use crate::register::RegistrationState;
+use crate::views::{KmsView, ManagementState};
 
 /// The text of one scrape.
 pub fn render(state: &ManagementState) -> String {

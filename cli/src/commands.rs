@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{Value as Json, json};
 
+use crate::cell::text;
 use crate::client::{Client, Failure};
 use crate::labfile::LabFile;
 
@@ -267,15 +268,6 @@ fn table(rows: Vec<Vec<String>>) -> String {
         out.push('\n');
     }
     out
-}
-
-/// A JSON value as a table cell: strings bare, null as `-`.
-pub(crate) fn text(v: &Json) -> String {
-    match v {
-        Json::Null => "-".into(),
-        Json::String(s) => s.clone(),
-        other => other.to_string(),
-    }
 }
 
 async fn execute(command: NetworkCommand, r: &Resolved, output: Output) -> Result<(), Failure> {

@@ -10,8 +10,8 @@ use std::time::Duration;
 use qkdn_yang::restconf::sse::SseParser;
 use serde_json::Value as Json;
 
+use crate::cell::text;
 use crate::client::{Client, Failure};
-use crate::commands::text;
 
 /// How many events are remembered to recognise repeats.
 const REMEMBERED: usize = 10_000;

@@ -6,6 +6,7 @@
 //! makes a deployment's certificates and keys ([`pki`]); `yang` validates instance data
 //! against the modules every qkdn service embeds and lists them.
 
+mod cell;
 mod client;
 mod commands;
 mod events;

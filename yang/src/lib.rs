@@ -22,6 +22,7 @@ pub mod path;
 pub mod restconf;
 pub mod schema;
 pub mod tree;
+pub mod value;
 
 mod libyang_ffi;
 

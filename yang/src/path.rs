@@ -14,7 +14,7 @@ use crate::context::YangContext;
 use crate::error::DataError;
 use crate::libyang_ffi;
 use crate::schema::{NodeKind, Schema, SchemaId, ValueKind};
-use crate::tree::{Key, Value};
+use crate::value::{Key, Value};
 
 /// Which instance of a schema node a path step names.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
