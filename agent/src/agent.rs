@@ -37,9 +37,9 @@ use crate::kms::{self, AppUsage, Application, KeyLedger, KeySink, LedgerAndKms, 
 use crate::management::{self, ManagementState};
 use crate::node::baseline::{baseline, baseline_phys_links};
 use crate::node::catalog::Catalog;
+use crate::node::durable::{NodeStore, StoreError};
 use crate::node::live::{self, LiveSetup, LiveView};
 use crate::node::rules::{NodeRules, SharedRules};
-use crate::node::store::{NodeStore, StoreError};
 use crate::register::{self, KmsEndpoints, Registration, RegistrationState};
 
 const NODE: &str = "/etsi-qkd-sdn-node:qkd_node";
@@ -277,7 +277,7 @@ impl Agent {
         let (applications_tx, applications) = watch::channel(Arc::new(Vec::new()));
         let kms = match &config.kms {
             Some(kms_config) => {
-                let kms = kms::service::start(
+                let kms = kms::startup::start(
                     config.node.id,
                     kms_config,
                     &config.data_dir,

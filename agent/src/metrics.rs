@@ -75,8 +75,8 @@ fn stores(kms: &KmsView) {
             gauge!("qkdn_key_store_fill_bps", "link" => id.clone()).set(h.fill_bps);
             gauge!("qkdn_key_store_consumption_bps", "link" => id.clone()).set(h.consumption_bps);
             for (level, name) in [
-                (crate::kms::monitor::FillAlarm::Low, "low"),
-                (crate::kms::monitor::FillAlarm::High, "high"),
+                (crate::kms::health::FillAlarm::Low, "low"),
+                (crate::kms::health::FillAlarm::High, "high"),
             ] {
                 let on = h.alarms.contains(&level);
                 gauge!("qkdn_key_store_alarm", "link" => id.clone(), "level" => name)

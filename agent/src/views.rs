@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use crate::kms::KeyLedger;
-use crate::kms::monitor::HealthView;
+use crate::kms::health::HealthView;
 use crate::kms::relay::Relay;
 use crate::kms::store::KeyStores;
 use crate::node::live::LiveView;

@@ -8,7 +8,7 @@ use qkdn_kit::config::ConfigError;
 
 use crate::Controller;
 use crate::config::{self, ControllerConfig, Overrides};
-use crate::service::ServiceError;
+use crate::controller::ServiceError;
 
 /// The `qkdn-controller` binary.
 pub struct ControllerBinary;

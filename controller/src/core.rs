@@ -28,8 +28,8 @@ use crate::config::ControllerConfig;
 use crate::error::ApiError;
 use crate::inventory::NodeReport;
 use crate::provision::Outcome;
+use crate::records::{Op, Store, Table};
 use crate::session::{SessionEvent, SessionId};
-use crate::store::{Op, Store, Table};
 use crate::topology::Network;
 
 use qkdn_proto::node_api::KmsFigures;
@@ -82,7 +82,7 @@ pub struct View {
     pub events: Vec<Event>,
     /// Whether the durable state has been loaded and the sessions started.
     pub ready: bool,
-    /// The KMS figures of each node that gives them ([`crate::monitor`]).
+    /// The KMS figures of each node that gives them ([`crate::kms_figures`]).
     pub kms: BTreeMap<Uuid, Arc<KmsFigures>>,
     /// Key stock of each physical link whose stores are known, bits (the smaller end).
     pub stock: HashMap<Uuid, u64>,
@@ -251,7 +251,7 @@ pub struct Core {
 pub enum StartError {
     /// The durable state.
     #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
+    Store(#[from] crate::records::StoreError),
     /// TLS files for agents.
     #[error("agents.tls: {0}")]
     Tls(#[from] qkdn_kit::tls::TlsError),

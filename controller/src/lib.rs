@@ -2,7 +2,7 @@
 //! ([`session`], [`inventory`], [`topology`]), routes key relay over it ([`routing`]),
 //! registers applications and provisions their virtual links and `qkd_app` entries on the
 //! nodes ([`apps`], [`provision`]), moves them when links fail ([`core`]), keeps everything in
-//! redb ([`store`]) and serves a REST API ([`api`]) and the ETSI GS QKD 018 northbound over
+//! redb ([`records`]) and serves a REST API ([`api`]) and the ETSI GS QKD 018 northbound over
 //! RESTCONF ([`northbound`]).
 
 pub mod access;
@@ -10,17 +10,17 @@ pub mod api;
 pub mod apps;
 pub mod binary;
 pub mod config;
+pub mod controller;
 pub mod core;
 pub mod error;
 pub mod inventory;
+pub mod kms_figures;
 pub mod metrics;
-pub mod monitor;
 pub mod northbound;
 pub mod provision;
+pub mod records;
 pub mod routing;
-pub mod service;
 pub mod session;
-pub mod store;
 pub mod topology;
 
-pub use service::Controller;
+pub use controller::Controller;

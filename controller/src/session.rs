@@ -30,7 +30,7 @@ pub enum SessionEvent {
     Lost(String),
     /// A read failed (the agent may still come back before it is lost).
     ReadFailed(String),
-    /// The KMS figures of the agent (see [`crate::monitor`]).
+    /// The KMS figures of the agent (see [`crate::kms_figures`]).
     Kms(Box<qkdn_proto::node_api::KmsFigures>),
 }
 

@@ -42,7 +42,7 @@ pub struct ApiState {
 }
 
 /// A service with its status.
-fn described(service: &crate::services::Service, snapshot: &Snapshot) -> Json {
+fn described(service: &crate::end_to_end::Service, snapshot: &Snapshot) -> Json {
     let (status, reasons) = service.status(snapshot);
     let mut v = json!(service);
     v["status"] = json!(status);
@@ -168,7 +168,7 @@ async fn create_service(
             format!("not valid JSON (line {}, column {}): {e}", e.line(), e.column()),
         )
     })?;
-    let spec = crate::services::parse(&doc)?;
+    let spec = crate::end_to_end::parse(&doc)?;
     let (service, made) = s.book.create(spec).await?;
     let body = JsonBody(described(&service, &s.snapshot.borrow().clone()));
     let status = if made { StatusCode::CREATED } else { StatusCode::OK };

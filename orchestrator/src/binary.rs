@@ -8,7 +8,7 @@ use qkdn_kit::config::ConfigError;
 
 use crate::Orchestrator;
 use crate::config::{self, OrchestratorConfig, Overrides};
-use crate::service::ServiceError;
+use crate::orchestrator::ServiceError;
 
 /// The `qkdn-orchestrator` binary.
 pub struct OrchestratorBinary;

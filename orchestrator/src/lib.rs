@@ -3,20 +3,20 @@
 //! two domains share ([`merged`], [`state`]), and serves that network over REST ([`api`]) and
 //! over RESTCONF in the same 018 modules ([`northbound`]), with end-to-end candidate paths cut
 //! into per-domain segments ([`paths`]), and provisions end-to-end key services across domains,
-//! segment by segment through each domain's controller ([`services`]).
+//! segment by segment through each domain's controller ([`end_to_end`]).
 
 pub mod access;
 pub mod api;
 pub mod binary;
 pub mod config;
 pub mod domain;
+pub mod end_to_end;
 pub mod merged;
 pub mod metrics;
 pub mod northbound;
+pub mod orchestrator;
 pub mod paths;
-pub mod service;
 pub mod service_book;
-pub mod services;
 pub mod state;
 
-pub use service::Orchestrator;
+pub use orchestrator::Orchestrator;

@@ -6,7 +6,7 @@
 
 use metrics::{describe_gauge, gauge};
 
-use crate::services::Service;
+use crate::end_to_end::Service;
 use crate::state::Snapshot;
 
 /// The text of one scrape.

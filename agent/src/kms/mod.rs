@@ -11,15 +11,15 @@
 //! [`ownership`], the split of a link's key stream between its ends (invariant 5);
 //! [`etsi014`], delivery to applications.
 //!
-//! [`monitor`] watches the stores' fill and rates and raises the 015 threshold alarms.
+//! [`health`] watches the stores' fill and rates and raises the 015 threshold alarms.
 
 pub mod crypt;
 pub mod etsi014;
+pub mod health;
 mod hooks;
-pub mod monitor;
 pub mod ownership;
 pub mod relay;
-pub mod service;
+pub mod startup;
 pub mod store;
 
 pub use hooks::*;

@@ -32,8 +32,8 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use super::catalog::Catalog;
+use super::durable::NodeStore;
 use super::rules::AGENT_ORIGIN;
-use super::store::NodeStore;
 use crate::device::{DeviceEvent, LinkSpec, Measurement, QkdDevice};
 use crate::kms::{AppUsage, Application, KeySink};
 use crate::notify::{self, Severity, Subject, clamp32};

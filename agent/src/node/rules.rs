@@ -28,7 +28,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::catalog::Catalog;
-use super::store::NodeStore;
+use super::durable::NodeStore;
 
 /// Origin of the agent's own edits.
 pub const AGENT_ORIGIN: &str = "agent";

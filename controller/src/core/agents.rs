@@ -11,8 +11,8 @@ use uuid::Uuid;
 
 use super::{Core, Registration, Session};
 use crate::error::ApiError;
+use crate::records::{Op, Table};
 use crate::session::{self, SessionEvent, SessionId, Target};
-use crate::store::{Op, Table};
 
 impl Core {
     pub(super) fn start_session(
@@ -38,7 +38,7 @@ impl Core {
         let task = tokio::spawn(session::run(id, target, self.session_events.clone()));
         let monitor = registered.as_ref().and_then(|r| r.management_url.clone()).map(|m| {
             let (http, period) = (self.http.clone(), self.config.agents.kms_poll_interval);
-            tokio::spawn(crate::monitor::run(id, http, m, period, self.session_events.clone()))
+            tokio::spawn(crate::kms_figures::run(id, http, m, period, self.session_events.clone()))
         });
         self.sessions.insert(
             id,

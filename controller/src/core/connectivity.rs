@@ -10,8 +10,8 @@ use uuid::Uuid;
 use super::{Core, Pending};
 use crate::apps::{AppSpec, AppState, Application, Candidate, Leg, virtual_link_id};
 use crate::error::ApiError;
+use crate::records::{Op, Table};
 use crate::routing::{self, Demand};
-use crate::store::{Op, Table};
 
 impl Core {
     /// Registers `spec` with no path (idempotent for the same content).

@@ -14,8 +14,8 @@ use crate::apps::{
 };
 use crate::error::ApiError;
 use crate::provision::{self, Job, Outcome, WriteFailure};
+use crate::records::{Op, Table};
 use crate::routing::{self, Demand};
-use crate::store::{Op, Table};
 
 fn now() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()

@@ -9,8 +9,8 @@ use uuid::Uuid;
 
 use super::{Core, Pending};
 use crate::apps::{AppState, Application, Leg, virtual_link_id};
+use crate::records::{Op, Table};
 use crate::routing::{self, Demand, Placed};
-use crate::store::{Op, Table};
 use crate::topology::Source;
 
 impl Core {

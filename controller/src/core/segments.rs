@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::{Core, Pending};
 use crate::apps::{AppSpec, AppState, Application, Leg, Segment};
 use crate::error::ApiError;
-use crate::store::{Op, Table};
+use crate::records::{Op, Table};
 
 impl Core {
     /// Provisions segment `nodes` of service link `link` for `spec`.

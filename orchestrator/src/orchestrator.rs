@@ -109,12 +109,13 @@ impl Orchestrator {
         let scheme = if tls.is_some() { "https" } else { "http" };
         let northbound =
             crate::northbound::start(snapshot.clone(), format!("{scheme}://{api_addr}")).await?;
-        let store = qkdn_controller::store::Store::open_file(&config.data_dir, "orchestrator.redb")
-            .map_err(|e| ServiceError::Store(e.to_string()))?;
+        let store =
+            qkdn_controller::records::Store::open_file(&config.data_dir, "orchestrator.redb")
+                .map_err(|e| ServiceError::Store(e.to_string()))?;
         let mut services = std::collections::BTreeMap::new();
         let mut unanswered = Vec::new();
         for (key, service) in store
-            .load::<crate::services::Service>(qkdn_controller::store::Table::Services)
+            .load::<crate::end_to_end::Service>(qkdn_controller::records::Table::Services)
             .map_err(|e| ServiceError::Store(e.to_string()))?
         {
             if service.provisioned {
@@ -130,8 +131,8 @@ impl Orchestrator {
             tasks.push(tokio::spawn(async move {
                 for (key, service) in unanswered {
                     tracing::info!(service = %key, "rolling back a service that was never answered");
-                    crate::services::remove(&service.parts.iter().collect::<Vec<_>>(), &domains).await;
-                    let _ = store.write(vec![qkdn_controller::store::Op::Delete(qkdn_controller::store::Table::Services, key)]).await;
+                    crate::end_to_end::remove(&service.parts.iter().collect::<Vec<_>>(), &domains).await;
+                    let _ = store.write(vec![qkdn_controller::records::Op::Delete(qkdn_controller::records::Table::Services, key)]).await;
                 }
             }));
         }
