@@ -5,36 +5,21 @@
 //! the authorization policy. [`ManagementState`] ([`crate::views`]) is what both read.
 
 use axum::Router;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use qkdn_kit::management::Observed;
 
 pub use crate::views::{KmsView, ManagementState};
 
 /// The router of the management endpoints.
 pub fn router(state: ManagementState) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .fallback(|| async {
-            (
-                StatusCode::NOT_FOUND,
-                "no such management resource (here: /healthz, /readyz, /metrics; the rest is on the authenticated API)\n",
-            )
-        })
-        .with_state(state)
+    qkdn_kit::management::router(state)
 }
 
-async fn readyz(State(state): State<ManagementState>) -> Response {
-    if *state.ready.borrow() {
-        "ready\n".into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response()
+impl Observed for ManagementState {
+    fn not_ready(&self) -> Option<String> {
+        (!*self.ready.borrow()).then(|| "starting".to_owned())
     }
-}
 
-async fn metrics(State(state): State<ManagementState>) -> Response {
-    qkdn_kit::metrics::response(crate::metrics::render(&state))
+    fn metrics(&self) -> String {
+        crate::metrics::render(self)
+    }
 }

@@ -6,8 +6,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::http::StatusCode;
-use axum::routing::get;
 use qkdn_kit::server::{Edge, ServeOptions, serve};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -108,35 +106,34 @@ impl Controller {
         Ok(Controller { core, api_addr, management_addr, stop, servers })
     }
 
-    /// Stops serving (requests in flight finish within the grace period).
+    /// Stops serving (requests in flight finish within the grace period), then the core and
+    /// its agent sessions.
     pub async fn shutdown(self) {
         self.stop.send_replace(true);
         for s in self.servers {
             let _ = s.await;
         }
+        self.core.stop().await;
     }
 }
 
 fn management_router(core: CoreHandle, denials: Arc<qkdn_kit::Denials>) -> Router {
-    let metrics_core = core.clone();
-    let metrics = get(move || {
-        let (core, denials) = (metrics_core.clone(), denials.clone());
-        async move { qkdn_kit::metrics::response(crate::metrics::render(&core.view(), &denials)) }
-    });
-    Router::new()
-        .route("/metrics", metrics)
-        .route("/healthz", get(|| async { (StatusCode::OK, "ok\n") }))
-        .route(
-            "/readyz",
-            get(move || {
-                let core = core.clone();
-                async move {
-                    if core.view().ready {
-                        (StatusCode::OK, "ready\n")
-                    } else {
-                        (StatusCode::SERVICE_UNAVAILABLE, "loading state\n")
-                    }
-                }
-            }),
-        )
+    qkdn_kit::management::router(Observed { core, denials })
+}
+
+/// What the management endpoints read of the controller.
+#[derive(Clone)]
+struct Observed {
+    core: CoreHandle,
+    denials: Arc<qkdn_kit::Denials>,
+}
+
+impl qkdn_kit::management::Observed for Observed {
+    fn not_ready(&self) -> Option<String> {
+        (!self.core.view().ready).then(|| "loading state".to_owned())
+    }
+
+    fn metrics(&self) -> String {
+        crate::metrics::render(&self.core.view(), &self.denials)
+    }
 }

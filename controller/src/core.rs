@@ -27,6 +27,8 @@ use crate::apps::{AppSpec, Application, Entry, Qos};
 use crate::config::ControllerConfig;
 use crate::error::ApiError;
 use crate::inventory::NodeReport;
+use qkdn_kit::task::OwnedTask;
+
 use crate::provision::Outcome;
 use crate::records::{Op, Store, Table};
 use crate::session::{SessionEvent, SessionId};
@@ -91,6 +93,8 @@ pub struct View {
 /// Requests to the core.
 #[derive(Debug)]
 pub enum Command {
+    /// Stop: end every session and the core (reply once they are stopped).
+    Stop(oneshot::Sender<Result<(), ApiError>>),
     /// An agent registers (reply: true when it was not registered before).
     RegisterAgent(Registration, oneshot::Sender<Result<bool, ApiError>>),
     /// Register an application (reply: the application, and true when it was created now).
@@ -157,6 +161,11 @@ impl CoreHandle {
         self.events.subscribe()
     }
 
+    /// Stops the core and its agent sessions; later requests are answered "stopping".
+    pub async fn stop(&self) {
+        let _ = self.ask(Command::Stop).await;
+    }
+
     /// Sends `make(reply)` and waits for the reply.
     pub async fn ask<T>(
         &self,
@@ -190,17 +199,10 @@ struct Session {
     reachable: bool,
     last_error: Option<String>,
     client: RestconfClient,
-    task: tokio::task::JoinHandle<()>,
-    monitor: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl Session {
-    fn stop(&self) {
-        self.task.abort();
-        if let Some(m) = &self.monitor {
-            m.abort();
-        }
-    }
+    /// Following the agent (stops when the session is dropped).
+    _task: OwnedTask,
+    /// Polling its KMS figures.
+    _monitor: Option<OwnedTask>,
 }
 
 /// An entry written (or about to be written) on a node, and the application it is for.
@@ -373,6 +375,11 @@ impl Core {
         loop {
             tokio::select! {
                 c = commands.recv() => match c {
+                    Some(Command::Stop(reply)) => {
+                        self.stop_sessions();
+                        let _ = reply.send(Ok(()));
+                        return;
+                    }
                     Some(c) => self.command(c).await,
                     None => break,
                 },
@@ -411,13 +418,20 @@ impl Core {
                 self.publish();
             }
         }
-        for s in self.sessions.values() {
-            s.stop();
-        }
+        self.stop_sessions();
+    }
+
+    /// Ends every session (their tasks stop with them).
+    fn stop_sessions(&mut self) {
+        self.sessions.clear();
     }
 
     async fn command(&mut self, c: Command) {
         match c {
+            Command::Stop(reply) => {
+                // Handled by the run loop; here only if a caller sent it some other way.
+                let _ = reply.send(Ok(()));
+            }
             Command::RegisterAgent(r, reply) => {
                 let result = self.register_agent(r).await;
                 let _ = reply.send(result);

@@ -15,7 +15,8 @@
 //! * [`config`]: the one configuration loader (TOML < environment < flags; a problem names
 //!   the key, the file and the line);
 //! * [`binary`]: the `main` of every service binary, with [`process`] (logging, stop signals,
-//!   the run loop) and [`metrics`] (the Prometheus exposition of `/metrics`).
+//!   the run loop), [`management`] (`/healthz`, `/readyz`, `/metrics`) with [`metrics`] (the
+//!   Prometheus exposition), and [`task`] (tasks that stop with their owner).
 //!
 //! A request flows: TCP accept ([`server`], within the connection cap) -> TLS handshake (the
 //! client certificate must chain to the CA) -> its typed identity parsed once per connection
@@ -28,11 +29,13 @@ pub mod binary;
 pub mod config;
 pub mod identity;
 pub mod listener;
+pub mod management;
 pub mod metrics;
 pub mod pki;
 pub mod policy;
 pub mod process;
 pub mod server;
+pub mod task;
 pub mod tls;
 
 pub use authz::{Authorized, Caller, Denials, ErrorFormat, Gate, Refused};

@@ -6,10 +6,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
-use axum::http::StatusCode;
-use axum::routing::get;
 use qkdn_kit::server::{Edge, ServeOptions, serve};
+use qkdn_kit::task::OwnedTask;
 use qkdn_yang::restconf::RestconfClient;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
@@ -49,7 +47,8 @@ pub struct Orchestrator {
     /// Where the management endpoints listen.
     pub management_addr: SocketAddr,
     stop: watch::Sender<bool>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Following the domains, merging, the services' owner (they stop when dropped).
+    tasks: Vec<OwnedTask>,
     servers: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -93,7 +92,7 @@ impl Orchestrator {
             );
             controllers.insert(d.name.clone(), requests.clone());
             let streaming = RestconfClient::with_client(client(d.tls.as_ref(), None)?, &d.url);
-            tasks.push(tokio::spawn(crate::domain::run(
+            tasks.push(OwnedTask::spawn(crate::domain::run(
                 i,
                 requests,
                 streaming,
@@ -105,7 +104,7 @@ impl Orchestrator {
         drop(events);
         let initial = Snapshot { complete: config.domains.is_empty(), ..Snapshot::default() };
         let (snapshots, snapshot) = watch::channel(Arc::new(initial));
-        tasks.push(tokio::spawn(state::run(config.clone(), incoming, snapshots)));
+        tasks.push(OwnedTask::spawn(state::run(config.clone(), incoming, snapshots)));
         let scheme = if tls.is_some() { "https" } else { "http" };
         let northbound =
             crate::northbound::start(snapshot.clone(), format!("{scheme}://{api_addr}")).await?;
@@ -128,7 +127,7 @@ impl Orchestrator {
         // Services whose creation was never answered are removed from their domains.
         if !unanswered.is_empty() {
             let (store, domains) = (store.clone(), domains.clone());
-            tasks.push(tokio::spawn(async move {
+            tasks.push(OwnedTask::spawn(async move {
                 for (key, service) in unanswered {
                     tracing::info!(service = %key, "rolling back a service that was never answered");
                     crate::end_to_end::remove(&service.parts.iter().collect::<Vec<_>>(), &domains).await;
@@ -138,7 +137,7 @@ impl Orchestrator {
         }
         let parts = crate::service_book::BookParts { snapshot: snapshot.clone(), domains, store };
         let (book, owner) = crate::service_book::ServiceBook::start(services, parts);
-        tasks.push(owner);
+        tasks.push(owner.into());
         let state = crate::api::ApiState { snapshot: snapshot.clone(), book };
         let metrics_state = state.clone();
         let denials = Arc::new(qkdn_kit::Denials::default());
@@ -147,35 +146,8 @@ impl Orchestrator {
         }
         let gate = crate::access::gate(&config, denials.clone());
         let api_router = gate.protect(crate::api::router(state, northbound));
-        let ready = snapshot.clone();
-        let metrics = get(move || {
-            let (state, denials) = (metrics_state.clone(), denials.clone());
-            async move {
-                let snapshot = state.snapshot.borrow().clone();
-                let services = state.book.services();
-                qkdn_kit::metrics::response(crate::metrics::render(
-                    &snapshot,
-                    services.values(),
-                    &denials,
-                ))
-            }
-        });
-        let management_router = Router::new()
-            .route("/metrics", metrics)
-            .route("/healthz", get(|| async { (StatusCode::OK, "ok\n") }))
-            .route(
-                "/readyz",
-                get(move || {
-                    let ready = ready.borrow().complete;
-                    async move {
-                        if ready {
-                            (StatusCode::OK, "ready\n")
-                        } else {
-                            (StatusCode::SERVICE_UNAVAILABLE, "not every domain heard from yet\n")
-                        }
-                    }
-                }),
-            );
+        let management_router =
+            qkdn_kit::management::router(Observed { state: metrics_state, denials });
         let (stop, stopped) = watch::channel(false);
         let mut servers = Vec::new();
         let api_options = ServeOptions { tls, edge: Edge::api(), format_of: crate::access::format };
@@ -204,8 +176,26 @@ impl Orchestrator {
         for s in self.servers {
             let _ = s.await;
         }
-        for t in self.tasks {
-            t.abort();
-        }
+        drop(self.tasks);
+    }
+}
+
+/// What the management endpoints read of the orchestrator.
+#[derive(Clone)]
+struct Observed {
+    state: crate::api::ApiState,
+    denials: Arc<qkdn_kit::Denials>,
+}
+
+impl qkdn_kit::management::Observed for Observed {
+    fn not_ready(&self) -> Option<String> {
+        let complete = self.state.snapshot.borrow().complete;
+        (!complete).then(|| "not every domain heard from yet".to_owned())
+    }
+
+    fn metrics(&self) -> String {
+        let snapshot = self.state.snapshot.borrow().clone();
+        let services = self.state.book.services();
+        crate::metrics::render(&snapshot, services.values(), &self.denials)
     }
 }

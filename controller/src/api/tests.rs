@@ -94,3 +94,29 @@ fn the_qos_schema_describes_exactly_the_qos_fields() {
         schema["properties"].as_object().unwrap().keys().map(String::as_str).collect();
     assert_eq!(fields, described);
 }
+
+/// The core has a stop path: once stopped, it changes nothing and says it is stopping.
+#[tokio::test]
+async fn a_stopped_core_refuses_requests_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config: crate::config::ControllerConfig = toml_edit::de::from_str("").unwrap();
+    config.data_dir = dir.path().to_path_buf();
+    let core = crate::core::start(Arc::new(config)).unwrap();
+    let mut view = core.watch();
+    core.stop().await;
+    let registration: crate::core::Registration = serde_json::from_value(serde_json::json!({
+        "node_id": "00000000-0000-4000-8000-000000000001",
+        "restconf_url": "https://127.0.0.1:1/restconf",
+    }))
+    .unwrap();
+    let refused = core.ask(|reply| crate::core::Command::RegisterAgent(registration, reply)).await;
+    assert!(
+        matches!(&refused, Err(crate::error::ApiError::Unavailable(m)) if m.contains("stopping")),
+        "{refused:?}"
+    );
+    assert!(core.view().agents.is_empty());
+    // The core task is gone: its view no longer changes.
+    view.borrow_and_update();
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(5), view.changed()).await;
+    assert!(matches!(ended, Ok(Err(_))), "the core still runs");
+}

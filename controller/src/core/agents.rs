@@ -9,6 +9,8 @@ use qkdn_yang::restconf::client::RestconfClient;
 use serde_json::{Value as Json, json};
 use uuid::Uuid;
 
+use qkdn_kit::task::OwnedTask;
+
 use super::{Core, Registration, Session};
 use crate::error::ApiError;
 use crate::records::{Op, Table};
@@ -35,10 +37,11 @@ impl Core {
             loss_timeout: self.config.agents.loss_timeout,
         };
         let node = registered.as_ref().map(|r| r.node_id).or(expected_node);
-        let task = tokio::spawn(session::run(id, target, self.session_events.clone()));
+        let task = OwnedTask::spawn(session::run(id, target, self.session_events.clone()));
         let monitor = registered.as_ref().and_then(|r| r.management_url.clone()).map(|m| {
             let (http, period) = (self.http.clone(), self.config.agents.kms_poll_interval);
-            tokio::spawn(crate::kms_figures::run(id, http, m, period, self.session_events.clone()))
+            let events = self.session_events.clone();
+            OwnedTask::spawn(crate::kms_figures::run(id, http, m, period, events))
         });
         self.sessions.insert(
             id,
@@ -50,8 +53,8 @@ impl Core {
                 reachable: false,
                 last_error: None,
                 client,
-                task,
-                monitor,
+                _task: task,
+                _monitor: monitor,
             },
         );
         self.dirty = true;
@@ -75,10 +78,9 @@ impl Core {
             .await
             .map_err(|e| ApiError::Unavailable(e.to_string()))?;
         let created = existing.is_none();
-        if let Some((id, _)) = existing
-            && let Some(old) = self.sessions.remove(&id)
-        {
-            old.stop();
+        if let Some((id, _)) = existing {
+            // Its tasks stop with it.
+            self.sessions.remove(&id);
         }
         tracing::info!(node = %r.node_id, url = %r.restconf_url, "agent registered");
         self.raise(
