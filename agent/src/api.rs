@@ -12,7 +12,7 @@
 
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json as JsonBody, Response};
 use axum::routing::get;
 use qkdn_proto::node_api::{ApplicationsReply, RelaysReply, StoreFigures, StoresReply};
@@ -23,9 +23,7 @@ use crate::views::{KmsView, ManagementState};
 
 /// An RFC 9457 problem.
 fn problem(status: StatusCode, detail: String) -> Response {
-    let body = json!({"type": "about:blank", "title": status.canonical_reason().unwrap_or("Error"),
-        "status": status.as_u16(), "detail": detail});
-    (status, [(header::CONTENT_TYPE, "application/problem+json")], body.to_string()).into_response()
+    qkdn_kit::problem::response(status, detail)
 }
 
 /// The routes of the API, to be nested at `/api` in the RESTCONF listener's router.

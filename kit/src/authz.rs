@@ -220,11 +220,7 @@ impl IntoResponse for Refused {
                     Refusal::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
                     Refusal::Timeout => StatusCode::REQUEST_TIMEOUT,
                 };
-                let body = json!({"type": "about:blank",
-                    "title": status.canonical_reason().unwrap_or("Error"),
-                    "status": status.as_u16(), "detail": message});
-                let mut response =
-                    json_response(status, "application/problem+json", body.to_string());
+                let mut response = crate::problem::response(status, message);
                 if self.refusal == Refusal::Unauthenticated {
                     response.headers_mut().insert(
                         header::WWW_AUTHENTICATE,

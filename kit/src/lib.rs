@@ -16,7 +16,8 @@
 //!   the key, the file and the line);
 //! * [`binary`]: the `main` of every service binary, with [`process`] (logging, stop signals,
 //!   the run loop), [`management`] (`/healthz`, `/readyz`, `/metrics`) with [`metrics`] (the
-//!   Prometheus exposition), and [`task`] (tasks that stop with their owner).
+//!   Prometheus exposition), [`problem`] (RFC 9457 errors and JSON bodies), and [`task`]
+//!   (tasks that stop with their owner).
 //!
 //! A request flows: TCP accept ([`server`], within the connection cap) -> TLS handshake (the
 //! client certificate must chain to the CA) -> its typed identity parsed once per connection
@@ -33,6 +34,7 @@ pub mod management;
 pub mod metrics;
 pub mod pki;
 pub mod policy;
+pub mod problem;
 pub mod process;
 pub mod server;
 pub mod task;

@@ -162,12 +162,7 @@ async fn create_service(
     State(s): State<Shared>,
     body: axum::body::Bytes,
 ) -> Result<axum::response::Response, ApiError> {
-    let doc: Json = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::field(
-            "",
-            format!("not valid JSON (line {}, column {}): {e}", e.line(), e.column()),
-        )
-    })?;
+    let doc: Json = qkdn_kit::problem::json_body(&body)?;
     let spec = crate::end_to_end::parse(&doc)?;
     let (service, made) = s.book.create(spec).await?;
     let body = JsonBody(described(&service, &s.snapshot.borrow().clone()));

@@ -73,10 +73,8 @@ async fn not_found(request: Request) -> ApiError {
 }
 
 async fn not_allowed(request: Request) -> Response {
-    let status = StatusCode::METHOD_NOT_ALLOWED;
-    let body = serde_json::json!({"type": "about:blank", "title": "Method Not Allowed", "status": 405,
-        "detail": format!("{} is not allowed on {}", request.method(), request.uri().path())});
-    (status, [(header::CONTENT_TYPE, "application/problem+json")], body.to_string()).into_response()
+    let detail = format!("{} is not allowed on {}", request.method(), request.uri().path());
+    qkdn_kit::problem::response(StatusCode::METHOD_NOT_ALLOWED, detail)
 }
 
 /// What the gate allowed the request as (present on every request that reached a handler).
@@ -91,12 +89,7 @@ pub(crate) fn refused(auth: &qkdn_kit::Authorized, what: &str, detail: &str) -> 
 
 /// A JSON body, or a problem naming what is wrong with it.
 fn json_body(body: &Bytes) -> Result<Json, ApiError> {
-    serde_json::from_slice(body).map_err(|e| {
-        ApiError::field(
-            "",
-            format!("not valid JSON (line {}, column {}): {e}", e.line(), e.column()),
-        )
-    })
+    qkdn_kit::problem::json_body(body)
 }
 
 /// A UUID path segment.

@@ -5,20 +5,13 @@
 
 use std::collections::BTreeSet;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value as Json;
 use uuid::Uuid;
 
 use super::{AppSpec, Endpoint, Qos};
 
-/// A field at fault.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct FieldError {
-    /// JSON pointer to the field (`/qos/rate_bps`).
-    pub pointer: String,
-    /// What is wrong with it.
-    pub detail: String,
-}
+pub use qkdn_kit::problem::FieldError;
 
 fn fault(pointer: &str, detail: impl Into<String>) -> FieldError {
     FieldError { pointer: pointer.to_owned(), detail: detail.into() }
