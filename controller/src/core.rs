@@ -284,7 +284,7 @@ fn http_clients(
 
 /// Loads the durable state, starts the sessions and the core task.
 pub fn start(config: Arc<ControllerConfig>) -> Result<CoreHandle, StartError> {
-    let store = Store::open(&config.data_dir)?;
+    let store = crate::records::open(&config.data_dir)?;
     let (http, streaming_http) = http_clients(&config)?;
     let (commands, command_rx) = mpsc::channel(1024);
     let (session_events, session_rx) = mpsc::channel(4096);

@@ -36,6 +36,7 @@ pub mod pki;
 pub mod policy;
 pub mod problem;
 pub mod process;
+pub mod records;
 pub mod server;
 pub mod task;
 pub mod tls;

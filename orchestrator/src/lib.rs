@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod northbound;
 pub mod orchestrator;
 pub mod paths;
+pub mod records;
 pub mod service_book;
 pub mod state;
 

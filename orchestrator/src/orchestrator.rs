@@ -108,13 +108,12 @@ impl Orchestrator {
         let scheme = if tls.is_some() { "https" } else { "http" };
         let northbound =
             crate::northbound::start(snapshot.clone(), format!("{scheme}://{api_addr}")).await?;
-        let store =
-            qkdn_controller::records::Store::open_file(&config.data_dir, "orchestrator.redb")
-                .map_err(|e| ServiceError::Store(e.to_string()))?;
+        let store = crate::records::open(&config.data_dir)
+            .map_err(|e| ServiceError::Store(e.to_string()))?;
         let mut services = std::collections::BTreeMap::new();
         let mut unanswered = Vec::new();
         for (key, service) in store
-            .load::<crate::end_to_end::Service>(qkdn_controller::records::Table::Services)
+            .load::<crate::end_to_end::Service>(crate::records::Table::Services)
             .map_err(|e| ServiceError::Store(e.to_string()))?
         {
             if service.provisioned {
@@ -131,7 +130,7 @@ impl Orchestrator {
                 for (key, service) in unanswered {
                     tracing::info!(service = %key, "rolling back a service that was never answered");
                     crate::end_to_end::remove(&service.parts.iter().collect::<Vec<_>>(), &domains).await;
-                    let _ = store.write(vec![qkdn_controller::records::Op::Delete(qkdn_controller::records::Table::Services, key)]).await;
+                    let _ = store.write(vec![crate::records::Op::Delete(crate::records::Table::Services, key)]).await;
                 }
             }));
         }

@@ -11,13 +11,13 @@ use std::sync::Arc;
 
 use qkdn_controller::apps::AppSpec;
 use qkdn_controller::error::ApiError;
-use qkdn_controller::records::{Op, Store, Table};
 use qkdn_yang::restconf::RestconfClient;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
 use crate::end_to_end::{self as services, Service};
+use crate::records::{Op, Store, Table};
 use crate::state::Snapshot;
 
 /// The services by id, as last published.
