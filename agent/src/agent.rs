@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use qkdn_kit::ErrorFormat;
-use qkdn_kit::server::{Edge, ServeOptions, serve};
+use qkdn_kit::Servers;
+use qkdn_kit::server::{Edge, ServeOptions};
 use qkdn_kit::tls;
 use qkdn_kit::tls::Protocols;
 use qkdn_yang::datastore::{ContentFilter, Datastore, Edit, EditOp};
@@ -107,7 +108,7 @@ pub struct AgentHandle {
     applications: watch::Receiver<Arc<Vec<Application>>>,
     ledger: Option<Arc<KeyLedger>>,
     live_stop: watch::Sender<bool>,
-    servers_stop: watch::Sender<bool>,
+    servers: Servers,
     live: JoinHandle<()>,
     others: Vec<JoinHandle<()>>,
     kms_tasks: Vec<JoinHandle<()>>,
@@ -165,17 +166,9 @@ impl AgentHandle {
         kms_tasks.for_each(|t| t.abort());
         // Leave event streams a moment to carry the last notifications.
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let _ = self.servers_stop.send(true);
+        self.servers.stop().await;
         for task in self.others {
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
-        }
-    }
-}
-
-async fn stopped(mut stop: watch::Receiver<bool>) {
-    while !*stop.borrow() {
-        if stop.changed().await.is_err() {
-            return;
         }
     }
 }
@@ -237,7 +230,7 @@ impl Agent {
         store.save_running(&running(&ds))?;
 
         let (live_stop, live_stop_rx) = watch::channel(false);
-        let (servers_stop, servers_stop_rx) = watch::channel(false);
+        let mut servers = Servers::new();
         let mut others = Vec::new();
 
         let listener = bind(config.restconf.listen).await?;
@@ -305,12 +298,7 @@ impl Agent {
                 };
                 let gate = access::etsi014_gate(kms.server.identity.clone(), denials.clone());
                 let router = gate.protect(kms::etsi014::router(kms.server.clone()));
-                let stop = servers_stop_rx.clone();
-                others.push(tokio::spawn(async move {
-                    if let Err(e) = serve(listener, router, options, stopped(stop)).await {
-                        tracing::error!(error = %e, "the ETSI 014 server stopped");
-                    }
-                }));
+                servers.spawn("etsi014", listener, router, options);
                 Some(local)
             }
             _ => None,
@@ -333,12 +321,7 @@ impl Agent {
                 let kms_peer = kms.as_ref().map(|k| k.peer.clone());
                 let gate = access::peer_gate(&config, denials.clone());
                 let router = gate.protect(PeerService::new(peers.hub.clone(), kms_peer).router());
-                let stop = servers_stop_rx.clone();
-                others.push(tokio::spawn(async move {
-                    if let Err(e) = serve(listener, router, options, stopped(stop)).await {
-                        tracing::error!(error = %e, "the peer server stopped");
-                    }
-                }));
+                servers.spawn("peer", listener, router, options);
                 Some(local)
             }
             None => None,
@@ -399,35 +382,21 @@ impl Agent {
             ready: ready_rx,
             denials,
         };
-        others.push(tokio::spawn({
-            let stop = servers_stop_rx.clone();
-            // The 015 model and the agent's API, behind the policy.
-            let router = restconf_gate
-                .protect(restconf_router.nest("/api", api::router(management_state.clone())));
-            let options = ServeOptions {
-                tls: restconf_tls,
-                edge: Edge { shutdown_grace: grace, ..Edge::api() },
-                format_of: access::restconf_format,
-            };
-            async move {
-                if let Err(e) = serve(listener, router, options, stopped(stop)).await {
-                    tracing::error!(error = %e, "the RESTCONF server stopped");
-                }
-            }
-        }));
+        // The 015 model and the agent's API, behind the policy.
+        let router = restconf_gate
+            .protect(restconf_router.nest("/api", api::router(management_state.clone())));
+        let options = ServeOptions {
+            tls: restconf_tls,
+            edge: Edge { shutdown_grace: grace, ..Edge::api() },
+            format_of: access::restconf_format,
+        };
+        servers.spawn("restconf", listener, router, options);
         let router = management::router(management_state);
-        others.push(tokio::spawn({
-            let stop = servers_stop_rx.clone();
-            let options = ServeOptions {
-                edge: Edge { shutdown_grace: grace, ..Edge::management() },
-                ..ServeOptions::default()
-            };
-            async move {
-                if let Err(e) = serve(management_listener, router, options, stopped(stop)).await {
-                    tracing::error!(error = %e, "the management server stopped");
-                }
-            }
-        }));
+        let options = ServeOptions {
+            edge: Edge { shutdown_grace: grace, ..Edge::management() },
+            ..ServeOptions::default()
+        };
+        servers.spawn("management", management_listener, router, options);
 
         let registration = Registration {
             node_id: config.node.id,
@@ -464,7 +433,7 @@ impl Agent {
             registration,
             config.controller.heartbeat,
             registration_tx,
-            servers_stop_rx,
+            servers.stopping(),
         )));
         ready_tx.send_replace(true);
         tracing::info!(node = %config.node.id, restconf = %restconf_addr, management = %management_addr, peer = ?peer_addr, "agent started");
@@ -476,7 +445,7 @@ impl Agent {
             applications,
             ledger,
             live_stop,
-            servers_stop,
+            servers,
             live,
             others,
             kms_tasks,

@@ -6,9 +6,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use qkdn_kit::server::{Edge, ServeOptions, serve};
+use qkdn_kit::Servers;
+use qkdn_kit::server::{Edge, ServeOptions};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 use crate::api::{self, ApiState};
 use crate::config::ControllerConfig;
@@ -44,8 +44,7 @@ pub struct Controller {
     pub api_addr: SocketAddr,
     /// Where the management endpoints listen.
     pub management_addr: SocketAddr,
-    stop: watch::Sender<bool>,
-    servers: Vec<tokio::task::JoinHandle<()>>,
+    servers: Servers,
 }
 
 async fn listen(addr: SocketAddr) -> Result<TcpListener, ServiceError> {
@@ -69,7 +68,6 @@ impl Controller {
         let management_addr = management_listener
             .local_addr()
             .map_err(|source| ServiceError::Listen { addr: config.management.listen, source })?;
-        let (stop, stopped) = watch::channel(false);
         let scheme = if tls.is_some() { "https" } else { "http" };
         let northbound = crate::northbound::start(core.clone(), format!("{scheme}://{api_addr}"))
             .await
@@ -84,35 +82,20 @@ impl Controller {
             crate::access::gate(&config, denials.clone()),
         );
         let management = management_router(core.clone(), denials);
-        let mut servers = Vec::new();
+        let mut servers = Servers::new();
         let api_options = ServeOptions { tls, edge: Edge::api(), format_of: crate::access::format };
+        servers.spawn("api", api_listener, api_router, api_options);
         let management_options =
             ServeOptions { edge: Edge::management(), ..ServeOptions::default() };
-        for (listener, router, options) in [
-            (api_listener, api_router, api_options),
-            (management_listener, management, management_options),
-        ] {
-            let mut stopped = stopped.clone();
-            servers.push(tokio::spawn(async move {
-                let shutdown = async move {
-                    let _ = stopped.wait_for(|s| *s).await;
-                };
-                if let Err(e) = serve(listener, router, options, shutdown).await {
-                    tracing::error!(error = %e, "server stopped");
-                }
-            }));
-        }
+        servers.spawn("management", management_listener, management, management_options);
         tracing::info!(api = %api_addr, management = %management_addr, "controller started");
-        Ok(Controller { core, api_addr, management_addr, stop, servers })
+        Ok(Controller { core, api_addr, management_addr, servers })
     }
 
     /// Stops serving (requests in flight finish within the grace period), then the core and
     /// its agent sessions.
     pub async fn shutdown(self) {
-        self.stop.send_replace(true);
-        for s in self.servers {
-            let _ = s.await;
-        }
+        self.servers.stop().await;
         self.core.stop().await;
     }
 }

@@ -38,6 +38,7 @@ pub mod problem;
 pub mod process;
 pub mod records;
 pub mod server;
+pub mod servers;
 pub mod task;
 pub mod tls;
 
@@ -45,3 +46,4 @@ pub use authz::{Authorized, Caller, Denials, ErrorFormat, Gate, Refused};
 pub use identity::{Identity, Kind, Role};
 pub use policy::{Interface, Operation};
 pub use server::{Edge, ServeOptions, serve};
+pub use servers::Servers;

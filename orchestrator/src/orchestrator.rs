@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use qkdn_kit::server::{Edge, ServeOptions, serve};
+use qkdn_kit::Servers;
+use qkdn_kit::server::{Edge, ServeOptions};
 use qkdn_kit::task::OwnedTask;
 use qkdn_yang::restconf::RestconfClient;
 use tokio::net::TcpListener;
@@ -46,10 +47,9 @@ pub struct Orchestrator {
     pub api_addr: SocketAddr,
     /// Where the management endpoints listen.
     pub management_addr: SocketAddr,
-    stop: watch::Sender<bool>,
     /// Following the domains, merging, the services' owner (they stop when dropped).
     tasks: Vec<OwnedTask>,
-    servers: Vec<tokio::task::JoinHandle<()>>,
+    servers: Servers,
 }
 
 fn client(
@@ -147,34 +147,19 @@ impl Orchestrator {
         let api_router = gate.protect(crate::api::router(state, northbound));
         let management_router =
             qkdn_kit::management::router(Observed { state: metrics_state, denials });
-        let (stop, stopped) = watch::channel(false);
-        let mut servers = Vec::new();
+        let mut servers = Servers::new();
         let api_options = ServeOptions { tls, edge: Edge::api(), format_of: crate::access::format };
+        servers.spawn("api", api, api_router, api_options);
         let management_options =
             ServeOptions { edge: Edge::management(), ..ServeOptions::default() };
-        for (listener, router, options) in
-            [(api, api_router, api_options), (management, management_router, management_options)]
-        {
-            let mut stopped = stopped.clone();
-            servers.push(tokio::spawn(async move {
-                let shutdown = async move {
-                    let _ = stopped.wait_for(|s| *s).await;
-                };
-                if let Err(e) = serve(listener, router, options, shutdown).await {
-                    tracing::error!(error = %e, "server stopped");
-                }
-            }));
-        }
+        servers.spawn("management", management, management_router, management_options);
         tracing::info!(api = %api_addr, management = %management_addr, domains = config.domains.len(), "orchestrator started");
-        Ok(Orchestrator { api_addr, management_addr, stop, tasks, servers })
+        Ok(Orchestrator { api_addr, management_addr, tasks, servers })
     }
 
     /// Stops serving and following the domains.
     pub async fn shutdown(self) {
-        self.stop.send_replace(true);
-        for s in self.servers {
-            let _ = s.await;
-        }
+        self.servers.stop().await;
         drop(self.tasks);
     }
 }
