@@ -1,7 +1,6 @@
 //! Shared parts of the agent process tests: starting agents with generated configurations,
 //! waiting for readiness, RESTCONF clients and a notification collector.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -16,23 +15,11 @@ pub(crate) const NODE_A: &str = "00000001-0000-0000-0000-000000000000";
 pub(crate) const NODE_B: &str = "00000002-0000-0000-0000-000000000000";
 pub(crate) const LINK_AB: &str = "a0b00000-0000-4000-8000-000000000001";
 
-/// A port free right now on loopback, below Linux's ephemeral range (32768 and up) so that no
-/// outgoing connection takes it before the agent binds it; each call gets a different one.
-pub(crate) fn free_port() -> u16 {
-    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    // Away from the ports the network tests (tests/) start from, in case both run at once.
-    let start = 2_000 + (std::process::id() % 500) * 18;
-    loop {
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let port = (start + n % 9_000) as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
+pub(crate) use qkdn_tests::process::{free_port, repo};
 
-pub(crate) fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+/// The agent binary of this build.
+pub(crate) fn agent_binary() -> PathBuf {
+    qkdn_tests::process::binary("qkdn-agent")
 }
 
 /// A running agent process.
@@ -94,7 +81,7 @@ pub(crate) fn launch(
         .append(true)
         .open(log_of(&data))
         .expect("agent log file");
-    let child = Command::new(env!("CARGO_BIN_EXE_qkdn-agent"))
+    let child = Command::new(agent_binary())
         .arg("--config")
         .arg(&config)
         .env("RUST_LOG", "debug,h2=info,hyper=info,tower=info,rustls=info")

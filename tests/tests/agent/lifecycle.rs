@@ -47,7 +47,7 @@ fn an_invalid_configuration_exits_with_the_key_value_and_expectation() {
     )
     .unwrap();
     let out =
-        Command::new(env!("CARGO_BIN_EXE_qkdn-agent")).arg("--config").arg(&file).output().unwrap();
+        Command::new(crate::harness::agent_binary()).arg("--config").arg(&file).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -57,14 +57,14 @@ fn an_invalid_configuration_exits_with_the_key_value_and_expectation() {
         )),
         "{err}"
     );
-    let check = Command::new(env!("CARGO_BIN_EXE_qkdn-agent"))
+    let check = Command::new(crate::harness::agent_binary())
         .arg("check-config")
         .arg(&file)
         .output()
         .unwrap();
     assert_eq!(check.status.code(), Some(1));
     // Environment variables override the file, with the variable named in errors.
-    let out = Command::new(env!("CARGO_BIN_EXE_qkdn-agent"))
+    let out = Command::new(crate::harness::agent_binary())
         .arg("--config")
         .arg(&file)
         .env("QKDN_NODE__ID", "not-a-uuid")
@@ -78,7 +78,7 @@ fn an_invalid_configuration_exits_with_the_key_value_and_expectation() {
     qkdn_kit::pki::write_new_secret(&workdir.path().join("qkdn-example/simulator-secret")).unwrap();
     for node in ["a", "b", "c"] {
         let example = repo().join(format!("deploy/agents/node-{node}.toml"));
-        let ok = Command::new(env!("CARGO_BIN_EXE_qkdn-agent"))
+        let ok = Command::new(crate::harness::agent_binary())
             .current_dir(workdir.path())
             .arg("check-config")
             .arg(&example)
