@@ -33,7 +33,9 @@ pub fn repo() -> PathBuf {
 }
 
 /// A binary of the workspace, built by the same `cargo test` run (next to the test
-/// executable's `deps/` folder; examples in `examples/`).
+/// executable's `deps/` folder; examples in `examples/`). `cargo test --workspace` builds a
+/// package's binaries for its own integration tests: each service crate keeps one
+/// (`tests/binary.rs`) so that its binary is there for these tests.
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let profile = exe.parent().unwrap().parent().unwrap();
