@@ -14,6 +14,7 @@ mod reroute;
 mod segments;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -375,12 +376,9 @@ impl Core {
         loop {
             tokio::select! {
                 c = commands.recv() => match c {
-                    Some(Command::Stop(reply)) => {
-                        self.stop_sessions();
-                        let _ = reply.send(Ok(()));
+                    Some(c) => if self.command(c).await.is_break() {
                         return;
-                    }
-                    Some(c) => self.command(c).await,
+                    },
                     None => break,
                 },
                 Some((id, e)) = session_rx.recv() => {
@@ -426,11 +424,13 @@ impl Core {
         self.sessions.clear();
     }
 
-    async fn command(&mut self, c: Command) {
+    /// Carries out `c`; `Break` once the core is to stop.
+    async fn command(&mut self, c: Command) -> ControlFlow<()> {
         match c {
             Command::Stop(reply) => {
-                // Handled by the run loop; here only if a caller sent it some other way.
+                self.stop_sessions();
                 let _ = reply.send(Ok(()));
+                return ControlFlow::Break(());
             }
             Command::RegisterAgent(r, reply) => {
                 let result = self.register_agent(r).await;
@@ -449,6 +449,7 @@ impl Core {
             }
             Command::JobDone(app, outcome) => self.job_done(app, outcome).await,
         }
+        ControlFlow::Continue(())
     }
 
     /// Records an alarm or event and sends it to subscribers.

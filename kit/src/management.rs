@@ -1,7 +1,9 @@
 //! The management endpoints every service serves on its plain-HTTP management listener, for
 //! supervisors and Prometheus: `/healthz` (the process answers), `/readyz` (it is ready to
 //! serve, else 503 with the reason) and `/metrics` (the Prometheus text format), and nothing
-//! else (a 404 that names them).
+//! else (a 404 that names them). They change nothing: any method but GET is refused (405).
+//! They authenticate nobody (the port is for supervisors and Prometheus, kept off the network
+//! by its listen address; see SECURITY.md), so they say nothing about keys.
 
 use axum::Router;
 use axum::http::StatusCode;
@@ -41,6 +43,9 @@ pub fn router(observed: impl Observed) -> Router {
                 "no such management resource (here: /healthz, /readyz, /metrics; the rest is on the authenticated API)\n",
             )
         })
+        .method_not_allowed_fallback(|| async {
+            (StatusCode::METHOD_NOT_ALLOWED, "the management endpoints are read-only (GET)\n")
+        })
 }
 
 fn readiness(not_ready: Option<String>) -> Response {
@@ -73,7 +78,15 @@ mod tests {
     }
 
     async fn get(router: &Router, path: &str) -> (StatusCode, String) {
-        let request = axum::http::Request::get(path).body(axum::body::Body::empty()).unwrap();
+        call(router, axum::http::Method::GET, path).await
+    }
+
+    async fn call(router: &Router, method: axum::http::Method, path: &str) -> (StatusCode, String) {
+        let request = axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .body(axum::body::Body::empty())
+            .unwrap();
         let response = router.clone().oneshot(request).await.unwrap();
         let status = response.status();
         let body = response.into_body().collect().await.unwrap().to_bytes();
@@ -95,5 +108,14 @@ mod tests {
         let (status, body) = get(&router, "/keys").await;
         assert_eq!(status, StatusCode::NOT_FOUND);
         assert!(body.contains("/healthz, /readyz, /metrics"), "{body}");
+        // Read-only: other methods are refused with a body, and nothing changes.
+        for path in ["/healthz", "/readyz", "/metrics"] {
+            for method in [axum::http::Method::POST, axum::http::Method::DELETE] {
+                let (status, body) = call(&router, method, path).await;
+                assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{path}");
+                assert!(body.contains("read-only"), "{body}");
+            }
+        }
+        assert_eq!(get(&router, "/readyz").await, (StatusCode::OK, "ready\n".into()));
     }
 }

@@ -5,33 +5,24 @@ use tokio::task::JoinHandle;
 
 /// A spawned task that is aborted when this handle is dropped.
 #[derive(Debug)]
-pub struct OwnedTask(Option<JoinHandle<()>>);
+pub struct OwnedTask(JoinHandle<()>);
 
 impl OwnedTask {
     /// Spawns `future` on the current runtime.
     pub fn spawn(future: impl Future<Output = ()> + Send + 'static) -> OwnedTask {
-        OwnedTask(Some(tokio::spawn(future)))
-    }
-
-    /// Waits for the task to end by itself.
-    pub async fn join(mut self) {
-        if let Some(handle) = self.0.take() {
-            let _ = handle.await;
-        }
+        OwnedTask(tokio::spawn(future))
     }
 }
 
 impl From<JoinHandle<()>> for OwnedTask {
     fn from(handle: JoinHandle<()>) -> OwnedTask {
-        OwnedTask(Some(handle))
+        OwnedTask(handle)
     }
 }
 
 impl Drop for OwnedTask {
     fn drop(&mut self) {
-        if let Some(handle) = &self.0 {
-            handle.abort();
-        }
+        self.0.abort();
     }
 }
 

@@ -125,7 +125,23 @@ fn unprefixed(value: &Json) -> Json {
 
 /// Reads an entry tolerantly: `T` from `entry` with its members' prefixes dropped.
 fn read_entry<T: DeserializeOwned>(entry: &Json) -> Option<T> {
-    T::deserialize(unprefixed(entry)).ok()
+    if has_prefixed_member(entry) {
+        T::deserialize(unprefixed(entry)).ok()
+    } else {
+        T::deserialize(entry).ok()
+    }
+}
+
+/// Whether a member name anywhere in `value` has a module prefix (most entries have none, and
+/// are read without a copy).
+fn has_prefixed_member(value: &Json) -> bool {
+    match value {
+        Json::Object(members) => {
+            members.iter().any(|(k, v)| k.contains(':') || has_prefixed_member(v))
+        }
+        Json::Array(items) => items.iter().any(has_prefixed_member),
+        _ => false,
+    }
 }
 
 /// `qkdl_local` or `qkdl_remote`.

@@ -112,5 +112,7 @@ fn third_party_entries_read_tolerantly() {
     let prefixed = json!({"etsi-qkd-sdn-node:app_id": id(8).to_string(),
         "etsi-qkd-sdn-node:app_qos": {"etsi-qkd-sdn-node:ttl": 5}});
     assert_eq!(QkdApp::read(&prefixed).unwrap().qos().ttl, Some(5));
+    let nested_only = json!({"app_id": id(8).to_string(), "app_qos": {"etsi-qkd-sdn-node:ttl": 7}});
+    assert_eq!(QkdApp::read(&nested_only).unwrap().qos().ttl, Some(7));
     assert!(QkdInterface::read(&json!({"qkdi_id": "x"})).is_none());
 }
