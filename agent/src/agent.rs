@@ -4,7 +4,8 @@
 //! restores what the controller wrote before a restart, and starts the RESTCONF server, the
 //! live node (devices, state, notifications), the management endpoints and registration with
 //! the controller. [`AgentHandle::shutdown`] stops them in order: the live node first (it
-//! announces the interfaces going out), then the servers.
+//! announces the interfaces going out), then the KMS feed, the servers and registration.
+//! Every task it started is an [`OwnedTask`]: dropping the handle instead stops them all.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -23,11 +24,11 @@ use qkdn_yang::restconf::{RestconfOptions, RestconfServer};
 
 use crate::peer::server::PeerService;
 use crate::peer::{PeerClients, PeerHub, PeerLinks};
+use qkdn_kit::task::OwnedTask;
 use qkdn_yang::{DataError, YangContext};
 use serde_json::{Value as Json, json};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::access;
@@ -109,9 +110,9 @@ pub struct AgentHandle {
     ledger: Option<Arc<KeyLedger>>,
     live_stop: watch::Sender<bool>,
     servers: Servers,
-    live: JoinHandle<()>,
-    others: Vec<JoinHandle<()>>,
-    kms_tasks: Vec<JoinHandle<()>>,
+    live: OwnedTask,
+    others: Vec<OwnedTask>,
+    kms_tasks: Vec<OwnedTask>,
 }
 
 impl std::fmt::Debug for AgentHandle {
@@ -157,18 +158,18 @@ impl AgentHandle {
     /// Stops the agent: the live node first, then the servers.
     pub async fn shutdown(self) {
         let _ = self.live_stop.send(true);
-        let _ = self.live.await;
+        self.live.finished().await;
         // The KMS key feed stores what the devices delivered before they stopped.
         let mut kms_tasks = self.kms_tasks.into_iter();
         if let Some(feed) = kms_tasks.next() {
-            let _ = tokio::time::timeout(Duration::from_secs(10), feed).await;
+            let _ = tokio::time::timeout(Duration::from_secs(10), feed.finished()).await;
         }
-        kms_tasks.for_each(|t| t.abort());
+        drop(kms_tasks);
         // Leave event streams a moment to carry the last notifications.
         tokio::time::sleep(Duration::from_millis(100)).await;
         self.servers.stop().await;
         for task in self.others {
-            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+            let _ = tokio::time::timeout(Duration::from_secs(5), task.finished()).await;
         }
     }
 }
@@ -343,7 +344,7 @@ impl Agent {
             (None, None) => Arc::new(NoUsage),
         };
         let (view_tx, view_rx) = watch::channel(Arc::new(LiveView::default()));
-        let live = tokio::spawn(live::run(
+        let live = OwnedTask::spawn(live::run(
             LiveSetup {
                 node: config.node.id,
                 ds: ds.clone(),
@@ -427,7 +428,7 @@ impl Agent {
             http = http.tls_backend_preconfigured(tls);
         }
         let http = http.build().map_err(|e| AgentError::Data(format!("HTTP client: {e}")))?;
-        others.push(tokio::spawn(register::run(
+        others.push(OwnedTask::spawn(register::run(
             config.controller.urls.clone(),
             http,
             registration,
@@ -436,7 +437,9 @@ impl Agent {
             servers.stopping(),
         )));
         ready_tx.send_replace(true);
-        tracing::info!(node = %config.node.id, restconf = %restconf_addr, management = %management_addr, peer = ?peer_addr, "agent started");
+        // Every address it listens on, read back by whoever started it with port 0.
+        let shown = |a: Option<SocketAddr>| a.map_or_else(|| "none".to_owned(), |a| a.to_string());
+        tracing::info!(node = %config.node.id, restconf = %restconf_addr, management = %management_addr, kms = %shown(kms_addr), peer = %shown(peer_addr), "agent started");
         Ok(AgentHandle {
             node: config.node.id,
             restconf_addr,

@@ -14,6 +14,14 @@ impl OwnedTask {
     }
 }
 
+impl OwnedTask {
+    /// Waits until the task ends by itself (an orderly stop); dropping this future (a timeout)
+    /// aborts the task.
+    pub async fn finished(mut self) {
+        let _ = (&mut self.0).await;
+    }
+}
+
 impl From<JoinHandle<()>> for OwnedTask {
     fn from(handle: JoinHandle<()>) -> OwnedTask {
         OwnedTask(handle)
@@ -40,5 +48,20 @@ mod tests {
         drop(task);
         // The sender is dropped with the aborted task: the channel closes.
         assert_eq!(rx.recv().await, None);
+    }
+
+    #[tokio::test]
+    async fn a_task_waited_for_runs_to_its_end_and_a_timeout_aborts_it() {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<u8>(1);
+        OwnedTask::spawn(async move { tx.send(7).await.unwrap() }).finished().await;
+        assert_eq!(rx.recv().await, Some(7));
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
+        let stuck = OwnedTask::spawn(async move {
+            let _tx = tx;
+            std::future::pending::<()>().await;
+        });
+        let waited = tokio::time::timeout(std::time::Duration::from_millis(10), stuck.finished());
+        assert!(waited.await.is_err());
+        assert_eq!(rx.recv().await, None, "the timed-out task was aborted");
     }
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde_json::Value as Json;
 
-use crate::process::{Process, binary, free_port, repo};
+use crate::process::{Process, binary, repo};
 
 /// The `qkd_end2end` fixture of node `n` (1 to 3), without the mock server's own settings.
 pub fn tfs_node(n: usize) -> Json {
@@ -25,19 +25,19 @@ pub fn start_tfs_servers(dir: &Path) -> (Vec<Process>, Vec<String>) {
     for n in 1..=3 {
         let file = dir.join(format!("qkd-node-0{n}.json"));
         std::fs::write(&file, tfs_node(n).to_string()).unwrap();
-        let port = free_port();
-        let server = Process::start(
+        let server = Process::start_service(
             &binary("restconf-serve"),
             &[
                 "--listen".into(),
-                format!("127.0.0.1:{port}"),
+                "127.0.0.1:0".into(),
                 "--perf-interval".into(),
                 "1".into(),
                 file.display().to_string(),
             ],
             &dir.join(format!("qkd{n}.log")),
+            "serving RESTCONF",
         );
-        server.wait_ready(&format!("http://127.0.0.1:{port}/.well-known/host-meta"));
+        let port = server.port("restconf");
         servers.push(server);
         urls.push(format!("http://127.0.0.1:{port}"));
     }

@@ -17,7 +17,9 @@ pub const MAIN_DOMAIN: &str = "main";
 /// The simulated devices' shared secret.
 const SECRET: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 
-/// A node of the test network.
+/// A node of the test network. The agent binds its RESTCONF, management and ETSI 014
+/// listeners where it likes at its first start (port 0) and says where; they are 0 until then,
+/// and kept across restarts. Only its peer port is picked in advance: its neighbours name it.
 pub struct NodePorts {
     /// `qkdn_id`.
     pub id: String,
@@ -31,14 +33,20 @@ pub struct NodePorts {
     pub peer: u16,
 }
 
-/// The controller's ports and files.
+/// The ports a controller said it bound.
+#[derive(Debug, Clone, Copy, Default)]
 pub struct ControllerPorts {
     /// REST API and RESTCONF (HTTPS).
     pub api: u16,
     /// Management (HTTP).
     pub management: u16,
-    /// Its configuration file.
-    pub config: PathBuf,
+}
+
+impl ControllerPorts {
+    /// The ports a running controller said it bound.
+    pub fn of(controller: &Process) -> ControllerPorts {
+        ControllerPorts { api: controller.port("api"), management: controller.port("management") }
+    }
 }
 
 /// The network.
@@ -53,7 +61,7 @@ pub struct TestNetwork {
     pub links: Vec<(String, String, u32, String, u32)>,
     /// Running agents by name.
     pub agents: BTreeMap<String, Process>,
-    /// The controller's ports.
+    /// The controller's ports (0 until it started).
     pub controller_ports: ControllerPorts,
     /// The running controller.
     pub controller: Option<Process>,
@@ -107,9 +115,9 @@ impl TestNetwork {
             .map(|(i, n)| {
                 let ports = NodePorts {
                     id: node_id(i + 1),
-                    restconf: free_port(),
-                    management: free_port(),
-                    kms: free_port(),
+                    restconf: 0,
+                    management: 0,
+                    kms: 0,
                     peer: free_port(),
                 };
                 ((*n).to_owned(), ports)
@@ -137,11 +145,6 @@ impl TestNetwork {
                 )
             })
             .collect();
-        let controller_ports = ControllerPorts {
-            api: free_port(),
-            management: free_port(),
-            config: dir.join("controller.toml"),
-        };
         let api = pki.admin_client("operator");
         let epoch = humantime::format_rfc3339_seconds(SystemTime::now() - Duration::from_secs(1))
             .to_string();
@@ -151,7 +154,7 @@ impl TestNetwork {
             nodes,
             links,
             agents: BTreeMap::new(),
-            controller_ports,
+            controller_ports: ControllerPorts::default(),
             controller: None,
             api,
             agent_controller: BTreeMap::new(),
@@ -195,7 +198,7 @@ impl TestNetwork {
             n.id,
             n.restconf,
             n.management,
-            self.agent_controller.get(name).copied().unwrap_or(self.controller_ports.api),
+            self.controller_port_of(name),
             self.agent_domains.get(name).cloned().unwrap_or_else(|| vec![MAIN_DOMAIN.to_owned()]),
             self.epoch,
             n.peer,
@@ -223,17 +226,30 @@ impl TestNetwork {
         text
     }
 
-    /// Starts (or restarts) the agent of node `name` and waits until it is ready.
+    /// The API port of the controller the agent of `name` registers with (which must have
+    /// started: it picks its port itself).
+    fn controller_port_of(&self, name: &str) -> u16 {
+        let port = self.agent_controller.get(name).copied().unwrap_or(self.controller_ports.api);
+        assert_ne!(port, 0, "start the controller of {name} before its agent");
+        port
+    }
+
+    /// Starts (or restarts) the agent of node `name` and waits until it is ready; a started
+    /// agent's ports are known from then on.
     pub fn start_agent(&mut self, name: &str) {
         let config = self.dir.join(format!("{name}.toml"));
         std::fs::write(&config, self.agent_config(name)).unwrap();
         let log = self.dir.join(format!("{name}.log"));
-        let process = Process::start(
+        let process = Process::start_service(
             &binary("qkdn-agent"),
             &["--config".into(), config.display().to_string()],
             &log,
+            "agent started",
         );
-        process.wait_ready(&format!("http://127.0.0.1:{}/readyz", self.nodes[name].management));
+        let ports = self.nodes.get_mut(name).expect("a node of the network");
+        ports.restconf = process.port("restconf");
+        ports.management = process.port("management");
+        ports.kms = process.port("kms");
         self.agents.insert(name.to_owned(), process);
     }
 
@@ -247,46 +263,33 @@ impl TestNetwork {
 
     /// Writes the controller's configuration (`extra`: more TOML) and starts it.
     pub fn start_controller(&mut self, extra: &str) {
-        let ports = ControllerPorts {
-            api: self.controller_ports.api,
-            management: self.controller_ports.management,
-            config: self.controller_ports.config.clone(),
-        };
-        self.controller = Some(self.launch_controller(MAIN_DOMAIN, &ports, extra));
+        let controller = self.launch_controller(MAIN_DOMAIN, extra);
+        self.controller_ports = ControllerPorts::of(&controller);
+        self.controller = Some(controller);
     }
 
-    /// Ports for another controller of this network (another domain sharing its CA).
-    pub fn other_controller_ports(&self, name: &str) -> ControllerPorts {
-        ControllerPorts {
-            api: free_port(),
-            management: free_port(),
-            config: self.dir.join(format!("{name}.toml")),
-        }
-    }
-
-    /// Starts the controller of domain `name` on `ports` (its data, log and certificate named
-    /// after it).
-    pub fn launch_controller(&self, name: &str, ports: &ControllerPorts, extra: &str) -> Process {
+    /// Starts the controller of domain `name` (its configuration, data, log and certificate
+    /// named after it; another domain sharing the network's CA), on ports it picks itself
+    /// ([`ControllerPorts::of`] reads them).
+    pub fn launch_controller(&self, name: &str, extra: &str) -> Process {
         let (cert, key) = self.pki.controller(name);
         let (ccert, ckey) = (cert.clone(), key.clone());
         let ca = self.pki.ca();
         let text = format!(
-            "data_dir = \"{}\"\n\n[api]\nlisten = \"127.0.0.1:{}\"\ntls = {}\n\n[management]\nlisten = \"127.0.0.1:{}\"\n\n\
+            "data_dir = \"{}\"\n\n[api]\nlisten = \"127.0.0.1:0\"\ntls = {}\n\n[management]\nlisten = \"127.0.0.1:0\"\n\n\
              [agents]\ntls = {}\nloss_timeout = \"3s\"\nresync_interval = \"5s\"\nrequest_timeout = \"3s\"\nkms_poll_interval = \"300ms\"\n\n{extra}\n",
             self.dir.join(format!("{name}-data")).display(),
-            ports.api,
             Self::tls(&cert, &key, &ca, false),
-            ports.management,
             Self::tls(&ccert, &ckey, &ca, true),
         );
-        std::fs::write(&ports.config, text).unwrap();
-        let process = Process::start(
+        let config = self.dir.join(format!("{name}.toml"));
+        std::fs::write(&config, text).unwrap();
+        Process::start_service(
             &binary("qkdn-controller"),
-            &["--config".into(), ports.config.display().to_string()],
+            &["--config".into(), config.display().to_string()],
             &self.dir.join(format!("{name}.log")),
-        );
-        process.wait_ready(&format!("http://127.0.0.1:{}/readyz", ports.management));
-        process
+            "controller started",
+        )
     }
 
     /// The controller's URL for `path`.

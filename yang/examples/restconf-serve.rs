@@ -43,6 +43,8 @@ struct Args {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
@@ -79,7 +81,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(secs) = args.perf_interval.filter(|s| *s > 0) {
         tokio::spawn(drift_performance(ds.clone(), publisher, Duration::from_secs(secs)));
     }
-    tracing::info!("RESTCONF on http://{addr}/restconf (data: {})", args.data.display());
+    tracing::info!(restconf = %addr, data = %args.data.display(), "serving RESTCONF on http://{addr}/restconf");
     serve(listener, server.router(), ServeOptions::default(), async {
         let _ = tokio::signal::ctrl_c().await;
     })

@@ -9,12 +9,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use qkdn_kit::task::OwnedTask;
 use qkdn_yang::Datastore;
 use qkdn_yang::datastore::{ContentFilter, Layer};
 use qkdn_yang::restconf::NotificationPublisher;
 use serde_json::Value as Json;
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use super::crypt::load_keyring;
@@ -53,7 +53,7 @@ pub struct Kms {
     /// The stores' counters, refreshed every second (for scrapes, which cannot wait).
     pub figures: watch::Receiver<Arc<Vec<StoreCounters>>>,
     /// Background tasks; the first is the key feed, which ends once the sink is flushed.
-    pub tasks: Vec<JoinHandle<()>>,
+    pub tasks: Vec<OwnedTask>,
 }
 
 /// Blocks waiting to be stored, at most; devices producing faster than the store can take
@@ -201,7 +201,7 @@ pub fn start(
         stores: stores.clone(),
         overflows: AtomicU64::new(0),
     });
-    tasks.push(tokio::spawn({
+    tasks.push(OwnedTask::spawn({
         let stores = stores.clone();
         async move {
             while let Some(block) = rx.recv().await {
@@ -213,7 +213,7 @@ pub fn start(
     }));
     if !config.previous_store_key_files.is_empty() {
         // A rotation: the stores serve while every block is re-wrapped under the store key.
-        tasks.push(tokio::spawn({
+        tasks.push(OwnedTask::spawn({
             let stores = stores.clone();
             async move {
                 match stores.finish_rotation().await {
@@ -229,7 +229,7 @@ pub fn start(
     }
     // Stores follow the configuration: new links, new TTLs, new reserves.
     let key_bits = config.key_size_bits;
-    tasks.push(tokio::spawn({
+    tasks.push(OwnedTask::spawn({
         let (stores, ds) = (stores.clone(), ds.clone());
         let mut changes = ds.subscribe();
         async move {
@@ -255,7 +255,7 @@ pub fn start(
     }));
     // Expired keys go, every second (each store's owner also completes, at start, the
     // deliveries a crash left unconfirmed).
-    tasks.push(tokio::spawn({
+    tasks.push(OwnedTask::spawn({
         let stores = stores.clone();
         async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -268,7 +268,7 @@ pub fn start(
     // Rates and thresholds, every second; crossings become 015 alarms and events.
     let (health_tx, health) = watch::channel(Arc::new(HashMap::new()));
     let (figures_tx, figures) = watch::channel(Arc::new(Vec::<StoreCounters>::new()));
-    tasks.push(tokio::spawn({
+    tasks.push(OwnedTask::spawn({
         let (stores, ds) = (stores.clone(), ds.clone());
         let mut monitor = StoreMonitor::new(Thresholds {
             capacity: config.store_capacity,
@@ -301,7 +301,7 @@ pub fn start(
     }));
     let relay =
         Relay::new(node, stores.clone(), routes.clone(), clients.clone(), config.key_size_bits);
-    tasks.push(tokio::spawn(relay.clone().run(config.relay_stock_keys)));
+    tasks.push(OwnedTask::spawn(relay.clone().run(config.relay_stock_keys)));
     let usage = Arc::new(Usage::default());
     let server = ServerState {
         stores: stores.clone(),

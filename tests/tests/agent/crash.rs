@@ -34,16 +34,14 @@ async fn acknowledged_keys_survive_kill_9_and_are_never_handed_out_twice() {
     // Kill the source (KMS of the masters, source of the relays) under load.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let mut a = a;
-    a.child.kill().unwrap();
-    a.child.wait().unwrap();
+    a.process.kill_hard();
     let before_restart = history.lock().unwrap().enc_answers;
     assert!(before_restart > 5, "the load did not run: {before_restart} answers");
     let a = relaunch(a);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     // Kill the trusted node in the middle while relays and reservations cross it.
     let mut b = b;
-    b.child.kill().unwrap();
-    b.child.wait().unwrap();
+    b.process.kill_hard();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let b = relaunch(b);
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -266,8 +264,7 @@ async fn random_kills_of_agents_lose_no_acknowledged_key_and_repeat_none() {
         tokio::time::sleep(Duration::from_millis(200 + schedule.next(800))).await;
         let victim = schedule.next(3) as usize;
         let mut agent = agents[victim].take().unwrap();
-        agent.child.kill().unwrap();
-        agent.child.wait().unwrap();
+        agent.process.kill_hard();
         tokio::time::sleep(Duration::from_millis(schedule.next(300))).await;
         let agent = tokio::task::spawn_blocking(move || relaunch(agent)).await.unwrap();
         agents[victim] = Some(agent);

@@ -2,7 +2,6 @@
 //! waiting for readiness, RESTCONF clients and a notification collector.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -15,6 +14,7 @@ pub(crate) const NODE_A: &str = "00000001-0000-0000-0000-000000000000";
 pub(crate) const NODE_B: &str = "00000002-0000-0000-0000-000000000000";
 pub(crate) const LINK_AB: &str = "a0b00000-0000-4000-8000-000000000001";
 
+use qkdn_tests::process::Process;
 pub(crate) use qkdn_tests::process::{free_port, repo};
 
 /// The agent binary of this build.
@@ -22,23 +22,18 @@ pub(crate) fn agent_binary() -> PathBuf {
     qkdn_tests::process::binary("qkdn-agent")
 }
 
-/// A running agent process.
+/// A running agent process (killed when dropped), with the ports it said it bound.
 pub(crate) struct AgentProcess {
-    pub(crate) child: Child,
+    /// The process; [`Process::restart`] starts it again on the same RESTCONF and management
+    /// ports, with the configuration file as it is then.
+    pub(crate) process: Process,
     pub(crate) restconf: u16,
     pub(crate) management: u16,
     pub(crate) config: PathBuf,
     pub(crate) data: PathBuf,
 }
 
-impl Drop for AgentProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Test settings of an agent: ports, directory, and the configuration body (without the
+/// Test settings of an agent: directory, name, and the configuration body (without the
 /// sections the harness writes: data_dir, restconf, management).
 pub(crate) struct Spec<'a> {
     pub(crate) dir: &'a Path,
@@ -52,48 +47,35 @@ pub(crate) fn epoch_now() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now() - Duration::from_secs(1)).to_string()
 }
 
+/// Writes the agent's configuration (RESTCONF and management on ports it picks itself) and
+/// starts it.
 pub(crate) fn start(spec: &Spec<'_>) -> AgentProcess {
-    let (restconf, management) = (free_port(), free_port());
     let data = spec.dir.join(format!("{}-data", spec.name));
     let config = spec.dir.join(format!("{}.toml", spec.name));
     // RESTCONF and the agent's API over plain HTTP on loopback: the development escape hatch
     // (a test that sets restconf.tls with a client CA is authenticated regardless).
     let text = format!(
-        "data_dir = \"{}\"\ninsecure_allow_unauthenticated = true\n{}\n[restconf]\nlisten = \"127.0.0.1:{restconf}\"\n{}\n[management]\nlisten = \"127.0.0.1:{management}\"\n",
+        "data_dir = \"{}\"\ninsecure_allow_unauthenticated = true\n{}\n[restconf]\nlisten = \"127.0.0.1:0\"\n{}\n[management]\nlisten = \"127.0.0.1:0\"\n",
         data.display(),
         spec.body,
         spec.restconf_extra,
     );
     std::fs::write(&config, text).unwrap();
-    launch(config, data, restconf, management)
+    launch(config, data)
 }
 
-pub(crate) fn launch(
-    config: PathBuf,
-    data: PathBuf,
-    restconf: u16,
-    management: u16,
-) -> AgentProcess {
-    // Every agent logs at debug level to `<data>.log` (appended across restarts), so tests can
-    // read what it said; nothing it logs may contain key material.
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log_of(&data))
-        .expect("agent log file");
-    let child = Command::new(agent_binary())
-        .arg("--config")
-        .arg(&config)
-        .env("RUST_LOG", "debug,h2=info,hyper=info,tower=info,rustls=info")
-        // Other tools' QKDN_* variables are not configuration and must not disturb the agent.
-        .env("QKDN_UNRELATED_TOOL_SETTING", "1")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start qkdn-agent");
-    let agent = AgentProcess { child, restconf, management, config, data };
-    wait_ready(&agent);
-    agent
+/// Starts an agent with configuration file `config` and data directory `data`, and waits
+/// until it is ready. Every agent logs at debug level to `<data>.log` (appended across
+/// restarts), so tests can read what it said; nothing it logs may contain key material.
+pub(crate) fn launch(config: PathBuf, data: PathBuf) -> AgentProcess {
+    let process = Process::start_service(
+        &agent_binary(),
+        &["--config".into(), config.display().to_string()],
+        &log_of(&data),
+        "agent started",
+    );
+    let (restconf, management) = (process.port("restconf"), process.port("management"));
+    AgentProcess { process, restconf, management, config, data }
 }
 
 /// The log file of the agent whose data directory is `data`.
@@ -101,46 +83,11 @@ pub(crate) fn log_of(data: &Path) -> PathBuf {
     data.with_extension("log")
 }
 
-pub(crate) fn relaunch(old: AgentProcess) -> AgentProcess {
-    let (config, data, restconf, management) =
-        (old.config.clone(), old.data.clone(), old.restconf, old.management);
-    drop(old);
-    launch(config, data, restconf, management)
-}
-
-pub(crate) fn wait_ready(agent: &AgentProcess) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if let Ok(200) = status_of(&format!("http://127.0.0.1:{}/readyz", agent.management)) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let log = std::fs::read_to_string(log_of(&agent.data)).unwrap_or_default();
-    let tail: String = log.chars().rev().take(3000).collect::<Vec<_>>().into_iter().rev().collect();
-    panic!("the agent did not become ready; its log ends with:\n{tail}");
-}
-
-/// The status of a plain GET, from synchronous code (readiness polling runs before and outside
-/// the tests' own runtimes, so it uses a runtime of its own on a separate thread).
-pub(crate) fn status_of(url: &str) -> Result<u16, String> {
-    let url = url.to_owned();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| e.to_string())?;
-        runtime.block_on(async {
-            http_client()
-                .get(url)
-                .send()
-                .await
-                .map(|r| r.status().as_u16())
-                .map_err(|e| e.to_string())
-        })
-    })
-    .join()
-    .map_err(|_| "status thread panicked".to_owned())?
+/// Kills the agent the way a crash would and starts it again (same ports, the configuration
+/// file as it is now).
+pub(crate) fn relaunch(mut agent: AgentProcess) -> AgentProcess {
+    agent.process.restart();
+    agent
 }
 
 /// The simulator settings. Both ends of a link must share the epoch: agents of one test share

@@ -18,11 +18,11 @@ async fn sigterm_stops_cleanly_and_announces_the_interfaces_out() {
     });
     let (seen, _task) = collect(&agent);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let pid = agent.child.id().to_string();
+    let pid = agent.process.child.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let started = Instant::now();
     let status = loop {
-        if let Some(status) = agent.child.try_wait().unwrap() {
+        if let Some(status) = agent.process.child.try_wait().unwrap() {
             break status;
         }
         assert!(started.elapsed() < Duration::from_secs(10), "the agent did not stop");

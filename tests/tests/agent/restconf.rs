@@ -107,8 +107,7 @@ async fn restconf_writes_are_checked_for_meaning_and_survive_restarts() {
     // kill -9 right after acknowledged writes: they are there after the restart.
     let config_before = client.get(NODE_PATH, &[("content", "config")]).await.unwrap();
     let mut agent = agent;
-    agent.child.kill().unwrap();
-    agent.child.wait().unwrap();
+    agent.process.kill_hard();
     let agent = relaunch(agent);
     let client = restconf(&agent);
     let after = client.get(NODE_PATH, &[("content", "config")]).await.unwrap();

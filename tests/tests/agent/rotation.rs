@@ -11,8 +11,7 @@ use crate::kms::{KmsPair, Sae, key_bytes, key_ids, start_kms_pair, wait_for_keys
 /// Writes `config` for `agent` and restarts it (`kill -9` first).
 fn restart_with(mut agent: AgentProcess, config: &str) -> AgentProcess {
     std::fs::write(&agent.config, config).unwrap();
-    agent.child.kill().unwrap();
-    agent.child.wait().unwrap();
+    agent.process.kill_hard();
     relaunch(agent)
 }
 

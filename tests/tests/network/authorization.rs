@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use qkdn_kit::Role;
 use qkdn_tests::network::{MAIN_DOMAIN, TestNetwork};
 use qkdn_tests::pki::TestPki;
-use qkdn_tests::process::{Process, binary, free_port};
+use qkdn_tests::process::{Process, binary};
 use reqwest::Method;
 use serde_json::{Value as Json, json};
 
@@ -198,7 +198,6 @@ async fn every_identity_gets_exactly_what_the_policy_allows_on_every_interface()
     // An orchestrator over the controller, its own API over mutual TLS.
     let pki = &net.pki;
     let (ocert, okey) = pki.orchestrator("top");
-    let (o_api, o_management) = (free_port(), free_port());
     let orchestrator_config = dir.path().join("orchestrator.toml");
     let tls = |cert: &PathBuf, key: &PathBuf, ca_key: &str| {
         format!(
@@ -211,7 +210,7 @@ async fn every_identity_gets_exactly_what_the_policy_allows_on_every_interface()
     std::fs::write(
         &orchestrator_config,
         format!(
-            "data_dir = \"{}\"\nmanagement_listen = \"127.0.0.1:{o_management}\"\n[api]\nlisten = \"127.0.0.1:{o_api}\"\ntls = {}\n\
+            "data_dir = \"{}\"\nmanagement_listen = \"127.0.0.1:0\"\n[api]\nlisten = \"127.0.0.1:0\"\ntls = {}\n\
              [[domains]]\nname = \"{MAIN_DOMAIN}\"\nurl = \"{}\"\ntls = {}\n",
             dir.path().join("orchestrator-data").display(),
             tls(&ocert, &okey, "client_ca"),
@@ -220,12 +219,13 @@ async fn every_identity_gets_exactly_what_the_policy_allows_on_every_interface()
         ),
     )
     .unwrap();
-    let orchestrator = Process::start(
+    let orchestrator = Process::start_service(
         &binary("qkdn-orchestrator"),
         &["--config".into(), orchestrator_config.display().to_string()],
         &dir.path().join("orchestrator.log"),
+        "orchestrator started",
     );
-    orchestrator.wait_ready(&format!("http://127.0.0.1:{o_management}/readyz"));
+    let o_api = orchestrator.port("api");
 
     // The callers.
     let other_dir = dir.path().join("other-ca");
@@ -706,7 +706,8 @@ async fn every_identity_gets_exactly_what_the_policy_allows_on_every_interface()
 
     // Every refusal was counted in the metrics of the service that refused it.
     let mut counted = 0u64;
-    let mut management = vec![net.nodes["a"].management, net.nodes["b"].management, o_management];
+    let mut management =
+        vec![net.nodes["a"].management, net.nodes["b"].management, orchestrator.port("management")];
     management.push(net.controller_ports.management);
     for port in management {
         let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))

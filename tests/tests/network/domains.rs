@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use qkdn_tests::network::TestNetwork;
-use qkdn_tests::process::{Process, binary, free_port};
+use qkdn_tests::process::{Process, binary};
 use qkdn_yang::restconf::RestconfClient;
 use serde_json::{Value as Json, json};
 
@@ -69,9 +69,8 @@ async fn an_orchestrator_joins_two_domains_at_their_gateway() {
         domains.push((name, net));
     }
     // The orchestrator reaches each controller with a client certificate of that domain's CA.
-    let (api, management) = (free_port(), free_port());
     let mut config = format!(
-        "data_dir = \"{}\"\ninsecure_allow_unauthenticated = true\nmanagement_listen = \"127.0.0.1:{management}\"\nloss_timeout = \"2s\"\n[api]\nlisten = \"127.0.0.1:{api}\"\n",
+        "data_dir = \"{}\"\ninsecure_allow_unauthenticated = true\nmanagement_listen = \"127.0.0.1:0\"\nloss_timeout = \"2s\"\n[api]\nlisten = \"127.0.0.1:0\"\n",
         dir.path().join("orchestrator-data").display()
     );
     for (name, net) in &domains {
@@ -86,12 +85,13 @@ async fn an_orchestrator_joins_two_domains_at_their_gateway() {
     }
     let config_file = dir.path().join("orchestrator.toml");
     std::fs::write(&config_file, config).unwrap();
-    let orchestrator = Process::start(
+    let orchestrator = Process::start_service(
         &binary("qkdn-orchestrator"),
         &["--config".into(), config_file.display().to_string()],
         &dir.path().join("orchestrator.log"),
+        "orchestrator started",
     );
-    orchestrator.wait_ready(&format!("http://127.0.0.1:{management}/readyz"));
+    let api = orchestrator.port("api");
 
     // One network: QKD2 is the gateway, each domain contributes its link.
     let network = wait(api, "/api/v1/network", |n| {

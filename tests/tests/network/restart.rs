@@ -125,10 +125,6 @@ async fn a_controller_killed_during_registrations_loses_and_duplicates_nothing()
     assert!(answered.len() >= APPS / 3 && answered.len() < APPS, "killed part way: {answered:?}");
 
     net.controller.as_mut().unwrap().restart();
-    net.controller
-        .as_ref()
-        .unwrap()
-        .wait_ready(&format!("http://127.0.0.1:{}/readyz", net.controller_ports.management));
     net.wait_for_topology(30).await;
     let kept = nodes_match(&net).await;
     assert!(

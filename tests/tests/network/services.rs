@@ -9,8 +9,8 @@
 
 use std::time::Duration;
 
-use qkdn_tests::network::TestNetwork;
-use qkdn_tests::process::{Process, binary, free_port};
+use qkdn_tests::network::{ControllerPorts, TestNetwork};
+use qkdn_tests::process::{Process, binary};
 use qkdn_tests::sae::Sae;
 use serde_json::{Value as Json, json};
 
@@ -44,25 +44,29 @@ async fn saes_in_two_domains_get_identical_keys_through_the_gateway() {
         &["a1", "a2", "a3", "g", "b1", "b2"],
         &[("a1", "a2"), ("a2", "g"), ("a1", "a3"), ("a3", "g"), ("g", "b1"), ("b1", "b2")],
     );
-    let two = net.other_controller_ports("two");
-    for b in ["b1", "b2"] {
-        net.agent_controller.insert(b.to_owned(), two.api);
-        net.agent_domains.insert(b.to_owned(), vec!["two".into()]);
-    }
     // The gateway is written by both domains' controllers.
     net.agent_domains
         .insert("g".into(), vec![qkdn_tests::network::MAIN_DOMAIN.into(), "two".into()]);
     net.start_controller("");
+    for a in ["a1", "a2", "a3", "g"] {
+        net.start_agent(a);
+    }
+    // Domain two's controller reads the gateway as a static agent, and b1 and b2 register with
+    // it (each picks its ports itself, so they start in that order).
     let statics = format!(
         "[[static_agents]]\nrestconf_url = \"https://127.0.0.1:{}\"\n",
         net.nodes["g"].restconf
     );
-    let mut controller_two = net.launch_controller("two", &two, &statics);
-    net.start_agents();
+    let mut controller_two = net.launch_controller("two", &statics);
+    let two = ControllerPorts::of(&controller_two);
+    for b in ["b1", "b2"] {
+        net.agent_controller.insert(b.to_owned(), two.api);
+        net.agent_domains.insert(b.to_owned(), vec!["two".into()]);
+        net.start_agent(b);
+    }
 
-    let (api, management) = (free_port(), free_port());
     let mut config = format!(
-        "data_dir = \"{}\"\ninsecure_allow_unauthenticated = true\nmanagement_listen = \"127.0.0.1:{management}\"\nloss_timeout = \"3s\"\n[api]\nlisten = \"127.0.0.1:{api}\"\n",
+        "data_dir = \"{}\"\ninsecure_allow_unauthenticated = true\nmanagement_listen = \"127.0.0.1:0\"\nloss_timeout = \"3s\"\n[api]\nlisten = \"127.0.0.1:0\"\n",
         dir.path().join("orchestrator-data").display()
     );
     let (cert, key) = net.pki.orchestrator("orchestrator");
@@ -76,12 +80,13 @@ async fn saes_in_two_domains_get_identical_keys_through_the_gateway() {
     }
     let file = dir.path().join("orchestrator.toml");
     std::fs::write(&file, config).unwrap();
-    let mut orchestrator = Process::start(
+    let mut orchestrator = Process::start_service(
         &binary("qkdn-orchestrator"),
         &["--config".into(), file.display().to_string()],
         &dir.path().join("orchestrator.log"),
+        "orchestrator started",
     );
-    orchestrator.wait_ready(&format!("http://127.0.0.1:{management}/readyz"));
+    let api = orchestrator.port("api");
     // Both domains' links up with key rates, g the gateway.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
     loop {
@@ -177,7 +182,6 @@ async fn saes_in_two_domains_get_identical_keys_through_the_gateway() {
 
     // The orchestrator is killed and restarted: the service is still there.
     orchestrator.restart();
-    orchestrator.wait_ready(&format!("http://127.0.0.1:{management}/readyz"));
     let (status, kept) = call(api, reqwest::Method::GET, service_path, None).await;
     assert_eq!((status, &kept["svc_link_id"]), (200, &service["svc_link_id"]), "{kept}");
 
