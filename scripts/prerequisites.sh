@@ -3,12 +3,15 @@
 # sudo) and saying exactly what to install when it cannot.
 
 # Debian packages for building: libyang is compiled from source by the yang5 crate (cmake, a C
-# compiler, PCRE2).
-QKDN_BUILD_PACKAGES="cmake gcc g++ make pkg-config libpcre2-dev"
-# Debian packages for the tests: yanglint, a Python venv for pyang, curl and jq for the tour.
-QKDN_TEST_PACKAGES="libyang-tools python3-venv curl jq"
+# compiler, PCRE2); OpenSSL for the SKIP key provider's TLS-PSK listener.
+QKDN_BUILD_PACKAGES="cmake gcc g++ make pkg-config libpcre2-dev libssl-dev"
+# Debian packages for the tests: yanglint, a Python venv for pyang and the SKIP client (whose
+# sslpsk3 dependency compiles against Python's and OpenSSL's headers), curl and jq for the tour.
+QKDN_TEST_PACKAGES="libyang-tools python3-venv python3-dev curl jq"
 # pyang release whose tree output the reference trees were made with.
 QKDN_PYANG_VERSION="2.7.1"
+# The SKIP encryptor client the SKIP tests drive (PyPI skip-qkd, with sslpsk3 for PSK mode).
+QKDN_SKIP_QKD_VERSION="1.0.0"
 
 qkdn_missing_packages() {
     local missing=""
@@ -73,6 +76,10 @@ qkdn_ensure_test_tools() {
         echo "qkdn: creating .venv with pyang $QKDN_PYANG_VERSION"
         python3 -m venv .venv
         .venv/bin/pip install -q "pyang==$QKDN_PYANG_VERSION"
+    fi
+    if ! .venv/bin/pip show skip-qkd 2>/dev/null | grep -q "^Version: $QKDN_SKIP_QKD_VERSION"; then
+        echo "qkdn: installing skip-qkd $QKDN_SKIP_QKD_VERSION in .venv"
+        .venv/bin/pip install -q "skip-qkd==$QKDN_SKIP_QKD_VERSION"
     fi
 }
 

@@ -15,8 +15,10 @@
 //!   load. The link's simulated device fills the stores first and is then switched off over
 //!   RESTCONF, so that the measurement sees the KMS alone. SAE clients (HTTP/1.1 keep-alive over
 //!   mutual TLS with their own certificates) call `enc_keys` back to back from 1, 16 and 64
-//!   connections with one 256-bit key per request, then with `number=16`: requests/s, keys/s,
-//!   p50 and p99, and the CPU each agent used.
+//!   connections with one 256-bit key per request, then with `number=16`; then encryptors
+//!   (the same SAE) call SKIP's `GET /key?remoteSystemID=sae-b` (TLS 1.3, certificates) from 16
+//!   and 64 connections, the same delivery over another interface: requests/s, keys/s, p50 and
+//!   p99, and the CPU each agent used.
 //! * `restconf`: one agent (pinned to core 0); GETs of its `qkd_node` over RESTCONF (mutual TLS,
 //!   an operator's certificate, HTTP/1.1 keep-alive) from 1 and 16 connections on core 1.
 //! * `hops`: the work of a trusted node on one relayed key, in process on one core: take the
@@ -301,11 +303,12 @@ struct Load {
     latency: Histogram<u64>,
 }
 
-/// `connections` SAE clients calling `path` back to back for `seconds`, on core 1.
+/// `connections` SAE clients calling `path` back to back for `seconds`, on core 1; an answer's
+/// keys are the occurrences of `key_name` in it.
 fn enc_load(
     tls: Arc<rustls::ClientConfig>,
-    port: u16,
-    path: &'static str,
+    (port, path): (u16, &'static str),
+    key_name: &'static [u8],
     connections: usize,
     seconds: f64,
 ) -> Load {
@@ -346,7 +349,7 @@ fn enc_load(
                         hist.record(now.elapsed().as_micros() as u64).unwrap();
                         if status == 200 {
                             ok += 1;
-                            keys += memchr_count(&body, b"key_ID");
+                            keys += memchr_count(&body, key_name);
                         } else {
                             failed += 1;
                         }
@@ -385,15 +388,23 @@ async fn stored_key_count(http: &reqwest::Client, kms: u16) -> u64 {
     status["stored_key_count"].as_u64().unwrap_or(0)
 }
 
+/// A load of `bench_enc`: its name, (port, path), the name of a key in its answers, and how
+/// many connections.
+type Phase = (&'static str, (u16, &'static str), &'static [u8], usize);
+
 fn bench_enc(dir: &Path, seconds: f64) {
     let pki = Pki::new(dir);
     let (sae_cert, sae_key) = pki.sae("sae-a");
-    let pairs = |local: &str, remote: &str| {
+    // SKIP's listener at A, for builds that have one.
+    let skip = (!build().legacy).then(free_port);
+    let pairs = |local: &str, remote: &str, skip: Option<u16>| {
         // The pair's quota (a rate limit every pair has) set beyond what is measured.
         let quota = if build().legacy { "" } else { "default_max_bandwidth_bps = 4000000000\n" };
+        let skip =
+            skip.map_or(String::new(), |p| format!("[kms.skip]\nlisten = \"127.0.0.1:{p}\"\n"));
         format!(
             "store_capacity = 6000000\n{quota}\
-             pairs = [{{ local_sae = \"{local}\", remote_sae = \"{remote}\", link = \"{}\" }}]",
+             pairs = [{{ local_sae = \"{local}\", remote_sae = \"{remote}\", link = \"{}\" }}]\n{skip}",
             link_id(0)
         )
     };
@@ -403,7 +414,7 @@ fn bench_enc(dir: &Path, seconds: f64) {
             links: vec![(link_id(0), 1, 1, 2)],
             pulse_rate_hz: 1e9,
             time_scale: 50.0,
-            kms_extra: pairs("sae-a", "sae-b"),
+            kms_extra: pairs("sae-a", "sae-b", skip),
             core: "0",
         },
         NodeSpec {
@@ -411,7 +422,7 @@ fn bench_enc(dir: &Path, seconds: f64) {
             links: vec![(link_id(0), 2, 0, 1)],
             pulse_rate_hz: 1e9,
             time_scale: 50.0,
-            kms_extra: pairs("sae-b", "sae-a"),
+            kms_extra: pairs("sae-b", "sae-a", None),
             core: "1",
         },
     ];
@@ -458,17 +469,23 @@ fn bench_enc(dir: &Path, seconds: f64) {
     println!();
     println!("| load | requests/s | keys/s | p50 | p99 | refused | CPU A (core 0) | CPU B |");
     println!("|---|---|---|---|---|---|---|---|");
-    let phases: [(&str, &'static str, usize); 5] = [
-        ("1 key, 1 connection", "/api/v1/keys/sae-b/enc_keys", 1),
-        ("1 key, 16 connections", "/api/v1/keys/sae-b/enc_keys", 16),
-        ("1 key, 64 connections", "/api/v1/keys/sae-b/enc_keys", 64),
-        ("number=16, 16 connections", "/api/v1/keys/sae-b/enc_keys?number=16", 16),
-        ("number=16, 64 connections", "/api/v1/keys/sae-b/enc_keys?number=16", 64),
+    let enc = |path| (a.kms, path);
+    let mut phases: Vec<Phase> = vec![
+        ("1 key, 1 connection", enc("/api/v1/keys/sae-b/enc_keys"), b"key_ID", 1),
+        ("1 key, 16 connections", enc("/api/v1/keys/sae-b/enc_keys"), b"key_ID", 16),
+        ("1 key, 64 connections", enc("/api/v1/keys/sae-b/enc_keys"), b"key_ID", 64),
+        ("number=16, 16 connections", enc("/api/v1/keys/sae-b/enc_keys?number=16"), b"key_ID", 16),
+        ("number=16, 64 connections", enc("/api/v1/keys/sae-b/enc_keys?number=16"), b"key_ID", 64),
     ];
-    for (name, path, connections) in phases {
+    if let Some(port) = skip {
+        let key = (port, "/key?remoteSystemID=sae-b");
+        phases.push(("SKIP /key, 16 connections", key, b"keyId", 16));
+        phases.push(("SKIP /key, 64 connections", key, b"keyId", 64));
+    }
+    for (name, target, key_name, connections) in phases {
         let (pa, pb) = (a.child.id(), b.child.id());
         let (ca0, cb0, t0) = (cpu_seconds(pa), cpu_seconds(pb), Instant::now());
-        let load = enc_load(tls.clone(), a.kms, path, connections, seconds);
+        let load = enc_load(tls.clone(), target, key_name, connections, seconds);
         let wall = t0.elapsed().as_secs_f64();
         let (cpu_a, cpu_b) =
             ((cpu_seconds(pa) - ca0) / wall * 100.0, (cpu_seconds(pb) - cb0) / wall * 100.0);
@@ -505,7 +522,8 @@ fn bench_restconf(dir: &Path, seconds: f64) {
     for connections in [1usize, 16] {
         let pa = a.child.id();
         let (ca0, t0) = (cpu_seconds(pa), Instant::now());
-        let load = enc_load(admin.clone(), a.restconf, NODE_PATH, connections, seconds);
+        let load =
+            enc_load(admin.clone(), (a.restconf, NODE_PATH), b"key_ID", connections, seconds);
         let cpu_a = (cpu_seconds(pa) - ca0) / t0.elapsed().as_secs_f64() * 100.0;
         assert_eq!(load.failed, 0, "RESTCONF GETs failed");
         println!(

@@ -6,6 +6,7 @@
 //!   writes). Its controllers are the domains `controller.domains` lists.
 //! * ETSI 014 listener: every request is a key request of an SAE; certificates without a qkdn
 //!   identity are read as `kms.sae_identity` says.
+//! * SKIP listeners: the same for encryptors (SAEs), with certificates or pre-shared keys.
 //! * Peer listener: the four RPCs of `qkdn.peer.v1.Peer`.
 //! * Management listener: no gate (`/healthz`, `/readyz`, `/metrics`, which hold no key, no
 //!   key ID and allow no change; left to network policy).
@@ -17,7 +18,7 @@ use qkdn_kit::authz::{Denials, ErrorFormat, FallbackIdentity, Gate};
 use qkdn_kit::{Identity, Interface, Operation};
 
 use crate::config::AgentConfig;
-use crate::kms::etsi014::identity::IdentityMap;
+use crate::kms::delivery::identity::IdentityMap;
 
 fn reads(method: &Method) -> bool {
     matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
@@ -39,6 +40,11 @@ pub fn restconf_format(path: &str) -> ErrorFormat {
 /// The ETSI 014 listener.
 pub fn classify_014(_: &Method, _: &str) -> (Interface, Option<Operation>) {
     (Interface::Etsi014, Some(Operation::Keys))
+}
+
+/// The SKIP listeners (certificates and pre-shared keys).
+pub fn classify_skip(_: &Method, _: &str) -> (Interface, Option<Operation>) {
+    (Interface::Skip, Some(Operation::Keys))
 }
 
 /// The peer listener: the RPC named by the path.
@@ -64,7 +70,16 @@ pub fn restconf_gate(config: &AgentConfig, denials: Arc<Denials>) -> Gate {
 /// The gate of the ETSI 014 listener; `legacy` reads SAE IDs from certificates without a qkdn
 /// identity (per `kms.sae_identity`).
 pub fn etsi014_gate(legacy: IdentityMap, denials: Arc<Denials>) -> Gate {
-    let gate = Gate::new(classify_014, denials);
+    with_legacy_saes(Gate::new(classify_014, denials), legacy)
+}
+
+/// The gate of the SKIP listeners: as ETSI 014's (an encryptor is an SAE); a connection made
+/// with a pre-shared key is the SAE the key is bound to.
+pub fn skip_gate(legacy: IdentityMap, denials: Arc<Denials>) -> Gate {
+    with_legacy_saes(Gate::new(classify_skip, denials), legacy)
+}
+
+fn with_legacy_saes(gate: Gate, legacy: IdentityMap) -> Gate {
     if legacy.reads_anything() {
         let fallback: FallbackIdentity =
             Arc::new(move |cert| legacy.sae_of(cert).map(Identity::Sae));

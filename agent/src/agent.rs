@@ -69,6 +69,9 @@ pub enum AgentError {
     /// TLS files.
     #[error("TLS: {0}")]
     Tls(#[from] qkdn_kit::tls::TlsError),
+    /// The pre-shared keys of SKIP encryptors.
+    #[error("kms.skip: {0}")]
+    SkipPsk(#[from] crate::kms::skip_psk::PskFileError),
     /// A listening socket.
     #[error("cannot listen on {addr}: {error}")]
     Listen {
@@ -172,6 +175,61 @@ impl AgentHandle {
             let _ = tokio::time::timeout(Duration::from_secs(5), task.finished()).await;
         }
     }
+}
+
+/// Where the SKIP key provider listens.
+#[derive(Clone, Copy, Debug, Default)]
+struct SkipAddrs {
+    /// For encryptors with certificates (TLS 1.3).
+    certificates: Option<SocketAddr>,
+    /// For encryptors with pre-shared keys (TLS 1.2 DHE-PSK).
+    keys: Option<SocketAddr>,
+}
+
+/// The SKIP key provider's listeners, when configured: each behind the SKIP gate, with the
+/// key interfaces' edge.
+async fn serve_skip(
+    kms_config: &crate::config::KmsConfig,
+    kms: &kms::startup::Kms,
+    servers: &mut Servers,
+    denials: &Arc<qkdn_kit::Denials>,
+    grace: Duration,
+) -> Result<SkipAddrs, AgentError> {
+    let Some(skip) = &kms_config.skip else {
+        return Ok(SkipAddrs::default());
+    };
+    let router = || {
+        let gate = access::skip_gate(kms.server.identity.clone(), denials.clone());
+        gate.protect(kms::skip::router(kms.server.clone()))
+    };
+    let edge = Edge { shutdown_grace: grace, ..Edge::keys() };
+    let mut addrs = SkipAddrs::default();
+    if let Some(addr) = skip.listen {
+        let listener = bind(addr).await?;
+        addrs.certificates =
+            Some(listener.local_addr().map_err(|error| AgentError::Listen { addr, error })?);
+        let options = ServeOptions {
+            tls: Some(kms_config.tls.config()?),
+            edge: edge.clone(),
+            format_of: |_| ErrorFormat::Problem,
+            ..ServeOptions::default()
+        };
+        servers.spawn("skip", listener, router(), options);
+    }
+    if let Some(addr) = skip.psk_listen {
+        let psk = Arc::new(kms::skip_psk::server(skip)?);
+        let listener = bind(addr).await?;
+        addrs.keys =
+            Some(listener.local_addr().map_err(|error| AgentError::Listen { addr, error })?);
+        let options = ServeOptions {
+            edge,
+            format_of: |_| ErrorFormat::Problem,
+            psk: Some(psk),
+            ..ServeOptions::default()
+        };
+        servers.spawn("skip-psk", listener, router(), options);
+    }
+    Ok(addrs)
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, AgentError> {
@@ -296,6 +354,7 @@ impl Agent {
                     tls: Some(t.config()?),
                     edge: Edge { shutdown_grace: grace, ..Edge::keys() },
                     format_of: |_| ErrorFormat::Etsi014,
+                    ..ServeOptions::default()
                 };
                 let gate = access::etsi014_gate(kms.server.identity.clone(), denials.clone());
                 let router = gate.protect(kms::etsi014::router(kms.server.clone()));
@@ -303,6 +362,12 @@ impl Agent {
                 Some(local)
             }
             _ => None,
+        };
+        let skip_addrs = match (&config.kms, &kms) {
+            (Some(kms_config), Some(kms)) => {
+                serve_skip(kms_config, kms, &mut servers, &denials, grace).await?
+            }
+            _ => SkipAddrs::default(),
         };
 
         let peer_addr = match config.peer.listen {
@@ -318,6 +383,7 @@ impl Agent {
                     tls,
                     edge: Edge { shutdown_grace: grace, ..Edge::peer() },
                     format_of: |_| ErrorFormat::Grpc,
+                    ..ServeOptions::default()
                 };
                 let kms_peer = kms.as_ref().map(|k| k.peer.clone());
                 let gate = access::peer_gate(&config, denials.clone());
@@ -373,6 +439,7 @@ impl Agent {
             figures: k.figures.clone(),
             relay: k.peer.relay.clone(),
             usage: k.usage.clone(),
+            interfaces: k.server.counters.clone(),
         });
         let kms_tasks = kms.map(|k| k.tasks).unwrap_or_default();
         let management_state = ManagementState {
@@ -390,6 +457,7 @@ impl Agent {
             tls: restconf_tls,
             edge: Edge { shutdown_grace: grace, ..Edge::api() },
             format_of: access::restconf_format,
+            ..ServeOptions::default()
         };
         servers.spawn("restconf", listener, router, options);
         let router = management::router(management_state);
@@ -439,7 +507,9 @@ impl Agent {
         ready_tx.send_replace(true);
         // Every address it listens on, read back by whoever started it with port 0.
         let shown = |a: Option<SocketAddr>| a.map_or_else(|| "none".to_owned(), |a| a.to_string());
-        tracing::info!(node = %config.node.id, restconf = %restconf_addr, management = %management_addr, kms = %shown(kms_addr), peer = %shown(peer_addr), "agent started");
+        tracing::info!(node = %config.node.id, restconf = %restconf_addr, management = %management_addr,
+            kms = %shown(kms_addr), skip = %shown(skip_addrs.certificates), skip_psk = %shown(skip_addrs.keys),
+            peer = %shown(peer_addr), "agent started");
         Ok(AgentHandle {
             node: config.node.id,
             restconf_addr,

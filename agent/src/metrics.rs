@@ -29,6 +29,7 @@ pub fn render(state: &ManagementState) -> String {
             stores(kms);
             relays(kms);
             deliveries(kms);
+            key_interfaces(kms);
         }
     })
 }
@@ -102,6 +103,28 @@ fn relays(kms: &KmsView) {
             gauge!("qkdn_relay_latency_seconds", "link" => id.clone(), "quantile" => q)
                 .set(ms / 1000.0);
         }
+    }
+}
+
+fn key_interfaces(kms: &KmsView) {
+    describe_counter!(
+        "qkdn_kms_key_requests_total",
+        "Key requests per key interface (etsi014, skip), operation (issue: new keys for a \
+         master; redeem: keys by ID for a slave) and outcome (delivered, refused)."
+    );
+    describe_counter!(
+        "qkdn_kms_keys_delivered_total",
+        "Keys handed out per key interface and operation."
+    );
+    for line in kms.interfaces.snapshot() {
+        let (interface, operation) = (line.interface.as_str(), line.operation.as_str());
+        for (outcome, count) in [("delivered", line.delivered), ("refused", line.refused)] {
+            counter!("qkdn_kms_key_requests_total", "interface" => interface,
+                "operation" => operation, "outcome" => outcome)
+            .absolute(count);
+        }
+        counter!("qkdn_kms_keys_delivered_total", "interface" => interface, "operation" => operation)
+            .absolute(line.keys);
     }
 }
 

@@ -24,8 +24,10 @@ pub struct KmsView {
     pub figures: watch::Receiver<Arc<Vec<crate::kms::store::StoreCounters>>>,
     /// The relay engine.
     pub relay: Arc<Relay>,
-    /// What the 014 server delivered to each application.
-    pub usage: Arc<crate::kms::etsi014::Usage>,
+    /// What the key interfaces delivered to each application.
+    pub usage: Arc<crate::kms::delivery::Usage>,
+    /// Deliveries and refusals per key interface.
+    pub interfaces: Arc<crate::kms::delivery::InterfaceCounters>,
 }
 
 /// What the endpoints read.

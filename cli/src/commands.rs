@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand, ValueEnum};
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Value as Json, json};
 
 use crate::cell::text;
@@ -93,7 +94,8 @@ pub(crate) struct SaeIdentity {
     /// The SAE at the other end.
     #[arg(long)]
     peer: String,
-    /// The KMS's 014 root (default: the lab's, from the SAE's node).
+    /// The KMS's root: its ETSI 014 server, or its SKIP key provider for `keys skip` (default:
+    /// the lab's, from the SAE's node).
     #[arg(long)]
     kms: Option<String>,
     /// The SAE's certificate (default: the lab's).
@@ -126,6 +128,18 @@ pub(crate) enum KeysCommand {
     Status {
         #[command(flatten)]
         identity: SaeIdentity,
+    },
+    /// Get a key over SKIP (draft-cisco-skip-02) as an encryptor: a new key shared with the
+    /// peer (`GET /key`), or with --key-id the key the peer took (`GET /key/{keyId}`).
+    Skip {
+        #[command(flatten)]
+        identity: SaeIdentity,
+        /// Key size in bits (a new key; default 256).
+        #[arg(long)]
+        size: Option<u32>,
+        /// The keyId the peer encryptor was given (32 hex digits).
+        #[arg(long = "key-id")]
+        key_id: Option<String>,
     },
 }
 
@@ -453,7 +467,9 @@ fn links_table(r: &Resolved, links: &Json, monitoring: &Json) -> String {
 }
 
 async fn keys(command: KeysCommand, r: &Resolved, json_out: bool) -> Result<(), Failure> {
-    let (KeysCommand::Get { identity, .. } | KeysCommand::Status { identity }) = &command;
+    let (KeysCommand::Get { identity, .. }
+    | KeysCommand::Status { identity }
+    | KeysCommand::Skip { identity, .. }) = &command;
     let SaeIdentity { sae, peer, kms, sae_cert: cert, sae_key: key } = identity;
     let (kms, cert, key) = (kms.clone(), cert.clone(), key.clone());
     let lab_sae = r.lab.as_ref().map(|l| l.sae(sae));
@@ -470,16 +486,40 @@ async fn keys(command: KeysCommand, r: &Resolved, json_out: bool) -> Result<(), 
     let cert =
         cert.or_else(|| entry.map(|e| e.cert.clone())).ok_or_else(|| from_lab("--sae-cert"))?;
     let key = key.or_else(|| entry.map(|e| e.key.clone())).ok_or_else(|| from_lab("--sae-key"))?;
+    let skip = matches!(command, KeysCommand::Skip { .. });
     let kms = match kms {
         Some(k) => k,
         None => entry
-            .and_then(|e| r.lab.as_ref()?.node(&e.node).map(|n| n.kms_014.clone()))
+            .and_then(|e| {
+                let node = r.lab.as_ref()?.node(&e.node)?;
+                Some(if skip { node.kms_skip.clone() } else { node.kms_014.clone() })
+            })
             .ok_or_else(|| from_lab("--kms"))?,
     };
     let ca = r.ca.clone().ok_or_else(|| from_lab("--ca"))?;
     let client = Client::new(&ca, Some((&cert, &key))).map_err(Failure::Trouble)?;
     let base = format!("{}/api/v1/keys/{peer}", kms.trim_end_matches('/'));
     let answer = match command {
+        KeysCommand::Skip { size, ref key_id, .. } => {
+            let root = kms.trim_end_matches('/');
+            let peer = utf8_percent_encode(peer, NON_ALPHANUMERIC);
+            let url = match (key_id, size) {
+                (Some(id), _) => format!("{root}/key/{id}?remoteSystemID={peer}"),
+                (None, Some(bits)) => format!("{root}/key?remoteSystemID={peer}&size={bits}"),
+                (None, None) => format!("{root}/key?remoteSystemID={peer}"),
+            };
+            let answer = client.get(&url).await?;
+            if json_out {
+                println!("{}", serde_json::to_string_pretty(&answer).unwrap_or_default());
+            } else {
+                let rows = vec![
+                    vec!["KEY_ID".into(), "KEY (hex)".into()],
+                    vec![text(&answer["keyId"]), text(&answer["key"])],
+                ];
+                print!("{}", table(rows));
+            }
+            return Ok(());
+        }
         KeysCommand::Status { .. } => client.get(&format!("{base}/status")).await?,
         KeysCommand::Get { key_ids, .. } if !key_ids.is_empty() => {
             let body = json!({"key_IDs": key_ids.iter().map(|k| json!({"key_ID": k})).collect::<Vec<_>>()});

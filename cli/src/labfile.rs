@@ -36,6 +36,9 @@ pub(crate) struct NodeEntry {
     pub(crate) restconf: String,
     /// Its KMS's ETSI 014 server (`/api/v1/keys/...` below it).
     pub(crate) kms_014: String,
+    /// Its KMS's SKIP key provider for encryptors with certificates (`/capabilities`, `/key`,
+    /// `/key/{keyId}`, `/entropy` below it).
+    pub(crate) kms_skip: String,
     /// The agent's API beside RESTCONF (`/v1/kms/stores`, `/v1/links`, ...; authenticated).
     pub(crate) api: String,
     /// Prometheus metrics.

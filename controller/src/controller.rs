@@ -83,7 +83,12 @@ impl Controller {
         );
         let management = management_router(core.clone(), denials);
         let mut servers = Servers::new();
-        let api_options = ServeOptions { tls, edge: Edge::api(), format_of: crate::access::format };
+        let api_options = ServeOptions {
+            tls,
+            edge: Edge::api(),
+            format_of: crate::access::format,
+            ..ServeOptions::default()
+        };
         servers.spawn("api", api_listener, api_router, api_options);
         let management_options =
             ServeOptions { edge: Edge::management(), ..ServeOptions::default() };

@@ -45,6 +45,12 @@ impl ConnectionIdentity {
         let identity = Identity::from_certificate(leaf).map(Arc::new).map_err(Arc::new);
         Some(ConnectionIdentity { identity, certificates })
     }
+
+    /// The identity of a connection made with a pre-shared key that names `identity` (no
+    /// certificates).
+    pub fn of_key(identity: Arc<Identity>) -> ConnectionIdentity {
+        ConnectionIdentity { identity: Ok(identity), certificates: PeerCertificates::default() }
+    }
 }
 
 /// Who is calling.
@@ -120,6 +126,8 @@ impl ErrorFormat {
             | Interface::ControllerRestconf
             | Interface::OrchestratorRestconf => ErrorFormat::Restconf,
             Interface::Etsi014 => ErrorFormat::Etsi014,
+            // The draft defines no error body: RFC 9457 problems, as every other HTTP API.
+            Interface::Skip => ErrorFormat::Problem,
             Interface::Peer => ErrorFormat::Grpc,
             Interface::AgentApi | Interface::ControllerApi | Interface::OrchestratorApi => {
                 ErrorFormat::Problem
@@ -459,7 +467,7 @@ impl Gate {
         let decision = match (kind, operation) {
             // A loopback listener opened to everyone: everything but keys, whatever a message
             // claims (handlers take claims as they are, see `is_insecure_loopback`).
-            (None, _) if caller == Caller::InsecureLoopback && interface != Interface::Etsi014 => {
+            (None, _) if caller == Caller::InsecureLoopback && !interface.delivers_keys() => {
                 Decision::Allow
             }
             (None, _) => Decision::Deny,

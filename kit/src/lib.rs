@@ -11,7 +11,8 @@
 //!   handshake, header, body and idle timeouts, body limits);
 //! * [`listener`]: the configuration check that every listener authenticates its callers;
 //! * [`tls`]: the TLS policy (rustls, aws-lc-rs, X25519MLKEM768) and [`pki`]: a small CA
-//!   issuing certificates with typed identities;
+//!   issuing certificates with typed identities; `psk` (feature `psk`): TLS 1.2 DHE-PSK
+//!   through OpenSSL for clients that hold a pre-shared key instead of a certificate;
 //! * [`config`]: the one configuration loader (TOML < environment < flags; a problem names
 //!   the key, the file and the line);
 //! * [`binary`]: the `main` of every service binary, with [`process`] (logging, stop signals,
@@ -36,6 +37,8 @@ pub mod pki;
 pub mod policy;
 pub mod problem;
 pub mod process;
+#[cfg(feature = "psk")]
+pub mod psk;
 pub mod records;
 pub mod server;
 pub mod servers;

@@ -20,6 +20,8 @@ pub enum Interface {
     AgentApi,
     /// The KMS's ETSI GS QKD 014 key delivery.
     Etsi014,
+    /// The KMS's SKIP key provider (draft-cisco-skip-02) for encryptors.
+    Skip,
     /// The KMS peer service between neighbouring nodes (gRPC).
     Peer,
     /// The controller's REST API (`/api/v1`).
@@ -33,11 +35,18 @@ pub enum Interface {
 }
 
 impl Interface {
+    /// Whether the interface hands out key material (never to an unauthenticated caller,
+    /// whatever a listener's configuration says).
+    pub fn delivers_keys(self) -> bool {
+        matches!(self, Interface::Etsi014 | Interface::Skip)
+    }
+
     /// Every interface, in table order.
-    pub const ALL: [Interface; 8] = [
+    pub const ALL: [Interface; 9] = [
         Interface::AgentRestconf,
         Interface::AgentApi,
         Interface::Etsi014,
+        Interface::Skip,
         Interface::Peer,
         Interface::ControllerApi,
         Interface::ControllerRestconf,
@@ -51,6 +60,7 @@ impl Interface {
             Interface::AgentRestconf => "agent-restconf",
             Interface::AgentApi => "agent-api",
             Interface::Etsi014 => "etsi014",
+            Interface::Skip => "skip",
             Interface::Peer => "kms-peer",
             Interface::ControllerApi => "controller-api",
             Interface::ControllerRestconf => "controller-restconf",
@@ -75,7 +85,8 @@ pub enum Operation {
     ReadRegistration,
     /// Reads applications (`GET /api/v1/applications[/{id}]`).
     ReadApplications,
-    /// ETSI 014 `status`, `enc_keys`, `dec_keys`.
+    /// Key delivery: ETSI 014 `status`, `enc_keys`, `dec_keys`; SKIP `capabilities`, `key`,
+    /// `key/{keyId}`, `entropy`.
     Keys,
     /// Peer `DeviceKeys`: key IDs of an ETSI 014 device's keys, from the master end.
     DeviceKeys,
@@ -201,6 +212,7 @@ pub static RULES: &[Rule] = &[
     rule(AgentApi, Write, ADMIN, Allow),
     // Keys: SAEs only, for their own pairs.
     rule(Etsi014, Keys, SAE, AllowIf(SaePair)),
+    rule(Skip, Keys, SAE, AllowIf(SaePair)),
     // The peer service: neighbouring nodes, bound to the role each message claims.
     rule(Peer, DeviceKeys, NODE, AllowIf(PeerBinding)),
     rule(Peer, ReserveKeys, NODE, AllowIf(PeerBinding)),
@@ -344,6 +356,7 @@ mod tests {
         // Keys only for SAEs.
         for kind in [Admin, Viewer, Controller, Orchestrator, Node] {
             assert_eq!(decide(Etsi014, Keys, kind), Decision::Deny);
+            assert_eq!(decide(Skip, Keys, kind), Decision::Deny);
         }
         // An SAE cannot change or delete applications.
         assert_eq!(decide(ControllerApi, Write, Sae), Decision::Deny);

@@ -118,6 +118,10 @@ pub struct ServeOptions {
     pub edge: Edge,
     /// The error format of the edge's refusals, by request path.
     pub format_of: fn(&str) -> ErrorFormat,
+    /// TLS 1.2 with pre-shared keys instead of `tls`: each connection acts as the identity of
+    /// the key it was made with.
+    #[cfg(feature = "psk")]
+    pub psk: Option<Arc<crate::psk::PskServer>>,
 }
 
 fn problem_format(_: &str) -> ErrorFormat {
@@ -126,7 +130,13 @@ fn problem_format(_: &str) -> ErrorFormat {
 
 impl Default for ServeOptions {
     fn default() -> Self {
-        ServeOptions { tls: None, edge: Edge::api(), format_of: problem_format }
+        ServeOptions {
+            tls: None,
+            edge: Edge::api(),
+            format_of: problem_format,
+            #[cfg(feature = "psk")]
+            psk: None,
+        }
     }
 }
 
@@ -321,7 +331,7 @@ pub async fn serve(
                         continue;
                     }
                 };
-                let Some(slot) = connections.admit(shared.options.tls.is_some()) else {
+                let Some(slot) = connections.admit(shared.options.handshakes()) else {
                     tracing::debug!(%peer, open = connections.len(), "every connection is busy; refused");
                     continue;
                 };
@@ -354,6 +364,17 @@ struct Shared {
     options: ServeOptions,
 }
 
+impl ServeOptions {
+    /// Whether connections start with a TLS handshake.
+    fn handshakes(&self) -> bool {
+        #[cfg(feature = "psk")]
+        if self.psk.is_some() {
+            return true;
+        }
+        self.tls.is_some()
+    }
+}
+
 /// One connection, from its handshake to its end.
 async fn connection(
     shared: Arc<Shared>,
@@ -363,6 +384,30 @@ async fn connection(
 ) {
     let activity = slot.activity.clone();
     let edge = &shared.options.edge;
+    #[cfg(feature = "psk")]
+    if let Some(psk) = &shared.options.psk {
+        let handshake = tokio::time::timeout(edge.handshake_timeout, psk.accept(stream));
+        let (tls, identity) = tokio::select! {
+            done = handshake => match done {
+                Ok(Ok(done)) => done,
+                Ok(Err(err)) => {
+                    tracing::info!(%peer, %err, "TLS-PSK handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::info!(%peer, "TLS-PSK handshake not completed in time");
+                    return;
+                }
+            },
+            () = activity.control.notified() => return,
+        };
+        activity.handshaken.store(true, Ordering::Relaxed);
+        activity.last_active_ms.store(slot.connections.now_ms(), Ordering::Relaxed);
+        let identity = ConnectionIdentity::of_key(identity);
+        let service = ConnService::with_identity(&shared, &slot, Some(identity));
+        drive(&shared, &slot, TokioIo::new(tls), service).await;
+        return;
+    }
     match &shared.options.tls {
         None => {
             let service = ConnService::new(&shared, &slot, None);
@@ -447,7 +492,14 @@ struct ConnShared {
 
 impl ConnService {
     fn new(shared: &Shared, slot: &Slot, certificates: Option<PeerCertificates>) -> ConnService {
-        let identity = certificates.and_then(ConnectionIdentity::of);
+        ConnService::with_identity(shared, slot, certificates.and_then(ConnectionIdentity::of))
+    }
+
+    fn with_identity(
+        shared: &Shared,
+        slot: &Slot,
+        identity: Option<ConnectionIdentity>,
+    ) -> ConnService {
         ConnService(Arc::new(ConnShared {
             router: shared.router.clone(),
             connections: slot.connections.clone(),

@@ -363,5 +363,5 @@ impl ClientTls {
 
 /// The client certificate chain of a TLS connection, handed to request handlers as a request
 /// extension (leaf first); absent on plain connections and when the client sent none.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct PeerCertificates(pub Arc<Vec<CertificateDer<'static>>>);

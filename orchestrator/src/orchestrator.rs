@@ -148,7 +148,12 @@ impl Orchestrator {
         let management_router =
             qkdn_kit::management::router(Observed { state: metrics_state, denials });
         let mut servers = Servers::new();
-        let api_options = ServeOptions { tls, edge: Edge::api(), format_of: crate::access::format };
+        let api_options = ServeOptions {
+            tls,
+            edge: Edge::api(),
+            format_of: crate::access::format,
+            ..ServeOptions::default()
+        };
         servers.spawn("api", api, api_router, api_options);
         let management_options =
             ServeOptions { edge: Edge::management(), ..ServeOptions::default() };

@@ -366,6 +366,42 @@ fn check_kms(kms: &KmsConfig, problem: &mut impl FnMut(KeyPath, String)) {
             );
         }
     }
+    if let Some(skip) = &kms.skip {
+        check_skip(skip, at.key("skip"), problem);
+    }
+}
+
+fn check_skip(skip: &SkipConfig, at: KeyPath, problem: &mut impl FnMut(KeyPath, String)) {
+    if skip.listen.is_none() && skip.psk_listen.is_none() {
+        problem(at.clone(), "expected listen, psk_listen or both".into());
+    }
+    match (skip.psk_listen.is_some(), skip.psk.is_empty()) {
+        (true, true) => problem(
+            at.key("psk"),
+            "psk_listen needs at least one encryptor's pre-shared key".into(),
+        ),
+        (false, false) => problem(
+            at.key("psk_listen"),
+            "pre-shared keys are listed but no psk_listen address serves them".into(),
+        ),
+        _ => {}
+    }
+    let mut identities = std::collections::BTreeSet::new();
+    for (i, psk) in skip.psk.iter().enumerate() {
+        let entry = at.key("psk").index(i);
+        if !identities.insert(psk.psk_identity()) {
+            problem(entry.key("identity"), format!("{:?} is listed twice", psk.psk_identity()));
+        }
+        if psk.sae.is_empty() {
+            problem(entry.key("sae"), "expected the encryptor's SAE ID".into());
+        }
+        check_file(problem, entry.key("key_file"), &psk.key_file);
+        if psk.key_file.is_file()
+            && let Err(e) = crate::kms::skip_psk::read_key(&psk.key_file)
+        {
+            problem(entry.key("key_file"), e.to_string());
+        }
+    }
 }
 
 /// The RESTCONF listener, for the authentication check.

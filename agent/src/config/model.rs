@@ -143,6 +143,45 @@ pub struct KmsConfig {
     /// guarantee (5 s of this rate).
     #[serde(default = "default_pair_min_bandwidth")]
     pub default_min_bandwidth_bps: u32,
+    /// The SKIP key provider for encryptors (draft-cisco-skip-02), if any.
+    #[serde(default)]
+    pub skip: Option<SkipConfig>,
+}
+
+/// The SKIP key provider: a listener for encryptors with certificates (TLS 1.3 with the KMS's
+/// `tls`), one for encryptors with pre-shared keys (TLS 1.2 DHE-PSK), or both.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SkipConfig {
+    /// Listening address for encryptors with certificates of the KMS's client CA.
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
+    /// Listening address for encryptors with pre-shared keys (`psk`).
+    #[serde(default)]
+    pub psk_listen: Option<SocketAddr>,
+    /// The encryptors' pre-shared keys.
+    #[serde(default)]
+    pub psk: Vec<SkipPsk>,
+}
+
+/// One encryptor's pre-shared key: a connection made with it acts as SAE `sae`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SkipPsk {
+    /// The SAE (encryptor) ID the key stands for.
+    pub sae: String,
+    /// The PSK identity the encryptor sends in its handshake (default: `sae`).
+    #[serde(default)]
+    pub identity: Option<String>,
+    /// File holding the key, in hex (16 to 256 bytes; keep it readable by the agent only).
+    pub key_file: PathBuf,
+}
+
+impl SkipPsk {
+    /// The PSK identity.
+    pub fn psk_identity(&self) -> &str {
+        self.identity.as_deref().unwrap_or(&self.sae)
+    }
 }
 
 fn default_pair_max_bandwidth() -> u32 {

@@ -9,16 +9,20 @@
 //! [`crypt`], the operator's store key; [`relay`], the hop-by-hop relay over the peer service
 //! (`crate::peer`), which pads each relayed key with keys used once (invariant 3);
 //! [`ownership`], the split of a link's key stream between its ends (invariant 5);
-//! [`etsi014`], delivery to applications.
+//! [`delivery`], key delivery to applications, which the key interfaces adapt: [`etsi014`]
+//! and [`skip`].
 //!
 //! [`health`] watches the stores' fill and rates and raises the 015 threshold alarms.
 
 pub mod crypt;
+pub mod delivery;
 pub mod etsi014;
 pub mod health;
 mod hooks;
 pub mod ownership;
 pub mod relay;
+pub mod skip;
+pub mod skip_psk;
 pub mod startup;
 pub mod store;
 

@@ -18,8 +18,8 @@ use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
 use super::crypt::load_keyring;
-use super::etsi014::identity::IdentityMap;
-use super::etsi014::{Limits, ServerState, Usage};
+use super::delivery::identity::IdentityMap;
+use super::delivery::{KeyDelivery, Limits, Usage};
 use super::health::{HealthView, StoreMonitor, Thresholds};
 use super::hooks::{Application, KeySink};
 use super::relay::{Relay, Routes, VirtRoute};
@@ -44,8 +44,8 @@ pub struct Kms {
     pub sink: Arc<KmsSink>,
     /// Key bits per application.
     pub usage: Arc<Usage>,
-    /// The 014 server's state.
-    pub server: ServerState,
+    /// Key delivery, shared by the key interfaces.
+    pub server: KeyDelivery,
     /// What the peer service needs.
     pub peer: KmsPeer,
     /// Rates and alarm state of every store, refreshed every second.
@@ -303,7 +303,7 @@ pub fn start(
         Relay::new(node, stores.clone(), routes.clone(), clients.clone(), config.key_size_bits);
     tasks.push(OwnedTask::spawn(relay.clone().run(config.relay_stock_keys)));
     let usage = Arc::new(Usage::default());
-    let server = ServerState {
+    let server = KeyDelivery {
         stores: stores.clone(),
         applications,
         pairs: Arc::new(config.pairs.clone()),
@@ -311,10 +311,11 @@ pub fn start(
         limits: Limits::of(config),
         usage: usage.clone(),
         limiter: Arc::default(),
-        defaults: super::etsi014::limits::DefaultRates {
+        defaults: super::delivery::limits::DefaultRates {
             max_bandwidth_bps: config.default_max_bandwidth_bps,
             min_bandwidth_bps: config.default_min_bandwidth_bps,
         },
+        counters: Arc::default(),
     };
     let peer = KmsPeer { node, stores: stores.clone(), relay, routes, clients };
     Ok(Kms { stores, sink, usage, server, peer, health, figures, tasks })

@@ -410,6 +410,7 @@ fn describe(plan: &Plan) -> LabFile {
                 domains: n.domains.clone(),
                 restconf: format!("https://localhost:{}/restconf", n.ports.api),
                 kms_014: format!("https://localhost:{}", n.kms),
+                kms_skip: format!("https://localhost:{}", n.skip),
                 api: format!("https://localhost:{}/api", n.ports.api),
                 metrics: format!("http://127.0.0.1:{}/metrics", n.ports.management),
                 management: format!("http://127.0.0.1:{}", n.ports.management),
@@ -484,16 +485,20 @@ fn hints(lab: &LabFile) -> String {
     if let Some(app) = app
         && let (Ok(master), Ok(slave)) = (lab.sae(&app.master_sae), lab.sae(&app.slave_sae))
     {
-        let kms = |s: &SaeEntry| {
-            lab.nodes.iter().find(|n| n.id == s.node).map(|n| n.kms_014.clone()).unwrap_or_default()
-        };
+        let node = |s: &SaeEntry| lab.nodes.iter().find(|n| n.id == s.node);
+        let kms = |s: &SaeEntry| node(s).map(|n| n.kms_014.clone()).unwrap_or_default();
+        let skip = |s: &SaeEntry| node(s).map(|n| n.kms_skip.clone()).unwrap_or_default();
         text.push_str(&format!(
             "  # keys of the demo application {m} ({mn}) -> {s} ({sn}), relayed through trusted nodes (ETSI 014):\n\
              \x20 curl -s --cacert {ca} --cert {mc} --key {mk} '{mkms}/api/v1/keys/{s}/enc_keys?number=1' | jq .\n\
-             \x20 curl -s --cacert {ca} --cert {sc} --key {sk} '{skms}/api/v1/keys/{m}/dec_keys?key_ID=<key_ID from above>' | jq .\n",
+             \x20 curl -s --cacert {ca} --cert {sc} --key {sk} '{skms}/api/v1/keys/{m}/dec_keys?key_ID=<key_ID from above>' | jq .\n\
+             \x20 # and over SKIP (draft-cisco-skip-02), as encryptors:\n\
+             \x20 curl -s --cacert {ca} --cert {mc} --key {mk} '{mskip}/key?remoteSystemID={s}' | jq .\n\
+             \x20 curl -s --cacert {ca} --cert {sc} --key {sk} '{sskip}/key/<keyId from above>?remoteSystemID={m}' | jq .\n",
             m = master.id, mn = master.node_name, s = slave.id, sn = slave.node_name,
             ca = lab.ca_cert.display(), mc = master.cert.display(), mk = master.key.display(),
             sc = slave.cert.display(), sk = slave.key.display(), mkms = kms(master), skms = kms(slave),
+            mskip = skip(master), sskip = skip(slave),
         ));
         let exe =
             std::env::current_exe().map_or_else(|_| "qkdn".into(), |p| p.display().to_string());
@@ -502,7 +507,10 @@ fn hints(lab: &LabFile) -> String {
              \x20 alias qkdn={exe}; export QKDN_LAB={dir}/lab.json\n\
              \x20 qkdn topology; qkdn paths; qkdn events --follow\n\
              \x20 qkdn keys get --sae {m} --peer {s}\n\
-             \x20 qkdn keys get --sae {s} --peer {m} --key-id <key_ID>\n",
+             \x20 qkdn keys get --sae {s} --peer {m} --key-id <key_ID>\n\
+             \x20 # the same keys for encryptors over SKIP (a keyId is a key_ID without dashes):\n\
+             \x20 qkdn keys skip --sae {m} --peer {s}\n\
+             \x20 qkdn keys skip --sae {s} --peer {m} --key-id <keyId>\n",
             dir = lab.data_dir.display(),
             m = master.id,
             s = slave.id

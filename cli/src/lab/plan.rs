@@ -40,6 +40,8 @@ pub(crate) struct PlannedNode {
     pub(crate) kms: u16,
     /// Peer service.
     pub(crate) peer: u16,
+    /// SKIP key provider (encryptors with certificates).
+    pub(crate) skip: u16,
 }
 
 /// A physical link.
@@ -118,11 +120,13 @@ pub(crate) struct Plan {
 
 /// Ports after the base: controllers (two each), the orchestrator, then four per node.
 const NODE_PORTS_FROM: u16 = 20;
+/// Ports of a node: RESTCONF, management, ETSI 014, peer, SKIP.
+const PORTS_PER_NODE: usize = 5;
 
 impl Plan {
     /// The plan of `topology` in `dir` (absolute) with ports from `base`.
     pub(crate) fn new(topology: &Topology, dir: &Path, base: u16) -> Result<Plan, String> {
-        let needed = NODE_PORTS_FROM as usize + 4 * topology.nodes.len();
+        let needed = NODE_PORTS_FROM as usize + PORTS_PER_NODE * topology.nodes.len();
         if usize::from(base) + needed > 65_535 || topology.domains.len() > 4 {
             return Err(format!(
                 "--base-port {base}: the lab needs ports {base}..{}",
@@ -146,7 +150,7 @@ impl Plan {
             .iter()
             .enumerate()
             .map(|(i, n)| {
-                let at = NODE_PORTS_FROM as usize + 4 * i;
+                let at = NODE_PORTS_FROM as usize + PORTS_PER_NODE * i;
                 PlannedNode {
                     name: n.name.clone(),
                     id: format!("{:08x}-0000-4000-8000-000000000000", i + 1),
@@ -158,6 +162,7 @@ impl Plan {
                     ports: ServicePorts { api: port(at), management: port(at + 1) },
                     kms: port(at + 2),
                     peer: port(at + 3),
+                    skip: port(at + 4),
                 }
             })
             .collect();
@@ -225,7 +230,9 @@ impl Plan {
             self.controllers.iter().flat_map(|c| [c.ports.api, c.ports.management]).collect();
         ports.extend(self.orchestrator.iter().flat_map(|o| [o.api, o.management]));
         ports.extend(
-            self.nodes.iter().flat_map(|n| [n.ports.api, n.ports.management, n.kms, n.peer]),
+            self.nodes
+                .iter()
+                .flat_map(|n| [n.ports.api, n.ports.management, n.kms, n.peer, n.skip]),
         );
         ports
     }
@@ -368,7 +375,8 @@ impl Plan {
              [notifications]\nperformance_period = \"2s\"\n\n\
              [simulator]\nnetwork_secret_file = {secret:?}\nepoch = \"2026-01-01T00:00:00Z\"\ntime_scale = 1.0\nslot = \"1s\"\n\n\
              [peer]\nlisten = \"127.0.0.1:{peer}\"\ntls = {server}\nclient_tls = {client}\n\n\
-             [kms]\nlisten = \"127.0.0.1:{kms}\"\ntls = {server}\nstore_key_file = {store_key:?}\n\n",
+             [kms]\nlisten = \"127.0.0.1:{kms}\"\ntls = {server}\nstore_key_file = {store_key:?}\n\n\
+             [kms.skip]\nlisten = \"127.0.0.1:{skip}\"\n\n",
             name = n.name,
             data = self.dir.join("data").join(Self::agent_name(&n.name)).display().to_string(),
             id = n.id,
@@ -377,6 +385,7 @@ impl Plan {
             controller_port = controller.ports.api,
             peer = n.peer,
             kms = n.kms,
+            skip = n.skip,
             store_key = store_key.display().to_string(),
             domains = n.domains,
             secret = self.simulator_secret().display().to_string(),

@@ -15,6 +15,7 @@ mod registration;
 mod relay;
 mod restconf;
 mod rotation;
+mod skip;
 mod store_alarms;
 mod supply;
 mod tfs;

@@ -25,7 +25,7 @@ struct Lab {
 
 impl Lab {
     fn start(topology: &str, dir: &Path) -> Lab {
-        Lab::start_at(topology, dir, free_port_block(60))
+        Lab::start_at(topology, dir, free_port_block(80))
     }
 
     /// Starts the lab in `dir` with its ports from `base_port`.
@@ -220,6 +220,29 @@ fn keys_of_app(lab: &Json, lab_json: &Path, app: &Json) {
     assert_eq!(code, 1, "{again}");
 }
 
+/// SKIP through curl and the CLI: the master encryptor takes a key at its node's `kms_skip`
+/// with curl, the slave takes it by its keyId with `qkdn keys skip`; the same key.
+fn skip_key_of_app(lab: &Json, lab_json: &Path, app: &Json) {
+    let sae = |id: &Json| {
+        lab["saes"].as_array().unwrap().iter().find(|s| s["id"] == *id).unwrap().clone()
+    };
+    let (master, slave) = (sae(&app["master_sae"]), sae(&app["slave_sae"]));
+    let node = lab["nodes"].as_array().unwrap().iter().find(|n| n["id"] == master["node"]).unwrap();
+    let url = format!("{}/key?remoteSystemID={}", path(&node["kms_skip"]), path(&slave["id"]));
+    #[rustfmt::skip]
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "20", "--cacert", path(&lab["ca_cert"]),
+            "--cert", path(&master["cert"]), "--key", path(&master["key"]), &url])
+        .output()
+        .unwrap();
+    let taken: Json = serde_json::from_slice(&out.stdout).unwrap_or(Json::Null);
+    assert_eq!(taken["key"].as_str().map(str::len), Some(64), "GET {url}: {taken}");
+    #[rustfmt::skip]
+    let (code, fetched) = qkdn(lab_json, &["keys", "skip", "--sae", path(&slave["id"]),
+        "--peer", path(&master["id"]), "--key-id", path(&taken["keyId"])]);
+    assert_eq!((code, &fetched), (0, &taken), "the same key at both ends over SKIP");
+}
+
 #[test]
 fn the_default_lab_is_usable_from_lab_json_with_curl_and_the_cli() {
     let dir = test_dir();
@@ -348,6 +371,7 @@ fn the_default_lab_is_usable_from_lab_json_with_curl_and_the_cli() {
         paths["paths"].as_array().unwrap().iter().find(|p| p["application"] == app["id"]).unwrap();
     assert!(relayed["links"].as_array().unwrap().len() >= 2, "A -> D is relayed: {relayed}");
     keys_of_app(&described, &lab_json, app);
+    skip_key_of_app(&described, &lab_json, app);
     // The links table shows each link's key stock.
     let table = Command::new(binary("qkdn")).arg("--lab").arg(&lab_json).arg("links").output();
     let table = String::from_utf8_lossy(&table.unwrap().stdout).into_owned();

@@ -16,10 +16,11 @@ use serde_json::json;
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use super::usage::Outcome;
+use qkdn_kit::Interface;
+
 use super::wire::*;
-use super::{Route, ServerState};
-use crate::kms::store::{Issued, StoreError, Take};
+use crate::kms::delivery::{DeliveryError, KeyDelivery, NewKeys};
+use crate::kms::store::{Issued, StoreError};
 
 type Auth = Extension<Authorized>;
 
@@ -32,21 +33,13 @@ fn caller(auth: &Auth) -> Result<String, ApiError> {
         .ok_or_else(|| ApiError::unauthorized("a client certificate naming an SAE is required"))
 }
 
-/// The route of the pair, or the refusal (the policy's `sae-pair` condition).
-fn pair_route(
-    state: &ServerState,
-    auth: &Auth,
-    local: &str,
-    remote: &str,
-) -> Result<Route, ApiError> {
-    state.route(local, remote).ok_or_else(|| {
-        let refused = auth.0.refuse(
-            "sae-pair",
-            &format!("keys of SAE {local} with SAE {remote}"),
-            &format!("SAE {local} has no key association with SAE {remote}"),
-        );
-        ApiError::unauthorized(refused.message)
-    })
+fn delivery_error(e: DeliveryError) -> ApiError {
+    match e {
+        DeliveryError::NotPaired(message) => ApiError::unauthorized(message),
+        DeliveryError::OtherLink(_) => ApiError::bad_request(e.to_string()),
+        DeliveryError::Rate(message) => ApiError::unavailable(message),
+        DeliveryError::Store(e) => store_error(e),
+    }
 }
 
 fn store_error(e: StoreError) -> ApiError {
@@ -156,12 +149,12 @@ fn parse_json<T: serde::de::DeserializeOwned + Default>(body: &Bytes) -> Result<
 
 /// `GET {slave}/status`.
 pub(super) async fn status(
-    State(state): State<ServerState>,
+    State(state): State<KeyDelivery>,
     auth: Auth,
     Path(slave): Path<String>,
 ) -> Result<Response, ApiError> {
     let master = caller(&auth)?;
-    let route = pair_route(&state, &auth, &master, &slave)?;
+    let route = state.pair_route(&auth, &master, &slave).map_err(delivery_error)?;
     let limits = &state.limits;
     let target = state.stores.remote_of(route.link).map(|n| n.to_string()).unwrap_or_default();
     let status = Status {
@@ -182,7 +175,7 @@ pub(super) async fn status(
 
 /// `GET {slave}/enc_keys[?number=N&size=S]`.
 pub(super) async fn enc_keys_get(
-    State(state): State<ServerState>,
+    State(state): State<KeyDelivery>,
     auth: Auth,
     Path(slave): Path<String>,
     RawQuery(query): RawQuery,
@@ -207,7 +200,7 @@ pub(super) async fn enc_keys_get(
 
 /// `POST {slave}/enc_keys`.
 pub(super) async fn enc_keys_post(
-    State(state): State<ServerState>,
+    State(state): State<KeyDelivery>,
     auth: Auth,
     Path(slave): Path<String>,
     body: Bytes,
@@ -217,7 +210,7 @@ pub(super) async fn enc_keys_post(
 }
 
 async fn enc_keys(
-    state: ServerState,
+    state: KeyDelivery,
     auth: Auth,
     slave: String,
     request: KeyRequest,
@@ -241,15 +234,7 @@ async fn enc_keys(
         )));
     }
     let size = request.size.unwrap_or(u64::from(limits.key_size));
-    if !size.is_multiple_of(8) {
-        return Err(ApiError::bad_request(SIZE_MULTIPLE_OF_8));
-    }
-    if size < u64::from(limits.min_key_size) || size > u64::from(limits.max_key_size) {
-        return Err(ApiError::bad_request(format!(
-            "size shall be between {} and {} (min_key_size, max_key_size)",
-            limits.min_key_size, limits.max_key_size
-        )));
-    }
+    limits.check_size(size).map_err(|e| ApiError::bad_request(e.to_string()))?;
     if request.additional_slave_SAE_IDs.len() > limits.max_sae_id_count as usize {
         return Err(ApiError::bad_request(format!(
             "at most {} additional_slave_SAE_IDs (max_SAE_ID_count)",
@@ -262,80 +247,14 @@ async fn enc_keys(
             slaves.push(extra.clone());
         }
     }
-    let started = std::time::Instant::now();
-    let route = pair_route(&state, &auth, &master, &slave)?;
-    let result = deliver(&state, &auth, &master, &slaves, &route, number, size).await;
-    if let Some(app) = route.app {
-        let outcome = match &result {
-            Ok(_) => Outcome::Delivered(number as usize),
-            Err(e) if e.no_key_material => Outcome::NoKeyMaterial,
-            Err(_) => Outcome::Refused,
-        };
-        state.usage.record(app, started.elapsed(), outcome);
-    }
-    result
-}
-
-/// The keys of an `enc_keys` request whose route is known.
-async fn deliver(
-    state: &ServerState,
-    auth: &Auth,
-    master: &str,
-    slaves: &[String],
-    route: &Route,
-    number: u64,
-    size: u64,
-) -> Result<Response, ApiError> {
-    let slave = &slaves[0];
-    for extra in &slaves[1..] {
-        if pair_route(state, auth, master, extra)?.link != route.link {
-            return Err(ApiError::bad_request(format!(
-                "SAE {extra} is not reached by the same key association as SAE {slave}"
-            )));
-        }
-    }
-    let applications = state.applications.borrow().clone();
-    let keep_for_others = super::limits::guaranteed_to_others(
-        &applications,
-        &state.pairs,
-        route.link,
-        route.quota,
-        size as u32,
-        state.defaults,
-    );
-    let take = Take {
-        link: route.link,
-        master,
-        slaves,
-        number: number as usize,
-        size_bits: size as u32,
-        ttl: route.ttl,
-        keep_for_others,
-    };
-    let bits = number * size;
-    state
-        .limiter
-        .admit(route.quota, route.rate, bits)
-        .map_err(|e| ApiError::unavailable(e.to_string()))?;
-    let keys = match state.stores.take(&take).await {
-        Ok(keys) => keys,
-        Err(e) => {
-            state.limiter.refund(route.quota, route.rate, bits);
-            return Err(store_error(e));
-        }
-    };
-    if let Some(app) = route.app {
-        state.usage.add(app, bits);
-    }
-    // The IDs are listed only when debug logging is on.
-    tracing::debug!(%master, ?slaves, link = %route.link,
-        keys = ?keys.iter().map(|(id, _)| id).collect::<Vec<_>>(), size, "enc_keys delivered");
+    let request = NewKeys { master: &master, slaves: &slaves, number, size_bits: size };
+    let keys = state.issue(&auth, Interface::Etsi014, request).await.map_err(delivery_error)?;
     Ok(key_container(keys))
 }
 
 /// `GET {master}/dec_keys?key_ID=...`.
 pub(super) async fn dec_keys_get(
-    State(state): State<ServerState>,
+    State(state): State<KeyDelivery>,
     auth: Auth,
     Path(master): Path<String>,
     RawQuery(query): RawQuery,
@@ -354,7 +273,7 @@ pub(super) async fn dec_keys_get(
 
 /// `POST {master}/dec_keys`.
 pub(super) async fn dec_keys_post(
-    State(state): State<ServerState>,
+    State(state): State<KeyDelivery>,
     auth: Auth,
     Path(master): Path<String>,
     body: Bytes,
@@ -366,7 +285,7 @@ pub(super) async fn dec_keys_post(
 }
 
 async fn dec_keys(
-    state: ServerState,
+    state: KeyDelivery,
     auth: Auth,
     master: String,
     ids: Vec<String>,
@@ -392,17 +311,10 @@ async fn dec_keys(
     if distinct.len() != ids.len() {
         return Err(ApiError::bad_request("bad request format: a key ID is named twice"));
     }
-    let route = pair_route(&state, &auth, &slave, &master)?;
-    let fetched = state.stores.fetch(route.link, &slave, &master, &ids).await;
-    if let Some(app) = route.app {
-        state.usage.record_fetch(app, fetched.as_ref().ok().map(Vec::len));
-    }
-    let keys = fetched.map_err(store_error)?;
-    if let Some(app) = route.app {
-        let bits: u64 = keys.iter().map(|(_, k)| k.len() as u64 * 8).sum();
-        state.usage.add(app, bits);
-    }
-    tracing::debug!(%slave, %master, link = %route.link, keys = ?ids, "dec_keys delivered");
+    let keys = state
+        .redeem(&auth, Interface::Etsi014, &slave, &master, &ids)
+        .await
+        .map_err(delivery_error)?;
     Ok(key_container(keys))
 }
 

@@ -11,8 +11,6 @@ use serde_json::{Value as Json_, json};
 
 /// The standard's message for unknown or consumed key IDs.
 pub const KEYS_NOT_FOUND: &str = "one or more keys specified are not found on KME";
-/// The standard's message for sizes that are not whole bytes.
-pub const SIZE_MULTIPLE_OF_8: &str = "size shall be a multiple of 8";
 /// The standard's message for unsupported mandatory extensions.
 pub const MANDATORY_UNSUPPORTED: &str = "not all extension_mandatory parameters are supported";
 
