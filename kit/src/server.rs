@@ -382,27 +382,12 @@ async fn connection(
     stream: TcpStream,
     peer: std::net::SocketAddr,
 ) {
-    let activity = slot.activity.clone();
-    let edge = &shared.options.edge;
     #[cfg(feature = "psk")]
     if let Some(psk) = &shared.options.psk {
-        let handshake = tokio::time::timeout(edge.handshake_timeout, psk.accept(stream));
-        let (tls, identity) = tokio::select! {
-            done = handshake => match done {
-                Ok(Ok(done)) => done,
-                Ok(Err(err)) => {
-                    tracing::info!(%peer, %err, "TLS-PSK handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::info!(%peer, "TLS-PSK handshake not completed in time");
-                    return;
-                }
-            },
-            () = activity.control.notified() => return,
+        let Some((tls, identity)) = handshake(&shared, &slot, peer, psk.accept(stream)).await
+        else {
+            return;
         };
-        activity.handshaken.store(true, Ordering::Relaxed);
-        activity.last_active_ms.store(slot.connections.now_ms(), Ordering::Relaxed);
         let identity = ConnectionIdentity::of_key(identity);
         let service = ConnService::with_identity(&shared, &slot, Some(identity));
         drive(&shared, &slot, TokioIo::new(tls), service).await;
@@ -415,26 +400,9 @@ async fn connection(
         }
         Some(config) => {
             let acceptor = tokio_rustls::TlsAcceptor::from(config.clone());
-            let handshake = tokio::time::timeout(edge.handshake_timeout, acceptor.accept(stream));
-            let tls = tokio::select! {
-                done = handshake => match done {
-                    Ok(Ok(tls)) => tls,
-                    Ok(Err(err)) => {
-                        tracing::info!(%peer, %err, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::info!(%peer, "TLS handshake not completed in time");
-                        return;
-                    }
-                },
-                () = activity.control.notified() => {
-                    tracing::debug!(%peer, "connection still in its handshake closed");
-                    return;
-                }
+            let Some(tls) = handshake(&shared, &slot, peer, acceptor.accept(stream)).await else {
+                return;
             };
-            activity.handshaken.store(true, Ordering::Relaxed);
-            activity.last_active_ms.store(slot.connections.now_ms(), Ordering::Relaxed);
             let certificates = tls.get_ref().1.peer_certificates().map(|c| {
                 PeerCertificates(Arc::new(c.iter().map(|d| d.clone().into_owned()).collect()))
             });
@@ -442,6 +410,38 @@ async fn connection(
             drive(&shared, &slot, TokioIo::new(tls), service).await;
         }
     }
+}
+
+/// Runs a TLS handshake within the edge's handshake timeout, unless the connection is closed
+/// meanwhile (evicted, or the server stops); marks the connection handshaken when it succeeds.
+async fn handshake<T, E: std::fmt::Display>(
+    shared: &Shared,
+    slot: &Slot,
+    peer: std::net::SocketAddr,
+    accept: impl Future<Output = Result<T, E>>,
+) -> Option<T> {
+    let activity = &slot.activity;
+    let timed = tokio::time::timeout(shared.options.edge.handshake_timeout, accept);
+    let done = tokio::select! {
+        done = timed => match done {
+            Ok(Ok(done)) => done,
+            Ok(Err(err)) => {
+                tracing::info!(%peer, %err, "TLS handshake failed");
+                return None;
+            }
+            Err(_) => {
+                tracing::info!(%peer, "TLS handshake not completed in time");
+                return None;
+            }
+        },
+        () = activity.control.notified() => {
+            tracing::debug!(%peer, "connection still in its handshake closed");
+            return None;
+        }
+    };
+    activity.handshaken.store(true, Ordering::Relaxed);
+    activity.last_active_ms.store(slot.connections.now_ms(), Ordering::Relaxed);
+    Some(done)
 }
 
 /// Runs the HTTP connection until it ends, is evicted, stays idle too long, or the server

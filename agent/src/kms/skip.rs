@@ -23,7 +23,6 @@
 //! `Allow: GET`. Every error has an RFC 9457 body.
 
 use axum::Extension;
-use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -273,11 +272,7 @@ fn key_answer(keys: Vec<Issued>) -> Response {
     body.extend_from_slice(TAIL);
     debug_assert_eq!(body.len(), length, "the buffer never grew");
     drop(keys);
-    let mut response = Response::new(Body::from(Bytes::from_owner(body)));
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
+    crate::kms::delivery::wiped_json(body)
 }
 
 /// `GET /entropy[?minentropy=..]`: a sample of the operating system's generator, used for

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use qkdn_kit::{Authorized, Interface};
 use tokio::sync::watch;
 use uuid::Uuid;
+use zeroize::Zeroizing;
 
 use self::identity::IdentityMap;
 use self::usage::Outcome;
@@ -354,6 +355,19 @@ impl KeyDelivery {
         tracing::debug!(%slave, %master, link = %route.link, keys = ?ids, "keys redeemed");
         Ok(keys)
     }
+}
+
+/// A JSON answer holding key material: `body` is sent as it is and wiped when the response is
+/// dropped (the key interfaces write keys straight into a buffer of the answer's exact length,
+/// so no unwiped copy is left behind).
+pub fn wiped_json(body: Zeroizing<Vec<u8>>) -> axum::response::Response {
+    use axum::http::{HeaderValue, header};
+    let bytes = axum::body::Bytes::from_owner(body);
+    let mut response = axum::response::Response::new(axum::body::Body::from(bytes));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
 }
 
 /// A delivery operation, as counted.

@@ -6,9 +6,8 @@
 //! that does not exist.
 
 use axum::Extension;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use qkdn_kit::Authorized;
@@ -111,11 +110,7 @@ fn key_container(keys: Vec<Issued>) -> Response {
     put(&mut body, &mut at, b"]}");
     debug_assert_eq!(at, body.len());
     drop(keys);
-    let mut response = Response::new(Body::from(Bytes::from_owner(body)));
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
+    crate::kms::delivery::wiped_json(body)
 }
 
 /// The query's parameters, percent-decoded; a parameter given twice is refused.
