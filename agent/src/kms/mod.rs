@@ -16,6 +16,7 @@
 
 pub mod crypt;
 pub mod delivery;
+pub mod etsi004;
 pub mod etsi014;
 pub mod health;
 mod hooks;
