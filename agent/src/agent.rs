@@ -180,7 +180,7 @@ impl AgentHandle {
 /// Where the SKIP key provider listens.
 #[derive(Clone, Copy, Debug, Default)]
 struct SkipAddrs {
-    /// For encryptors with certificates (TLS 1.3).
+    /// For encryptors with certificates (the KMS's TLS settings).
     certificates: Option<SocketAddr>,
     /// For encryptors with pre-shared keys (TLS 1.2 DHE-PSK).
     keys: Option<SocketAddr>,

@@ -148,7 +148,7 @@ pub struct KmsConfig {
     pub skip: Option<SkipConfig>,
 }
 
-/// The SKIP key provider: a listener for encryptors with certificates (TLS 1.3 with the KMS's
+/// The SKIP key provider: a listener for encryptors with certificates (the KMS's
 /// `tls`), one for encryptors with pre-shared keys (TLS 1.2 DHE-PSK), or both.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]

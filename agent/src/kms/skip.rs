@@ -8,8 +8,9 @@
 //! * `GET /entropy[?minentropy=BITS]`: random bytes from the operating system's generator,
 //!   `{randomStr, minentropy}`.
 //!
-//! An encryptor is an SAE: `localSystemID` is the calling SAE's ID, from its certificate (TLS
-//! 1.3, the shared TLS policy) or its pre-shared key (TLS 1.2 DHE-PSK, `qkdn_kit::psk`), never
+//! An encryptor is an SAE: `localSystemID` is the calling SAE's ID, from its certificate (the
+//! shared TLS policy, as the KMS's `tls` sets it) or its pre-shared key (TLS 1.2 DHE-PSK,
+//! `qkdn_kit::psk`), never
 //! from the request; `remoteSystemID` is the peer SAE's ID. So SKIP pairs are ETSI 014 pairs,
 //! served by the same delivery core ([`super::delivery`]) with the same quotas and guarantees:
 //! `/key` issues one key for the peer, `/key/{keyId}` redeems it there, once. The `keyId` is the
