@@ -17,7 +17,7 @@ pub const MAIN_DOMAIN: &str = "main";
 /// The simulated devices' shared secret.
 const SECRET: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 
-/// A node of the test network. The agent binds its RESTCONF, management and ETSI 014
+/// A node of the test network. The agent binds its RESTCONF, management, ETSI 014 and SKIP
 /// listeners where it likes at its first start (port 0) and says where; they are 0 until then,
 /// and kept across restarts. Only its peer port is picked in advance: its neighbours name it.
 pub struct NodePorts {
@@ -31,6 +31,8 @@ pub struct NodePorts {
     pub kms: u16,
     /// Peer service (gRPC over TLS).
     pub peer: u16,
+    /// SKIP key provider (HTTPS, certificates).
+    pub skip: u16,
 }
 
 /// The ports a controller said it bound.
@@ -119,6 +121,7 @@ impl TestNetwork {
                     management: 0,
                     kms: 0,
                     peer: free_port(),
+                    skip: 0,
                 };
                 ((*n).to_owned(), ports)
             })
@@ -193,7 +196,8 @@ impl TestNetwork {
              [notifications]\nperformance_period = \"300ms\"\n\n\
              [simulator]\nnetwork_secret = \"{SECRET}\"\nepoch = \"{}\"\ntime_scale = 10.0\nslot = \"1s\"\n\n\
              [peer]\nlisten = \"127.0.0.1:{}\"\ntls = {server}\nclient_tls = {client}\n\n\
-             [kms]\nlisten = \"127.0.0.1:{}\"\ntls = {server}\nstore_key_file = \"{}\"\nrelay_stock_keys = 256\n\n",
+             [kms]\nlisten = \"127.0.0.1:{}\"\ntls = {server}\nstore_key_file = \"{}\"\nrelay_stock_keys = 256\n\n\
+             [kms.skip]\nlisten = \"127.0.0.1:{}\"\n\n",
             self.dir.join(format!("{name}-data")).display(),
             n.id,
             n.restconf,
@@ -204,6 +208,7 @@ impl TestNetwork {
             n.peer,
             n.kms,
             store_key.display(),
+            n.skip,
         );
         for (id, a, ia, b, ib) in &self.links {
             let (iface, remote, remote_iface) = if a == name {
@@ -250,6 +255,7 @@ impl TestNetwork {
         ports.restconf = process.port("restconf");
         ports.management = process.port("management");
         ports.kms = process.port("kms");
+        ports.skip = process.port("skip");
         self.agents.insert(name.to_owned(), process);
     }
 

@@ -2,7 +2,7 @@
 //! itself, another node, the SAE of a pair, an SAE of another pair, operator admin and viewer,
 //! the node's controller and another domain's, an orchestrator, a certificate of the CA naming
 //! no identity, a certificate of another CA, no certificate) calls every read and write
-//! endpoint of every service (agent RESTCONF, agent API, ETSI 014, KMS peer service, controller
+//! endpoint of every service (agent RESTCONF, agent API, ETSI 014, SKIP, KMS peer service, controller
 //! REST and 018 RESTCONF, orchestrator REST and RESTCONF). Each cell expects its answer from
 //! SECURITY.md's table; each refusal is in the interface's own format; every refused write is
 //! read back to show it changed nothing; the refusals are counted in `/metrics`.
@@ -251,6 +251,7 @@ async fn every_identity_gets_exactly_what_the_policy_allows_on_every_interface()
     let admin = callers.client(Who::Admin);
     let agent_a = format!("https://localhost:{}", net.nodes["a"].restconf);
     let kms_a = format!("https://localhost:{}", net.nodes["a"].kms);
+    let skip_a = format!("https://localhost:{}", net.nodes["a"].skip);
     let controller = net.url("");
     let orch = format!("https://localhost:{o_api}");
     let dummy_path = format!(
@@ -349,6 +350,24 @@ async fn every_identity_gets_exactly_what_the_policy_allows_on_every_interface()
             body: Some(json!({"number": 1})),
             format: Format::Etsi014,
             allowed: vec![(SaeOfPair, 200)],
+        },
+        Endpoint {
+            what: "SKIP capabilities",
+            method: Method::GET,
+            url: format!("{skip_a}/capabilities"),
+            body: None,
+            format: Format::Problem,
+            // Any SAE learns its own peers (sae-x has none at A).
+            allowed: vec![(SaeOfPair, 200), (SaeOther, 200)],
+        },
+        Endpoint {
+            what: "SKIP key",
+            method: Method::GET,
+            url: format!("{skip_a}/key?remoteSystemID=sae-c"),
+            body: None,
+            format: Format::Problem,
+            // An SAE of no pair with sae-c: the draft's 400 for an unknown remoteSystemID.
+            allowed: vec![(SaeOfPair, 200), (SaeOther, 400)],
         },
         Endpoint {
             what: "controller read",
@@ -560,7 +579,7 @@ async fn every_identity_gets_exactly_what_the_policy_allows_on_every_interface()
                 "agent API write (clear relay figures)" if !allowed => {
                     assert!(relays_of_a().await >= before_relays, "{cell}: figures were cleared");
                 }
-                "ETSI 014 enc_keys" if !allowed => {
+                "ETSI 014 enc_keys" | "SKIP key" if !allowed || who == SaeOther => {
                     assert_eq!(requests_of_x().await, before_requests, "{cell}: keys were taken");
                 }
                 "controller write (DELETE an application)" => {
