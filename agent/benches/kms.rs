@@ -2,12 +2,13 @@
 //!
 //! ```text
 //! cargo bench -p qkdn-agent --bench kms [-- --seconds N] [--only enc|restconf|hops|chain]
-//!     [--agent PATH [--legacy]]
+//!     [--agent PATH [--legacy] [--without-skip]]
 //! ```
 //!
 //! `--agent` runs the agents from another build of `qkdn-agent` (to measure two builds with the
 //! same load, one after the other); `--legacy` for builds from before typed identities and
-//! quotas (their configuration has no quota settings). Every agent serves RESTCONF, ETSI 014
+//! quotas (their configuration has no quota settings), `--without-skip` for builds from before
+//! the SKIP key provider (no `[kms.skip]`, no SKIP loads). Every agent serves RESTCONF, ETSI 014
 //! and the peer service over mutual TLS, with the certificates of one CA.
 //!
 //! * `enc`: two `qkdn-agent` processes (bench profile) with their KMSs, A pinned to core 0 and
@@ -53,12 +54,18 @@ use zeroize::Zeroizing;
 struct Build {
     agent: PathBuf,
     legacy: bool,
+    /// Whether the build has the SKIP key provider.
+    skip: bool,
 }
 
 static BUILD: std::sync::OnceLock<Build> = std::sync::OnceLock::new();
 
 fn build() -> &'static Build {
-    BUILD.get_or_init(|| Build { agent: env!("CARGO_BIN_EXE_qkdn-agent").into(), legacy: false })
+    BUILD.get_or_init(|| Build {
+        agent: env!("CARGO_BIN_EXE_qkdn-agent").into(),
+        legacy: false,
+        skip: true,
+    })
 }
 
 /// The agent's allocator, so that the in-process part measures what the agent runs.
@@ -396,7 +403,7 @@ fn bench_enc(dir: &Path, seconds: f64) {
     let pki = Pki::new(dir);
     let (sae_cert, sae_key) = pki.sae("sae-a");
     // SKIP's listener at A, for builds that have one.
-    let skip = (!build().legacy).then(free_port);
+    let skip = (!build().legacy && build().skip).then(free_port);
     let pairs = |local: &str, remote: &str, skip: Option<u16>| {
         // The pair's quota (a rate limit every pair has) set beyond what is measured.
         let quota = if build().legacy { "" } else { "default_max_bandwidth_bps = 4000000000\n" };
@@ -701,20 +708,21 @@ fn bench_chain(dir: &Path, length: usize, seconds: f64) -> Json {
 fn main() {
     let mut args = std::env::args().skip(1);
     let (mut seconds, mut only) = (5.0f64, None::<String>);
-    let (mut agent, mut legacy) = (None::<PathBuf>, false);
+    let (mut agent, mut legacy, mut skip) = (None::<PathBuf>, false, true);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--seconds" => seconds = args.next().and_then(|s| s.parse().ok()).expect("--seconds N"),
             "--only" => only = args.next(),
             "--agent" => agent = Some(args.next().expect("--agent PATH").into()),
             "--legacy" => legacy = true,
+            "--without-skip" => skip = false,
             "--bench" => {}
             other => panic!("unknown argument {other}"),
         }
     }
     let agent = agent.unwrap_or_else(|| env!("CARGO_BIN_EXE_qkdn-agent").into());
     println!("agent: {} ({})\n", agent.display(), if legacy { "legacy" } else { "current" });
-    let _ = BUILD.set(Build { agent, legacy });
+    let _ = BUILD.set(Build { agent, legacy, skip });
     let runs = |part: &str| only.as_deref().is_none_or(|o| o == part);
     let dir = tempfile::tempdir().unwrap();
     if std::env::var_os("QKDN_BENCH_KEEP").is_some() {
