@@ -12,7 +12,7 @@
 //! The caller is always the SAE its credential names ([`qkdn_kit::Authorized`]); a request
 //! for a pair it is not part of is refused through the gate's refusal path (logged, counted).
 //! Every outcome is counted per interface ([`InterfaceCounters`]) and per application
-//! ([`usage`]).
+//! ([`Usage`]).
 
 pub mod identity;
 pub mod limits;
