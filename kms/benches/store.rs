@@ -141,6 +141,7 @@ async fn takes(handle: &LinkHandle, tasks: usize, number: usize, seconds: f64) -
                     size_bits: 256,
                     expires_ms: u64::MAX,
                     keep_for_others: 0,
+                    chunk: None,
                 };
                 match handle.take(request).await {
                     Ok(_) => done += 1,

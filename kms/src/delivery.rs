@@ -1,6 +1,12 @@
 //! Deliveries: who received a key with `enc_keys` and who may still fetch it with `dec_keys`.
 //! A delivery carries no material: the parts' material stays in their blocks until every named
 //! slave has it. Its ID is the ID of its first part (the key ID the master SAE received).
+//!
+//! A chunk of a key stream (ETSI GS QKD 004) is a delivery tagged with its [`StreamChunk`] and
+//! reserved at both ends: at the other end for the destination application, as any delivery,
+//! and at the owner, once the other end confirmed, for the source application (the owner keeps
+//! it as a mirror delivery whose slave is the source). Each end hands it to its application
+//! once, by its stream and index; a chunk is in a store at most once.
 //! A relay record is the other record of who may use keys: relayed keys stored at an end of a
 //! virtual link and held until their relay is committed (pending), or the outcome of a relay
 //! the far end has settled (committed or refused), kept for a while to answer the source.
@@ -16,6 +22,15 @@ pub enum DeliveryState {
     Delivering,
     /// At the other end: the owner handed it out; the named slaves may fetch it.
     Reserved,
+}
+
+/// A chunk of a key stream: the stream's ID (its KSID) and the chunk's index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct StreamChunk {
+    /// The key stream.
+    pub stream: Uuid,
+    /// The chunk's index in it.
+    pub index: u32,
 }
 
 /// A key handed to a master SAE.
@@ -35,6 +50,10 @@ pub struct Delivery {
     pub size_bits: u32,
     /// When it is erased if not fetched, ms since the Unix epoch.
     pub expires_ms: u64,
+    /// The key stream chunk it is (absent for `enc_keys` deliveries; rows written before
+    /// streams existed have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunk: Option<StreamChunk>,
 }
 
 impl Delivery {
@@ -46,7 +65,10 @@ impl Delivery {
     /// Whether `other` is the same delivery of the same parts to the same parties (a retried
     /// reservation).
     pub fn same_as(&self, other: &Delivery) -> bool {
-        self.parts == other.parts && self.master == other.master && self.slaves == other.slaves
+        self.parts == other.parts
+            && self.master == other.master
+            && self.slaves == other.slaves
+            && self.chunk == other.chunk
     }
 }
 

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 use uuid::Uuid;
 
-use crate::delivery::{DeliveryGroup, RelayRecord};
+use crate::delivery::{DeliveryGroup, RelayRecord, StreamChunk};
 use crate::disk::{Disk, DiskBlocks, DiskError, StoredBlock};
 use crate::legacy::Migrated;
 use crate::link::{Issued, LinkSettings, LinkStats, LinkStore, StoreError};
@@ -222,6 +222,21 @@ impl NodeStores {
             }
         }
         Err(OwnerError::Store(StoreError::NotFound))
+    }
+
+    /// Chunk `chunk` of a key stream for `slave`, whose other end is `master`, from the store
+    /// of `link` (the stream's).
+    pub async fn fetch_chunk(
+        &self,
+        link: Uuid,
+        slave: &str,
+        master: &str,
+        chunk: StreamChunk,
+        now_ms: u64,
+    ) -> Result<Vec<Issued>, OwnerError> {
+        let links = self.links.load_full();
+        let entry = links.get(&link).ok_or(OwnerError::Store(StoreError::NotFound))?;
+        entry.handle.fetch_chunk(slave, master, chunk, now_ms).await
     }
 
     /// The link whose store holds a record of relay `relay` (pending or settled).

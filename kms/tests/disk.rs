@@ -214,6 +214,7 @@ fn rows_of_one_delivery_written_before_rows_held_several_still_load() {
         parts: vec![Uuid::from_u128(id)],
         size_bits: 256,
         expires_ms: 77,
+        chunk: None,
     };
     {
         // The previous version's row: link, expiry, delivery ID → one delivery.

@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use qkdn_kms::block::Placement;
-use qkdn_kms::delivery::Delivery;
+use qkdn_kms::delivery::{Delivery, StreamChunk};
 use qkdn_kms::disk::{Disk, DiskBlocks, DiskOp};
 use qkdn_kms::link::{
     Issued, Lacking, LinkSettings, LinkStore, NewBlock, Relayed, ReserveError, StoreError, Take,
@@ -268,6 +268,7 @@ impl World {
             size_bits: parts * KEY_BYTES * 8 - 8,
             expires_ms: self.now + ttl,
             keep_for_others: keep,
+            chunk: None,
         };
         let end = self.end(at_b);
         let stats = end.store.stats();
@@ -432,6 +433,7 @@ impl World {
             parts: vec![part],
             size_bits: KEY_BYTES * 8,
             expires_ms: self.now + 10_000,
+            chunk: None,
         };
         let end = self.end(to_b);
         let before = end.store.stats();
@@ -801,6 +803,7 @@ fn the_deliveries_of_one_request_are_one_row_at_each_end() {
         size_bits: KEY_BYTES * 8,
         expires_ms: 1_000,
         keep_for_others: 0,
+        chunk: None,
     };
     let taken = a.store.take(&request).unwrap();
     assert_eq!(rows(&taken.ops), (1, 0), "16 deliveries, one row");
@@ -828,4 +831,74 @@ fn the_deliveries_of_one_request_are_one_row_at_each_end() {
     b.crash(&ring);
     a.crash(&ring);
     assert_eq!((b.store.delivery_rows(), a.store.delivery_rows()), (0, 0));
+}
+
+#[test]
+fn a_stream_chunk_is_reserved_at_both_ends_and_each_end_fetches_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let ring = Keyring::new(StoreKey::generate());
+    let (node_a, node_b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+    let mut a = End::open(node_a, node_b, dir.path().join("a.redb"), &ring);
+    let mut b = End::open(node_b, node_a, dir.path().join("b.redb"), &ring);
+    let ids: Vec<Uuid> = (1..=40).map(Uuid::from_u128).collect();
+    let material: Vec<u8> = (0..ids.len() * KEY_BYTES as usize).map(|i| i as u8).collect();
+    for end in [&mut a, &mut b] {
+        let block = NewBlock {
+            ids: ids.clone(),
+            material: Zeroizing::new(material.clone()),
+            key_bytes: KEY_BYTES,
+            placement: Placement { sequence: 0, step: 1 },
+        };
+        let (blocks, ops) = end.store.ingest(&ring, block, 0).unwrap();
+        end.write(&ops);
+        end.store.stored(blocks);
+    }
+    let chunk = StreamChunk { stream: Uuid::from_u128(0x5715), index: 3 };
+    let slaves = vec!["dst".to_string()];
+    let request = Take {
+        master: "src",
+        slaves: &slaves,
+        number: 1,
+        size_bits: KEY_BYTES * 8,
+        expires_ms: 1_000,
+        keep_for_others: 0,
+        chunk: Some(chunk),
+    };
+    // More than one key, or a chunk twice, is refused before anything changes.
+    let two = Take { number: 2, ..request };
+    assert!(matches!(a.store.take(&two), Err(StoreError::Malformed(_))));
+    let taken = a.store.take(&request).unwrap();
+    a.write(&taken.ops);
+    assert!(matches!(a.store.take(&request), Err(StoreError::ChunkExists(c)) if c == chunk));
+    let key = taken.issued[0].1.clone();
+    // The other end reserves it for the destination; a second delivery claiming the same
+    // chunk is refused there.
+    let reserved = b.store.reserve(&taken.deliveries).unwrap();
+    b.write(&reserved);
+    let mut other = taken.deliveries[0].clone();
+    other.parts = vec![ids[39]];
+    assert!(matches!(b.store.reserve(&[other]), Err(ReserveError::Malformed(_))));
+    // Confirmed at the owner, the source's copy stays, for the source; across a crash.
+    let confirmed = a.store.confirm(&[taken.deliveries[0].parts[0]]);
+    a.write(&confirmed);
+    a.crash(&ring);
+    b.crash(&ring);
+    assert_eq!(a.store.stats().deliveries, 1, "held for the source");
+    assert!(matches!(a.store.take(&request), Err(StoreError::ChunkExists(c)) if c == chunk));
+    // Each end's application fetches it once, by chunk; nobody else, and not twice.
+    assert_eq!(a.store.fetch_chunk("dst", "src", chunk, 0).unwrap_err(), StoreError::NotFound);
+    let (at_a, ops) = a.store.fetch_chunk("src", "dst", chunk, 0).unwrap();
+    a.write(&ops);
+    assert_eq!(a.store.stats().consumed, 1, "the source's copy is erased once fetched");
+    let (at_b, ops) = b.store.fetch_chunk("dst", "src", chunk, 0).unwrap();
+    b.write(&ops);
+    assert_eq!((&at_a[0].1, &at_b[0].1), (&key, &key), "the same bytes at both ends");
+    for end in [&mut a, &mut b] {
+        end.crash(&ring);
+        for (local, remote) in [("src", "dst"), ("dst", "src")] {
+            let again = end.store.fetch_chunk(local, remote, chunk, 0);
+            assert_eq!(again.unwrap_err(), StoreError::NotFound, "once per end");
+        }
+        end.store.audit().unwrap();
+    }
 }

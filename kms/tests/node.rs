@@ -85,6 +85,7 @@ fn request(number: usize) -> TakeRequest {
         size_bits: 128,
         expires_ms: u64::MAX,
         keep_for_others: 0,
+        chunk: None,
     }
 }
 

@@ -128,6 +128,7 @@ fn request(master: &str, number: usize) -> TakeRequest {
         size_bits: 128,
         expires_ms: u64::MAX,
         keep_for_others: 0,
+        chunk: None,
     }
 }
 

@@ -207,7 +207,8 @@ async fn new_key(
         let size = bits(&pairs, "size", DEFAULT_KEY_BITS)?;
         delivery.limits.check_size(size).map_err(|e| bad_request(e.to_string()))?;
         let slaves = [remote];
-        let request = NewKeys { master: &local, slaves: &slaves, number: 1, size_bits: size };
+        let request =
+            NewKeys { master: &local, slaves: &slaves, number: 1, size_bits: size, chunk: None };
         let keys = delivery.issue(&auth, Interface::Skip, request).await.map_err(delivery_error)?;
         Ok::<_, Refusal>(key_answer(keys))
     };

@@ -26,7 +26,7 @@ use uuid::Uuid;
 use zeroize::Zeroizing;
 
 pub use qkdn_kms::block::Placement;
-pub use qkdn_kms::delivery::{Delivery, DeliveryState};
+pub use qkdn_kms::delivery::{Delivery, DeliveryState, StreamChunk};
 pub use qkdn_kms::link::{Issued, Pad};
 
 use crate::device::KeyBlock;
@@ -160,6 +160,9 @@ pub struct Take<'a> {
     /// Keys (of `size_bits`) that must stay in the store for the other SAE pairs of the link,
     /// checked in the same step as the take.
     pub keep_for_others: usize,
+    /// The key stream chunk the key is: one key for one slave, reserved at both ends (the
+    /// master fetches its copy with [`KeyStores::fetch_chunk`]).
+    pub chunk: Option<StreamChunk>,
 }
 
 /// The key stores of a node.
@@ -325,6 +328,7 @@ impl KeyStores {
                 size_bits: request.size_bits,
                 expires_ms,
                 keep_for_others: request.keep_for_others,
+                chunk: request.chunk,
             };
             match handle.take(take).await.map_err(StoreError::from) {
                 Err(StoreError::Unusable(n)) if attempt < MAX_TAKE_ATTEMPTS => {
@@ -384,6 +388,21 @@ impl KeyStores {
             return Err(StoreError::NoLink(link));
         }
         Ok(self.stores.fetch(link, slave, master, ids.to_vec(), now_ms()).await?)
+    }
+
+    /// Chunk `chunk` of a key stream for `local` (the application at this end) whose other end
+    /// is `remote`, from the store of `link`; once.
+    pub async fn fetch_chunk(
+        &self,
+        link: Uuid,
+        local: &str,
+        remote: &str,
+        chunk: StreamChunk,
+    ) -> Result<Vec<Issued>, StoreError> {
+        if self.stores.link(link).is_none() {
+            return Err(StoreError::NoLink(link));
+        }
+        Ok(self.stores.fetch_chunk(link, local, remote, chunk, now_ms()).await?)
     }
 
     /// Pads for relaying `count` keys of `key_bits` over `link`: keys this end owns, erased

@@ -222,6 +222,10 @@ impl Reserver for GrpcPeerSync {
                         part_ids: d.parts.iter().map(Uuid::to_string).collect(),
                         size_bits: d.size_bits,
                         expires_ms: d.expires_ms,
+                        chunk: d.chunk.map(|c| qkdn_proto::peer::v1::StreamChunk {
+                            stream_id: c.stream.to_string(),
+                            index: c.index,
+                        }),
                     })
                     .collect(),
             };

@@ -31,7 +31,7 @@ use qkdn_kit::authz::grpc_authorized;
 
 use super::{Announcement, PeerHub};
 use crate::kms::relay::{Relay, RelayError, Routes};
-use crate::kms::store::{Delivery, DeliveryState};
+use crate::kms::store::{Delivery, DeliveryState, StreamChunk};
 use crate::kms::store::{KeyStores, ReserveError, StoreError};
 use crate::peer::PeerClients;
 
@@ -122,6 +122,15 @@ pub fn delivery_of(d: &KeyDelivery) -> Result<Delivery, Status> {
     if uuid_of("key_id", &d.key_id)? != parts[0] {
         return Err(Status::invalid_argument("a delivery's key_id must be its first part's ID"));
     }
+    let chunk = match &d.chunk {
+        Some(c) => {
+            if d.slave_sae_ids.len() != 1 {
+                return Err(Status::invalid_argument("a stream chunk has one slave"));
+            }
+            Some(StreamChunk { stream: uuid_of("chunk.stream_id", &c.stream_id)?, index: c.index })
+        }
+        None => None,
+    };
     Ok(Delivery {
         state: DeliveryState::Delivering,
         master: d.master_sae_id.clone(),
@@ -130,6 +139,7 @@ pub fn delivery_of(d: &KeyDelivery) -> Result<Delivery, Status> {
         parts,
         size_bits: d.size_bits,
         expires_ms: d.expires_ms,
+        chunk,
     })
 }
 

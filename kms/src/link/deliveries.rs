@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, HashSet};
 use uuid::Uuid;
 
 use super::{Aborted, Issued, KeyAt, Lacking, LinkStore, ReserveError, StoreError, Take, Taken};
-use crate::delivery::{Delivery, DeliveryState};
+use crate::delivery::{Delivery, DeliveryState, StreamChunk};
 use crate::disk::DiskOp;
 
 impl LinkStore {
@@ -25,6 +25,14 @@ impl LinkStore {
     /// link's other pairs in the same step). Answer with the keys only after the other end
     /// reserved them and [`confirm`](Self::confirm) ran.
     pub fn take(&mut self, request: &Take<'_>) -> Result<Taken, StoreError> {
+        if let Some(chunk) = request.chunk {
+            if request.number != 1 || request.slaves.len() != 1 {
+                return Err(StoreError::Malformed("a stream chunk is one key for one slave"));
+            }
+            if self.chunks.contains_key(&chunk) {
+                return Err(StoreError::ChunkExists(chunk));
+            }
+        }
         let per_key = self.parts_per_key(request.size_bits);
         let needed = per_key * request.number;
         let usable = self.free.len().saturating_sub(self.reserve_left());
@@ -63,6 +71,7 @@ impl LinkStore {
                 parts: ids,
                 size_bits: request.size_bits,
                 expires_ms: request.expires_ms,
+                chunk: request.chunk,
             };
             let id = delivery.parts[0];
             taken.issued.push((id, bytes));
@@ -78,13 +87,26 @@ impl LinkStore {
     /// they are confirmed again after the restart).
     pub fn confirm(&mut self, ids: &[Uuid]) -> Vec<DiskOp> {
         let mut touched = BTreeSet::new();
+        let mut mirrors = Vec::new();
         for id in ids {
             self.in_flight.remove(id);
             let Some(delivery) = self.forget_delivery(id) else { continue };
-            self.consume(&delivery, &mut touched);
+            match delivery.chunk {
+                // A stream chunk stays here for the master: a reservation whose slave is the
+                // master and whose master is the other end's application (its parts stay held).
+                Some(_) => mirrors.push(Delivery {
+                    state: DeliveryState::Reserved,
+                    master: delivery.slaves[0].clone(),
+                    slaves: vec![delivery.master.clone()],
+                    fetched: Vec::new(),
+                    ..delivery
+                }),
+                None => self.consume(&delivery, &mut touched),
+            }
         }
         let mut erasures = self.flush(touched);
         erasures.extend(self.group_writes());
+        erasures.extend(self.record_deliveries(&mirrors));
         erasures
     }
 
@@ -216,6 +238,11 @@ impl LinkStore {
             if delivery.slaves.is_empty() {
                 return Err(ReserveError::Malformed("a delivery without slaves"));
             }
+            if let Some(chunk) = &delivery.chunk
+                && self.chunks.get(chunk).is_some_and(|held| *held != id)
+            {
+                return Err(ReserveError::Malformed("a stream chunk this store holds already"));
+            }
             if self
                 .deliveries
                 .get(&id)
@@ -267,6 +294,19 @@ impl LinkStore {
         ops.extend(self.record_deliveries(&reserved));
         self.compact_others();
         Ok(ops)
+    }
+
+    /// Chunk `chunk` of a key stream for `slave` (the application at this end), whose other
+    /// end is `master`'s; once. Like [`fetch`](Self::fetch), anything else is `NotFound`.
+    pub fn fetch_chunk(
+        &mut self,
+        slave: &str,
+        master: &str,
+        chunk: StreamChunk,
+        now_ms: u64,
+    ) -> Result<(Vec<Issued>, Vec<DiskOp>), StoreError> {
+        let id = *self.chunks.get(&chunk).ok_or(StoreError::NotFound)?;
+        self.fetch(slave, master, &[id], now_ms)
     }
 
     /// `dec_keys`: the keys `ids` for `slave` of `master`, all or nothing, each once per slave.

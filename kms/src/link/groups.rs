@@ -51,6 +51,9 @@ impl LinkStore {
                 let Some(id) = delivery.id() else { continue };
                 members.push(id);
                 self.groups.row_of.insert(id, group);
+                if let Some(chunk) = delivery.chunk {
+                    self.chunks.insert(chunk, id);
+                }
                 self.deliveries.insert(id, delivery.clone());
             }
             ops.push(DiskOp::PutDeliveries {
@@ -72,6 +75,9 @@ impl LinkStore {
             let Some(id) = delivery.id() else { continue };
             members.push(id);
             self.groups.row_of.insert(id, group.id);
+            if let Some(chunk) = delivery.chunk {
+                self.chunks.insert(chunk, id);
+            }
             self.deliveries.insert(id, delivery);
         }
         self.groups.rows.insert(group.id, Group { expires_ms, members });
@@ -81,6 +87,9 @@ impl LinkStore {
     /// [`group_writes`](Self::group_writes).
     pub(super) fn forget_delivery(&mut self, id: &Uuid) -> Option<Delivery> {
         let delivery = self.deliveries.remove(id)?;
+        if let Some(chunk) = &delivery.chunk {
+            self.chunks.remove(chunk);
+        }
         if let Some(group) = self.groups.row_of.remove(id) {
             self.groups.changed.insert(group);
         }

@@ -33,7 +33,7 @@ use zeroize::Zeroizing;
 
 use crate::block::{Block, KeySet, Placement};
 pub use crate::block::{BlockSource, MAX_BLOCK_KEYS};
-use crate::delivery::{Delivery, DeliveryGroup, RelayRecord};
+use crate::delivery::{Delivery, DeliveryGroup, RelayRecord, StreamChunk};
 use crate::disk::{DiskOp, StoredBlock};
 use crate::seal::{BlockPlace, Keyring, SealError};
 
@@ -70,6 +70,9 @@ pub enum StoreError {
     /// A key ID is unknown, already fetched, expired, or not delivered for the caller.
     #[error("one or more keys specified are not found on KME")]
     NotFound,
+    /// The key stream chunk is in the store already (each index is made once).
+    #[error("chunk {} of key stream {} exists already", .0.index, .0.stream)]
+    ChunkExists(StreamChunk),
     /// A block repeats a key ID this store holds (or repeats one of its own).
     #[error("key ID {0} is already in the store of this link")]
     DuplicateKeyId(Uuid),
@@ -225,6 +228,9 @@ pub struct Take<'a> {
     pub expires_ms: u64,
     /// Keys (of `size_bits`) that must stay for the link's other SAE pairs.
     pub keep_for_others: usize,
+    /// The key stream chunk the key is (then `number` is 1 and there is one slave): reserved
+    /// at both ends, the owner's copy for the master once the other end confirmed.
+    pub chunk: Option<StreamChunk>,
 }
 
 /// A key handed out: its ID and bytes.
@@ -298,6 +304,8 @@ pub struct LinkStore {
     held: HashSet<KeyAt>,
     /// Deliveries by ID.
     deliveries: HashMap<Uuid, Delivery>,
+    /// The deliveries that are key stream chunks, by chunk.
+    chunks: HashMap<StreamChunk, Uuid>,
     /// The rows they are written in.
     groups: groups::Groups,
     /// Deliveries whose request is waiting for the other end.
@@ -349,6 +357,7 @@ impl LinkStore {
             others: VecDeque::new(),
             held: HashSet::new(),
             deliveries: HashMap::new(),
+            chunks: HashMap::new(),
             groups: groups::Groups::default(),
             in_flight: HashSet::new(),
             relays: HashMap::new(),

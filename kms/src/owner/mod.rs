@@ -18,7 +18,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use crate::delivery::Delivery;
+use crate::delivery::{Delivery, StreamChunk};
 use crate::disk::{DiskError, DiskOp};
 use crate::link::{
     Issued, Lacking, LinkStats, LinkStore, NewBlock, ReserveError, StoreError, Take,
@@ -92,9 +92,19 @@ pub struct TakeRequest {
     pub expires_ms: u64,
     /// Keys that must stay for the link's other SAE pairs.
     pub keep_for_others: usize,
+    /// The key stream chunk the key is, reserved at both ends (one key, one slave).
+    pub chunk: Option<StreamChunk>,
 }
 
 type Reply<T> = oneshot::Sender<Result<T, OwnerError>>;
+
+/// Which reserved keys a fetch asks for.
+enum Wanted {
+    /// By key ID (`dec_keys`).
+    Ids(Vec<Uuid>),
+    /// A key stream's chunk.
+    Chunk(StreamChunk),
+}
 
 enum Command {
     Ingest(NewBlock, u64, Reply<()>),
@@ -118,7 +128,7 @@ enum Command {
     Fetch {
         slave: String,
         master: String,
-        ids: Vec<Uuid>,
+        wanted: Wanted,
         now_ms: u64,
         reply: Reply<Vec<Issued>>,
     },
@@ -196,8 +206,21 @@ impl LinkHandle {
         ids: Vec<Uuid>,
         now_ms: u64,
     ) -> Result<Vec<Issued>, OwnerError> {
-        let (slave, master) = (slave.to_owned(), master.to_owned());
-        self.ask(|reply| Command::Fetch { slave, master, ids, now_ms, reply }).await?
+        let (slave, master, wanted) = (slave.to_owned(), master.to_owned(), Wanted::Ids(ids));
+        self.ask(|reply| Command::Fetch { slave, master, wanted, now_ms, reply }).await?
+    }
+
+    /// Chunk `chunk` of a key stream for `slave` (the application at this end) whose other
+    /// end is `master`; returns once the fetch is durable.
+    pub async fn fetch_chunk(
+        &self,
+        slave: &str,
+        master: &str,
+        chunk: StreamChunk,
+        now_ms: u64,
+    ) -> Result<Vec<Issued>, OwnerError> {
+        let (slave, master, wanted) = (slave.to_owned(), master.to_owned(), Wanted::Chunk(chunk));
+        self.ask(|reply| Command::Fetch { slave, master, wanted, now_ms, reply }).await?
     }
 
     /// Erases what expired by `now_ms`.
@@ -313,6 +336,7 @@ impl Owner {
                     size_bits: request.size_bits,
                     expires_ms: request.expires_ms,
                     keep_for_others: request.keep_for_others,
+                    chunk: request.chunk,
                 };
                 let taken = match self.store.take(&take) {
                     Ok(taken) => taken,
@@ -410,8 +434,12 @@ impl Owner {
                     let _ = reply.send(Err(e));
                 }
             },
-            Command::Fetch { slave, master, ids, now_ms, reply } => {
-                match self.store.fetch(&slave, &master, &ids, now_ms) {
+            Command::Fetch { slave, master, wanted, now_ms, reply } => {
+                let fetched = match wanted {
+                    Wanted::Ids(ids) => self.store.fetch(&slave, &master, &ids, now_ms),
+                    Wanted::Chunk(chunk) => self.store.fetch_chunk(&slave, &master, chunk, now_ms),
+                };
+                match fetched {
                     Ok((issued, ops)) => {
                         let durable = self.writer.write(ops);
                         tokio::spawn(async move {

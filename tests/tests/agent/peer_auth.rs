@@ -144,6 +144,7 @@ async fn a_node_cannot_act_where_its_certificate_does_not_put_it() {
         part_ids: vec![Uuid::from_u128(0xbeef).to_string()],
         size_bits: 256,
         expires_ms: u64::MAX,
+        chunk: None,
     };
     let reserve = |link: &str, owner: &str, sender: &str| ReserveKeysRequest {
         link_id: link.into(),

@@ -31,7 +31,7 @@ use self::identity::IdentityMap;
 use self::usage::Outcome;
 pub use self::usage::{AppDelivery, Usage};
 use super::hooks::Application;
-use super::store::{Issued, KeyStores, StoreError, Take};
+use super::store::{Issued, KeyStores, StoreError, StreamChunk, Take};
 use crate::config::{KmsConfig, SaePair};
 
 /// Limits every interface announces and enforces.
@@ -161,6 +161,10 @@ pub struct NewKeys<'a> {
     pub number: u64,
     /// Bits each (checked with [`Limits::check_size`] before).
     pub size_bits: u64,
+    /// The key stream chunk the key is (then `number` is 1 and there is one slave): it is
+    /// reserved at both ends, each end's application fetches it with
+    /// [`KeyDelivery::redeem_chunk`], and the master's answer holds no key.
+    pub chunk: Option<StreamChunk>,
 }
 
 impl KeyDelivery {
@@ -298,6 +302,7 @@ impl KeyDelivery {
             size_bits: request.size_bits as u32,
             ttl: route.ttl,
             keep_for_others,
+            chunk: request.chunk,
         };
         let bits = request.number * request.size_bits;
         self.limiter
@@ -330,6 +335,25 @@ impl KeyDelivery {
         ids: &[Uuid],
     ) -> Result<Vec<Issued>, DeliveryError> {
         let result = self.redeem_on(auth, slave, master, ids).await;
+        let keys = result.as_ref().map_or(0, Vec::len);
+        self.counters.count(interface, Operation::Redeem, &result.as_ref().map(|_| ()), keys);
+        result
+    }
+
+    /// Chunk `chunk` of a key stream for `local` (the application at this end) whose other end
+    /// is `remote`, once, over `interface`.
+    pub async fn redeem_chunk(
+        &self,
+        auth: &Authorized,
+        interface: Interface,
+        (local, remote): (&str, &str),
+        chunk: StreamChunk,
+    ) -> Result<Vec<Issued>, DeliveryError> {
+        let result = async {
+            let route = self.pair_route(auth, local, remote)?;
+            Ok(self.stores.fetch_chunk(route.link, local, remote, chunk).await?)
+        }
+        .await;
         let keys = result.as_ref().map_or(0, Vec::len);
         self.counters.count(interface, Operation::Redeem, &result.as_ref().map(|_| ()), keys);
         result

@@ -242,7 +242,8 @@ async fn enc_keys(
             slaves.push(extra.clone());
         }
     }
-    let request = NewKeys { master: &master, slaves: &slaves, number, size_bits: size };
+    let request =
+        NewKeys { master: &master, slaves: &slaves, number, size_bits: size, chunk: None };
     let keys = state.issue(&auth, Interface::Etsi014, request).await.map_err(delivery_error)?;
     Ok(key_container(keys))
 }
