@@ -771,25 +771,34 @@ fn a_repeated_key_id_is_refused_and_changes_nothing() {
     assert_eq!(end.store.stats().stored, 2, "what was stored survives, nothing else");
 }
 
+/// The two ends of a link in `dir`, both holding one block of the keys 1 to 40 (key `i`'s
+/// bytes all `i`).
+fn two_ends_with_one_block(dir: &std::path::Path, ring: &Keyring) -> (End, End, Vec<Uuid>) {
+    let (node_a, node_b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+    let mut a = End::open(node_a, node_b, dir.join("a.redb"), ring);
+    let mut b = End::open(node_b, node_a, dir.join("b.redb"), ring);
+    let ids: Vec<Uuid> = (1..=40).map(Uuid::from_u128).collect();
+    let material: Vec<u8> =
+        (0..ids.len() * KEY_BYTES as usize).map(|i| (i / KEY_BYTES as usize + 1) as u8).collect();
+    for end in [&mut a, &mut b] {
+        let block = NewBlock {
+            ids: ids.clone(),
+            material: Zeroizing::new(material.clone()),
+            key_bytes: KEY_BYTES,
+            placement: Placement { sequence: 0, step: 1 },
+        };
+        let (blocks, ops) = end.store.ingest(ring, block, 0).unwrap();
+        end.write(&ops);
+        end.store.stored(blocks);
+    }
+    (a, b, ids)
+}
+
 #[test]
 fn the_deliveries_of_one_request_are_one_row_at_each_end() {
     let dir = tempfile::tempdir().unwrap();
     let ring = Keyring::new(StoreKey::generate());
-    let (node_a, node_b) = (Uuid::from_u128(1), Uuid::from_u128(2));
-    let mut a = End::open(node_a, node_b, dir.path().join("a.redb"), &ring);
-    let mut b = End::open(node_b, node_a, dir.path().join("b.redb"), &ring);
-    let ids: Vec<Uuid> = (1..=40).map(Uuid::from_u128).collect();
-    for end in [&mut a, &mut b] {
-        let block = NewBlock {
-            ids: ids.clone(),
-            material: Zeroizing::new(vec![7; ids.len() * KEY_BYTES as usize]),
-            key_bytes: KEY_BYTES,
-            placement: Placement { sequence: 0, step: 1 },
-        };
-        let (blocks, ops) = end.store.ingest(&ring, block, 0).unwrap();
-        end.write(&ops);
-        end.store.stored(blocks);
-    }
+    let (mut a, mut b, _) = two_ends_with_one_block(dir.path(), &ring);
     let rows = |ops: &[DiskOp]| {
         let put = ops.iter().filter(|op| matches!(op, DiskOp::PutDeliveries { .. })).count();
         let removed = ops.iter().filter(|op| matches!(op, DiskOp::RemoveDeliveries { .. })).count();
@@ -837,22 +846,7 @@ fn the_deliveries_of_one_request_are_one_row_at_each_end() {
 fn a_stream_chunk_is_reserved_at_both_ends_and_each_end_fetches_it_once() {
     let dir = tempfile::tempdir().unwrap();
     let ring = Keyring::new(StoreKey::generate());
-    let (node_a, node_b) = (Uuid::from_u128(1), Uuid::from_u128(2));
-    let mut a = End::open(node_a, node_b, dir.path().join("a.redb"), &ring);
-    let mut b = End::open(node_b, node_a, dir.path().join("b.redb"), &ring);
-    let ids: Vec<Uuid> = (1..=40).map(Uuid::from_u128).collect();
-    let material: Vec<u8> = (0..ids.len() * KEY_BYTES as usize).map(|i| i as u8).collect();
-    for end in [&mut a, &mut b] {
-        let block = NewBlock {
-            ids: ids.clone(),
-            material: Zeroizing::new(material.clone()),
-            key_bytes: KEY_BYTES,
-            placement: Placement { sequence: 0, step: 1 },
-        };
-        let (blocks, ops) = end.store.ingest(&ring, block, 0).unwrap();
-        end.write(&ops);
-        end.store.stored(blocks);
-    }
+    let (mut a, mut b, ids) = two_ends_with_one_block(dir.path(), &ring);
     let chunk = StreamChunk { stream: Uuid::from_u128(0x5715), index: 3 };
     let slaves = vec!["dst".to_string()];
     let request = Take {
