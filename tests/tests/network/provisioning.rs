@@ -131,7 +131,12 @@ async fn applications_get_relayed_keys_and_move_when_a_trusted_node_dies() {
     let at_a = net.restconf("a").get(&link_path, &[]).await.unwrap();
     assert_eq!(at_a["etsi-qkd-sdn-node:qkd_link"][0]["virt_next_hop"], json!([net.nodes["d"].id]));
     let at_e = net.restconf("e").get(&link_path, &[]).await.unwrap();
-    assert_eq!(at_e["etsi-qkd-sdn-node:qkd_link"][0]["virt_prev_hop"], json!(net.nodes["d"].id));
+    let controller_view = net.get(&format!("/api/v1/applications/{APP_AC}")).await;
+    assert_eq!(
+        at_e["etsi-qkd-sdn-node:qkd_link"][0]["virt_prev_hop"],
+        json!(net.nodes["d"].id),
+        "e holds {at_e} while the controller says {controller_view}"
+    );
     let (sent, received) = sae_a.exchange(&sae_c, "sae-a", "sae-c", 8, 30).await;
     assert_eq!(sent, received, "keys relayed over the new path");
     let events = net.get("/api/v1/events").await;

@@ -180,10 +180,11 @@ async fn saes_in_two_domains_get_identical_keys_through_the_gateway() {
     controller_two.restart();
     wait_status(api, service_path, "active").await;
 
-    // The orchestrator is killed and restarted: the service is still there.
+    // The orchestrator is killed and restarted: the service is still there, and active.
     orchestrator.restart();
     let (status, kept) = call(api, reqwest::Method::GET, service_path, None).await;
     assert_eq!((status, &kept["svc_link_id"]), (200, &service["svc_link_id"]), "{kept}");
+    wait_status(api, service_path, "active").await;
 
     // Bad requests.
     let (status, body) = call(
@@ -207,6 +208,18 @@ async fn saes_in_two_domains_get_identical_keys_through_the_gateway() {
     let (_, list) = call(api, reqwest::Method::GET, "/api/v1/services", None).await;
     assert_eq!(list["services"].as_array().unwrap().len(), 1);
 
+    // b2 is in domain two's view again once it has registered with the restarted controller
+    // two (a heartbeat after that restart); the orchestrator's restart may come before.
+    let b2 = net.nodes["b2"].id.clone();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, network) = call(api, reqwest::Method::GET, "/api/v1/network", None).await;
+        if network["nodes"].as_array().is_some_and(|n| n.iter().any(|x| x["id"] == b2)) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "b2 not in the network: {network}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let infeasible = json!({"server": {"sae_id": "x", "node": net.nodes["a1"].id}, "client": {"sae_id": "y", "node": net.nodes["b2"].id}, "qos": {"rate_bps": 4000000000u64}});
     let (status, body) =
         call(api, reqwest::Method::POST, "/api/v1/services", Some(&infeasible)).await;
