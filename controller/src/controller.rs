@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use qkdn_kit::Servers;
-use qkdn_kit::server::{Edge, ServeOptions};
+use qkdn_kit::server::ServeOptions;
 use tokio::net::TcpListener;
 
 use crate::api::{self, ApiState};
@@ -83,16 +83,13 @@ impl Controller {
         );
         let management = management_router(core.clone(), denials);
         let mut servers = Servers::new();
-        let api_options = ServeOptions {
-            tls,
-            edge: Edge::api(),
-            format_of: crate::access::format,
-            ..ServeOptions::default()
-        };
-        servers.spawn("api", api_listener, api_router, api_options);
-        let management_options =
-            ServeOptions { edge: Edge::management(), ..ServeOptions::default() };
-        servers.spawn("management", management_listener, management, management_options);
+        servers.spawn(
+            "api",
+            api_listener,
+            api_router,
+            ServeOptions::api(tls, crate::access::format),
+        );
+        servers.spawn("management", management_listener, management, ServeOptions::management());
         tracing::info!(api = %api_addr, management = %management_addr, "controller started");
         Ok(Controller { core, api_addr, management_addr, servers })
     }

@@ -128,6 +128,19 @@ fn problem_format(_: &str) -> ErrorFormat {
     ErrorFormat::Problem
 }
 
+impl ServeOptions {
+    /// A service's API listener: `tls` (or plain HTTP), the API edge, refusals as
+    /// `format_of` says.
+    pub fn api(tls: Option<Arc<rustls::ServerConfig>>, format_of: fn(&str) -> ErrorFormat) -> Self {
+        ServeOptions { tls, edge: Edge::api(), format_of, ..ServeOptions::default() }
+    }
+
+    /// A management listener (plain HTTP, the management edge).
+    pub fn management() -> Self {
+        ServeOptions { edge: Edge::management(), ..ServeOptions::default() }
+    }
+}
+
 impl Default for ServeOptions {
     fn default() -> Self {
         ServeOptions {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use qkdn_kit::Servers;
-use qkdn_kit::server::{Edge, ServeOptions};
+use qkdn_kit::server::ServeOptions;
 use qkdn_kit::task::OwnedTask;
 use qkdn_yang::restconf::RestconfClient;
 use tokio::net::TcpListener;
@@ -148,16 +148,8 @@ impl Orchestrator {
         let management_router =
             qkdn_kit::management::router(Observed { state: metrics_state, denials });
         let mut servers = Servers::new();
-        let api_options = ServeOptions {
-            tls,
-            edge: Edge::api(),
-            format_of: crate::access::format,
-            ..ServeOptions::default()
-        };
-        servers.spawn("api", api, api_router, api_options);
-        let management_options =
-            ServeOptions { edge: Edge::management(), ..ServeOptions::default() };
-        servers.spawn("management", management, management_router, management_options);
+        servers.spawn("api", api, api_router, ServeOptions::api(tls, crate::access::format));
+        servers.spawn("management", management, management_router, ServeOptions::management());
         tracing::info!(api = %api_addr, management = %management_addr, domains = config.domains.len(), "orchestrator started");
         Ok(Orchestrator { api_addr, management_addr, tasks, servers })
     }

@@ -21,6 +21,7 @@ pub mod etsi014;
 pub mod health;
 mod hooks;
 pub mod ownership;
+pub mod query;
 pub mod relay;
 pub mod skip;
 pub mod skip_psk;

@@ -100,29 +100,14 @@ fn caller(auth: &Authorized) -> Result<String, Refusal> {
     })
 }
 
-/// The query's parameters among `known`, percent-decoded; anything else, or one given twice,
-/// is refused.
+/// The query's parameters ([`super::query`]); any but `known` is refused.
 fn query(raw: &Option<String>, known: &[&str]) -> Result<Vec<(String, String)>, Refusal> {
-    let decode = |text: &str| {
-        percent_encoding::percent_decode_str(text)
-            .decode_utf8()
-            .map(|c| c.into_owned())
-            .map_err(|_| bad_request("the query string is not valid UTF-8"))
-    };
-    let mut pairs: Vec<(String, String)> = Vec::new();
-    for part in raw.as_deref().unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = part.split_once('=').unwrap_or((part, ""));
-        let (key, value) = (decode(key)?, decode(value)?);
-        if !known.contains(&key.as_str()) {
-            return Err(bad_request(format!(
-                "unknown query parameter {key}; this resource takes {}",
-                known.join(", ")
-            )));
-        }
-        if pairs.iter().any(|(k, _)| *k == key) {
-            return Err(bad_request(format!("query parameter {key} is given more than once")));
-        }
-        pairs.push((key, value));
+    let pairs = super::query::parameters(raw.as_deref()).map_err(|e| bad_request(e.to_string()))?;
+    if let Some((key, _)) = pairs.iter().find(|(k, _)| !known.contains(&k.as_str())) {
+        return Err(bad_request(format!(
+            "unknown query parameter {key}; this resource takes {}",
+            known.join(", ")
+        )));
     }
     Ok(pairs)
 }
@@ -266,15 +251,22 @@ fn key_answer(keys: Vec<Issued>) -> Response {
     body.extend_from_slice(HEAD);
     body.extend_from_slice(id.as_bytes());
     body.extend_from_slice(MIDDLE);
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    for byte in key.iter() {
-        body.push(HEX[usize::from(byte >> 4)]);
-        body.push(HEX[usize::from(byte & 0x0f)]);
-    }
+    put_hex(&mut body, key, LOWER_HEX);
     body.extend_from_slice(TAIL);
     debug_assert_eq!(body.len(), length, "the buffer never grew");
     drop(keys);
     crate::kms::delivery::wiped_json(body)
+}
+
+const LOWER_HEX: &[u8; 16] = b"0123456789abcdef";
+const UPPER_HEX: &[u8; 16] = b"0123456789ABCDEF";
+
+/// Appends `bytes` to `out` in hexadecimal with `digits`.
+fn put_hex(out: &mut Vec<u8>, bytes: &[u8], digits: &[u8; 16]) {
+    for byte in bytes {
+        out.push(digits[usize::from(byte >> 4)]);
+        out.push(digits[usize::from(byte & 0x0f)]);
+    }
 }
 
 /// `GET /entropy[?minentropy=..]`: a sample of the operating system's generator, used for
@@ -293,7 +285,9 @@ async fn entropy(Extension(auth): Extension<Authorized>, RawQuery(raw): RawQuery
         aws_lc_rs::rand::fill(&mut sample).map_err(|_| {
             refusal(StatusCode::SERVICE_UNAVAILABLE, "the random generator did not answer")
         })?;
-        let hex: String = sample.iter().map(|b| format!("{b:02X}")).collect();
+        let mut hex = Zeroizing::new(Vec::with_capacity(2 * sample.len()));
+        put_hex(&mut hex, &sample, UPPER_HEX);
+        let hex = std::str::from_utf8(&hex).expect("hex digits are ASCII");
         Ok(Json(json!({"randomStr": hex, "minentropy": wanted})).into_response())
     })();
     answer.unwrap_or_else(IntoResponse::into_response)
